@@ -1,0 +1,101 @@
+//! Socket addresses as users write them: `IP:PORT`, `[IPv6]:PORT`, `host:PORT`.
+//!
+//! The command line only checks the shape; names are resolved once, when the
+//! command starts, so a slow resolver never sits inside the poll loop.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::error::Error;
+
+/// An address as given on the command line, checked for shape but not resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    text: String,
+}
+
+impl Endpoint {
+    /// Checks the shape `HOST:PORT`; returns the reason when it is wrong.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not an address: expected HOST:PORT"))?;
+        if host.is_empty() {
+            return Err(format!("'{text}' is not an address: the host is empty"));
+        }
+        let bracketed = host.starts_with('[') && host.ends_with(']');
+        if host.contains(':') && !bracketed {
+            return Err(format!(
+                "'{text}' is not an address: write IPv6 addresses as [ADDR]:PORT"
+            ));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("'{text}' is not an address: '{port}' is not a port number"))?;
+        Ok(Endpoint {
+            text: text.to_string(),
+        })
+    }
+
+    /// Resolves the address; the first result wins, as for `connect` in std.
+    pub fn resolve(&self) -> Result<SocketAddr, Error> {
+        let mut addrs = self
+            .text
+            .to_socket_addrs()
+            .map_err(|err| Error::address(&self.text, "resolve", err))?;
+        addrs.next().ok_or_else(|| {
+            Error::Session(format!("cannot resolve {}: no addresses found", self.text))
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ipv4_ipv6_and_names() {
+        for text in ["127.0.0.1:80", "[::1]:0", "localhost:65535"] {
+            assert!(Endpoint::parse(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes_with_reason() {
+        let err = Endpoint::parse("localhost").unwrap_err();
+        assert!(err.contains("expected HOST:PORT"), "{err}");
+        let err = Endpoint::parse("::1:80").unwrap_err();
+        assert!(err.contains("[ADDR]:PORT"), "{err}");
+        let err = Endpoint::parse("host:http").unwrap_err();
+        assert!(err.contains("'http' is not a port number"), "{err}");
+        let err = Endpoint::parse("host:70000").unwrap_err();
+        assert!(err.contains("'70000'"), "{err}");
+        let err = Endpoint::parse(":80").unwrap_err();
+        assert!(err.contains("host is empty"), "{err}");
+    }
+
+    #[test]
+    fn resolves_literal_addresses() {
+        let v4 = Endpoint::parse("127.0.0.1:8080")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(v4, "127.0.0.1:8080".parse().unwrap());
+        let v6 = Endpoint::parse("[::1]:9").unwrap().resolve().unwrap();
+        assert_eq!(v6, "[::1]:9".parse().unwrap());
+    }
+
+    #[test]
+    fn unresolvable_name_is_an_error_naming_it() {
+        let err = Endpoint::parse("no-such-host.invalid:80")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
+    }
+}

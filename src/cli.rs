@@ -1,0 +1,617 @@
+//! The command line: lexopt parsing into plain data, one function and one help
+//! text per command. Nothing here touches the network or the file system.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+use crate::addr::Endpoint;
+use crate::error::Error;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|describe> [OPTIONS] [ARGS]";
+const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
+const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
+const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
+const DESCRIBE_USAGE: &str = "usage: tcptape describe [-v] FILE";
+
+const MAIN_HELP: &str = "\
+tcptape: record TCP sessions into tapes, replay either side byte for byte
+
+usage: tcptape <COMMAND> [OPTIONS] [ARGS]
+
+commands:
+  proxy     record sessions between clients and a server into tapes
+  server    play the recorded server to clients, checking what they send
+  client    play the recorded client against a server, checking its answers
+  describe  list the frames of a tape
+
+options:
+  -h, --help     print help (also after a command: tcptape proxy --help)
+  -V, --version  print the version
+
+exit codes: 0 success, 1 error, 2 usage error, 3 replay mismatch
+logging: RUST_LOG=debug|info|warn|error (default info), on stderr
+";
+
+const PROXY_HELP: &str = "\
+Record sessions between clients and a server into tapes.
+
+usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE
+
+Accepts clients on LISTEN, connects each to CONNECT, forwards both directions
+and records every byte, pause and half-close. With a plain FILE one session is
+recorded, then the proxy exits. With {n} in FILE it keeps serving: the k-th
+session is recorded to FILE with {n} replaced by k.
+
+arguments:
+  LISTEN    address to accept clients on (IP:PORT, [IPv6]:PORT, HOST:PORT;
+            port 0 picks a free port, logged at start)
+  CONNECT   address of the real server
+  FILE      tape to write; may contain {n}
+
+options:
+  --buffer SIZE       ring buffer per direction and session (default 256K;
+                      suffixes K and M; 1K to 1024M)
+  --max-sessions N    with {n}: stop after N sessions
+  --idle-timeout SECS end a session after SECS without traffic (default: never)
+  -h, --help          print this help
+";
+
+const SERVER_HELP: &str = "\
+Play the recorded server to every client that connects, checking every byte
+the client sends against the tape.
+
+usage: tcptape server [OPTIONS] LISTEN FILE
+
+options:
+  -n, --no-assert     count the client's bytes, don't compare them
+  -d, --delay         replay the recorded delays before the server's sends
+      --speed F       scale delays by 1/F (implies --delay)
+  -a, --abort         exit 3 at the first mismatch
+      --once          serve one connection, then exit with its verdict
+      --timeout SECS  fail a session that waits longer than SECS for its peer
+      --text-diff     add a line diff to mismatch reports when both are text
+  -h, --help          print this help
+";
+
+const CLIENT_HELP: &str = "\
+Play the recorded client against a real server, checking every byte the
+server sends against the tape.
+
+usage: tcptape client [OPTIONS] CONNECT FILE
+
+options:
+  -n, --no-assert     count the server's bytes, don't compare them
+  -d, --delay         replay the recorded delays before the client's sends
+      --speed F       scale delays by 1/F (implies --delay)
+      --timeout SECS  fail if the server keeps us waiting longer than SECS
+      --text-diff     add a line diff to mismatch reports when both are text
+  -h, --help          print this help
+";
+
+const DESCRIBE_HELP: &str = "\
+List the frames of a tape.
+
+usage: tcptape describe [-v] FILE
+
+options:
+  -v, --verbose  show each data frame's payload as a hexdump
+  -h, --help     print this help
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Proxy(ProxyArgs),
+    Server(ServerArgs),
+    Client(ClientArgs),
+    Describe(DescribeArgs),
+    /// Print this text to stdout and exit 0.
+    Help(&'static str),
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyArgs {
+    pub listen: Endpoint,
+    pub connect: Endpoint,
+    pub tape: PathBuf,
+    pub buffer: usize,
+    pub max_sessions: Option<u64>,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Options shared by both replay roles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOptions {
+    pub no_assert: bool,
+    /// Delays are replayed when this is set; 1.0 is recorded speed.
+    pub speed: Option<f64>,
+    pub timeout: Option<Duration>,
+    pub text_diff: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerArgs {
+    pub listen: Endpoint,
+    pub tape: PathBuf,
+    pub replay: ReplayOptions,
+    pub abort: bool,
+    pub once: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientArgs {
+    pub connect: Endpoint,
+    pub tape: PathBuf,
+    pub replay: ReplayOptions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeArgs {
+    pub tape: PathBuf,
+    pub verbose: bool,
+}
+
+pub const DEFAULT_BUFFER: usize = 256 * 1024;
+const MIN_BUFFER: usize = 1024;
+const MAX_BUFFER: usize = 1024 * 1024 * 1024;
+
+/// Parses the arguments after the program name.
+pub fn parse<I>(args: I) -> Result<Command, Error>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut parser = lexopt::Parser::from_args(args);
+    let usage_err = |e: lexopt::Error| Error::usage(e.to_string(), MAIN_USAGE);
+    match parser.next().map_err(usage_err)? {
+        None => Err(Error::usage("missing command", MAIN_USAGE)),
+        Some(Short('h') | Long("help")) => Ok(Command::Help(MAIN_HELP)),
+        Some(Short('V') | Long("version")) => Ok(Command::Version),
+        Some(Value(name)) => match name.to_str() {
+            Some("proxy") => parse_proxy(&mut parser),
+            Some("server") => parse_server(&mut parser),
+            Some("client") => parse_client(&mut parser),
+            Some("describe") => parse_describe(&mut parser),
+            _ => Err(Error::usage(
+                format!("unknown command '{}'", name.to_string_lossy()),
+                MAIN_USAGE,
+            )),
+        },
+        Some(arg) => Err(usage_err(arg.unexpected())),
+    }
+}
+
+/// The positional arguments of one command, taken in order by name.
+struct Positionals {
+    values: Vec<OsString>,
+    usage: &'static str,
+}
+
+impl Positionals {
+    fn new(usage: &'static str) -> Positionals {
+        Positionals {
+            values: Vec::new(),
+            usage,
+        }
+    }
+
+    /// Checks the count against `names` and hands the values back in order.
+    fn finish(self, names: &[&str]) -> Result<Vec<OsString>, Error> {
+        if let Some(extra) = self.values.get(names.len()) {
+            let extra = extra.to_string_lossy();
+            return Err(Error::usage(
+                format!("unexpected argument '{extra}'"),
+                self.usage,
+            ));
+        }
+        if let Some(missing) = names.get(self.values.len()) {
+            return Err(Error::usage(
+                format!("missing argument {missing}"),
+                self.usage,
+            ));
+        }
+        Ok(self.values)
+    }
+}
+
+fn lexopt_error(usage: &'static str) -> impl Fn(lexopt::Error) -> Error {
+    move |err| Error::usage(err.to_string(), usage)
+}
+
+fn endpoint(name: &str, value: OsString, usage: &'static str) -> Result<Endpoint, Error> {
+    let text = value.into_string().map_err(|v| {
+        Error::usage(
+            format!("{name}: '{}' is not UTF-8", v.to_string_lossy()),
+            usage,
+        )
+    })?;
+    Endpoint::parse(&text).map_err(|reason| Error::usage(format!("{name}: {reason}"), usage))
+}
+
+fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = PROXY_USAGE;
+    let err = lexopt_error(usage);
+    let mut positionals = Positionals::new(usage);
+    let mut buffer = DEFAULT_BUFFER;
+    let mut max_sessions = None;
+    let mut idle_timeout = None;
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(PROXY_HELP)),
+            Long("buffer") => buffer = parse_size("--buffer", &text(parser, usage)?, usage)?,
+            Long("max-sessions") => {
+                let value = text(parser, usage)?;
+                let n = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        Error::usage(
+                            format!("--max-sessions: '{value}' is not a positive whole number"),
+                            usage,
+                        )
+                    })?;
+                max_sessions = Some(n);
+            }
+            Long("idle-timeout") => {
+                idle_timeout = Some(parse_seconds(
+                    "--idle-timeout",
+                    &text(parser, usage)?,
+                    usage,
+                )?)
+            }
+            Value(value) => positionals.values.push(value),
+            _ => return Err(err(arg.unexpected())),
+        }
+    }
+    let mut values = positionals
+        .finish(&["LISTEN", "CONNECT", "FILE"])?
+        .into_iter();
+    let (listen, connect, tape) = (next(&mut values), next(&mut values), next(&mut values));
+    let tape = PathBuf::from(tape);
+    if max_sessions.is_some() && !crate::proxy::is_numbered(&tape) {
+        return Err(Error::usage(
+            "--max-sessions needs a FILE with {n}: a plain FILE records one session",
+            usage,
+        ));
+    }
+    Ok(Command::Proxy(ProxyArgs {
+        listen: endpoint("LISTEN", listen, usage)?,
+        connect: endpoint("CONNECT", connect, usage)?,
+        tape,
+        buffer,
+        max_sessions,
+        idle_timeout,
+    }))
+}
+
+/// The option's name as written (`-n`, `--speed`): an owned copy, so the
+/// parser's borrow of the argument ends before the option's value is read.
+fn option_name(arg: &lexopt::Arg<'_>) -> String {
+    match arg {
+        Short(c) => format!("-{c}"),
+        Long(name) => format!("--{name}"),
+        Value(value) => value.to_string_lossy().into_owned(),
+    }
+}
+
+/// Parses an option shared by both replay roles; false when `name` is not one.
+fn replay_option(
+    parser: &mut lexopt::Parser,
+    name: &str,
+    options: &mut ReplayOptions,
+    usage: &'static str,
+) -> Result<bool, Error> {
+    match name {
+        "-n" | "--no-assert" => options.no_assert = true,
+        "-d" | "--delay" => {
+            options.speed.get_or_insert(1.0);
+        }
+        "--speed" => {
+            let value = text(parser, usage)?;
+            let speed = value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    Error::usage(
+                        format!("--speed: '{value}' is not a positive number"),
+                        usage,
+                    )
+                })?;
+            options.speed = Some(speed);
+        }
+        "--timeout" => {
+            options.timeout = Some(parse_seconds("--timeout", &text(parser, usage)?, usage)?)
+        }
+        "--text-diff" => options.text_diff = true,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn default_replay_options() -> ReplayOptions {
+    ReplayOptions {
+        no_assert: false,
+        speed: None,
+        timeout: None,
+        text_diff: false,
+    }
+}
+
+fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = SERVER_USAGE;
+    let err = lexopt_error(usage);
+    let mut positionals = Positionals::new(usage);
+    let mut replay = default_replay_options();
+    let (mut abort, mut once) = (false, false);
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(SERVER_HELP)),
+            Short('a') | Long("abort") => abort = true,
+            Long("once") => once = true,
+            Value(value) => positionals.values.push(value),
+            other => {
+                let name = option_name(&other);
+                if !replay_option(parser, &name, &mut replay, usage)? {
+                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
+                }
+            }
+        }
+    }
+    let mut values = positionals.finish(&["LISTEN", "FILE"])?.into_iter();
+    let (listen, tape) = (next(&mut values), next(&mut values));
+    Ok(Command::Server(ServerArgs {
+        listen: endpoint("LISTEN", listen, usage)?,
+        tape: PathBuf::from(tape),
+        replay,
+        abort,
+        once,
+    }))
+}
+
+fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = CLIENT_USAGE;
+    let err = lexopt_error(usage);
+    let mut positionals = Positionals::new(usage);
+    let mut replay = default_replay_options();
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(CLIENT_HELP)),
+            Value(value) => positionals.values.push(value),
+            other => {
+                let name = option_name(&other);
+                if !replay_option(parser, &name, &mut replay, usage)? {
+                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
+                }
+            }
+        }
+    }
+    let mut values = positionals.finish(&["CONNECT", "FILE"])?.into_iter();
+    let (connect, tape) = (next(&mut values), next(&mut values));
+    Ok(Command::Client(ClientArgs {
+        connect: endpoint("CONNECT", connect, usage)?,
+        tape: PathBuf::from(tape),
+        replay,
+    }))
+}
+
+fn parse_describe(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = DESCRIBE_USAGE;
+    let err = lexopt_error(usage);
+    let mut positionals = Positionals::new(usage);
+    let mut verbose = false;
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(DESCRIBE_HELP)),
+            Short('v') | Long("verbose") => verbose = true,
+            Value(value) => positionals.values.push(value),
+            _ => return Err(err(arg.unexpected())),
+        }
+    }
+    let mut values = positionals.finish(&["FILE"])?.into_iter();
+    Ok(Command::Describe(DescribeArgs {
+        tape: PathBuf::from(next(&mut values)),
+        verbose,
+    }))
+}
+
+/// Takes the next checked positional; `Positionals::finish` guaranteed the count.
+fn next(values: &mut impl Iterator<Item = OsString>) -> OsString {
+    values.next().unwrap_or_default()
+}
+
+/// The value of the option just parsed, as text.
+fn text(parser: &mut lexopt::Parser, usage: &'static str) -> Result<String, Error> {
+    let value = parser.value().map_err(lexopt_error(usage))?;
+    value
+        .into_string()
+        .map_err(|v| Error::usage(format!("'{}' is not UTF-8", v.to_string_lossy()), usage))
+}
+
+/// Sizes as `65536`, `64K`, `64KiB`, `1M`, `1MiB` (binary units).
+fn parse_size(name: &str, value: &str, usage: &'static str) -> Result<usize, Error> {
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => lower.split_at(at),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier = match unit {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        _ => 0,
+    };
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| (MIN_BUFFER..=MAX_BUFFER).contains(n));
+    size.ok_or_else(|| {
+        Error::usage(
+            format!("{name}: '{value}' is not a size between 1K and 1024M"),
+            usage,
+        )
+    })
+}
+
+/// Seconds, fractions allowed: `30`, `0.5`.
+fn parse_seconds(name: &str, value: &str, usage: &'static str) -> Result<Duration, Error> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            Error::usage(
+                format!("{name}: '{value}' is not a positive number of seconds"),
+                usage,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EXIT_USAGE;
+
+    fn parse_ok(args: &[&str]) -> Command {
+        parse(args.iter().copied()).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn parse_err(args: &[&str]) -> String {
+        let err = parse(args.iter().copied()).expect_err("should fail");
+        assert_eq!(err.exit_code(), EXIT_USAGE);
+        err.to_string()
+    }
+
+    #[test]
+    fn proxy_with_options_after_positionals() {
+        let Command::Proxy(args) = parse_ok(&[
+            "proxy",
+            "127.0.0.1:0",
+            "localhost:5432",
+            "s{n}.tape",
+            "--buffer",
+            "64K",
+            "--max-sessions=3",
+            "--idle-timeout",
+            "1.5",
+        ]) else {
+            panic!("not proxy")
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(args.connect.to_string(), "localhost:5432");
+        assert_eq!(args.tape, PathBuf::from("s{n}.tape"));
+        assert_eq!(args.buffer, 64 * 1024);
+        assert_eq!(args.max_sessions, Some(3));
+        assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn proxy_defaults() {
+        let Command::Proxy(args) = parse_ok(&["proxy", "[::1]:1", "[::1]:2", "t.tape"]) else {
+            panic!("not proxy")
+        };
+        assert_eq!(args.buffer, DEFAULT_BUFFER);
+        assert_eq!(args.max_sessions, None);
+        assert_eq!(args.idle_timeout, None);
+    }
+
+    #[test]
+    fn server_flags_before_positionals() {
+        let Command::Server(args) = parse_ok(&[
+            "server",
+            "-n",
+            "-a",
+            "--once",
+            "--text-diff",
+            "--timeout",
+            "2",
+            "127.0.0.1:0",
+            "t.tape",
+        ]) else {
+            panic!("not server")
+        };
+        assert!(args.replay.no_assert && args.abort && args.once && args.replay.text_diff);
+        assert_eq!(args.replay.speed, None);
+        assert_eq!(args.replay.timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn delay_and_speed() {
+        let Command::Client(args) = parse_ok(&["client", "-d", "h:1", "t"]) else {
+            panic!("not client")
+        };
+        assert_eq!(args.replay.speed, Some(1.0));
+        let Command::Client(args) = parse_ok(&["client", "--speed", "4", "h:1", "t"]) else {
+            panic!("not client")
+        };
+        assert_eq!(args.replay.speed, Some(4.0));
+        let Command::Client(args) = parse_ok(&["client", "--speed", "4", "-d", "h:1", "t"]) else {
+            panic!("not client")
+        };
+        assert_eq!(args.replay.speed, Some(4.0), "-d keeps an explicit speed");
+    }
+
+    #[test]
+    fn describe_verbose() {
+        assert_eq!(
+            parse_ok(&["describe", "x.tape", "-v"]),
+            Command::Describe(DescribeArgs {
+                tape: "x.tape".into(),
+                verbose: true
+            })
+        );
+    }
+
+    #[test]
+    fn help_and_version_short_circuit() {
+        assert_eq!(parse_ok(&["--help"]), Command::Help(MAIN_HELP));
+        assert_eq!(parse_ok(&["-V"]), Command::Version);
+        assert_eq!(parse_ok(&["proxy", "bad", "-h"]), Command::Help(PROXY_HELP));
+        assert_eq!(parse_ok(&["server", "--help"]), Command::Help(SERVER_HELP));
+        assert_eq!(parse_ok(&["client", "-h"]), Command::Help(CLIENT_HELP));
+        assert_eq!(parse_ok(&["describe", "-h"]), Command::Help(DESCRIBE_HELP));
+    }
+
+    #[test]
+    fn usage_errors_name_the_argument() {
+        assert_eq!(parse_err(&[]), "missing command");
+        assert_eq!(parse_err(&["record"]), "unknown command 'record'");
+        assert_eq!(parse_err(&["proxy", "a:1", "b:2"]), "missing argument FILE");
+        assert_eq!(
+            parse_err(&["describe", "a", "b"]),
+            "unexpected argument 'b'"
+        );
+        assert!(parse_err(&["proxy", "nope", "b:2", "f"]).starts_with("LISTEN: 'nope'"));
+        assert!(parse_err(&["client", "b:x", "f"]).starts_with("CONNECT: 'b:x'"));
+        assert!(parse_err(&["proxy", "a:1", "b:2", "f", "--buffer", "12Q"]).contains("--buffer"));
+        assert!(parse_err(&["proxy", "a:1", "b:2", "f", "--buffer", "10"]).contains("1K"));
+        assert!(parse_err(&["server", "--speed", "0", "a:1", "f"]).contains("--speed"));
+        assert!(parse_err(&["server", "--timeout", "-1", "a:1", "f"]).contains("--timeout"));
+        assert!(parse_err(&["server", "--bogus", "a:1", "f"]).contains("--bogus"));
+        assert!(parse_err(&["client", "-a", "a:1", "f"]).contains("-a"));
+        assert!(
+            parse_err(&["proxy", "a:1", "b:2", "f.tape", "--max-sessions", "2"]).contains("{n}")
+        );
+        assert!(
+            parse_err(&["proxy", "a:1", "b:2", "f{n}", "--max-sessions", "0"])
+                .contains("--max-sessions")
+        );
+        assert!(parse_err(&["describe", "--buffer", "1K", "f"]).contains("--buffer"));
+    }
+
+    #[test]
+    fn usage_error_carries_the_command_usage_line() {
+        let Err(Error::Usage { usage, .. }) = parse(["server", "a:1"]) else {
+            panic!("expected usage error")
+        };
+        assert_eq!(usage, SERVER_USAGE);
+    }
+}

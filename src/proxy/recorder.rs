@@ -1,0 +1,311 @@
+//! Writes one session's frames to its tape, straight from the rings.
+//!
+//! Everything ready at once (a DELAY, both directions' data, their EOFs) goes
+//! out in one `writev`: frame headers from a small array on the stack, data
+//! slices borrowed from the rings the socket reads landed in. Nothing is
+//! copied into a tape buffer, and nothing is buffered in user space, so a
+//! frame is in the kernel's hands before the proxy forwards its bytes.
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::ring::Ring;
+use crate::tape::frame::{self, Direction, Header};
+
+/// One direction's contribution to a batch: its ring and whether its EOF is due.
+pub struct Pending<'a> {
+    pub dir: Direction,
+    pub ring: &'a Ring,
+    pub eof: bool,
+}
+
+/// How much of each direction a [`Recorder::record`] call put on tape.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub data: [usize; 2],
+    pub eof: [bool; 2],
+}
+
+pub struct Recorder {
+    file: File,
+    path: PathBuf,
+    last_frame: Instant,
+    bytes: u64,
+}
+
+impl Recorder {
+    /// Creates (or truncates) the tape and writes the magic frame.
+    pub fn create(path: &Path, now: Instant) -> io::Result<Recorder> {
+        let mut file = File::create(path)?;
+        let magic = frame::magic_frame();
+        file.write_all(&magic)?;
+        Ok(Recorder {
+            file,
+            path: path.to_path_buf(),
+            last_frame: now,
+            bytes: magic.len() as u64,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written to the tape so far, frames and headers included.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes the unrecorded bytes of each ring as a data frame, followed by
+    /// its EOF frame when due, preceded by a DELAY when a millisecond or more
+    /// passed since the previous frame. A data frame holds at most
+    /// `frame::MAX_LEN` bytes; the caller marks what was recorded and calls
+    /// again while anything is left.
+    pub fn record(&mut self, pending: [Pending<'_>; 2], now: Instant) -> io::Result<Recorded> {
+        let mut done = Recorded::default();
+        for p in &pending {
+            let i = p.dir.index();
+            done.data[i] = p.ring.unrecorded_len().min(frame::MAX_LEN as usize);
+            // An EOF follows the last of the data, so it waits for a batch
+            // that records the rest.
+            done.eof[i] = p.eof && done.data[i] == p.ring.unrecorded_len();
+        }
+        if done.data == [0, 0] && done.eof == [false, false] {
+            return Ok(done);
+        }
+
+        // At most: a DELAY, then per direction a data header and an EOF.
+        let mut headers = [[0u8; frame::HEADER_LEN]; 5];
+        let mut used = 0;
+        let elapsed = now.saturating_duration_since(self.last_frame).as_millis();
+        if elapsed > 0 {
+            headers[used] = Header::delay(u64::try_from(elapsed).unwrap_or(u64::MAX)).emit();
+            used += 1;
+        }
+        let delay_headers = used;
+        for p in &pending {
+            let i = p.dir.index();
+            if done.data[i] > 0 {
+                headers[used] = Header::data(p.dir, done.data[i]).emit();
+                used += 1;
+            }
+            if done.eof[i] {
+                headers[used] = Header::eof(p.dir).emit();
+                used += 1;
+            }
+        }
+
+        // Headers interleaved with the ring slices they announce.
+        let empty: &[u8] = &[];
+        let mut slices = [IoSlice::new(empty); 9];
+        let mut n = 0;
+        let mut next_header = headers[..used].iter();
+        for header in next_header.by_ref().take(delay_headers) {
+            slices[n] = IoSlice::new(header);
+            n += 1;
+        }
+        for p in &pending {
+            let i = p.dir.index();
+            if done.data[i] > 0 {
+                if let Some(header) = next_header.next() {
+                    slices[n] = IoSlice::new(header);
+                    n += 1;
+                }
+                let (first, second) = p.ring.unrecorded();
+                let take_first = first.len().min(done.data[i]);
+                slices[n] = IoSlice::new(&first[..take_first]);
+                slices[n + 1] = IoSlice::new(&second[..done.data[i] - take_first]);
+                n += 2;
+            }
+            if done.eof[i]
+                && let Some(header) = next_header.next()
+            {
+                slices[n] = IoSlice::new(header);
+                n += 1;
+            }
+        }
+
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+        write_all_vectored(&mut self.file, &mut slices[..n])?;
+        self.bytes += total as u64;
+        self.last_frame = now;
+        Ok(done)
+    }
+}
+
+/// `Write::write_all` for vectored writes (std's is not stable yet).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tape::{Kind, Reader};
+    use std::time::Duration;
+
+    fn temp_tape(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tcptape-recorder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    fn ring_with(bytes: &[u8], capacity: usize) -> Ring {
+        let mut ring = Ring::new(capacity);
+        let window = ring.free_window();
+        window[..bytes.len()].copy_from_slice(bytes);
+        ring.commit(bytes.len());
+        ring
+    }
+
+    fn frames(path: &Path) -> Vec<(Kind, u32, Vec<u8>)> {
+        let mut reader = Reader::new(File::open(path).unwrap());
+        let mut out = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            let mut payload = Vec::new();
+            if matches!(frame.kind, Kind::Data(_)) {
+                loop {
+                    let chunk = reader.read_payload(usize::MAX).unwrap();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    payload.extend_from_slice(chunk);
+                }
+            }
+            out.push((frame.kind, frame.len, payload));
+        }
+        out
+    }
+
+    #[test]
+    fn both_directions_delay_and_eof_in_one_batch() {
+        let path = temp_tape("batch.tape");
+        let start = Instant::now();
+        let mut recorder = Recorder::create(&path, start).unwrap();
+        let c2s = ring_with(b"ping", 64);
+        let s2c = ring_with(b"pong!", 64);
+        let done = recorder
+            .record(
+                [
+                    Pending {
+                        dir: Direction::ClientToServer,
+                        ring: &c2s,
+                        eof: true,
+                    },
+                    Pending {
+                        dir: Direction::ServerToClient,
+                        ring: &s2c,
+                        eof: false,
+                    },
+                ],
+                start + Duration::from_millis(42),
+            )
+            .unwrap();
+        assert_eq!(done.data, [4, 5]);
+        assert_eq!(done.eof, [true, false]);
+        let frames = frames(&path);
+        assert_eq!(
+            frames,
+            vec![
+                (Kind::Noop, 8, vec![]),
+                (Kind::Delay, 42, vec![]),
+                (Kind::Data(Direction::ClientToServer), 4, b"ping".to_vec()),
+                (Kind::Eof(Direction::ClientToServer), 0, vec![]),
+                (Kind::Data(Direction::ServerToClient), 5, b"pong!".to_vec()),
+            ]
+        );
+        assert_eq!(recorder.bytes(), std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn wrapped_ring_is_one_frame_from_two_slices() {
+        let path = temp_tape("wrapped.tape");
+        let start = Instant::now();
+        let mut recorder = Recorder::create(&path, start).unwrap();
+        let mut ring = ring_with(b"abcdef", 8);
+        ring.mark_recorded(6);
+        ring.consume(6);
+        // After emptying, the ring restarts at 0; fill it so it wraps.
+        let mut ring2 = Ring::new(8);
+        ring2.free_window()[..6].copy_from_slice(b"xxxxxx");
+        ring2.commit(6);
+        ring2.mark_recorded(6);
+        ring2.consume(6);
+        ring2.free_window()[..2].copy_from_slice(b"12");
+        ring2.commit(2);
+        ring2.free_window()[..3].copy_from_slice(b"345");
+        ring2.commit(3);
+        let (first, second) = ring2.unrecorded();
+        let idle = Ring::new(8);
+        recorder
+            .record(
+                [
+                    Pending {
+                        dir: Direction::ClientToServer,
+                        ring: &idle,
+                        eof: false,
+                    },
+                    Pending {
+                        dir: Direction::ServerToClient,
+                        ring: &ring2,
+                        eof: false,
+                    },
+                ],
+                start,
+            )
+            .unwrap();
+        assert_eq!(first.len() + second.len(), 5);
+        let frames = frames(&path);
+        assert_eq!(
+            frames[1],
+            (Kind::Data(Direction::ServerToClient), 5, b"12345".to_vec())
+        );
+    }
+
+    #[test]
+    fn nothing_pending_writes_nothing() {
+        let path = temp_tape("empty.tape");
+        let start = Instant::now();
+        let mut recorder = Recorder::create(&path, start).unwrap();
+        let a = Ring::new(8);
+        let b = Ring::new(8);
+        let done = recorder
+            .record(
+                [
+                    Pending {
+                        dir: Direction::ClientToServer,
+                        ring: &a,
+                        eof: false,
+                    },
+                    Pending {
+                        dir: Direction::ServerToClient,
+                        ring: &b,
+                        eof: false,
+                    },
+                ],
+                start + Duration::from_secs(1),
+            )
+            .unwrap();
+        assert_eq!(done, Recorded::default());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn full_device_is_an_error() {
+        let err = Recorder::create(Path::new("/dev/full"), Instant::now())
+            .err()
+            .expect("writing to /dev/full must fail");
+        assert_eq!(err.raw_os_error(), Some(28), "{err}");
+    }
+}

@@ -1,0 +1,447 @@
+//! One proxied connection: a client, the server it was connected to, and the
+//! tape they are recorded to.
+//!
+//! A session is `Connecting` until the non-blocking connect to the server
+//! finishes, then `Relaying`. While relaying, each direction is a [`Pipe`]:
+//! bytes are read from its source socket into its ring, recorded to the tape
+//! from the ring, then written from the ring to its destination socket. Each
+//! direction closes on its own ([`Flow`]): an EOF read from the client is
+//! recorded and forwarded as a `shutdown(Write)` to the server while the
+//! server's answer keeps flowing, and the other way round.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use log::{debug, info};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::recorder::{Pending, Recorder};
+use crate::error::{Error, os_reason};
+use crate::ring::Ring;
+use crate::tape::Direction;
+
+/// Rounds of read-record-forward per wake-up before a busy session yields to
+/// the others; the proxy resumes it right after the current batch.
+const MAX_ROUNDS: usize = 32;
+
+const DIRECTIONS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
+
+/// Which socket of the session an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn source_of(dir: Direction) -> Side {
+        match dir {
+            Direction::ClientToServer => Side::Client,
+            Direction::ServerToClient => Side::Server,
+        }
+    }
+}
+
+/// The life of one direction of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Reading from the source, forwarding to the destination.
+    Open,
+    /// The source sent EOF and its EOF frame is on tape; what is left in the
+    /// ring drains to the destination, then its write side is shut down.
+    Draining,
+    /// The destination got the half-close; nothing more goes this way.
+    Closed,
+}
+
+/// The outcome of waking a session.
+#[derive(Debug)]
+pub enum Status {
+    Running,
+    /// Ran out of rounds with work left: resume after this batch of events.
+    Yielded,
+    /// Both directions closed cleanly.
+    Finished,
+    Failed(Error),
+}
+
+/// One end of the session and what the OS last said about it. Readiness is a
+/// hint kept until a call answers `WouldBlock`, because edge-triggered events
+/// only report changes.
+struct Peer {
+    stream: TcpStream,
+    addr: SocketAddr,
+    token: Token,
+    interest: Interest,
+    readable: bool,
+    writable: bool,
+}
+
+impl Peer {
+    fn new(stream: TcpStream, addr: SocketAddr, token: Token, interest: Interest) -> Peer {
+        Peer {
+            stream,
+            addr,
+            token,
+            interest,
+            readable: true,
+            writable: true,
+        }
+    }
+
+    fn note(&mut self, event: &Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable = true;
+        }
+    }
+
+    /// Asks for WRITABLE only while output waits, or every send would wake us.
+    fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if interest != self.interest {
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.interest = interest;
+        }
+        Ok(())
+    }
+}
+
+/// One direction: the ring its bytes pass through and how far it has closed.
+struct Pipe {
+    ring: Ring,
+    flow: Flow,
+    bytes: u64,
+}
+
+struct Relay {
+    tape: Recorder,
+    pipes: [Pipe; 2],
+}
+
+enum Phase {
+    /// Waiting for the connect to the server; nothing is read or recorded yet,
+    /// so a refused connect leaves no tape behind.
+    Connecting {
+        tape: PathBuf,
+    },
+    Relaying(Relay),
+}
+
+pub struct Session {
+    /// 1 for the first accepted connection, 2 for the next...
+    pub number: u64,
+    client: Peer,
+    server: Peer,
+    phase: Phase,
+    buffer: usize,
+    opened: Instant,
+    /// The tick of the last byte moved, for the idle timeout.
+    pub last_activity: u64,
+}
+
+impl Session {
+    /// Registers both sockets; the server's connect is still in flight.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        registry: &Registry,
+        number: u64,
+        (mut client, client_addr, client_token): (TcpStream, SocketAddr, Token),
+        (mut server, server_addr, server_token): (TcpStream, SocketAddr, Token),
+        tape: PathBuf,
+        buffer: usize,
+        now: u64,
+    ) -> io::Result<Session> {
+        registry.register(&mut client, client_token, Interest::READABLE)?;
+        let connecting = Interest::READABLE | Interest::WRITABLE;
+        registry.register(&mut server, server_token, connecting)?;
+        Ok(Session {
+            number,
+            client: Peer::new(client, client_addr, client_token, Interest::READABLE),
+            server: Peer::new(server, server_addr, server_token, connecting),
+            phase: Phase::Connecting { tape },
+            buffer,
+            opened: Instant::now(),
+            last_activity: now,
+        })
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client.addr
+    }
+
+    /// Handles readiness of one of the session's sockets.
+    pub fn ready(&mut self, registry: &Registry, side: Side, event: &Event, now: u64) -> Status {
+        match side {
+            Side::Client => self.client.note(event),
+            Side::Server => self.server.note(event),
+        }
+        self.resume(registry, now)
+    }
+
+    /// Does whatever the sockets allow now.
+    pub fn resume(&mut self, registry: &Registry, now: u64) -> Status {
+        if let Phase::Connecting { tape } = &self.phase {
+            let tape = tape.clone();
+            match self.finish_connect() {
+                Ok(false) => return Status::Running,
+                Ok(true) => {}
+                Err(err) => {
+                    return Status::Failed(Error::address(self.server.addr, "connect to", err));
+                }
+            }
+            match Recorder::create(&tape, Instant::now()) {
+                Ok(recorder) => self.start_relay(recorder),
+                Err(err) => return Status::Failed(Error::file(&tape, "write tape", err)),
+            }
+        }
+        match self.relay(registry, now) {
+            Ok(status) => status,
+            Err(err) => Status::Failed(err),
+        }
+    }
+
+    /// True once the connect went through; an error if it failed.
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(err) = self.server.stream.take_error()? {
+            return Err(err);
+        }
+        match self.server.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn start_relay(&mut self, tape: Recorder) {
+        // Recorded sessions are often chatty request/response protocols;
+        // Nagle's algorithm would add delays that end up on tape.
+        for peer in [&self.client, &self.server] {
+            if let Err(err) = peer.stream.set_nodelay(true) {
+                debug!(
+                    "session {}: TCP_NODELAY on {}: {err}",
+                    self.number, peer.addr
+                );
+            }
+        }
+        info!(
+            "session {}: connected {} to {}, recording to {}",
+            self.number,
+            self.client.addr,
+            self.server.addr,
+            tape.path().display()
+        );
+        let pipe = || Pipe {
+            ring: Ring::new(self.buffer),
+            flow: Flow::Open,
+            bytes: 0,
+        };
+        self.phase = Phase::Relaying(Relay {
+            tape,
+            pipes: [pipe(), pipe()],
+        });
+    }
+
+    fn relay(&mut self, registry: &Registry, now: u64) -> Result<Status, Error> {
+        let Phase::Relaying(relay) = &mut self.phase else {
+            return Ok(Status::Running);
+        };
+        let mut status = Status::Running;
+        for round in 0.. {
+            if round == MAX_ROUNDS {
+                status = Status::Yielded;
+                break;
+            }
+            let mut progress = false;
+            let mut eof = [false; 2];
+            for dir in DIRECTIONS {
+                let source = peer(&mut self.client, &mut self.server, Side::source_of(dir));
+                let pipe = &mut relay.pipes[dir.index()];
+                let (moved, got_eof) = fill(pipe, source).map_err(|err| {
+                    peer_error(
+                        self.number,
+                        "read from",
+                        Side::source_of(dir),
+                        source.addr,
+                        err,
+                    )
+                })?;
+                progress |= moved || got_eof;
+                eof[dir.index()] = got_eof;
+            }
+            record(relay, eof, self.number)?;
+            for dir in DIRECTIONS {
+                let dest_side = Side::source_of(dir.reverse());
+                let dest = peer(&mut self.client, &mut self.server, dest_side);
+                let pipe = &mut relay.pipes[dir.index()];
+                progress |= forward(pipe, dest, self.number, dir).map_err(|err| {
+                    peer_error(self.number, "write to", dest_side, dest.addr, err)
+                })?;
+            }
+            if !progress {
+                break;
+            }
+            self.last_activity = now;
+        }
+
+        if relay.pipes.iter().all(|p| p.flow == Flow::Closed) {
+            return Ok(Status::Finished);
+        }
+        let [c2s, s2c] = &relay.pipes;
+        let wants = [
+            (&mut self.client, !s2c.ring.is_empty()),
+            (&mut self.server, !c2s.ring.is_empty()),
+        ];
+        for (peer, pending) in wants {
+            peer.want(registry, pending).map_err(|err| {
+                Error::Session(format!("cannot poll {}: {}", peer.addr, os_reason(&err)))
+            })?;
+        }
+        Ok(status)
+    }
+
+    /// Logs the session's end and unregisters its sockets; dropping closes them.
+    pub fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.client.stream);
+        let _ = registry.deregister(&mut self.server.stream);
+        if let Phase::Relaying(relay) = &self.phase {
+            info!(
+                "session {}: closed after {:.3}s, client to server {} bytes, server to client {} bytes, tape {} ({} bytes)",
+                self.number,
+                self.opened.elapsed().as_secs_f64(),
+                relay.pipes[0].bytes,
+                relay.pipes[1].bytes,
+                relay.tape.path().display(),
+                relay.tape.bytes()
+            );
+        }
+    }
+}
+
+fn peer<'a>(client: &'a mut Peer, server: &'a mut Peer, side: Side) -> &'a mut Peer {
+    match side {
+        Side::Client => client,
+        Side::Server => server,
+    }
+}
+
+fn peer_error(number: u64, action: &str, side: Side, addr: SocketAddr, err: io::Error) -> Error {
+    let who = match side {
+        Side::Client => "client",
+        Side::Server => "server",
+    };
+    Error::Session(format!(
+        "session {number}: cannot {action} {who} {addr}: {}",
+        os_reason(&err)
+    ))
+}
+
+/// Reads from the source into the ring until it would block, the ring is
+/// full or the source ends. Returns (bytes were read, EOF was read).
+fn fill(pipe: &mut Pipe, source: &mut Peer) -> io::Result<(bool, bool)> {
+    let mut moved = false;
+    while pipe.flow == Flow::Open && source.readable && !pipe.ring.is_full() {
+        match pipe.ring.fill_with(|window| source.stream.read(window)) {
+            Ok(0) => return Ok((moved, true)),
+            Ok(n) => {
+                pipe.bytes += n as u64;
+                moved = true;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => source.readable = false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((moved, false))
+}
+
+/// Puts everything read so far on tape, then marks the EOFs it recorded.
+fn record(relay: &mut Relay, eof: [bool; 2], number: u64) -> Result<(), Error> {
+    let mut eof = eof;
+    loop {
+        let [c2s, s2c] = &relay.pipes;
+        let pending = [
+            Pending {
+                dir: Direction::ClientToServer,
+                ring: &c2s.ring,
+                eof: eof[0],
+            },
+            Pending {
+                dir: Direction::ServerToClient,
+                ring: &s2c.ring,
+                eof: eof[1],
+            },
+        ];
+        let done = relay
+            .tape
+            .record(pending, Instant::now())
+            .map_err(|err| Error::file(relay.tape.path(), "write tape", err))?;
+        if done.data == [0, 0] && done.eof == [false, false] {
+            return Ok(());
+        }
+        for dir in DIRECTIONS {
+            let i = dir.index();
+            relay.pipes[i].ring.mark_recorded(done.data[i]);
+            if done.eof[i] {
+                eof[i] = false;
+                set_flow(&mut relay.pipes[i], Flow::Draining, number, dir);
+            }
+        }
+    }
+}
+
+/// Writes recorded bytes to the destination; once a draining direction is
+/// empty, forwards its half-close. Returns whether anything moved.
+fn forward(pipe: &mut Pipe, dest: &mut Peer, number: u64, dir: Direction) -> io::Result<bool> {
+    let mut moved = false;
+    while dest.writable {
+        let (first, second) = pipe.ring.recorded_slices();
+        if first.is_empty() {
+            break;
+        }
+        let slices = [IoSlice::new(first), IoSlice::new(second)];
+        match dest.stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                pipe.ring.consume(n);
+                moved = true;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => dest.writable = false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    if pipe.flow == Flow::Draining && pipe.ring.is_empty() {
+        match dest.stream.shutdown(Shutdown::Write) {
+            // The peer may already be gone entirely; its half is closed either way.
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+            Err(err) => return Err(err),
+        }
+        set_flow(pipe, Flow::Closed, number, dir);
+        moved = true;
+    }
+    Ok(moved)
+}
+
+/// Every change of a direction's state passes here.
+fn set_flow(pipe: &mut Pipe, flow: Flow, number: u64, dir: Direction) {
+    debug!("session {number}: {dir:?} {:?} => {flow:?}", pipe.flow);
+    if flow == Flow::Closed {
+        info!(
+            "session {number}: {dir:?} half-closed after {} bytes",
+            pipe.bytes
+        );
+    }
+    pipe.flow = flow;
+}

@@ -1,0 +1,298 @@
+//! The mismatch report: where the peer departed from the tape, and the bytes
+//! on both sides around that point as hexdumps (plus a line diff on request).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::script::{Deviation, DeviationKind};
+use crate::hexdump;
+use crate::linediff;
+use crate::tape::{Direction, Frame, Source, frame::HEADER_LEN};
+
+/// Bytes of context shown on each side of the departure in hexdumps.
+const SHOWN: usize = 32;
+/// Bytes of a frame a text diff looks at.
+const DIFF_WINDOW: usize = 4096;
+
+/// Who the peer is, to word the report.
+pub fn peer_name(peer: Direction) -> &'static str {
+    match peer {
+        Direction::ClientToServer => "client",
+        Direction::ServerToClient => "server",
+    }
+}
+
+/// One line saying what went wrong, for logs and the exit status.
+pub fn summary(deviation: &Deviation, peer: Direction, addr: SocketAddr) -> String {
+    let who = peer_name(peer);
+    let at = deviation.stream_offset;
+    match deviation.kind {
+        DeviationKind::Differ {
+            frame,
+            at: in_frame,
+        } => format!(
+            "mismatch with {who} {addr}: byte {at} of its stream differs from the tape (frame {}, tape offset {})",
+            frame.index,
+            payload_start(&frame) + u64::from(in_frame)
+        ),
+        DeviationKind::DataInsteadOfEof { frame } => format!(
+            "mismatch with {who} {addr}: it sent data at byte {at} where the tape has its EOF (frame {}, tape offset {})",
+            frame.index, frame.offset
+        ),
+        DeviationKind::DataAfterEnd => format!(
+            "mismatch with {who} {addr}: it sent more than the tape holds, from byte {at} of its stream"
+        ),
+        DeviationKind::EarlyEof {
+            frame,
+            at: in_frame,
+        } => format!(
+            "mismatch with {who} {addr}: it closed its side at byte {at}, the tape expects {} more bytes (frame {}, tape offset {})",
+            frame.len - in_frame,
+            frame.index,
+            payload_start(&frame) + u64::from(in_frame)
+        ),
+        DeviationKind::Reset => format!(
+            "mismatch with {who} {addr}: it reset the connection at byte {at} of its stream before the tape's end"
+        ),
+    }
+}
+
+/// The full report: the summary, then expected and received bytes.
+pub fn render<S: Source>(
+    deviation: &Deviation,
+    peer: Direction,
+    addr: SocketAddr,
+    tape: &S,
+    text_diff: bool,
+) -> String {
+    let mut out = summary(deviation, peer, addr);
+    out.push('\n');
+    let received = &deviation.received;
+    let shown_from = received.mismatch.saturating_sub(SHOWN);
+    let shown_to = received.bytes.len().min(received.mismatch + SHOWN);
+    let received_start = deviation.stream_offset - (received.mismatch - shown_from) as u64;
+
+    match deviation.kind {
+        DeviationKind::Differ { frame, at } | DeviationKind::EarlyEof { frame, at } => {
+            let from = at.saturating_sub(SHOWN as u32);
+            let to = frame.len.min(at + SHOWN as u32);
+            let expected = read_payload(tape, &frame, from, to);
+            let start = deviation.stream_offset - u64::from(at - from);
+            section(&mut out, "expected (tape)", start, &expected);
+        }
+        DeviationKind::DataInsteadOfEof { .. } => out.push_str("  expected: EOF\n"),
+        DeviationKind::DataAfterEnd | DeviationKind::Reset => {
+            out.push_str("  expected: nothing more\n")
+        }
+    }
+    match deviation.kind {
+        DeviationKind::EarlyEof { .. } => out.push_str("  received: EOF\n"),
+        DeviationKind::Reset => out.push_str("  received: connection reset\n"),
+        _ => section(
+            &mut out,
+            "received",
+            received_start,
+            &received.bytes[shown_from..shown_to],
+        ),
+    }
+    if let DeviationKind::Differ { frame, at } = deviation.kind {
+        let i = deviation.received.mismatch;
+        let expected_byte = read_payload(tape, &frame, at, at + 1);
+        if let (Some(e), Some(r)) = (expected_byte.first(), received.bytes.get(i)) {
+            let _ = writeln!(
+                out,
+                "  first difference at byte {}: expected {}, received {}",
+                deviation.stream_offset,
+                describe_byte(*e),
+                describe_byte(*r)
+            );
+        }
+        if text_diff {
+            out.push_str(&text_diff_section(tape, &frame, at, deviation));
+        }
+    }
+    out
+}
+
+fn section(out: &mut String, title: &str, start: u64, bytes: &[u8]) {
+    let _ = writeln!(out, "  {title}:");
+    let mut dump = Vec::new();
+    let _ = hexdump::dump(start, bytes, &mut dump, "    ");
+    out.push_str(&String::from_utf8_lossy(&dump));
+    if bytes.is_empty() {
+        out.push_str("    (no bytes)\n");
+    }
+}
+
+fn describe_byte(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        format!("0x{b:02x} '{}'", b as char)
+    } else {
+        format!("0x{b:02x}")
+    }
+}
+
+fn payload_start(frame: &Frame) -> u64 {
+    frame.offset + HEADER_LEN as u64
+}
+
+/// Bytes `from..to` of a frame's payload, read straight from the tape file.
+fn read_payload<S: Source>(tape: &S, frame: &Frame, from: u32, to: u32) -> Vec<u8> {
+    let mut bytes = vec![0; (to - from) as usize];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let offset = payload_start(frame) + u64::from(from) + filled as u64;
+        match tape.read_at(&mut bytes[filled..], offset) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    bytes.truncate(filled);
+    bytes
+}
+
+/// A line diff of the frame as recorded against what arrived in its place.
+/// Bytes before the departure matched, so the received side is the tape's
+/// prefix followed by what arrived from the departure on.
+fn text_diff_section<S: Source>(tape: &S, frame: &Frame, at: u32, deviation: &Deviation) -> String {
+    let end = frame.len.min(at.saturating_add(DIFF_WINDOW as u32));
+    let expected = read_payload(tape, frame, 0, end);
+    let mut received = expected[..(at as usize).min(expected.len())].to_vec();
+    received.extend_from_slice(&deviation.received.bytes[deviation.received.mismatch..]);
+    let (Some(old), Some(new)) = (as_text(&expected), as_text(&received)) else {
+        return "  text diff: not shown, the bytes are not text\n".to_string();
+    };
+    let old: Vec<&str> = old.split_inclusive('\n').collect();
+    let new: Vec<&str> = new.split_inclusive('\n').collect();
+    format!(
+        "  text diff (- tape, + received):\n{}",
+        linediff::render(&linediff::diff(&old, &new), 2, "    ")
+    )
+}
+
+/// Text for diffing: UTF-8 without control characters other than
+/// whitespace. A cut in the middle of a character at the window's end is fine.
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) if err.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..err.valid_up_to()]).ok()?
+        }
+        Err(_) => return None,
+    };
+    let printable = text
+        .chars()
+        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    printable.then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::script::{Excerpt, Expect, Fault};
+    use crate::tape::{Reader, Writer};
+
+    const C2S: Direction = Direction::ClientToServer;
+
+    fn tape_with(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes).unwrap();
+        w.data(C2S, payload).unwrap();
+        w.eof(C2S).unwrap();
+        bytes
+    }
+
+    fn deviation(tape: &[u8], received: &[u8]) -> Deviation {
+        let mut expect = Expect::new(Reader::new(tape), C2S).unwrap();
+        match expect.receive(received, true) {
+            Err(Fault::Deviation(d)) => *d,
+            other => panic!("expected a deviation, got {other:?}"),
+        }
+    }
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:4000".parse().unwrap()
+    }
+
+    #[test]
+    fn differ_report_shows_both_sides_and_the_byte() {
+        let tape = tape_with(b"EHLO client\r\n");
+        let d = deviation(&tape, b"EHLO clienX\r\n");
+        let report = render(&d, C2S, addr(), &tape.as_slice(), false);
+        assert!(
+            report.starts_with(
+                "mismatch with client 127.0.0.1:4000: byte 10 of its stream differs from the tape (frame 1, tape offset 26)\n"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("  expected (tape):\n    00000000  45 48 4c 4f"),
+            "{report}"
+        );
+        assert!(report.contains("|EHLO client..|"), "{report}");
+        assert!(report.contains("|EHLO clienX..|"), "{report}");
+        assert!(
+            report.contains("first difference at byte 10: expected 0x74 't', received 0x58 'X'"),
+            "{report}"
+        );
+        assert!(!report.contains("text diff"), "{report}");
+    }
+
+    #[test]
+    fn text_diff_shows_changed_line() {
+        let tape = tape_with(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+        let d = deviation(&tape, b"MAIL FROM:<a@b>\r\nRCPT TO:<x@d>\r\nDATA\r\n");
+        let report = render(&d, C2S, addr(), &tape.as_slice(), true);
+        assert!(
+            report.contains("  text diff (- tape, + received):\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("    - RCPT TO:<c@d>\\r\\n\n    + RCPT TO:<x@d>\\r\\n\n"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn text_diff_declines_binary() {
+        let tape = tape_with(&[0, 1, 2, 3]);
+        let d = deviation(&tape, &[0, 1, 9, 3]);
+        let report = render(&d, C2S, addr(), &tape.as_slice(), true);
+        assert!(report.contains("not text"), "{report}");
+    }
+
+    #[test]
+    fn early_eof_report_shows_what_was_owed() {
+        let tape = tape_with(b"0123456789");
+        let mut expect = Expect::new(Reader::new(tape.as_slice()), C2S).unwrap();
+        expect.receive(b"0123", true).unwrap();
+        let Err(Fault::Deviation(d)) = expect.receive_eof() else {
+            panic!("early EOF must deviate")
+        };
+        let report = render(&d, C2S, addr(), &tape.as_slice(), false);
+        assert!(
+            report.contains("it closed its side at byte 4, the tape expects 6 more bytes"),
+            "{report}"
+        );
+        assert!(report.contains("|0123456789|"), "{report}");
+        assert!(report.contains("  received: EOF"), "{report}");
+    }
+
+    #[test]
+    fn data_after_end_report() {
+        let d = Deviation {
+            kind: DeviationKind::DataAfterEnd,
+            stream_offset: 7,
+            received: Excerpt {
+                bytes: b"extra".to_vec(),
+                mismatch: 0,
+            },
+        };
+        let report = render(&d, Direction::ServerToClient, addr(), &[].as_slice(), false);
+        assert!(
+            report.contains("server 127.0.0.1:4000: it sent more than the tape holds, from byte 7"),
+            "{report}"
+        );
+        assert!(report.contains("00000007  65 78 74 72 61"), "{report}");
+    }
+}

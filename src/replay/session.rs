@@ -1,0 +1,422 @@
+//! One replayed connection: a socket to the peer and the two cursors over the
+//! tape. Whatever arrives is checked at once, even while our own next frame
+//! still waits, so a peer that writes everything before reading never
+//! deadlocks against us.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::report;
+use super::script::{Action, Expect, Expected, Fault, Play};
+use crate::error::Error;
+use crate::tape::{Direction, Reader, Source, TapeError};
+
+/// Largest chunk handed to one `write` of our own bytes.
+const SEND_CHUNK: usize = 256 * 1024;
+/// Rounds of receive-and-send per wake-up before yielding to other sessions.
+const MAX_ROUNDS: usize = 32;
+
+/// Settings every session of a run shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The direction we play; the other one is checked.
+    pub own: Direction,
+    pub compare: bool,
+    /// Recorded delays are honoured, divided by this, when set.
+    pub speed: Option<f64>,
+    /// Mismatch reports carry a line diff when both sides are text.
+    pub text_diff: bool,
+}
+
+/// Where the session stands with the delay before its next own frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// The next action's recorded delay has not started counting yet.
+    Pending,
+    /// A timer runs until the delay is over.
+    Waiting,
+    /// The delay is over, or there is none to honour.
+    Over,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Our connect to the server is in flight (client role).
+    Connecting,
+    Playing,
+}
+
+/// The outcome of waking a session.
+#[derive(Debug)]
+pub enum Status {
+    Running,
+    /// Out of rounds with work left: resume after this batch of events.
+    Yielded,
+    /// Our next frame waits out a recorded delay: call `delay_over` at `due`.
+    Sleep {
+        due_ms: u64,
+    },
+    /// The tape was played to its end and the peer matched it.
+    Passed,
+    /// The peer departed from the tape; the report is ready to print.
+    Mismatch {
+        summary: String,
+        report: String,
+    },
+    Failed(Error),
+}
+
+pub struct Session<S: Source> {
+    pub number: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    token: Token,
+    interest: Interest,
+    readable: bool,
+    writable: bool,
+    phase: Phase,
+    /// Set once our side of the connection stopped reading (EOF or reset).
+    peer_done: bool,
+    pause: Pause,
+    expect: Expect<S>,
+    play: Play<S>,
+    tape: S,
+    settings: Settings,
+    started: Instant,
+    /// The tick of the last byte moved either way, for `--timeout`.
+    pub last_activity: u64,
+}
+
+impl<S: Source + Clone> Session<S> {
+    /// A session over an accepted or connecting stream; registers it.
+    pub fn start(
+        registry: &Registry,
+        number: u64,
+        (mut stream, addr, token): (TcpStream, SocketAddr, Token),
+        tape: S,
+        settings: Settings,
+        connecting: bool,
+        now: u64,
+    ) -> Result<Session<S>, Error> {
+        let expect = Expect::new(Reader::new(tape.clone()), settings.own.reverse())
+            .map_err(|err| tape_error(&err))?;
+        let play =
+            Play::new(Reader::new(tape.clone()), settings.own).map_err(|err| tape_error(&err))?;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        registry
+            .register(&mut stream, token, interest)
+            .map_err(|err| Error::address(addr, "poll", err))?;
+        if !connecting {
+            let _ = stream.set_nodelay(true);
+        }
+        Ok(Session {
+            number,
+            stream,
+            addr,
+            token,
+            interest,
+            readable: true,
+            writable: true,
+            phase: if connecting {
+                Phase::Connecting
+            } else {
+                Phase::Playing
+            },
+            peer_done: false,
+            pause: Pause::Pending,
+            expect,
+            play,
+            tape,
+            settings,
+            started: Instant::now(),
+            last_activity: now,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Handles readiness of the session's socket.
+    pub fn ready(
+        &mut self,
+        registry: &Registry,
+        event: &Event,
+        now: u64,
+        scratch: &mut [u8],
+    ) -> Status {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable = true;
+        }
+        self.resume(registry, now, scratch)
+    }
+
+    /// The delay before our next frame is over.
+    pub fn delay_over(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
+        if self.pause == Pause::Waiting {
+            self.pause = Pause::Over;
+        }
+        self.resume(registry, now, scratch)
+    }
+
+    /// Does whatever the socket and the tape allow now.
+    pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
+        if self.phase == Phase::Connecting {
+            match self.finish_connect() {
+                Ok(false) => return Status::Running,
+                Ok(true) => {
+                    info!("connected to {}", self.addr);
+                    let _ = self.stream.set_nodelay(true);
+                    self.phase = Phase::Playing;
+                }
+                Err(err) => return Status::Failed(Error::address(self.addr, "connect to", err)),
+            }
+        }
+        let status = match self.play_rounds(now, scratch) {
+            Ok(status) => status,
+            Err(fault) => return self.fault_status(fault),
+        };
+        match self.update_interest(registry) {
+            Ok(()) => status,
+            Err(err) => Status::Failed(Error::address(self.addr, "poll", err)),
+        }
+    }
+
+    fn fault_status(&self, fault: Fault) -> Status {
+        match fault {
+            Fault::Deviation(deviation) => {
+                let peer = self.settings.own.reverse();
+                let text_diff = self.settings.text_diff;
+                Status::Mismatch {
+                    summary: report::summary(&deviation, peer, self.addr),
+                    report: report::render(&deviation, peer, self.addr, &self.tape, text_diff),
+                }
+            }
+            Fault::Tape(err) => Status::Failed(tape_error(&err)),
+        }
+    }
+
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(err) = self.stream.take_error()? {
+            return Err(err);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn play_rounds(&mut self, now: u64, scratch: &mut [u8]) -> Result<Status, Fault> {
+        for _ in 0..MAX_ROUNDS {
+            let received = self.receive(scratch)?;
+            let sent = self.send()?;
+            if received || sent {
+                self.last_activity = now;
+            }
+            if self.play.action() == Action::End && self.expect.is_done() {
+                // One last look: bytes beyond the tape are a departure too.
+                self.receive(scratch)?;
+                return Ok(Status::Passed);
+            }
+            if let Some(status) = self.wants_pause() {
+                return Ok(status);
+            }
+            if !received && !sent {
+                return Ok(Status::Running);
+            }
+        }
+        Ok(Status::Yielded)
+    }
+
+    /// Reads everything available and checks it against the tape.
+    fn receive(&mut self, scratch: &mut [u8]) -> Result<bool, Fault> {
+        let mut moved = false;
+        while self.readable && !self.peer_done {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    debug!("session {}: {} half-closed", self.number, self.addr);
+                    self.peer_done = true;
+                    self.expect.receive_eof()?;
+                    moved = true;
+                }
+                Ok(n) => {
+                    self.expect.receive(&scratch[..n], self.settings.compare)?;
+                    moved = true;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    debug!("session {}: read from {}: {err}", self.number, self.addr);
+                    self.peer_done = true;
+                    self.expect.receive_reset()?;
+                    moved = true;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Sends our frames for as long as the tape's order and the socket allow.
+    fn send(&mut self) -> Result<bool, Fault> {
+        let mut moved = false;
+        loop {
+            let action = self.play.action();
+            if action == Action::End
+                || !self
+                    .play
+                    .is_ready(self.expect.matched(), self.expect.peer_closed())
+                || self.pause != Pause::Over && self.delay_ms() > 0
+            {
+                return Ok(moved);
+            }
+            match action {
+                Action::Send { .. } => {
+                    if !self.writable {
+                        return Ok(moved);
+                    }
+                    let chunk = self.play.peek(SEND_CHUNK)?;
+                    match self.stream.write(chunk) {
+                        Ok(n) => {
+                            self.play.consume(n)?;
+                            moved = true;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                            self.writable = false
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => return self.write_failed(err),
+                    }
+                }
+                Action::Shutdown { .. } => {
+                    match self.stream.shutdown(Shutdown::Write) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+                        Err(err) => return self.write_failed(err),
+                    }
+                    debug!("session {}: half-closed our side", self.number);
+                    self.play.shut_down()?;
+                    moved = true;
+                }
+                Action::End => return Ok(moved),
+            }
+            if self.play.action() != action {
+                // A new action: its own recorded delay applies.
+                self.pause = Pause::Pending;
+            }
+        }
+    }
+
+    /// A write failed: the peer went away before taking all of our frames.
+    fn write_failed(&mut self, err: io::Error) -> Result<bool, Fault> {
+        debug!("session {}: write to {}: {err}", self.number, self.addr);
+        self.peer_done = true;
+        Err(self.expect.gone())
+    }
+
+    /// The recorded delay before the next action, scaled, in ms.
+    fn delay_ms(&self) -> u64 {
+        match self.settings.speed {
+            Some(speed) => (self.play.needs().delay_ms as f64 / speed).round() as u64,
+            None => 0,
+        }
+    }
+
+    /// Starts the recorded delay of the next action once it may go.
+    fn wants_pause(&mut self) -> Option<Status> {
+        if self.pause != Pause::Pending || self.play.action() == Action::End {
+            return None;
+        }
+        if !self
+            .play
+            .is_ready(self.expect.matched(), self.expect.peer_closed())
+        {
+            return None;
+        }
+        let due_ms = self.delay_ms();
+        if due_ms == 0 {
+            self.pause = Pause::Over;
+            return None;
+        }
+        self.pause = Pause::Waiting;
+        Some(Status::Sleep { due_ms })
+    }
+
+    /// Asks for WRITABLE only while our bytes wait for room in the socket.
+    fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let sending = matches!(self.play.action(), Action::Send { .. })
+            && self
+                .play
+                .is_ready(self.expect.matched(), self.expect.peer_closed())
+            && !self.writable;
+        let interest = if sending || self.phase == Phase::Connecting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if interest != self.interest {
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.interest = interest;
+        }
+        Ok(())
+    }
+
+    /// What the session waits for from the peer, for `--timeout` messages;
+    /// `None` when it waits for nothing the peer owes.
+    pub fn waiting_for(&self) -> Option<String> {
+        let who = report::peer_name(self.settings.own.reverse());
+        if self.phase == Phase::Connecting {
+            return Some(format!("the connection to {}", self.addr));
+        }
+        if self.pause == Pause::Waiting {
+            return None;
+        }
+        let matched = self.expect.matched();
+        match self.expect.next() {
+            Expected::Data { frame, remaining } => Some(format!(
+                "{remaining} more bytes from the {who} (frame {} at tape offset {}, byte {matched} of its stream)",
+                frame.index, frame.offset
+            )),
+            Expected::Eof { frame } => Some(format!(
+                "the {who} to close its side (frame {} at tape offset {}, after byte {matched} of its stream)",
+                frame.index, frame.offset
+            )),
+            Expected::Closed | Expected::End => match self.play.action() {
+                Action::Send { frame, remaining } if !self.writable => Some(format!(
+                    "the {who} to read {remaining} more bytes (frame {} at tape offset {})",
+                    frame.index, frame.offset
+                )),
+                _ => None,
+            },
+        }
+    }
+
+    /// Bytes checked and sent, for the session's closing log line.
+    pub fn log_end(&self, verdict: &str) {
+        info!(
+            "session {} with {}: {verdict} after {:.3}s, checked {} bytes, sent {} bytes",
+            self.number,
+            self.addr,
+            self.started.elapsed().as_secs_f64(),
+            self.expect.matched(),
+            self.play.sent()
+        );
+    }
+
+    pub fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}
+
+fn tape_error(err: &TapeError) -> Error {
+    Error::Session(format!("tape: {err}"))
+}

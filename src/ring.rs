@@ -1,0 +1,281 @@
+//! The byte ring of the zero-copy proxy.
+//!
+//! Bytes are read from a socket straight into the ring's free space, written
+//! to the tape from the ring, then forwarded to the peer from the ring. So
+//! the stored bytes have two parts, in order from `head`:
+//!
+//! ```text
+//!   head                                   head+len
+//!    | recorded, not yet forwarded | unrecorded | free ...
+//!    |<-------- recorded --------->|
+//! ```
+//!
+//! Only recorded bytes may be forwarded (write-ahead). Windows are lent out
+//! as slices, contiguous where possible; on wrap-around a view is two slices.
+
+use std::io;
+
+pub struct Ring {
+    storage: Box<[u8]>,
+    /// Index of the oldest stored byte.
+    head: usize,
+    /// Bytes stored.
+    len: usize,
+    /// Stored bytes, counted from `head`, that are on tape.
+    recorded: usize,
+}
+
+impl Ring {
+    pub fn new(capacity: usize) -> Ring {
+        assert!(capacity > 0, "a ring needs room for at least one byte");
+        Ring {
+            storage: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            recorded: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == self.capacity()
+    }
+
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// The largest contiguous free window; shorter than `free()` when the
+    /// free space wraps, empty when full.
+    pub fn free_window(&mut self) -> &mut [u8] {
+        if self.is_full() {
+            return &mut [];
+        }
+        let capacity = self.capacity();
+        let tail = (self.head + self.len) % capacity;
+        // Free space runs from the tail to the end of storage, or, once the
+        // stored bytes wrap, from the tail up to the head.
+        let end = if tail >= self.head {
+            capacity
+        } else {
+            self.head
+        };
+        &mut self.storage[tail..end]
+    }
+
+    /// `n` bytes were written into the window `free_window` lent.
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(n <= self.free(), "commit beyond free space");
+        self.len += n;
+    }
+
+    /// Lends the free window to `f` (a socket read) and commits what it
+    /// filled. Returns Ok(0) without calling `f` when the ring is full.
+    pub fn fill_with<F>(&mut self, f: F) -> io::Result<usize>
+    where
+        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+    {
+        if self.is_full() {
+            return Ok(0);
+        }
+        let n = f(self.free_window())?;
+        self.commit(n);
+        Ok(n)
+    }
+
+    /// The stored bytes from `from` (relative to head) to the end, as up to
+    /// two slices.
+    fn slices(&self, from: usize, to: usize) -> (&[u8], &[u8]) {
+        let capacity = self.capacity();
+        let start = (self.head + from) % capacity;
+        let count = to - from;
+        if start + count <= capacity {
+            (&self.storage[start..start + count], &[])
+        } else {
+            let first = &self.storage[start..];
+            let second = &self.storage[..count - first.len()];
+            (first, second)
+        }
+    }
+
+    /// Bytes stored but not yet on tape.
+    pub fn unrecorded(&self) -> (&[u8], &[u8]) {
+        self.slices(self.recorded, self.len)
+    }
+
+    pub fn unrecorded_len(&self) -> usize {
+        self.len - self.recorded
+    }
+
+    /// `n` more bytes are on tape.
+    pub fn mark_recorded(&mut self, n: usize) {
+        debug_assert!(n <= self.unrecorded_len(), "recording beyond stored bytes");
+        self.recorded += n;
+    }
+
+    /// Bytes on tape and not yet forwarded.
+    pub fn recorded_slices(&self) -> (&[u8], &[u8]) {
+        self.slices(0, self.recorded)
+    }
+
+    pub fn recorded_len(&self) -> usize {
+        self.recorded
+    }
+
+    /// `n` recorded bytes were forwarded and leave the ring.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.recorded, "forwarding unrecorded bytes");
+        self.head = (self.head + n) % self.capacity();
+        self.len -= n;
+        self.recorded -= n;
+        if self.len == 0 {
+            // Start over at 0 so the next read gets the biggest window.
+            self.head = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn put(ring: &mut Ring, bytes: &[u8]) -> usize {
+        let window = ring.free_window();
+        let n = window.len().min(bytes.len());
+        window[..n].copy_from_slice(&bytes[..n]);
+        ring.commit(n);
+        n
+    }
+
+    fn joined((a, b): (&[u8], &[u8])) -> Vec<u8> {
+        [a, b].concat()
+    }
+
+    #[test]
+    fn empty_ring_lends_everything() {
+        let mut ring = Ring::new(8);
+        assert_eq!(ring.free_window().len(), 8);
+        assert!(ring.is_empty() && !ring.is_full());
+        assert_eq!(ring.unrecorded(), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn fill_record_forward() {
+        let mut ring = Ring::new(8);
+        assert_eq!(put(&mut ring, b"abcde"), 5);
+        assert_eq!(joined(ring.unrecorded()), b"abcde");
+        assert_eq!(joined(ring.recorded_slices()), b"");
+        ring.mark_recorded(3);
+        assert_eq!(joined(ring.recorded_slices()), b"abc");
+        assert_eq!(joined(ring.unrecorded()), b"de");
+        ring.consume(2);
+        assert_eq!(joined(ring.recorded_slices()), b"c");
+        assert_eq!(ring.len(), 3);
+    }
+
+    #[test]
+    fn full_ring_lends_an_empty_window() {
+        let mut ring = Ring::new(4);
+        put(&mut ring, b"wxyz");
+        assert!(ring.is_full());
+        assert!(ring.free_window().is_empty());
+        let called = ring.fill_with(|_| panic!("must not read into a full ring"));
+        assert_eq!(called.unwrap(), 0);
+    }
+
+    #[test]
+    fn wrap_around_gives_two_slices() {
+        let mut ring = Ring::new(8);
+        put(&mut ring, b"123456");
+        ring.mark_recorded(6);
+        ring.consume(4);
+        // Free space wraps: the window runs to the end of storage first.
+        assert_eq!(put(&mut ring, b"abcd"), 2);
+        assert_eq!(put(&mut ring, b"cd"), 2);
+        assert_eq!(joined(ring.unrecorded()), b"abcd");
+        let (first, second) = ring.unrecorded();
+        assert_eq!((first, second), (&b"ab"[..], &b"cd"[..]));
+        ring.mark_recorded(4);
+        let (first, second) = ring.recorded_slices();
+        assert_eq!((first, second), (&b"56ab"[..], &b"cd"[..]));
+    }
+
+    #[test]
+    fn emptied_ring_restarts_at_zero() {
+        let mut ring = Ring::new(8);
+        put(&mut ring, b"12345");
+        ring.mark_recorded(5);
+        ring.consume(5);
+        assert_eq!(ring.free_window().len(), 8);
+    }
+
+    #[test]
+    #[should_panic(expected = "forwarding unrecorded bytes")]
+    #[cfg(debug_assertions)]
+    fn consuming_unrecorded_bytes_is_a_bug() {
+        let mut ring = Ring::new(8);
+        put(&mut ring, b"abc");
+        ring.consume(1);
+    }
+
+    /// Random operations against a `VecDeque` model.
+    #[test]
+    fn matches_a_simple_model() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for capacity in [1, 2, 7, 64] {
+            let mut ring = Ring::new(capacity);
+            let mut model: VecDeque<u8> = VecDeque::new();
+            let mut recorded = 0usize;
+            let mut byte = 0u8;
+            for _ in 0..20_000 {
+                match next(3) {
+                    0 => {
+                        let bytes: Vec<u8> = (0..next(capacity + 1))
+                            .map(|_| {
+                                byte = byte.wrapping_add(1);
+                                byte
+                            })
+                            .collect();
+                        let n = put(&mut ring, &bytes);
+                        model.extend(&bytes[..n]);
+                        byte = byte.wrapping_sub((bytes.len() - n) as u8);
+                    }
+                    1 => {
+                        let n = next(ring.unrecorded_len() + 1);
+                        ring.mark_recorded(n);
+                        recorded += n;
+                    }
+                    _ => {
+                        let n = next(recorded + 1);
+                        ring.consume(n);
+                        model.drain(..n);
+                        recorded -= n;
+                    }
+                }
+                let stored: Vec<u8> = model.iter().copied().collect();
+                assert_eq!(ring.len(), stored.len());
+                assert_eq!(joined(ring.recorded_slices()), stored[..recorded]);
+                assert_eq!(joined(ring.unrecorded()), stored[recorded..]);
+                assert_eq!(ring.free(), capacity - stored.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Sessions by token: a `Vec` with a free list. Freed slots are reused,
+//! so tokens stay small and the vector never grows past the peak load.
+
+pub struct Slab<T> {
+    entries: Vec<Entry<T>>,
+    /// Head of the free list, if any slot is vacant.
+    next_free: Option<usize>,
+    len: usize,
+}
+
+enum Entry<T> {
+    Occupied(T),
+    /// A vacant slot and the next vacant one after it.
+    Vacant(Option<usize>),
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab::new()
+    }
+}
+
+impl<T> Slab<T> {
+    pub fn new() -> Slab<T> {
+        Slab {
+            entries: Vec::new(),
+            next_free: None,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The key the next `insert` will return, so a value can be built
+    /// knowing its own key (a session registers its tokens before insertion).
+    pub fn vacant_key(&self) -> usize {
+        self.next_free.unwrap_or(self.entries.len())
+    }
+
+    pub fn insert(&mut self, value: T) -> usize {
+        self.len += 1;
+        match self.next_free {
+            Some(key) => {
+                self.next_free = match self.entries[key] {
+                    Entry::Vacant(next) => next,
+                    Entry::Occupied(_) => unreachable!("free list points at an occupied slot"),
+                };
+                self.entries[key] = Entry::Occupied(value);
+                key
+            }
+            None => {
+                self.entries.push(Entry::Occupied(value));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: usize) -> Option<T> {
+        let entry = self.entries.get_mut(key)?;
+        if matches!(entry, Entry::Vacant(_)) {
+            return None;
+        }
+        let old = std::mem::replace(entry, Entry::Vacant(self.next_free));
+        self.next_free = Some(key);
+        self.len -= 1;
+        match old {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant(_) => None,
+        }
+    }
+
+    pub fn get(&self, key: usize) -> Option<&T> {
+        match self.entries.get(key)? {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant(_) => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut T> {
+        match self.entries.get_mut(key)? {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant(_) => None,
+        }
+    }
+
+    pub fn contains(&self, key: usize) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Occupied slots with their keys.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(key, entry)| match entry {
+                Entry::Occupied(value) => Some((key, value)),
+                Entry::Vacant(_) => None,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove() {
+        let mut slab = Slab::new();
+        let a = slab.insert("a");
+        let b = slab.insert("b");
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(slab.get(a), Some(&"a"));
+        assert_eq!(slab.len(), 2);
+        assert_eq!(slab.remove(a), Some("a"));
+        assert_eq!(slab.remove(a), None, "removing twice");
+        assert_eq!(slab.get(a), None);
+        assert!(!slab.contains(a) && slab.contains(b));
+        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn freed_keys_are_reused_last_in_first_out() {
+        let mut slab = Slab::new();
+        for i in 0..4 {
+            slab.insert(i);
+        }
+        slab.remove(1);
+        slab.remove(3);
+        assert_eq!(slab.vacant_key(), 3);
+        assert_eq!(slab.insert(30), 3);
+        assert_eq!(slab.vacant_key(), 1);
+        assert_eq!(slab.insert(10), 1);
+        assert_eq!(slab.vacant_key(), 4);
+        assert_eq!(slab.insert(40), 4);
+        let all: Vec<_> = slab.iter().map(|(k, v)| (k, *v)).collect();
+        assert_eq!(all, vec![(0, 0), (1, 10), (2, 2), (3, 30), (4, 40)]);
+    }
+
+    #[test]
+    fn out_of_range_keys_are_absent() {
+        let mut slab: Slab<u8> = Slab::new();
+        assert_eq!(slab.get(7), None);
+        assert_eq!(slab.get_mut(7), None);
+        assert_eq!(slab.remove(7), None);
+        assert!(slab.is_empty());
+    }
+}

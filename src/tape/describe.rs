@@ -1,0 +1,81 @@
+//! The `describe` listing: one line per frame, as tcptape 0.1.0 printed it,
+//! and with `verbose` each data frame's payload as a hexdump.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use super::frame::Kind;
+use super::reader::{Reader, Source, TapeError};
+use crate::hexdump;
+
+/// Payload bytes shown per frame with `verbose`.
+pub const SHOWN_BYTES: usize = 256;
+
+#[derive(Debug)]
+pub enum DescribeError {
+    Tape(TapeError),
+    Output(io::Error),
+}
+
+impl fmt::Display for DescribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DescribeError::Tape(err) => err.fmt(f),
+            DescribeError::Output(err) => write!(f, "cannot write the listing: {err}"),
+        }
+    }
+}
+
+impl From<io::Error> for DescribeError {
+    fn from(err: io::Error) -> Self {
+        DescribeError::Output(err)
+    }
+}
+
+/// Lists the tape frame by frame; on a bad tape, the frames before the
+/// fault are listed, then the error is returned.
+pub fn describe<S: Source>(
+    reader: &mut Reader<S>,
+    out: &mut impl Write,
+    verbose: bool,
+) -> Result<(), DescribeError> {
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(DescribeError::Tape(err)),
+        };
+        let n = frame.index;
+        match frame.kind {
+            Kind::Data(_) => writeln!(out, "{n}: {} ({} bytes)", frame.kind.name(), frame.len)?,
+            Kind::Delay => writeln!(out, "{n}: DELAY ({}ms)", frame.len)?,
+            Kind::Noop if verbose => writeln!(out, "{n}: NOOP ({} bytes)", frame.len)?,
+            Kind::Extension(op) if verbose => {
+                writeln!(out, "{n}: EXTENSION {op:#04x} ({} bytes)", frame.len)?
+            }
+            _ => writeln!(out, "{n}: {}", frame.kind.name())?,
+        }
+        if verbose && matches!(frame.kind, Kind::Data(_)) {
+            dump_payload(reader, out, frame.len as usize)?;
+        }
+    }
+}
+
+fn dump_payload<S: Source>(
+    reader: &mut Reader<S>,
+    out: &mut impl Write,
+    len: usize,
+) -> Result<(), DescribeError> {
+    let mut shown = 0;
+    while shown < len.min(SHOWN_BYTES) {
+        let chunk = reader
+            .read_payload(SHOWN_BYTES - shown)
+            .map_err(DescribeError::Tape)?;
+        hexdump::dump(shown as u64, chunk, out, "    ")?;
+        shown += chunk.len();
+    }
+    if len > shown {
+        writeln!(out, "    ... {} more bytes not shown", len - shown)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Writes tapes frame by frame: the magic first, long data split into
+//! frames of at most `MAX_LEN` bytes, delays capped.
+//!
+//! The recording proxy does not use this writer: it writes frames straight
+//! from its rings (`proxy::recorder`). This one serves tests, benches and
+//! tools that build tapes from bytes in memory.
+
+use std::io::{self, Write};
+
+use super::frame::{Direction, Header, MAX_LEN, magic_frame, opcode};
+
+pub struct Writer<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts a tape: writes the magic frame.
+    pub fn new(mut inner: W) -> io::Result<Writer<W>> {
+        inner.write_all(&magic_frame())?;
+        Ok(Writer { inner })
+    }
+
+    /// Continues a tape that already has its magic (appending).
+    pub fn without_magic(inner: W) -> Writer<W> {
+        Writer { inner }
+    }
+
+    fn frame(&mut self, header: Header, payload: &[u8]) -> io::Result<()> {
+        let head = header.emit();
+        if payload.is_empty() {
+            return self.inner.write_all(&head);
+        }
+        // Header and payload in one call where the writer allows it,
+        // without copying the payload.
+        let mut slices = [io::IoSlice::new(&head), io::IoSlice::new(payload)];
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match self.inner.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Data of one direction; longer than `MAX_LEN` becomes several frames.
+    /// An empty slice writes one empty data frame.
+    pub fn data(&mut self, dir: Direction, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return self.frame(Header::data(dir, 0), &[]);
+        }
+        for chunk in bytes.chunks(MAX_LEN as usize) {
+            self.frame(Header::data(dir, chunk.len()), chunk)?;
+        }
+        Ok(())
+    }
+
+    /// A pause; none under 1 ms, capped at `MAX_LEN` ms.
+    pub fn delay(&mut self, ms: u64) -> io::Result<()> {
+        if ms == 0 {
+            return Ok(());
+        }
+        self.frame(Header::delay(ms), &[])
+    }
+
+    pub fn eof(&mut self, dir: Direction) -> io::Result<()> {
+        self.frame(Header::eof(dir), &[])
+    }
+
+    pub fn noop(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.raw(opcode::NOOP, payload)
+    }
+
+    /// An extension frame (opcode 0x80-0xFF) that older readers skip.
+    pub fn extension(&mut self, op: u8, payload: &[u8]) -> io::Result<()> {
+        if op < opcode::EXTENSION_MIN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("opcode {op:#04x} is not an extension opcode (0x80-0xff)"),
+            ));
+        }
+        self.raw(op, payload)
+    }
+
+    fn raw(&mut self, op: u8, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > MAX_LEN as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} bytes do not fit in one frame", payload.len()),
+            ));
+        }
+        self.frame(Header::new(op, payload.len() as u32), payload)
+    }
+
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_then_frames() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.data(Direction::ClientToServer, b"hi").unwrap();
+        w.delay(0).unwrap();
+        w.delay(7).unwrap();
+        w.eof(Direction::ServerToClient).unwrap();
+        assert_eq!(
+            w.into_inner(),
+            b"\0\0\0\x08tcptape\0\x01\0\0\x02hi\x03\0\0\x07\x05\0\0\0"
+        );
+    }
+
+    #[test]
+    fn bad_extension_and_oversized_payloads_are_refused() {
+        let mut w = Writer::without_magic(Vec::new());
+        assert!(w.extension(0x7f, b"").is_err());
+        assert!(w.noop(&vec![0; MAX_LEN as usize + 1]).is_err());
+        assert!(w.get_ref().is_empty());
+    }
+}

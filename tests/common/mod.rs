@@ -1,0 +1,263 @@
+//! Helpers for end-to-end tests: the real binary, real files, real sockets on
+//! loopback. Nothing here sleeps to wait for something; it waits on events
+//! (a log line, a connection, a process exit) with generous deadlines.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine; tests never wait this long when
+/// things work.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tcptape")
+}
+
+/// A fresh folder for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcptape-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcptape");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running tcptape whose stderr is collected in the background.
+pub struct Running {
+    pub child: Child,
+    pub addr: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts tcptape; when `listens`, waits for its "listening on ADDR" line.
+pub fn spawn(args: &[&str], listens: bool) -> Running {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcptape");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, lines) = mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+            let _ = tx.send(line);
+        }
+    });
+    let mut running = Running {
+        child,
+        addr: None,
+        stderr,
+        lines,
+    };
+    if listens {
+        let line = running.wait_for_line("listening on");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        running.addr = Some(addr);
+    }
+    running
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("not listening")
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {needle:?} within {PATIENCE:?}; stderr so far:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit; returns (code, stdout, stderr).
+    pub fn finish(mut self) -> (i32, String, String) {
+        let status = wait_with_deadline(&mut self.child);
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        // Let the stderr thread drain what is left.
+        while self.lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        (status.code().unwrap_or(-1), stdout, self.stderr())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_deadline(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tcptape did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A listener on an ephemeral loopback port.
+pub fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// A loopback address where nothing listens (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let (listener, addr) = listener();
+    drop(listener);
+    addr
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Reads until EOF.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).unwrap();
+    buf
+}
+
+pub fn write_all(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap();
+}
+
+pub fn half_close(stream: &TcpStream) {
+    stream.shutdown(Shutdown::Write).unwrap();
+}
+
+/// A server thread that serves one connection with `script`.
+pub fn serve_once<F>(script: F) -> (SocketAddr, thread::JoinHandle<()>)
+where
+    F: FnOnce(TcpStream) + Send + 'static,
+{
+    let (listener, addr) = listener();
+    let handle = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        script(stream);
+    });
+    (addr, handle)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A tape's frames as (opcode, length, payload), read with the library.
+pub fn tape_frames(path: &Path) -> Vec<(u8, u32, Vec<u8>)> {
+    use tcptape::tape::Reader;
+    let mut reader = Reader::new(std::fs::File::open(path).unwrap());
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        let mut payload = Vec::new();
+        if frame.kind.has_payload() {
+            loop {
+                let chunk = reader.read_payload(usize::MAX).unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                payload.extend_from_slice(chunk);
+            }
+        }
+        frames.push((frame.kind.opcode(), frame.len, payload));
+    }
+    frames
+}
+
+/// The bytes a tape holds for one direction (opcode 1 or 2), concatenated.
+pub fn tape_stream(path: &Path, opcode: u8) -> Vec<u8> {
+    tape_frames(path)
+        .into_iter()
+        .filter(|(op, _, _)| *op == opcode)
+        .flat_map(|(_, _, payload)| payload)
+        .collect()
+}
