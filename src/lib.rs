@@ -13,6 +13,7 @@ pub mod error;
 pub mod event_loop;
 pub mod hexdump;
 pub mod linediff;
+pub mod net;
 pub mod proxy;
 pub mod replay;
 pub mod ring;

@@ -14,6 +14,14 @@ const DELAY: u8 = 3;
 const C2S_EOF: u8 = 4;
 const S2C_EOF: u8 = 5;
 
+/// Starts `tcptape proxy` on an ephemeral port in front of `upstream`.
+fn record(upstream: std::net::SocketAddr, tape: &std::path::Path, extra: &[&str]) -> Running {
+    let upstream = upstream.to_string();
+    let mut args = vec!["proxy", "127.0.0.1:0", &upstream, tape.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    spawn(&args, true)
+}
+
 /// The tape's frames without DELAYs, which depend on timing.
 fn frames_without_delays(path: &std::path::Path) -> Vec<(u8, Vec<u8>)> {
     tape_frames(path)
@@ -51,15 +59,7 @@ fn echo_session_is_recorded_frame_by_frame() {
         assert_eq!(read_to_end(&mut s), b"");
         half_close(&s);
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &[]);
     let mut client = connect(proxy.addr());
     for line in [b"qqq\n", b"www\n"] {
         write_all(&mut client, line);
@@ -100,15 +100,7 @@ fn client_half_closes_first_and_still_gets_the_answer() {
         s.write_all(format!("got {} bytes\n", request.len()).as_bytes())
             .unwrap();
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &[]);
     let mut client = connect(proxy.addr());
     write_all(&mut client, b"request body");
     half_close(&client);
@@ -137,15 +129,7 @@ fn server_speaks_first_and_closes_first() {
         // The client keeps talking after our half-close; we still read it.
         assert_eq!(read_to_end(&mut s), b"QUIT\r\n");
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &[]);
     let mut client = connect(proxy.addr());
     assert_eq!(read_to_end(&mut client), b"220 ready\r\n");
     write_all(&mut client, b"QUIT\r\n");
@@ -175,15 +159,7 @@ fn pauses_are_recorded_as_delays() {
         half_close(&s);
         read_to_end(&mut s);
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &[]);
     let mut client = connect(proxy.addr());
     write_all(&mut client, b"a");
     assert_eq!(read_to_end(&mut client), b"b");
@@ -223,17 +199,7 @@ fn eight_mib_each_way_at_once() {
         );
         sender.join().unwrap();
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-            "--buffer",
-            "64K",
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &["--buffer", "64K"]);
     let client = connect(proxy.addr());
     let mut writer = client.try_clone().unwrap();
     let up_for_client = up.clone();
@@ -278,16 +244,10 @@ fn fifty_concurrent_sessions_with_numbered_tapes() {
             h.join().unwrap();
         }
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            template.to_str().unwrap(),
-            "--max-sessions",
-            &SESSIONS.to_string(),
-        ],
-        true,
+    let proxy = record(
+        upstream,
+        &template,
+        &["--max-sessions", &SESSIONS.to_string()],
     );
     let addr = proxy.addr();
     // All clients connected before any sends, so the sessions overlap.
@@ -330,17 +290,7 @@ fn refused_upstream_leaves_no_tape_and_the_daemon_goes_on() {
     let dir = temp_dir("proxy-refused");
     let template = dir.join("s{n}.tape");
     let upstream = dead_addr();
-    let mut proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            template.to_str().unwrap(),
-            "--max-sessions",
-            "2",
-        ],
-        true,
-    );
+    let mut proxy = record(upstream, &template, &["--max-sessions", "2"]);
     let mut first = connect(proxy.addr());
     // The proxy closes the client whose server can't be reached.
     let mut buf = Vec::new();
@@ -377,15 +327,7 @@ fn refused_upstream_fails_a_single_session_proxy() {
     let dir = temp_dir("proxy-refused-single");
     let tape = dir.join("t.tape");
     let upstream = dead_addr();
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let proxy = record(upstream, &tape, &[]);
     let client = connect(proxy.addr());
     let (code, _, stderr) = proxy.finish();
     drop(client);
@@ -403,10 +345,7 @@ fn full_disk_aborts_the_session_with_the_file_named() {
     let (upstream, server) = serve_once(|mut s| {
         let _ = s.read(&mut [0; 16]);
     });
-    let proxy = spawn(
-        &["proxy", "127.0.0.1:0", &upstream.to_string(), "/dev/full"],
-        true,
-    );
+    let proxy = record(upstream, std::path::Path::new("/dev/full"), &[]);
     let mut client = connect(proxy.addr());
     let _ = client.write_all(b"hello");
     let mut rest = Vec::new();
@@ -431,18 +370,10 @@ fn idle_timeout_ends_a_session_whose_server_never_reads() {
         // Never reads; holds the connection until the test is over.
         let _ = wait.recv();
     });
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-            "--buffer",
-            "4K",
-            "--idle-timeout",
-            "0.5",
-        ],
-        true,
+    let proxy = record(
+        upstream,
+        &tape,
+        &["--buffer", "4K", "--idle-timeout", "0.5"],
     );
     let client = connect(proxy.addr());
     client.set_nonblocking(true).unwrap();
@@ -483,15 +414,7 @@ fn kill_9_mid_transfer_keeps_everything_the_server_received() {
         let _ = s.read_to_end(&mut got);
         got_tx.send(got).unwrap();
     });
-    let mut proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
+    let mut proxy = record(upstream, &tape, &[]);
     let mut client = connect(proxy.addr());
     let to_send = data.clone();
     let sender = thread::spawn(move || {

@@ -20,14 +20,13 @@ use mio::{Interest, Token};
 use crate::cli::ProxyArgs;
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
+use crate::net::{self, Accept};
 use crate::slab::Slab;
 use session::{Session, Side, Status};
 
 pub use recorder::{Pending, Recorded, Recorder};
 
 const LISTENER: Token = Token(0);
-/// How long accepting pauses when the process is out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Placeholder in a tape path that turns the proxy into a daemon.
 const NUMBER: &str = "{n}";
 
@@ -157,21 +156,12 @@ impl Proxy {
             let Some(listener) = &self.listener else {
                 return;
             };
-            match listener.accept() {
-                Ok((stream, addr)) => self.start_session(cx, stream, addr),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(err) => {
-                    // Out of file descriptors or memory: the connection stays
-                    // in the backlog; retry later rather than spin.
-                    error!(
-                        "cannot accept: {}; retrying in {} ms",
-                        os_reason(&err),
-                        ACCEPT_BACKOFF.as_millis()
-                    );
+            match net::accept(listener) {
+                Accept::Connection(stream, addr) => self.start_session(cx, stream, addr),
+                Accept::Drained => return,
+                Accept::Backoff => {
                     self.accept_paused = true;
-                    let deadline = cx.deadline_after(ACCEPT_BACKOFF);
+                    let deadline = cx.deadline_after(net::ACCEPT_BACKOFF);
                     cx.timers.insert(deadline, ProxyTimer::ResumeAccept);
                 }
             }

@@ -193,7 +193,7 @@ impl Session {
     pub fn resume(&mut self, registry: &Registry, now: u64) -> Status {
         if let Phase::Connecting { tape } = &self.phase {
             let tape = tape.clone();
-            match self.finish_connect() {
+            match crate::net::connect_finished(&self.server.stream) {
                 Ok(false) => return Status::Running,
                 Ok(true) => {}
                 Err(err) => {
@@ -208,18 +208,6 @@ impl Session {
         match self.relay(registry, now) {
             Ok(status) => status,
             Err(err) => Status::Failed(err),
-        }
-    }
-
-    /// True once the connect went through; an error if it failed.
-    fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(err) = self.server.stream.take_error()? {
-            return Err(err);
-        }
-        match self.server.stream.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(err) => Err(err),
         }
     }
 

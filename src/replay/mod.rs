@@ -26,6 +26,7 @@ use mio::{Interest, Token};
 use crate::cli::{ClientArgs, ReplayOptions, ServerArgs};
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
+use crate::net::{self, Accept};
 use crate::slab::Slab;
 use crate::tape::{Direction, Reader};
 use session::{Session, Settings, Status};
@@ -37,8 +38,6 @@ const LISTENER: Token = Token(0);
 /// Receive buffer shared by all sessions: what arrives is checked at once
 /// and never kept, so one buffer serves them all.
 const SCRATCH: usize = 256 * 1024;
-/// How long accepting pauses when the process is out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 type TapeFile = Rc<File>;
 
@@ -215,8 +214,8 @@ impl Replayer {
             let Some(listener) = &self.listener else {
                 return;
             };
-            match listener.accept() {
-                Ok((stream, addr)) => {
+            match net::accept(listener) {
+                Accept::Connection(stream, addr) => {
                     info!("session {}: accepted {addr}", self.started + 1);
                     if self.until == Until::OneSession
                         && let Some(mut listener) = self.listener.take()
@@ -227,17 +226,10 @@ impl Replayer {
                         self.record_failure(err);
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(err) => {
-                    error!(
-                        "cannot accept: {}; retrying in {} ms",
-                        os_reason(&err),
-                        ACCEPT_BACKOFF.as_millis()
-                    );
+                Accept::Drained => return,
+                Accept::Backoff => {
                     self.accept_paused = true;
-                    let deadline = cx.deadline_after(ACCEPT_BACKOFF);
+                    let deadline = cx.deadline_after(net::ACCEPT_BACKOFF);
                     cx.timers.insert(deadline, ReplayTimer::ResumeAccept);
                 }
             }

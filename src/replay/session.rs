@@ -171,7 +171,7 @@ impl<S: Source + Clone> Session<S> {
     /// Does whatever the socket and the tape allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
         if self.phase == Phase::Connecting {
-            match self.finish_connect() {
+            match crate::net::connect_finished(&self.stream) {
                 Ok(false) => return Status::Running,
                 Ok(true) => {
                     info!("connected to {}", self.addr);
@@ -202,17 +202,6 @@ impl<S: Source + Clone> Session<S> {
                 }
             }
             Fault::Tape(err) => Status::Failed(tape_error(&err)),
-        }
-    }
-
-    fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(err) = self.stream.take_error()? {
-            return Err(err);
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(err) => Err(err),
         }
     }
 
