@@ -141,7 +141,12 @@ impl<S: Source> Expect<S> {
                     let want = (remaining as usize).min(data.len() - done);
                     let chunk = self.reader.read_payload(want)?;
                     let got = &data[done..done + chunk.len()];
-                    if compare && let Some(i) = chunk.iter().zip(got).position(|(a, b)| a != b) {
+                    // Slice equality is a memcmp; the byte-wise search only
+                    // runs once a difference is known to be there.
+                    if compare
+                        && chunk != got
+                        && let Some(i) = chunk.iter().zip(got).position(|(a, b)| a != b)
+                    {
                         let at = frame.len - remaining + i as u32;
                         let kind = DeviationKind::Differ { frame, at };
                         return Err(self.deviate(kind, data, done + i, self.matched + i as u64));

@@ -59,9 +59,14 @@ pub struct Running {
 
 /// Starts tcptape; when `listens`, waits for its "listening on ADDR" line.
 pub fn spawn(args: &[&str], listens: bool) -> Running {
+    spawn_logged(args, listens, "debug")
+}
+
+/// `spawn` with a log level of choice (benches keep logging quiet).
+pub fn spawn_logged(args: &[&str], listens: bool, level: &str) -> Running {
     let mut child = Command::new(bin())
         .args(args)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

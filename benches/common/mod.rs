@@ -1,0 +1,234 @@
+//! What the benches share: full or smoke size, the load generators, the
+//! baselines, process measurements and the result table.
+//!
+//! `cargo bench` passes `--bench`: full sizes. `cargo test` runs the same
+//! programs without it: a seconds-long smoke run that checks they work.
+
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../tests/common/mod.rs"]
+pub mod harness;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use harness::{Running, bin};
+
+pub const MIB: usize = 1024 * 1024;
+
+/// True under `cargo bench`.
+pub fn full_run() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// `full` under `cargo bench`, `smoke` under `cargo test`.
+pub fn size(full: usize, smoke: usize) -> usize {
+    if full_run() { full } else { smoke }
+}
+
+/// A folder for bench files on the real disk (not a tmpfs).
+pub fn work_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-tmp")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// 1 MiB of pseudo-random bytes; uploads repeat it.
+pub fn block() -> Vec<u8> {
+    harness::random_bytes(MIB, 42)
+}
+
+/// Writes `total` bytes (the block, repeated) to `stream`.
+pub fn send_blocks(stream: &mut TcpStream, block: &[u8], total: usize) {
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len());
+        stream.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// Reads to EOF and returns how many bytes came.
+pub fn drain(stream: &mut TcpStream) -> usize {
+    let mut buf = vec![0; 256 * 1024];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => panic!("read: {err}"),
+        }
+    }
+}
+
+/// A server that reads each connection to EOF, then closes it.
+pub fn sink() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                drain(&mut stream);
+            });
+        }
+    });
+    addr
+}
+
+/// Uploads `total` bytes to `addr`, half-closes, waits for the server to
+/// close; returns the elapsed time.
+pub fn upload(addr: SocketAddr, total: usize) -> Duration {
+    let block = block();
+    let start = Instant::now();
+    let mut stream = connect_retrying(addr);
+    send_blocks(&mut stream, &block, total);
+    stream.shutdown(Shutdown::Write).unwrap();
+    drain(&mut stream);
+    start.elapsed()
+}
+
+/// Connects, retrying while the listener (another process) starts up.
+pub fn connect_retrying(addr: SocketAddr) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return stream,
+            Err(err) if Instant::now() > deadline => panic!("connect {addr}: {err}"),
+            Err(_) => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `socat TCP-LISTEN:... TCP:upstream` relaying one connection, or `None`
+/// when socat is not installed.
+pub fn socat(upstream: SocketAddr) -> Option<(Child, SocketAddr)> {
+    let listen = free_addr();
+    let child = Command::new("socat")
+        .arg(format!(
+            "TCP-LISTEN:{},bind=127.0.0.1,reuseaddr",
+            listen.port()
+        ))
+        .arg(format!("TCP:{upstream},nodelay"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((child, listen))
+}
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
+}
+
+/// One row of a result table.
+pub struct Row {
+    pub name: String,
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    /// The row this one is compared with, by name.
+    pub baseline: Option<&'static str>,
+    pub note: String,
+}
+
+pub fn row(name: &str, value: Option<f64>, unit: &'static str) -> Row {
+    Row {
+        name: name.to_string(),
+        value,
+        unit,
+        baseline: None,
+        note: String::new(),
+    }
+}
+
+impl Row {
+    pub fn against(mut self, baseline: &'static str) -> Row {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Row {
+        self.note = note.into();
+        self
+    }
+}
+
+/// Prints a table: value, and the ratio to the baseline row where one is named.
+pub fn print_table(title: &str, rows: &[Row]) {
+    println!("\n{title}{}", if full_run() { "" } else { " (smoke run)" });
+    println!("{:<44} {:>14} {:>8}  note", "row", "value", "ratio");
+    for r in rows {
+        let value = match r.value {
+            Some(v) => format!("{v:.1} {}", r.unit),
+            None => "-".to_string(),
+        };
+        let ratio = r
+            .baseline
+            .and_then(|b| rows.iter().find(|x| x.name == b))
+            .and_then(|b| Some(r.value? / b.value?))
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_default();
+        println!("{:<44} {:>14} {:>8}  {}", r.name, value, ratio, r.note);
+    }
+}
+
+/// Starts tcptape (info logs: one line per session) and waits until it listens.
+pub fn tcptape(args: &[&str]) -> Running {
+    harness::spawn_logged(args, true, "info")
+}
+
+/// Starts tcptape with warnings only, listening on a port picked here
+/// (`LISTEN` in `args` is replaced), for benches where a log line per
+/// session would be part of what is measured.
+pub fn tcptape_quiet(args: &[&str]) -> (Running, SocketAddr) {
+    let addr = free_addr();
+    let listen = addr.to_string();
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "LISTEN" { listen.as_str() } else { a })
+        .collect();
+    let running = harness::spawn_logged(&args, false, "warn");
+    // Ready once it accepts; this probe is one extra session.
+    drop(connect_retrying(addr));
+    (running, addr)
+}
+
+/// Median and 99th percentile of samples, in microseconds.
+pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1e6
+    };
+    (at(0.5), at(0.99))
+}
+
+pub fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
