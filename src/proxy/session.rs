@@ -79,6 +79,9 @@ struct Peer {
     interest: Interest,
     readable: bool,
     writable: bool,
+    /// The OS said the peer's side is closed: an EOF (or error) is waiting
+    /// behind any data, so reads go on until they see it.
+    read_closed: bool,
 }
 
 impl Peer {
@@ -90,12 +93,16 @@ impl Peer {
             interest,
             readable: true,
             writable: true,
+            read_closed: false,
         }
     }
 
     fn note(&mut self, event: &Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            self.read_closed = true;
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             self.writable = true;
@@ -339,11 +346,17 @@ fn peer_error(number: u64, action: &str, side: Side, addr: SocketAddr, err: io::
 fn fill(pipe: &mut Pipe, source: &mut Peer) -> io::Result<(bool, bool)> {
     let mut moved = false;
     while pipe.flow == Flow::Open && source.readable && !pipe.ring.is_full() {
+        let window = pipe.ring.free_window().len();
         match pipe.ring.fill_with(|window| source.stream.read(window)) {
             Ok(0) => return Ok((moved, true)),
             Ok(n) => {
                 pipe.bytes += n as u64;
                 moved = true;
+                // A short read drained the socket; epoll reports new data
+                // as a new edge, so don't spend a call to hear WouldBlock.
+                if n < window && !source.read_closed {
+                    source.readable = false;
+                }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => source.readable = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -398,11 +411,16 @@ fn forward(pipe: &mut Pipe, dest: &mut Peer, number: u64, dir: Direction) -> io:
             break;
         }
         let slices = [IoSlice::new(first), IoSlice::new(second)];
+        let len = first.len() + second.len();
         match dest.stream.write_vectored(&slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 pipe.ring.consume(n);
                 moved = true;
+                // A short write filled the socket buffer.
+                if n < len {
+                    dest.writable = false;
+                }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => dest.writable = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

@@ -80,6 +80,8 @@ pub struct Session<S: Source> {
     interest: Interest,
     readable: bool,
     writable: bool,
+    /// The OS said the peer's side is closed: reads go on until the EOF.
+    read_closed: bool,
     phase: Phase,
     /// Set once our side of the connection stopped reading (EOF or reset).
     peer_done: bool,
@@ -123,6 +125,7 @@ impl<S: Source + Clone> Session<S> {
             interest,
             readable: true,
             writable: true,
+            read_closed: false,
             phase: if connecting {
                 Phase::Connecting
             } else {
@@ -153,6 +156,9 @@ impl<S: Source + Clone> Session<S> {
     ) -> Status {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            self.read_closed = true;
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             self.writable = true;
@@ -241,6 +247,10 @@ impl<S: Source + Clone> Session<S> {
                 Ok(n) => {
                     self.expect.receive(&scratch[..n], self.settings.compare)?;
                     moved = true;
+                    // A short read drained the socket; a new edge will come.
+                    if n < scratch.len() && !self.read_closed {
+                        self.readable = false;
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -274,10 +284,14 @@ impl<S: Source + Clone> Session<S> {
                         return Ok(moved);
                     }
                     let chunk = self.play.peek(SEND_CHUNK)?;
+                    let len = chunk.len();
                     match self.stream.write(chunk) {
                         Ok(n) => {
                             self.play.consume(n)?;
                             moved = true;
+                            if n < len {
+                                self.writable = false;
+                            }
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                             self.writable = false

@@ -221,10 +221,11 @@ impl<S: Source> Reader<S> {
             return Ok((self.pos - self.buf_start) as usize);
         }
         if self.buf.len() < n {
-            // Grow to what is asked, but read ahead at least a page's worth
-            // (or the whole tape, when it is smaller).
+            // Room for what is asked plus a frame header: a header read then
+            // pulls in the payload chunk after it, one `pread` per frame.
+            // At least a page's worth, at most what is left of the tape.
             let left = self.tape_len()?.saturating_sub(self.pos) as usize;
-            let size = n.max(INITIAL_BUFFER.min(left)).min(MAX_CHUNK.max(n));
+            let size = (n + HEADER_LEN).max(INITIAL_BUFFER).min(left.max(n));
             self.buf.resize(size, 0);
         }
         let mut got = 0;
@@ -464,7 +465,7 @@ mod tests {
             total += chunk.len();
         }
         assert_eq!(total, payload.len());
-        assert!(reader.buf.len() <= MAX_CHUNK);
+        assert!(reader.buf.len() <= MAX_CHUNK + HEADER_LEN);
     }
 
     #[test]
