@@ -12,11 +12,14 @@ use crate::error::Error;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|describe> [OPTIONS] [ARGS]";
+const MAIN_USAGE: &str =
+    "usage: tcptape <proxy|server|client|describe|print|build> [OPTIONS] [ARGS]";
 const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
 const DESCRIBE_USAGE: &str = "usage: tcptape describe [-v] FILE";
+const PRINT_USAGE: &str = "usage: tcptape print FILE [-o OUT]";
+const BUILD_USAGE: &str = "usage: tcptape build TEXT -o FILE";
 
 const MAIN_HELP: &str = "\
 tcptape: record TCP sessions into tapes, replay either side byte for byte
@@ -28,6 +31,8 @@ commands:
   server    play the recorded server to clients, checking what they send
   client    play the recorded client against a server, checking its answers
   describe  list the frames of a tape
+  print     write a tape as text, for review and editing
+  build     turn a text tape back into a binary tape
 
 options:
   -h, --help     print help (also after a command: tcptape proxy --help)
@@ -93,8 +98,30 @@ options:
   -h, --help          print this help
 ";
 
+const PRINT_HELP: &str = "\
+Write a tape as text: one frame per line, data as escaped strings or hex.
+`tcptape build` turns the text back into the same binary tape, byte for byte.
+server, client and describe read text tapes too.
+
+usage: tcptape print FILE [-o OUT]
+
+options:
+  -o, --output OUT  write to OUT instead of stdout
+  -h, --help        print this help
+";
+
+const BUILD_HELP: &str = "\
+Turn a text tape (see `tcptape print`) into a binary tape.
+
+usage: tcptape build TEXT -o FILE
+
+options:
+  -o, --output FILE  the binary tape to write (required)
+  -h, --help         print this help
+";
+
 const DESCRIBE_HELP: &str = "\
-List the frames of a tape.
+List the frames of a tape (binary or text).
 
 usage: tcptape describe [-v] FILE
 
@@ -109,6 +136,8 @@ pub enum Command {
     Server(ServerArgs),
     Client(ClientArgs),
     Describe(DescribeArgs),
+    Print(PrintArgs),
+    Build(BuildArgs),
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -156,6 +185,18 @@ pub struct DescribeArgs {
     pub verbose: bool,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintArgs {
+    pub tape: PathBuf,
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildArgs {
+    pub text: PathBuf,
+    pub output: PathBuf,
+}
+
 pub const DEFAULT_BUFFER: usize = 256 * 1024;
 const MIN_BUFFER: usize = 1024;
 const MAX_BUFFER: usize = 1024 * 1024 * 1024;
@@ -177,6 +218,8 @@ where
             Some("server") => parse_server(&mut parser),
             Some("client") => parse_client(&mut parser),
             Some("describe") => parse_describe(&mut parser),
+            Some("print") => parse_print(&mut parser),
+            Some("build") => parse_build(&mut parser),
             _ => Err(Error::usage(
                 format!("unknown command '{}'", name.to_string_lossy()),
                 MAIN_USAGE,
@@ -421,6 +464,47 @@ fn parse_describe(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     }))
 }
 
+/// `print` and `build` share their shape: one input, an output option.
+fn parse_input_output(
+    parser: &mut lexopt::Parser,
+    usage: &'static str,
+    help: &'static str,
+    input: &str,
+) -> Result<Result<(PathBuf, Option<PathBuf>), Command>, Error> {
+    let err = lexopt_error(usage);
+    let mut positionals = Positionals::new(usage);
+    let mut output = None;
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Err(Command::Help(help))),
+            Short('o') | Long("output") => {
+                output = Some(PathBuf::from(parser.value().map_err(&err)?));
+            }
+            Value(value) => positionals.values.push(value),
+            _ => return Err(err(arg.unexpected())),
+        }
+    }
+    let mut values = positionals.finish(&[input])?.into_iter();
+    Ok(Ok((PathBuf::from(next(&mut values)), output)))
+}
+
+fn parse_print(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    Ok(
+        match parse_input_output(parser, PRINT_USAGE, PRINT_HELP, "FILE")? {
+            Ok((tape, output)) => Command::Print(PrintArgs { tape, output }),
+            Err(help) => help,
+        },
+    )
+}
+
+fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    match parse_input_output(parser, BUILD_USAGE, BUILD_HELP, "TEXT")? {
+        Ok((text, Some(output))) => Ok(Command::Build(BuildArgs { text, output })),
+        Ok((_, None)) => Err(Error::usage("missing option -o FILE", BUILD_USAGE)),
+        Err(help) => Ok(help),
+    }
+}
+
 /// Takes the next checked positional; `Positionals::finish` guaranteed the count.
 fn next(values: &mut impl Iterator<Item = OsString>) -> OsString {
     values.next().unwrap_or_default()
@@ -568,6 +652,27 @@ mod tests {
                 verbose: true
             })
         );
+    }
+
+    #[test]
+    fn print_and_build() {
+        assert_eq!(
+            parse_ok(&["print", "t.tape"]),
+            Command::Print(PrintArgs {
+                tape: "t.tape".into(),
+                output: None
+            })
+        );
+        assert_eq!(
+            parse_ok(&["build", "-o", "t.tape", "t.txt"]),
+            Command::Build(BuildArgs {
+                text: "t.txt".into(),
+                output: "t.tape".into()
+            })
+        );
+        assert_eq!(parse_err(&["build", "t.txt"]), "missing option -o FILE");
+        assert_eq!(parse_err(&["print"]), "missing argument FILE");
+        assert_eq!(parse_ok(&["build", "-h"]), Command::Help(BUILD_HELP));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::tape::TapeError;
+use crate::tape::text::TextError;
 
 /// Exit code of a successful run.
 pub const EXIT_OK: i32 = 0;
@@ -30,6 +31,8 @@ pub enum Error {
     },
     /// A tape file is malformed.
     Tape { path: PathBuf, source: TapeError },
+    /// A text tape has a syntax error.
+    Text { path: PathBuf, source: TextError },
     /// A socket address could not be resolved, bound or reached.
     Address {
         addr: String,
@@ -98,6 +101,7 @@ impl fmt::Display for Error {
                 os_reason(source)
             ),
             Error::Tape { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Text { path, source } => write!(f, "{}:{source}", path.display()),
             Error::Address {
                 addr,
                 action,

@@ -58,6 +58,17 @@ fn describe_of_a_file_that_is_not_a_tape() {
     assert_eq!(
         stderr,
         format!(
+            "error: {}:1:1: not a tape: a text tape starts with 'tcptape text 1', a binary tape with the tcptape magic\n  hello\n  ^\n",
+            path.display()
+        )
+    );
+    // Bytes that are not text either: the binary reader's verdict.
+    std::fs::write(&path, [0x07, 0xff, 0xfe]).unwrap();
+    let (code, _, stderr) = run(&["describe", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
             "error: {}: not a tape: no tcptape magic at offset 0\n",
             path.display()
         )
@@ -95,7 +106,7 @@ fn usage_errors_exit_2_with_the_usage_line() {
         (
             &[],
             "error: missing command",
-            "usage: tcptape <proxy|server|client|describe>",
+            "usage: tcptape <proxy|server|client|describe|print|build>",
         ),
         (
             &["replay"],

@@ -246,7 +246,7 @@ fn verbose_describe_dumps_payloads_and_shortens_long_ones() {
     let bytes = build(|w| {
         w.data(C2S, b"qqq\n").unwrap();
         w.data(S2C, &long).unwrap();
-        w.extension(0x81, b"x").unwrap();
+        w.extension(0x90, b"x").unwrap();
     });
     let mut out = Vec::new();
     describe(&mut Reader::new(bytes.as_slice()), &mut out, true).unwrap();
@@ -264,5 +264,5 @@ fn verbose_describe_dumps_payloads_and_shortens_long_ones() {
     assert!(text.contains("    000000f0  f0 f1"), "{text}");
     assert!(!text.contains("00000100"), "{text}");
     assert!(text.contains("    ... 44 more bytes not shown\n"), "{text}");
-    assert!(text.ends_with("3: EXTENSION 0x81 (1 bytes)\n"), "{text}");
+    assert!(text.ends_with("3: EXTENSION 0x90 (1 bytes)\n"), "{text}");
 }

@@ -11,11 +11,9 @@ mod report;
 mod script;
 mod session;
 
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
@@ -28,7 +26,7 @@ use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
 use crate::net::{self, Accept};
 use crate::slab::Slab;
-use crate::tape::{Direction, Reader};
+use crate::tape::{self, Direction, Kind, Reader, SharedTape};
 use session::{Session, Settings, Status};
 
 pub use report::peer_name;
@@ -39,7 +37,7 @@ const LISTENER: Token = Token(0);
 /// and never kept, so one buffer serves them all.
 const SCRATCH: usize = 256 * 1024;
 
-type TapeFile = Rc<File>;
+type TapeFile = SharedTape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayTimer {
@@ -80,7 +78,8 @@ struct Replayer {
 
 /// Runs `tcptape server`.
 pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
-    let tape = open_tape(&args.tape)?;
+    let own = Direction::ServerToClient;
+    let tape = load(&args.tape, own)?;
     let listen = args.listen.resolve()?;
     let listener =
         TcpListener::bind(listen).map_err(|err| Error::address(listen, "listen on", err))?;
@@ -93,7 +92,6 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
     } else {
         Until::Stopped { abort: args.abort }
     };
-    let own = Direction::ServerToClient;
     let mut replayer = Replayer::new(&args.tape, tape, own, &args.replay, until);
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
     let mut listener = listener;
@@ -109,9 +107,9 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
 
 /// Runs `tcptape client`.
 pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
-    let tape = open_tape(&args.tape)?;
-    let addr = args.connect.resolve()?;
     let own = Direction::ClientToServer;
+    let tape = load(&args.tape, own)?;
+    let addr = args.connect.resolve()?;
     let mut replayer = Replayer::new(&args.tape, tape, own, &args.replay, Until::OneSession);
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
     let stream = TcpStream::connect(addr).map_err(|err| Error::address(addr, "connect to", err))?;
@@ -120,19 +118,25 @@ pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
     replayer.verdict.map_or(Ok(()), Err)
 }
 
-/// Opens a tape and reads it through once, so a bad tape is reported before
-/// anyone connects rather than in the middle of a session.
-fn open_tape(path: &Path) -> Result<TapeFile, Error> {
-    let file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
-    let tape = Rc::new(file);
+/// Opens a tape (binary or text) and reads it through once, so a bad tape
+/// is reported before anyone connects rather than in the middle of a
+/// session. Wildcards are expectations: the role that plays `own` has
+/// nothing to send for one in its own direction.
+fn load(path: &Path, own: Direction) -> Result<TapeFile, Error> {
+    let tape = tape::open(path)?;
     let mut reader = Reader::new(tape.clone());
     let mut frames = 0u64;
-    while reader
-        .next_frame()
-        .map_err(|err| Error::tape(path, err))?
-        .is_some()
-    {
+    while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         frames += 1;
+        if frame.kind == Kind::Any(own) {
+            let role = peer_name(own);
+            return Err(Error::Session(format!(
+                "{}: frame {} (tape offset {}) is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
+                path.display(),
+                frame.index,
+                frame.offset
+            )));
+        }
     }
     info!("tape {}: {frames} frames", path.display());
     Ok(tape)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::script::{Deviation, DeviationKind};
 use crate::hexdump;
 use crate::linediff;
-use crate::tape::{Direction, Frame, Source, frame::HEADER_LEN};
+use crate::tape::{Direction, Frame, Kind, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
 const SHOWN: usize = 32;
@@ -45,12 +45,17 @@ pub fn summary(deviation: &Deviation, peer: Direction, addr: SocketAddr) -> Stri
         DeviationKind::EarlyEof {
             frame,
             at: in_frame,
-        } => format!(
-            "mismatch with {who} {addr}: it closed its side at byte {at}, the tape expects {} more bytes (frame {}, tape offset {})",
-            frame.len - in_frame,
-            frame.index,
-            payload_start(&frame) + u64::from(in_frame)
-        ),
+            remaining,
+        } => {
+            let offset = match frame.kind {
+                Kind::Any(_) => frame.offset,
+                _ => payload_start(&frame) + u64::from(in_frame),
+            };
+            format!(
+                "mismatch with {who} {addr}: it closed its side at byte {at}, the tape expects {remaining} more bytes (frame {}, tape offset {offset})",
+                frame.index
+            )
+        }
         DeviationKind::Reset => format!(
             "mismatch with {who} {addr}: it reset the connection at byte {at} of its stream before the tape's end"
         ),
@@ -73,7 +78,16 @@ pub fn render<S: Source>(
     let received_start = deviation.stream_offset - (received.mismatch - shown_from) as u64;
 
     match deviation.kind {
-        DeviationKind::Differ { frame, at } | DeviationKind::EarlyEof { frame, at } => {
+        DeviationKind::EarlyEof {
+            frame, remaining, ..
+        } if matches!(frame.kind, Kind::Any(_)) => {
+            let _ = writeln!(
+                out,
+                "  expected (tape): {remaining} more bytes of any value (wildcard, frame {})",
+                frame.index
+            );
+        }
+        DeviationKind::Differ { frame, at } | DeviationKind::EarlyEof { frame, at, .. } => {
             let from = at.saturating_sub(SHOWN as u32);
             let to = frame.len.min(at + SHOWN as u32);
             let expected = read_payload(tape, &frame, from, to);

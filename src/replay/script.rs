@@ -13,6 +13,8 @@ use crate::tape::{Direction, Frame, Kind, Reader, Source, TapeError};
 pub enum Expected {
     /// `remaining` more bytes of data frame `frame`.
     Data { frame: Frame, remaining: u32 },
+    /// `remaining` more bytes of wildcard `frame`: counted, never compared.
+    Any { frame: Frame, remaining: u32 },
     /// The peer's half-close, recorded as `frame`.
     Eof { frame: Frame },
     /// The peer's EOF came where the tape has it.
@@ -39,8 +41,13 @@ pub enum DeviationKind {
     DataInsteadOfEof { frame: Frame },
     /// Data arrived after everything the tape holds from the peer.
     DataAfterEnd,
-    /// The peer closed where the tape expects byte `at` of `frame`.
-    EarlyEof { frame: Frame, at: u32 },
+    /// The peer closed where the tape expects byte `at` of `frame`, with
+    /// `remaining` bytes of that frame still owed.
+    EarlyEof {
+        frame: Frame,
+        at: u32,
+        remaining: u32,
+    },
     /// The peer reset the connection while the tape expected more.
     Reset,
 }
@@ -120,6 +127,16 @@ impl<S: Source> Expect<S> {
                     };
                     return Ok(());
                 }
+                Kind::Any(dir) if dir == self.peer => {
+                    let count = self.reader.read_wildcard()?;
+                    if count > 0 {
+                        self.next = Expected::Any {
+                            frame,
+                            remaining: count,
+                        };
+                        return Ok(());
+                    }
+                }
                 Kind::Eof(dir) if dir == self.peer => {
                     self.next = Expected::Eof { frame };
                     return Ok(());
@@ -163,6 +180,19 @@ impl<S: Source> Expect<S> {
                         };
                     }
                 }
+                Expected::Any { frame, remaining } => {
+                    let n = (remaining as usize).min(data.len() - done);
+                    done += n;
+                    self.matched += n as u64;
+                    if remaining as usize == n {
+                        self.advance()?;
+                    } else {
+                        self.next = Expected::Any {
+                            frame,
+                            remaining: remaining - n as u32,
+                        };
+                    }
+                }
                 Expected::Eof { frame } => {
                     let kind = DeviationKind::DataInsteadOfEof { frame };
                     return Err(self.deviate(kind, data, done, self.matched));
@@ -189,7 +219,20 @@ impl<S: Source> Expect<S> {
             }
             Expected::Data { frame, remaining } => {
                 let at = frame.len - remaining;
-                Err(self.deviate(DeviationKind::EarlyEof { frame, at }, &[], 0, self.matched))
+                let kind = DeviationKind::EarlyEof {
+                    frame,
+                    at,
+                    remaining,
+                };
+                Err(self.deviate(kind, &[], 0, self.matched))
+            }
+            Expected::Any { frame, remaining } => {
+                let kind = DeviationKind::EarlyEof {
+                    frame,
+                    at: 0,
+                    remaining,
+                };
+                Err(self.deviate(kind, &[], 0, self.matched))
             }
             // A peer that closes after all the tape has from it is done with
             // us; there is nothing left to check.
@@ -300,6 +343,10 @@ impl<S: Source> Play<S> {
                     self.needs.peer_bytes += u64::from(frame.len);
                     self.needs.delay_ms = 0;
                 }
+                Kind::Any(dir) if dir != self.own => {
+                    self.needs.peer_bytes += u64::from(self.reader.read_wildcard()?);
+                    self.needs.delay_ms = 0;
+                }
                 Kind::Eof(dir) if dir != self.own => {
                     self.needs.peer_eof = true;
                     self.needs.delay_ms = 0;
@@ -315,7 +362,9 @@ impl<S: Source> Play<S> {
                     self.action = Action::Shutdown { frame };
                     return Ok(());
                 }
-                Kind::Data(_) | Kind::Noop | Kind::Extension(_) => {}
+                // Our own wildcards have nothing to send; tapes holding
+                // them are refused before replay starts (`replay::load`).
+                Kind::Data(_) | Kind::Any(_) | Kind::Noop | Kind::Extension(_) => {}
             }
         }
         self.action = Action::End;
@@ -441,7 +490,14 @@ mod tests {
         e.receive(b"qq", true).unwrap();
         let d = deviation(e.receive_eof().unwrap_err());
         assert!(
-            matches!(d.kind, DeviationKind::EarlyEof { at: 2, .. }),
+            matches!(
+                d.kind,
+                DeviationKind::EarlyEof {
+                    at: 2,
+                    remaining: 2,
+                    ..
+                }
+            ),
             "{d:?}"
         );
 
@@ -462,6 +518,33 @@ mod tests {
         e.receive(b"qqq\nwww\n", true).unwrap();
         e.receive_eof().unwrap();
         assert!(e.receive_reset().is_ok());
+    }
+
+    #[test]
+    fn wildcards_are_counted_not_compared() {
+        let bytes = tape(|w| {
+            w.data(C2S, b"nonce=").unwrap();
+            w.any(C2S, 4).unwrap();
+            w.data(C2S, b";").unwrap();
+            w.data(S2C, b"ok").unwrap();
+        });
+        let mut e = expect(&bytes, C2S);
+        e.receive(b"nonce=", true).unwrap();
+        e.receive(b"\x01\x02", true).unwrap();
+        assert!(matches!(e.next(), Expected::Any { remaining: 2, .. }));
+        e.receive(b"\xff\x00;", true).unwrap();
+        assert!(e.is_done());
+        assert_eq!(e.matched(), 11);
+        let p = play(&bytes, S2C);
+        assert_eq!(p.needs().peer_bytes, 11);
+
+        let mut e = expect(&bytes, C2S);
+        e.receive(b"nonce=ab", true).unwrap();
+        let d = deviation(e.receive_eof().unwrap_err());
+        assert!(
+            matches!(d.kind, DeviationKind::EarlyEof { remaining: 2, .. }),
+            "{d:?}"
+        );
     }
 
     #[test]

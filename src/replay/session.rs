@@ -389,6 +389,10 @@ impl<S: Source + Clone> Session<S> {
                 "{remaining} more bytes from the {who} (frame {} at tape offset {}, byte {matched} of its stream)",
                 frame.index, frame.offset
             )),
+            Expected::Any { frame, remaining } => Some(format!(
+                "{remaining} more bytes (any value) from the {who} (frame {} at tape offset {}, byte {matched} of its stream)",
+                frame.index, frame.offset
+            )),
             Expected::Eof { frame } => Some(format!(
                 "the {who} to close its side (frame {} at tape offset {}, after byte {matched} of its stream)",
                 frame.index, frame.offset

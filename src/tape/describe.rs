@@ -50,6 +50,10 @@ pub fn describe<S: Source>(
             Kind::Data(_) => writeln!(out, "{n}: {} ({} bytes)", frame.kind.name(), frame.len)?,
             Kind::Delay => writeln!(out, "{n}: DELAY ({}ms)", frame.len)?,
             Kind::Noop if verbose => writeln!(out, "{n}: NOOP ({} bytes)", frame.len)?,
+            Kind::Any(dir) if verbose => {
+                let count = reader.read_wildcard().map_err(DescribeError::Tape)?;
+                writeln!(out, "{n}: ANY_{} ({count} bytes)", Kind::Data(dir).name())?
+            }
             Kind::Extension(op) if verbose => {
                 writeln!(out, "{n}: EXTENSION {op:#04x} ({} bytes)", frame.len)?
             }

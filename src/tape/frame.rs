@@ -24,7 +24,14 @@ pub mod opcode {
     pub const SERVER_TO_CLIENT_EOF: u8 = 0x05;
     /// Opcodes from here up are extensions that readers skip.
     pub const EXTENSION_MIN: u8 = 0x80;
+    /// Extension: "any N bytes" from the client (payload: N as u32 BE).
+    pub const ANY_CLIENT_TO_SERVER: u8 = 0x81;
+    /// Extension: "any N bytes" from the server (payload: N as u32 BE).
+    pub const ANY_SERVER_TO_CLIENT: u8 = 0x82;
 }
+
+/// Payload size of a wildcard frame: the count, u32 big-endian.
+pub const WILDCARD_LEN: u32 = 4;
 
 /// Which way bytes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +69,13 @@ impl Direction {
             Direction::ServerToClient => opcode::SERVER_TO_CLIENT_EOF,
         }
     }
+
+    pub fn any_opcode(self) -> u8 {
+        match self {
+            Direction::ClientToServer => opcode::ANY_CLIENT_TO_SERVER,
+            Direction::ServerToClient => opcode::ANY_SERVER_TO_CLIENT,
+        }
+    }
 }
 
 /// What a frame is.
@@ -71,6 +85,9 @@ pub enum Kind {
     Data(Direction),
     Delay,
     Eof(Direction),
+    /// A wildcard: that many bytes of that direction, whatever their value.
+    /// An extension frame, so readers that predate it skip it.
+    Any(Direction),
     Extension(u8),
 }
 
@@ -84,6 +101,8 @@ impl Kind {
             opcode::DELAY => Kind::Delay,
             opcode::CLIENT_TO_SERVER_EOF => Kind::Eof(Direction::ClientToServer),
             opcode::SERVER_TO_CLIENT_EOF => Kind::Eof(Direction::ServerToClient),
+            opcode::ANY_CLIENT_TO_SERVER => Kind::Any(Direction::ClientToServer),
+            opcode::ANY_SERVER_TO_CLIENT => Kind::Any(Direction::ServerToClient),
             op if op >= opcode::EXTENSION_MIN => Kind::Extension(op),
             _ => return None,
         })
@@ -95,6 +114,7 @@ impl Kind {
             Kind::Data(dir) => dir.data_opcode(),
             Kind::Delay => opcode::DELAY,
             Kind::Eof(dir) => dir.eof_opcode(),
+            Kind::Any(dir) => dir.any_opcode(),
             Kind::Extension(op) => op,
         }
     }
@@ -104,10 +124,11 @@ impl Kind {
         !matches!(self, Kind::Delay | Kind::Eof(_))
     }
 
-    /// The name `describe` prints, as tcptape 0.1.0 did.
+    /// The name `describe` prints, as tcptape 0.1.0 did: extension frames,
+    /// wildcards among them, are NOOPs to it.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Noop | Kind::Extension(_) => "NOOP",
+            Kind::Noop | Kind::Extension(_) | Kind::Any(_) => "NOOP",
             Kind::Data(Direction::ClientToServer) => "CLIENT_TO_SERVER",
             Kind::Data(Direction::ServerToClient) => "SERVER_TO_CLIENT",
             Kind::Delay => "DELAY",

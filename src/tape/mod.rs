@@ -9,8 +9,45 @@
 pub mod describe;
 pub mod frame;
 pub mod reader;
+pub mod text;
 pub mod writer;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::rc::Rc;
 
 pub use frame::{Direction, Header, Kind, MAGIC, MAX_LEN};
 pub use reader::{Frame, Reader, Source, TapeError, TapeErrorKind};
 pub use writer::Writer;
+
+use crate::error::Error;
+
+/// A tape open for reading by any number of readers.
+pub type SharedTape = Rc<dyn Source>;
+
+/// Opens a tape, binary or text, told apart by content: a binary tape is
+/// read from the file as it goes; a text tape is built into memory (text
+/// tapes are written by hand and small).
+pub fn open(path: &Path) -> Result<SharedTape, Error> {
+    let mut file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
+    let mut start = [0u8; 512];
+    let mut got = 0;
+    while got < start.len() {
+        match file.read(&mut start[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Error::file(path, "read tape", err)),
+        }
+    }
+    if !text::looks_like_text(&start[..got]) {
+        return Ok(Rc::new(file));
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| Error::file(path, "read tape", err))?;
+    let binary = text::parse(&text).map_err(|err| Error::Text {
+        path: path.to_path_buf(),
+        source: err,
+    })?;
+    Ok(Rc::new(binary))
+}

@@ -13,7 +13,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
-use super::frame::{HEADER_LEN, Header, Kind, MAGIC};
+use byteorder::{BigEndian, ByteOrder};
+
+use super::frame::{HEADER_LEN, Header, Kind, MAGIC, WILDCARD_LEN};
 
 /// A buffer grows to this size at most; callers asking for more get chunks.
 pub const MAX_CHUNK: usize = 256 * 1024;
@@ -110,6 +112,7 @@ pub enum TapeErrorKind {
     TruncatedPayload { announced: u32, present: u64 },
     UnknownOpcode(u8),
     EofWithLength(u32),
+    WildcardLength(u32),
     Io(io::Error),
 }
 
@@ -138,6 +141,10 @@ impl fmt::Display for TapeError {
             TapeErrorKind::EofWithLength(len) => write!(
                 f,
                 "EOF frame with non-zero length {len} at offset {offset} in frame {frame}"
+            ),
+            TapeErrorKind::WildcardLength(len) => write!(
+                f,
+                "wildcard frame with length {len} at offset {offset} in frame {frame}, expected {WILDCARD_LEN}"
             ),
             TapeErrorKind::Io(err) => write!(f, "read error at offset {offset}: {err}"),
         }
@@ -288,6 +295,9 @@ impl<S: Source> Reader<S> {
         if matches!(kind, Kind::Eof(_)) && header.len != 0 {
             return Err(self.error(offset, TapeErrorKind::EofWithLength(header.len)));
         }
+        if matches!(kind, Kind::Any(_)) && header.len != WILDCARD_LEN {
+            return Err(self.error(offset, TapeErrorKind::WildcardLength(header.len)));
+        }
         let payload = header.payload_len();
         let present = left - HEADER_LEN as u64;
         let magic_len = MAGIC.len() as u64;
@@ -345,6 +355,16 @@ impl<S: Source> Reader<S> {
         let n = n.min(self.payload_left);
         self.pos += n as u64;
         self.payload_left -= n;
+    }
+
+    /// The byte count of the wildcard frame just read.
+    pub fn read_wildcard(&mut self) -> Result<u32, TapeError> {
+        let bytes = self.read_payload(WILDCARD_LEN as usize)?;
+        if bytes.len() < WILDCARD_LEN as usize {
+            let kind = TapeErrorKind::WildcardLength(bytes.len() as u32);
+            return Err(self.error(self.frame_offset, kind));
+        }
+        Ok(BigEndian::read_u32(bytes))
     }
 
     /// The next chunk of the current frame's payload (at most `max` bytes),

@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use super::frame::{Direction, Header, MAX_LEN, magic_frame, opcode};
+use super::frame::{Direction, Header, MAX_LEN, WILDCARD_LEN, magic_frame, opcode};
 
 pub struct Writer<W: Write> {
     inner: W,
@@ -67,6 +67,23 @@ impl<W: Write> Writer<W> {
 
     pub fn eof(&mut self, dir: Direction) -> io::Result<()> {
         self.frame(Header::eof(dir), &[])
+    }
+
+    /// A wildcard: `count` bytes of `dir`, whatever their value. Counts
+    /// over `MAX_LEN` become several frames, like data.
+    pub fn any(&mut self, dir: Direction, count: u64) -> io::Result<()> {
+        let mut left = count;
+        loop {
+            let n = left.min(u64::from(MAX_LEN)) as u32;
+            self.frame(
+                Header::new(dir.any_opcode(), WILDCARD_LEN),
+                &n.to_be_bytes(),
+            )?;
+            left -= u64::from(n);
+            if left == 0 {
+                return Ok(());
+            }
+        }
     }
 
     pub fn noop(&mut self, payload: &[u8]) -> io::Result<()> {

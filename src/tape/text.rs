@@ -1,0 +1,806 @@
+//! The text form of a tape: one frame per line (or block of continuation
+//! lines), for review and hand editing. `print` turns any binary tape into
+//! text, `parse` turns text back into the binary tape, and for every binary
+//! tape `parse(print(tape))` is the same bytes. docs/text-format.md has the
+//! grammar.
+//!
+//! ```text
+//! tcptape text 1
+//! > "EHLO client\r\n"
+//! delay 50ms
+//! < "250 hello\r\n"
+//! > "nonce=" ?? ?? ?? ?? "\r\n"
+//! eof >
+//! ```
+
+use std::fmt;
+use std::io::{self, Write};
+
+use super::frame::{Direction, Kind};
+use super::reader::{Reader, Source, TapeError};
+use super::writer::Writer;
+
+/// The first line of every text tape.
+pub const HEADER: &str = "tcptape text 1";
+
+/// Bytes of a frame looked at to choose between string and hex form.
+const SAMPLE: usize = 4096;
+/// Characters of escaped string per line before wrapping.
+const STRING_WIDTH: usize = 72;
+/// Hex bytes per line.
+const HEX_WIDTH: usize = 16;
+
+/// True when a file's beginning reads as a text tape rather than binary.
+/// A binary tape starts with a NUL byte (its magic frame's opcode); a file
+/// of UTF-8 text is taken as a text tape, so a missing header is reported
+/// by the parser, with its line.
+pub fn looks_like_text(start: &[u8]) -> bool {
+    if start.first().is_none_or(|&b| b == 0) {
+        return false;
+    }
+    match std::str::from_utf8(start) {
+        Ok(_) => true,
+        // A sample cut in the middle of a character is still text.
+        Err(err) => err.error_len().is_none(),
+    }
+}
+
+// ---------------------------------------------------------------- printing
+
+#[derive(Debug)]
+pub enum PrintError {
+    Tape(TapeError),
+    Output(io::Error),
+}
+
+impl fmt::Display for PrintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrintError::Tape(err) => err.fmt(f),
+            PrintError::Output(err) => write!(f, "cannot write the text: {err}"),
+        }
+    }
+}
+
+impl From<TapeError> for PrintError {
+    fn from(err: TapeError) -> Self {
+        PrintError::Tape(err)
+    }
+}
+
+impl From<io::Error> for PrintError {
+    fn from(err: io::Error) -> Self {
+        PrintError::Output(err)
+    }
+}
+
+fn mark(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ClientToServer => ">",
+        Direction::ServerToClient => "<",
+    }
+}
+
+/// Writes the tape as text, streaming frame by frame.
+pub fn print<S: Source>(reader: &mut Reader<S>, out: &mut impl Write) -> Result<(), PrintError> {
+    while let Some(frame) = reader.next_frame()? {
+        if frame.index == 0 {
+            // The magic frame; the reader has checked it.
+            writeln!(out, "{HEADER}")?;
+            continue;
+        }
+        match frame.kind {
+            Kind::Data(dir) => {
+                write!(out, "{}", mark(dir))?;
+                print_payload(reader, out, frame.len as usize)?;
+            }
+            Kind::Delay => writeln!(out, "delay {}ms", frame.len)?,
+            Kind::Eof(dir) => writeln!(out, "eof {}", mark(dir))?,
+            Kind::Any(dir) => writeln!(out, "{} any {}", mark(dir), reader.read_wildcard()?)?,
+            Kind::Noop => {
+                write!(out, "noop")?;
+                print_payload(reader, out, frame.len as usize)?;
+            }
+            Kind::Extension(op) => {
+                write!(out, "ext {op:#04x}")?;
+                print_payload(reader, out, frame.len as usize)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a payload after its frame keyword: as an escaped string when it
+/// is mostly text, as hex otherwise; long payloads wrap onto continuation
+/// lines. An empty data payload is `""`, an empty NOOP nothing.
+fn print_payload<S: Source>(
+    reader: &mut Reader<S>,
+    out: &mut impl Write,
+    len: usize,
+) -> Result<(), PrintError> {
+    if len == 0 {
+        // `noop` and `ext` alone mean an empty payload; data needs `""`.
+        return Ok(writeln!(out, " \"\"")?);
+    }
+    let sample = reader.peek_payload(SAMPLE)?;
+    let texty = sample
+        .iter()
+        .filter(|&&b| (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t'))
+        .count();
+    let as_string = texty * 4 >= sample.len() * 3;
+    let mut line = LineState::default();
+    loop {
+        let chunk = reader.read_payload(64 * 1024)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for &byte in chunk {
+            if as_string {
+                line.string_byte(out, byte)?;
+            } else {
+                line.hex_byte(out, byte)?;
+            }
+        }
+    }
+    line.finish(out, as_string)?;
+    Ok(())
+}
+
+/// Where the printer stands on the current output line.
+#[derive(Default)]
+struct LineState {
+    /// Characters (string) or bytes (hex) on the current line.
+    width: usize,
+    /// A string literal is open on the current line.
+    open: bool,
+    started: bool,
+}
+
+impl LineState {
+    /// Ends the current line and starts a continuation line.
+    fn wrap(&mut self, out: &mut impl Write, as_string: bool) -> io::Result<()> {
+        if as_string && self.open {
+            write!(out, "\"")?;
+        }
+        write!(out, "\n ")?;
+        self.open = false;
+        self.width = 0;
+        Ok(())
+    }
+
+    fn string_byte(&mut self, out: &mut impl Write, byte: u8) -> io::Result<()> {
+        if self.started && self.width >= STRING_WIDTH {
+            self.wrap(out, true)?;
+        }
+        if !self.open {
+            write!(out, " \"")?;
+            self.open = true;
+        }
+        self.started = true;
+        let escaped = match byte {
+            b'\\' => "\\\\".to_string(),
+            b'"' => "\\\"".to_string(),
+            b'\r' => "\\r".to_string(),
+            b'\n' => "\\n".to_string(),
+            b'\t' => "\\t".to_string(),
+            0x20..=0x7e => (byte as char).to_string(),
+            _ => format!("\\x{byte:02x}"),
+        };
+        write!(out, "{escaped}")?;
+        self.width += escaped.len();
+        // Protocol lines end at a newline: so does the text line.
+        if byte == b'\n' {
+            self.width = STRING_WIDTH;
+        }
+        Ok(())
+    }
+
+    fn hex_byte(&mut self, out: &mut impl Write, byte: u8) -> io::Result<()> {
+        if self.started && self.width == HEX_WIDTH {
+            self.wrap(out, false)?;
+        }
+        self.started = true;
+        let gap = if self.width == HEX_WIDTH / 2 {
+            "  "
+        } else {
+            " "
+        };
+        write!(out, "{gap}{byte:02x}")?;
+        self.width += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut impl Write, as_string: bool) -> io::Result<()> {
+        if as_string && self.open {
+            write!(out, "\"")?;
+        }
+        writeln!(out)
+    }
+}
+
+// ----------------------------------------------------------------- parsing
+
+/// A syntax error in a text tape, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextError {
+    /// 1-based line and column.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The line at fault, for the caret display.
+    pub source: String,
+}
+
+impl fmt::Display for TextError {
+    /// `LINE:COLUMN: message`, then the line and a caret under the column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)?;
+        let caret = " ".repeat(self.column.saturating_sub(1));
+        write!(f, "\n  {}\n  {caret}^", self.source)
+    }
+}
+
+impl std::error::Error for TextError {}
+
+/// What a frame's items build up: bytes, and wildcards between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Bytes(Vec<u8>),
+    Any(u64),
+}
+
+/// A frame being parsed; continuation lines add to its segments.
+#[derive(Debug)]
+enum Pending {
+    Data(Direction, Vec<Segment>),
+    Noop(Vec<u8>),
+    Extension(u8, Vec<u8>),
+}
+
+/// Turns a text tape into the binary tape.
+pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
+    let mut bytes = Vec::new();
+    let mut writer = Writer::new(&mut bytes).map_err(|_| unreachable_io())?;
+    let mut pending: Option<Pending> = None;
+    let mut header_seen = false;
+    for (index, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let mut cursor = Cursor::new(line, index + 1);
+        cursor.skip_space();
+        if cursor.at_end_or_comment() {
+            continue;
+        }
+        if !header_seen {
+            if line.trim_end() != HEADER {
+                return Err(cursor.error(format!(
+                    "not a tape: a text tape starts with '{HEADER}', a binary tape with the tcptape magic"
+                )));
+            }
+            header_seen = true;
+            continue;
+        }
+        if cursor.column() > 1 {
+            // A continuation line: more items for the frame above.
+            match &mut pending {
+                Some(Pending::Data(_, segments)) => cursor.items(segments, true)?,
+                Some(Pending::Noop(payload) | Pending::Extension(_, payload)) => {
+                    let mut segments = vec![Segment::Bytes(std::mem::take(payload))];
+                    cursor.items(&mut segments, false)?;
+                    *payload = flatten(segments);
+                }
+                None => {
+                    return Err(cursor.error(
+                        "an indented line continues a frame's data, but no frame with data is above it"
+                            .into(),
+                    ));
+                }
+            }
+            continue;
+        }
+        if let Some(done) = pending.take() {
+            emit(&mut writer, done);
+        }
+        pending = cursor.frame(&mut writer)?;
+    }
+    if !header_seen {
+        return Err(TextError {
+            line: 1,
+            column: 1,
+            message: format!("empty text tape: expected the header line '{HEADER}'"),
+            source: String::new(),
+        });
+    }
+    if let Some(done) = pending.take() {
+        emit(&mut writer, done);
+    }
+    Ok(bytes)
+}
+
+/// Writing into a `Vec` cannot fail.
+fn unreachable_io() -> TextError {
+    TextError {
+        line: 0,
+        column: 0,
+        message: "out of memory".into(),
+        source: String::new(),
+    }
+}
+
+fn flatten(segments: Vec<Segment>) -> Vec<u8> {
+    segments
+        .into_iter()
+        .flat_map(|s| match s {
+            Segment::Bytes(b) => b,
+            Segment::Any(_) => Vec::new(),
+        })
+        .collect()
+}
+
+/// Writes a finished frame. Writing into a `Vec` cannot fail.
+fn emit(writer: &mut Writer<&mut Vec<u8>>, frame: Pending) {
+    let _ = match frame {
+        Pending::Data(dir, segments) => emit_data(writer, dir, segments),
+        Pending::Noop(payload) => writer.noop(&payload),
+        Pending::Extension(op, payload) => writer.extension(op, &payload),
+    };
+}
+
+fn emit_data(
+    writer: &mut Writer<&mut Vec<u8>>,
+    dir: Direction,
+    segments: Vec<Segment>,
+) -> io::Result<()> {
+    if segments.is_empty() {
+        return writer.data(dir, &[]);
+    }
+    for segment in segments {
+        match segment {
+            Segment::Bytes(bytes) => writer.data(dir, &bytes)?,
+            Segment::Any(count) => writer.any(dir, count)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads one line, tracking the column for errors.
+struct Cursor<'a> {
+    line: &'a str,
+    number: usize,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(line: &'a str, number: usize) -> Cursor<'a> {
+        Cursor {
+            line,
+            number,
+            pos: 0,
+        }
+    }
+
+    fn column(&self) -> usize {
+        self.line[..self.pos].chars().count() + 1
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.line[self.pos..]
+    }
+
+    fn error(&self, message: String) -> TextError {
+        TextError {
+            line: self.number,
+            column: self.column(),
+            message,
+            source: self.line.to_string(),
+        }
+    }
+
+    fn skip_space(&mut self) {
+        let rest = self.rest();
+        self.pos += rest.len() - rest.trim_start_matches([' ', '\t']).len();
+    }
+
+    fn at_end_or_comment(&self) -> bool {
+        self.rest().is_empty() || self.rest().starts_with('#')
+    }
+
+    /// The next run of characters up to a space.
+    fn word(&mut self) -> &'a str {
+        let rest = self.rest();
+        let len = rest.find([' ', '\t']).unwrap_or(rest.len());
+        self.pos += len;
+        &rest[..len]
+    }
+
+    /// A line that starts a frame.
+    fn frame(&mut self, writer: &mut Writer<&mut Vec<u8>>) -> Result<Option<Pending>, TextError> {
+        let start = self.pos;
+        let keyword = self.word();
+        let pending = match keyword {
+            ">" | "<" => {
+                let dir = if keyword == ">" {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                };
+                self.skip_space();
+                if self.rest().starts_with("any") {
+                    self.word();
+                    let count = self.number("a byte count after 'any'")?;
+                    let _ = writer.any(dir, count);
+                    self.end_of_line()?;
+                    return Ok(None);
+                }
+                let mut segments = Vec::new();
+                if self.at_end_or_comment() {
+                    return Err(self.error(format!(
+                        "expected data after '{keyword}': a quoted string, hex bytes, ?? or 'any N'"
+                    )));
+                }
+                self.items(&mut segments, true)?;
+                Pending::Data(dir, segments)
+            }
+            "delay" => {
+                self.skip_space();
+                let digits_at = self.pos;
+                let word = self.word();
+                let Some(ms) = word.strip_suffix("ms").and_then(|d| d.parse::<u64>().ok()) else {
+                    self.pos = digits_at;
+                    return Err(self.error(format!(
+                        "expected milliseconds like '150ms' after 'delay', found '{word}'"
+                    )));
+                };
+                let _ = writer.delay(ms);
+                self.end_of_line()?;
+                return Ok(None);
+            }
+            "eof" => {
+                self.skip_space();
+                let dir = match self.word() {
+                    ">" => Direction::ClientToServer,
+                    "<" => Direction::ServerToClient,
+                    other => {
+                        self.pos -= other.len();
+                        return Err(
+                            self.error(format!("expected '>' or '<' after 'eof', found '{other}'"))
+                        );
+                    }
+                };
+                let _ = writer.eof(dir);
+                self.end_of_line()?;
+                return Ok(None);
+            }
+            "noop" => {
+                let mut segments = Vec::new();
+                self.items(&mut segments, false)?;
+                Pending::Noop(flatten(segments))
+            }
+            "ext" => {
+                self.skip_space();
+                let at = self.pos;
+                let word = self.word();
+                let op = word
+                    .strip_prefix("0x")
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .filter(|&op| op >= 0x80);
+                let Some(op) = op else {
+                    self.pos = at;
+                    return Err(self.error(format!(
+                        "expected an extension opcode 0x80 to 0xff after 'ext', found '{word}'"
+                    )));
+                };
+                if op == Direction::ClientToServer.any_opcode()
+                    || op == Direction::ServerToClient.any_opcode()
+                {
+                    self.pos = at;
+                    return Err(self.error(
+                        "wildcards are written '> any N' or '< any N', not as 'ext'".into(),
+                    ));
+                }
+                let mut segments = Vec::new();
+                self.items(&mut segments, false)?;
+                Pending::Extension(op, flatten(segments))
+            }
+            _ => {
+                self.pos = start;
+                return Err(self.error(format!(
+                    "expected a frame: '>', '<', 'delay', 'eof', 'noop' or 'ext', found '{keyword}'"
+                )));
+            }
+        };
+        Ok(Some(pending))
+    }
+
+    fn end_of_line(&mut self) -> Result<(), TextError> {
+        self.skip_space();
+        if self.at_end_or_comment() {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "unexpected '{}' at the end of the frame",
+                self.rest()
+            )))
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64, TextError> {
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word();
+        word.parse::<u64>().map_err(|_| {
+            self.pos = at;
+            self.error(format!("expected {what}, found '{word}'"))
+        })
+    }
+
+    /// Data items up to the end of the line: quoted strings, hex bytes,
+    /// and (in data frames) `??` wildcard bytes.
+    fn items(&mut self, segments: &mut Vec<Segment>, wildcards: bool) -> Result<(), TextError> {
+        loop {
+            self.skip_space();
+            if self.at_end_or_comment() {
+                return Ok(());
+            }
+            if self.rest().starts_with('"') {
+                let bytes = self.string()?;
+                push_bytes(segments, &bytes);
+            } else if self.rest().starts_with("??") {
+                if !wildcards {
+                    return Err(
+                        self.error("wildcards (??) are only allowed in '>' and '<' data".into())
+                    );
+                }
+                self.pos += 2;
+                match segments.last_mut() {
+                    Some(Segment::Any(n)) => *n += 1,
+                    _ => segments.push(Segment::Any(1)),
+                }
+                self.expect_separator()?;
+            } else {
+                let byte = self.hex_byte()?;
+                push_bytes(segments, &[byte]);
+            }
+        }
+    }
+
+    /// Items are separated by spaces: `0a0b` is an error, not two bytes.
+    fn expect_separator(&mut self) -> Result<(), TextError> {
+        match self.rest().chars().next() {
+            None | Some(' ' | '\t' | '#') => Ok(()),
+            Some(c) => Err(self.error(format!("expected a space before '{c}'"))),
+        }
+    }
+
+    fn hex_byte(&mut self) -> Result<u8, TextError> {
+        let rest = self.rest();
+        let pair = rest
+            .get(..2)
+            .filter(|p| p.chars().all(|c| c.is_ascii_hexdigit()));
+        let Some(pair) = pair else {
+            return Err(self.error(
+                "expected a quoted string, two hex digits or ?? (write text as \"...\")".into(),
+            ));
+        };
+        let byte = u8::from_str_radix(pair, 16).map_err(|_| self.error("bad hex".into()))?;
+        self.pos += 2;
+        self.expect_separator()?;
+        Ok(byte)
+    }
+
+    /// A quoted string with escapes: \r \n \t \\ \" \0 \xNN.
+    fn string(&mut self) -> Result<Vec<u8>, TextError> {
+        let open = self.pos;
+        self.pos += 1;
+        let mut bytes = Vec::new();
+        loop {
+            let Some(c) = self.rest().chars().next() else {
+                self.pos = open;
+                return Err(
+                    self.error("unterminated string: expected a closing '\"' on this line".into())
+                );
+            };
+            match c {
+                '"' => {
+                    self.pos += 1;
+                    self.expect_separator()?;
+                    return Ok(bytes);
+                }
+                '\\' => {
+                    let escape_at = self.pos;
+                    self.pos += 1;
+                    let Some(e) = self.rest().chars().next() else {
+                        self.pos = escape_at;
+                        return Err(self.error("unfinished escape at the end of the line".into()));
+                    };
+                    self.pos += e.len_utf8();
+                    match e {
+                        'r' => bytes.push(b'\r'),
+                        'n' => bytes.push(b'\n'),
+                        't' => bytes.push(b'\t'),
+                        '0' => bytes.push(0),
+                        '\\' => bytes.push(b'\\'),
+                        '"' => bytes.push(b'"'),
+                        'x' => {
+                            let hex = self
+                                .rest()
+                                .get(..2)
+                                .and_then(|h| u8::from_str_radix(h, 16).ok());
+                            let Some(byte) = hex else {
+                                self.pos = escape_at;
+                                return Err(self.error("expected two hex digits after \\x".into()));
+                            };
+                            bytes.push(byte);
+                            self.pos += 2;
+                        }
+                        other => {
+                            self.pos = escape_at;
+                            return Err(self.error(format!(
+                                "unknown escape '\\{other}': use \\r \\n \\t \\0 \\\\ \\\" or \\xNN"
+                            )));
+                        }
+                    }
+                }
+                c => {
+                    let mut buf = [0; 4];
+                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    self.pos += c.len_utf8();
+                }
+            }
+        }
+    }
+}
+
+fn push_bytes(segments: &mut Vec<Segment>, bytes: &[u8]) {
+    match segments.last_mut() {
+        Some(Segment::Bytes(b)) => b.extend_from_slice(bytes),
+        _ => segments.push(Segment::Bytes(bytes.to_vec())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(binary: &[u8]) -> String {
+        let mut out = Vec::new();
+        print(&mut Reader::new(binary), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn built(f: impl FnOnce(&mut Writer<&mut Vec<u8>>)) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        f(&mut Writer::new(&mut bytes).unwrap());
+        bytes
+    }
+
+    #[test]
+    fn prints_each_kind_of_frame() {
+        let binary = built(|w| {
+            w.data(Direction::ClientToServer, b"EHLO client\r\n")
+                .unwrap();
+            w.delay(50).unwrap();
+            w.data(Direction::ServerToClient, &[0, 1, 2, 0xff]).unwrap();
+            w.any(Direction::ClientToServer, 8).unwrap();
+            w.data(Direction::ClientToServer, b"").unwrap();
+            w.noop(b"").unwrap();
+            w.extension(0x90, b"x").unwrap();
+            w.eof(Direction::ClientToServer).unwrap();
+            w.eof(Direction::ServerToClient).unwrap();
+        });
+        assert_eq!(
+            printed(&binary),
+            "tcptape text 1\n\
+             > \"EHLO client\\r\\n\"\n\
+             delay 50ms\n\
+             < 00 01 02 ff\n\
+             > any 8\n\
+             > \"\"\n\
+             noop \"\"\n\
+             ext 0x90 \"x\"\n\
+             eof >\n\
+             eof <\n"
+        );
+        assert_eq!(parse(&printed(&binary)).unwrap(), binary);
+    }
+
+    #[test]
+    fn long_data_wraps_onto_continuation_lines() {
+        let text: Vec<u8> = b"line one\r\nline two\r\n".to_vec();
+        let hex: Vec<u8> = (0..40).collect();
+        let binary = built(|w| {
+            w.data(Direction::ClientToServer, &text).unwrap();
+            w.data(Direction::ServerToClient, &hex).unwrap();
+        });
+        let out = printed(&binary);
+        assert_eq!(
+            out,
+            "tcptape text 1\n\
+             > \"line one\\r\\n\"\n  \"line two\\r\\n\"\n\
+             < 00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f\n  \
+             10 11 12 13 14 15 16 17  18 19 1a 1b 1c 1d 1e 1f\n  \
+             20 21 22 23 24 25 26 27\n"
+        );
+        assert_eq!(parse(&out).unwrap(), binary);
+    }
+
+    #[test]
+    fn mixed_items_and_wildcards_build_several_frames() {
+        let text = "tcptape text 1\n# a comment\n\n> \"nonce=\" ?? ??   # two wildcard bytes\n  ?? \"\\r\\n\" 0d 0a\n";
+        let expected = built(|w| {
+            w.data(Direction::ClientToServer, b"nonce=").unwrap();
+            w.any(Direction::ClientToServer, 3).unwrap();
+            w.data(Direction::ClientToServer, b"\r\n\r\n").unwrap();
+        });
+        assert_eq!(parse(text).unwrap(), expected);
+    }
+
+    fn error(text: &str) -> TextError {
+        parse(text).expect_err("should not parse")
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        let e = error("tcptape text 1\n> EHLO\n");
+        assert_eq!((e.line, e.column), (2, 3));
+        assert!(e.message.contains("expected a quoted string"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("2:3: {}\n  > EHLO\n    ^", e.message)
+        );
+
+        let e = error("> \"hi\"\n");
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(e.message.starts_with("not a tape"), "{e}");
+
+        let e = error("tcptape text 1\n> \"open\n");
+        assert_eq!((e.line, e.column), (2, 3));
+        assert!(e.message.contains("unterminated string"), "{e}");
+
+        let e = error("tcptape text 1\ndelay 5s\n");
+        assert_eq!((e.line, e.column), (2, 7));
+        assert!(e.message.contains("'150ms'"), "{e}");
+
+        let e = error("tcptape text 1\neof x\n");
+        assert_eq!((e.line, e.column), (2, 5));
+
+        let e = error("tcptape text 1\nsend \"x\"\n");
+        assert!(e.message.contains("expected a frame"), "{e}");
+
+        let e = error("tcptape text 1\n  \"orphan\"\n");
+        assert!(e.message.contains("no frame with data is above it"), "{e}");
+
+        let e = error("tcptape text 1\n> \"a\\q\"\n");
+        assert_eq!((e.line, e.column), (2, 5));
+        assert!(e.message.contains("unknown escape"), "{e}");
+
+        let e = error("tcptape text 1\n> 0a0b\n");
+        assert!(e.message.contains("expected a space"), "{e}");
+
+        let e = error("tcptape text 1\nnoop ??\n");
+        assert!(e.message.contains("only allowed"), "{e}");
+
+        let e = error("tcptape text 1\next 0x10 \"x\"\n");
+        assert!(e.message.contains("0x80 to 0xff"), "{e}");
+
+        let e = error("tcptape text 1\n> any lots\n");
+        assert!(e.message.contains("byte count"), "{e}");
+
+        let e = error("tcptape text 1\neof > extra\n");
+        assert!(e.message.contains("unexpected 'extra'"), "{e}");
+
+        let e = error("");
+        assert!(e.message.contains("empty text tape"), "{e}");
+    }
+
+    #[test]
+    fn text_is_told_from_binary_by_content() {
+        assert!(looks_like_text(b"tcptape text 1\n> \"x\"\n"));
+        assert!(looks_like_text(b"# recorded by hand\n\ntcptape text 1\n"));
+        assert!(!looks_like_text(b"\0\0\0\x08tcptape\0"));
+        assert!(
+            looks_like_text(b"GET / HTTP/1.1\r\n"),
+            "text: the parser says what is wrong"
+        );
+        assert!(!looks_like_text(&[0xff, 0xfe, 0x00]));
+    }
+}
