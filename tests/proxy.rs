@@ -477,3 +477,117 @@ fn listen_address_in_use_is_an_error_naming_it() {
         format!("error: cannot listen on {addr}: Address already in use")
     );
 }
+
+/// An upstream that echoes every chunk at once, one thread per connection.
+fn chunk_echo() -> std::net::SocketAddr {
+    let (listener, addr) = listener();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// True when `client` gets `ping` echoed within a second.
+fn echoes(client: &mut TcpStream) -> bool {
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let _ = client.write_all(b"ping");
+    let mut buf = [0; 4];
+    client.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}
+
+#[test]
+fn out_of_file_descriptors_is_logged_and_the_daemon_recovers() {
+    let dir = temp_dir("proxy-emfile");
+    let template = dir.join("s{n}.tape");
+    let upstream = chunk_echo();
+    let script = format!(
+        "ulimit -n 16 && exec {} proxy 127.0.0.1:0 {upstream} {}",
+        bin(),
+        template.display()
+    );
+    let mut proxy = spawn_shell(&script);
+    let addr = proxy.addr();
+    // Each session holds three descriptors (client, server, tape): open
+    // sessions until the proxy runs out.
+    let mut held = Vec::new();
+    let mut starved = None;
+    for _ in 0..16 {
+        let mut client = connect(addr);
+        if echoes(&mut client) {
+            held.push(client);
+        } else {
+            starved = Some(client);
+            break;
+        }
+    }
+    assert!(starved.is_some(), "16 descriptors never ran out");
+    proxy.wait_for_line("Too many open files");
+    // Free the held sessions; the proxy serves again.
+    for client in &held {
+        half_close(client);
+    }
+    drop(held);
+    let mut fresh = connect(addr);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !echoes(&mut fresh) {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.stderr());
+        fresh = connect(addr);
+    }
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "the daemon must keep running"
+    );
+}
+
+#[test]
+fn a_client_reset_ends_its_session_and_the_daemon_goes_on() {
+    let dir = temp_dir("proxy-reset");
+    let template = dir.join("s{n}.tape");
+    let (listener, upstream) = listener();
+    let server = thread::spawn(move || {
+        // First session: flood the client, which will reset.
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = s.write_all(&vec![1u8; 16 * 1024 * 1024]);
+        drop(s);
+        // Second session: a normal echo.
+        let (mut s, _) = listener.accept().unwrap();
+        let got = read_to_end(&mut s);
+        s.write_all(&got).unwrap();
+    });
+    let mut proxy = record(upstream, &template, &["--max-sessions", "2"]);
+    let mut flooded = connect(proxy.addr());
+    // Take a little, then close with unread data pending: the kernel resets.
+    read_n(&mut flooded, 1024);
+    drop(flooded);
+    let line = proxy.wait_for_line("session 1: cannot");
+    assert!(
+        line.contains("client 127.0.0.1:") && line.contains("Connection reset by peer")
+            || line.contains("Broken pipe"),
+        "{line}"
+    );
+    let mut next = connect(proxy.addr());
+    write_all(&mut next, b"still here");
+    half_close(&next);
+    assert_eq!(read_to_end(&mut next), b"still here");
+    server.join().unwrap();
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(
+        code, 0,
+        "a daemon's failed session is not its exit status: {stderr}"
+    );
+    // The reset session's tape is valid and holds what went through.
+    let first = tape_stream(&dir.join("s1.tape"), S2C);
+    assert!(first.len() >= 1024 && first.iter().all(|&b| b == 1));
+}

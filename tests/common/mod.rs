@@ -64,9 +64,20 @@ pub fn spawn(args: &[&str], listens: bool) -> Running {
 
 /// `spawn` with a log level of choice (benches keep logging quiet).
 pub fn spawn_logged(args: &[&str], listens: bool, level: &str) -> Running {
-    let mut child = Command::new(bin())
-        .args(args)
-        .env("RUST_LOG", level)
+    let mut command = Command::new(bin());
+    command.args(args).env("RUST_LOG", level);
+    start(command, listens)
+}
+
+/// Runs a shell command line that ends by exec-ing tcptape (for `ulimit`).
+pub fn spawn_shell(script: &str) -> Running {
+    let mut command = Command::new("sh");
+    command.args(["-c", script]).env("RUST_LOG", "info");
+    start(command, true)
+}
+
+fn start(mut command: Command, listens: bool) -> Running {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
