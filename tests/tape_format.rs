@@ -24,13 +24,7 @@ fn read_all(bytes: &[u8]) -> Vec<(Kind, u32, Vec<u8>)> {
     while let Some(frame) = reader.next_frame().unwrap() {
         let mut payload = Vec::new();
         if matches!(frame.kind, Kind::Data(_)) {
-            loop {
-                let chunk = reader.read_payload(usize::MAX).unwrap();
-                if chunk.is_empty() {
-                    break;
-                }
-                payload.extend_from_slice(chunk);
-            }
+            reader.read_payload_into(&mut payload).unwrap();
         }
         frames.push((frame.kind, frame.len, payload));
     }

@@ -357,6 +357,17 @@ impl<S: Source> Reader<S> {
         self.payload_left -= n;
     }
 
+    /// Appends the rest of the current frame's payload to `out`, in chunks.
+    pub fn read_payload_into(&mut self, out: &mut Vec<u8>) -> Result<(), TapeError> {
+        loop {
+            let chunk = self.read_payload(MAX_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            out.extend_from_slice(chunk);
+        }
+    }
+
     /// The byte count of the wildcard frame just read.
     pub fn read_wildcard(&mut self) -> Result<u32, TapeError> {
         let bytes = self.read_payload(WILDCARD_LEN as usize)?;

@@ -256,13 +256,7 @@ pub fn tape_frames(path: &Path) -> Vec<(u8, u32, Vec<u8>)> {
     while let Some(frame) = reader.next_frame().unwrap() {
         let mut payload = Vec::new();
         if frame.kind.has_payload() {
-            loop {
-                let chunk = reader.read_payload(usize::MAX).unwrap();
-                if chunk.is_empty() {
-                    break;
-                }
-                payload.extend_from_slice(chunk);
-            }
+            reader.read_payload_into(&mut payload).unwrap();
         }
         frames.push((frame.kind.opcode(), frame.len, payload));
     }
