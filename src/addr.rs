@@ -1,12 +1,18 @@
-//! Socket addresses as users write them: `IP:PORT`, `[IPv6]:PORT`, `host:PORT`.
+//! Socket addresses as users write them: `IP:PORT`, `[IPv6]:PORT`,
+//! `host:PORT`, and `unix:/path/to.sock` for UNIX domain sockets.
 //!
 //! The command line only checks the shape; names are resolved once, when the
 //! command starts, so a slow resolver never sits inside the poll loop.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 
 use crate::error::Error;
+use crate::net::Address;
+
+/// Prefix of a UNIX domain socket address.
+const UNIX: &str = "unix:";
 
 /// An address as given on the command line, checked for shape but not resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +21,19 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Checks the shape `HOST:PORT`; returns the reason when it is wrong.
+    /// Checks the shape `HOST:PORT` or `unix:PATH`; returns the reason
+    /// when it is wrong.
     pub fn parse(text: &str) -> Result<Endpoint, String> {
+        if let Some(path) = text.strip_prefix(UNIX) {
+            if path.is_empty() {
+                return Err(format!(
+                    "'{text}' is not an address: the socket path is empty"
+                ));
+            }
+            return Ok(Endpoint {
+                text: text.to_string(),
+            });
+        }
         let (host, port) = text
             .rsplit_once(':')
             .ok_or_else(|| format!("'{text}' is not an address: expected HOST:PORT"))?;
@@ -37,12 +54,15 @@ impl Endpoint {
     }
 
     /// Resolves the address; the first result wins, as for `connect` in std.
-    pub fn resolve(&self) -> Result<SocketAddr, Error> {
+    pub fn resolve(&self) -> Result<Address, Error> {
+        if let Some(path) = self.text.strip_prefix(UNIX) {
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
         let mut addrs = self
             .text
             .to_socket_addrs()
             .map_err(|err| Error::address(&self.text, "resolve", err))?;
-        addrs.next().ok_or_else(|| {
+        addrs.next().map(Address::Tcp).ok_or_else(|| {
             Error::Session(format!("cannot resolve {}: no addresses found", self.text))
         })
     }
@@ -85,9 +105,20 @@ mod tests {
             .unwrap()
             .resolve()
             .unwrap();
-        assert_eq!(v4, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(v4, Address::Tcp("127.0.0.1:8080".parse().unwrap()));
         let v6 = Endpoint::parse("[::1]:9").unwrap().resolve().unwrap();
-        assert_eq!(v6, "[::1]:9".parse().unwrap());
+        assert_eq!(v6, Address::Tcp("[::1]:9".parse().unwrap()));
+        let unix = Endpoint::parse("unix:/run/pg.sock")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(unix, Address::Unix("/run/pg.sock".into()));
+        assert_eq!(unix.to_string(), "unix:/run/pg.sock");
+        assert!(
+            Endpoint::parse("unix:")
+                .unwrap_err()
+                .contains("path is empty")
+        );
     }
 
     #[test]

@@ -1,22 +1,247 @@
-//! Socket chores the proxy and the replayer share: accepting without
-//! spinning when the process runs out of descriptors, and telling when a
-//! non-blocking connect has finished.
+//! Sockets as the proxy and the replayer see them: TCP or UNIX domain,
+//! behind one `Address`, `Stream` and `Listener`; accepting without spinning
+//! when the process runs out of descriptors; telling when a non-blocking
+//! connect has finished.
 
-use std::io;
-use std::net::SocketAddr;
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use log::error;
-use mio::net::{TcpListener, TcpStream};
+use log::{error, info};
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
 
-use crate::error::os_reason;
+use crate::error::{Error, os_reason};
 
 /// How long accepting pauses after the OS refused to hand out a socket.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Where to listen or connect: `IP:PORT` or `unix:/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => addr.fmt(f),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected (or connecting) socket of either kind.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Starts a non-blocking connect.
+    pub fn connect(addr: &Address) -> io::Result<Stream> {
+        Ok(match addr {
+            Address::Tcp(addr) => Stream::Tcp(TcpStream::connect(*addr)?),
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        })
+    }
+
+    /// Turns off Nagle's algorithm on TCP; UNIX sockets have none.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// True once a non-blocking connect went through; its error if it
+    /// failed; false while it is still in flight.
+    pub fn connect_finished(&self) -> io::Result<bool> {
+        let (error, connected) = match self {
+            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(drop)),
+            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(drop)),
+        };
+        if let Some(err) = error {
+            return Err(err);
+        }
+        match connected {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interest),
+            Stream::Unix(s) => s.register(registry, token, interest),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interest),
+            Stream::Unix(s) => s.reregister(registry, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+        }
+    }
+}
+
+/// A listening socket. A UNIX one removes its socket file when dropped.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr`. A socket file left at a UNIX path by a process that
+    /// is gone is replaced; one that a live process listens on is not.
+    pub fn bind(addr: &Address) -> Result<Listener, Error> {
+        let listen_error = |err| Error::address(addr, "listen on", err);
+        match addr {
+            Address::Tcp(socket) => Ok(Listener::Tcp(
+                TcpListener::bind(*socket).map_err(listen_error)?,
+            )),
+            Address::Unix(path) => {
+                remove_stale_socket(path, addr)?;
+                let listener = UnixListener::bind(path).map_err(listen_error)?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+        }
+    }
+
+    /// The address actually bound (port 0 becomes the chosen port).
+    pub fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            Listener::Tcp(l) => Ok(Address::Tcp(l.local_addr()?)),
+            Listener::Unix(_, path) => Ok(Address::Unix(path.clone())),
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path, addr: &Address) -> Result<(), Error> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::Session(format!(
+            "cannot listen on {addr}: the file exists and is not a socket"
+        )));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::Session(format!(
+            "cannot listen on {addr}: another process is listening on it"
+        )));
+    }
+    info!("replacing the stale socket file {}", path.display());
+    std::fs::remove_file(path).map_err(|err| Error::address(addr, "replace the socket file", err))
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(registry, token, interest),
+            Listener::Unix(l, _) => l.register(registry, token, interest),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(registry, token, interest),
+            Listener::Unix(l, _) => l.reregister(registry, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(registry),
+            Listener::Unix(l, _) => l.deregister(registry),
+        }
+    }
+}
+
 /// What one accept gave.
 pub enum Accept {
-    Connection(TcpStream, SocketAddr),
+    /// A new connection and who it is from (for a UNIX socket, whose
+    /// clients are unnamed, the listening path).
+    Connection(Stream, Address),
     /// Nothing more is waiting; the next readiness event will say when.
     Drained,
     /// Out of file descriptors or memory: the connection stays in the
@@ -24,9 +249,17 @@ pub enum Accept {
     Backoff,
 }
 
-pub fn accept(listener: &TcpListener) -> Accept {
+pub fn accept(listener: &Listener) -> Accept {
     loop {
-        match listener.accept() {
+        let accepted = match listener {
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, addr)| (Stream::Tcp(s), Address::Tcp(addr))),
+            Listener::Unix(l, path) => l
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), Address::Unix(path.clone()))),
+        };
+        match accepted {
             Ok((stream, addr)) => return Accept::Connection(stream, addr),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Accept::Drained,
             // A client that gave up before we got to it; the next may be fine.
@@ -44,18 +277,5 @@ pub fn accept(listener: &TcpListener) -> Accept {
                 return Accept::Backoff;
             }
         }
-    }
-}
-
-/// True once a non-blocking connect went through; its error if it failed;
-/// false while it is still in flight.
-pub fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(err) = stream.take_error()? {
-        return Err(err);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(err) => Err(err),
     }
 }

@@ -8,19 +8,17 @@ mod recorder;
 mod session;
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{error, info, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use crate::cli::ProxyArgs;
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
-use crate::net::{self, Accept};
+use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
 use session::{Session, Side, Status};
 
@@ -70,8 +68,8 @@ pub enum ProxyTimer {
 }
 
 pub struct Proxy {
-    listener: Option<TcpListener>,
-    upstream: SocketAddr,
+    listener: Option<Listener>,
+    upstream: Address,
     template: PathBuf,
     buffer: usize,
     idle_timeout: Option<Duration>,
@@ -113,16 +111,15 @@ fn poll_error(err: io::Error) -> Error {
 impl Proxy {
     /// Binds the listener; port 0 picks a free port, which is logged.
     pub fn bind(
-        listen: SocketAddr,
-        upstream: SocketAddr,
+        listen: Address,
+        upstream: Address,
         template: &Path,
         max_sessions: Option<u64>,
     ) -> Result<Proxy, Error> {
-        let listener =
-            TcpListener::bind(listen).map_err(|err| Error::address(listen, "listen on", err))?;
+        let listener = Listener::bind(&listen)?;
         let local = listener
             .local_addr()
-            .map_err(|err| Error::address(listen, "listen on", err))?;
+            .map_err(|err| Error::address(&listen, "listen on", err))?;
         info!("listening on {local}, forwarding to {upstream}");
         Ok(Proxy {
             listener: Some(listener),
@@ -140,13 +137,9 @@ impl Proxy {
 
     pub fn register(&mut self, cx: &mut Context<'_, ProxyTimer>) -> Result<(), Error> {
         if let Some(listener) = &mut self.listener {
-            let addr = listener.local_addr().ok();
             cx.registry
                 .register(listener, LISTENER, Interest::READABLE)
-                .map_err(|err| match addr {
-                    Some(addr) => Error::address(addr, "listen on", err),
-                    None => poll_error(err),
-                })?;
+                .map_err(poll_error)?;
         }
         Ok(())
     }
@@ -176,16 +169,16 @@ impl Proxy {
     fn start_session(
         &mut self,
         cx: &mut Context<'_, ProxyTimer>,
-        client: TcpStream,
-        client_addr: SocketAddr,
+        client: Stream,
+        client_addr: Address,
     ) {
         self.accepted += 1;
         let number = self.accepted;
         info!("session {number}: accepted {client_addr}");
-        let server = match TcpStream::connect(self.upstream) {
+        let server = match Stream::connect(&self.upstream) {
             Ok(server) => server,
             Err(err) => {
-                return self.fail(Error::address(self.upstream, "connect to", err), number);
+                return self.fail(Error::address(&self.upstream, "connect to", err), number);
             }
         };
         let key = self.sessions.vacant_key();
@@ -193,7 +186,11 @@ impl Proxy {
             cx.registry,
             number,
             (client, client_addr, client_token(key)),
-            (server, self.upstream, Token(client_token(key).0 + 1)),
+            (
+                server,
+                self.upstream.clone(),
+                Token(client_token(key).0 + 1),
+            ),
             tape_path(&self.template, number),
             self.buffer,
             cx.now,

@@ -10,17 +10,17 @@
 //! server's answer keeps flowing, and the other way round.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use log::{debug, info};
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::recorder::{Pending, Recorder};
 use crate::error::{Error, os_reason};
+use crate::net::{Address, Stream};
 use crate::ring::Ring;
 use crate::tape::Direction;
 
@@ -73,8 +73,8 @@ pub enum Status {
 /// hint kept until a call answers `WouldBlock`, because edge-triggered events
 /// only report changes.
 struct Peer {
-    stream: TcpStream,
-    addr: SocketAddr,
+    stream: Stream,
+    addr: Address,
     token: Token,
     interest: Interest,
     readable: bool,
@@ -85,7 +85,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(stream: TcpStream, addr: SocketAddr, token: Token, interest: Interest) -> Peer {
+    fn new(stream: Stream, addr: Address, token: Token, interest: Interest) -> Peer {
         Peer {
             stream,
             addr,
@@ -163,8 +163,8 @@ impl Session {
     pub fn start(
         registry: &Registry,
         number: u64,
-        (mut client, client_addr, client_token): (TcpStream, SocketAddr, Token),
-        (mut server, server_addr, server_token): (TcpStream, SocketAddr, Token),
+        (mut client, client_addr, client_token): (Stream, Address, Token),
+        (mut server, server_addr, server_token): (Stream, Address, Token),
         tape: PathBuf,
         buffer: usize,
         now: u64,
@@ -183,8 +183,8 @@ impl Session {
         })
     }
 
-    pub fn client_addr(&self) -> SocketAddr {
-        self.client.addr
+    pub fn client_addr(&self) -> &Address {
+        &self.client.addr
     }
 
     /// Handles readiness of one of the session's sockets.
@@ -200,11 +200,11 @@ impl Session {
     pub fn resume(&mut self, registry: &Registry, now: u64) -> Status {
         if let Phase::Connecting { tape } = &self.phase {
             let tape = tape.clone();
-            match crate::net::connect_finished(&self.server.stream) {
+            match self.server.stream.connect_finished() {
                 Ok(false) => return Status::Running,
                 Ok(true) => {}
                 Err(err) => {
-                    return Status::Failed(Error::address(self.server.addr, "connect to", err));
+                    return Status::Failed(Error::address(&self.server.addr, "connect to", err));
                 }
             }
             match Recorder::create(&tape, Instant::now()) {
@@ -222,7 +222,7 @@ impl Session {
         // Recorded sessions are often chatty request/response protocols;
         // Nagle's algorithm would add delays that end up on tape.
         for peer in [&self.client, &self.server] {
-            if let Err(err) = peer.stream.set_nodelay(true) {
+            if let Err(err) = peer.stream.set_nodelay() {
                 debug!(
                     "session {}: TCP_NODELAY on {}: {err}",
                     self.number, peer.addr
@@ -267,7 +267,7 @@ impl Session {
                         self.number,
                         "read from",
                         Side::source_of(dir),
-                        source.addr,
+                        &source.addr,
                         err,
                     )
                 })?;
@@ -280,7 +280,7 @@ impl Session {
                 let dest = peer(&mut self.client, &mut self.server, dest_side);
                 let pipe = &mut relay.pipes[dir.index()];
                 progress |= forward(pipe, dest, self.number, dir).map_err(|err| {
-                    peer_error(self.number, "write to", dest_side, dest.addr, err)
+                    peer_error(self.number, "write to", dest_side, &dest.addr, err)
                 })?;
             }
             if !progress {
@@ -330,7 +330,7 @@ fn peer<'a>(client: &'a mut Peer, server: &'a mut Peer, side: Side) -> &'a mut P
     }
 }
 
-fn peer_error(number: u64, action: &str, side: Side, addr: SocketAddr, err: io::Error) -> Error {
+fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Error) -> Error {
     let who = match side {
         Side::Client => "client",
         Side::Server => "server",

@@ -12,19 +12,17 @@ mod script;
 mod session;
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{error, info, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use crate::cli::{ClientArgs, ReplayOptions, ServerArgs};
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
-use crate::net::{self, Accept};
+use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
 use crate::tape::{self, Direction, Kind, Reader, SharedTape};
 use session::{Session, Settings, Status};
@@ -66,7 +64,7 @@ struct Replayer {
     settings: Settings,
     timeout: Option<Duration>,
     until: Until,
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     accept_paused: bool,
     sessions: Slab<Session<TapeFile>>,
     scratch: Box<[u8]>,
@@ -81,11 +79,10 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
     let own = Direction::ServerToClient;
     let tape = load(&args.tape, own)?;
     let listen = args.listen.resolve()?;
-    let listener =
-        TcpListener::bind(listen).map_err(|err| Error::address(listen, "listen on", err))?;
+    let listener = Listener::bind(&listen)?;
     let local = listener
         .local_addr()
-        .map_err(|err| Error::address(listen, "listen on", err))?;
+        .map_err(|err| Error::address(&listen, "listen on", err))?;
     info!("listening on {local}, serving {}", args.tape.display());
     let until = if args.once {
         Until::OneSession
@@ -99,7 +96,7 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
         .context()
         .registry
         .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(|err| Error::address(local, "listen on", err))?;
+        .map_err(|err| Error::address(&local, "listen on", err))?;
     replayer.listener = Some(listener);
     event_loop.run(&mut replayer).map_err(poll_error)?;
     replayer.verdict.map_or(Ok(()), Err)
@@ -112,7 +109,7 @@ pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
     let addr = args.connect.resolve()?;
     let mut replayer = Replayer::new(&args.tape, tape, own, &args.replay, Until::OneSession);
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    let stream = TcpStream::connect(addr).map_err(|err| Error::address(addr, "connect to", err))?;
+    let stream = Stream::connect(&addr).map_err(|err| Error::address(&addr, "connect to", err))?;
     replayer.start_session(&mut event_loop.context(), stream, addr, true)?;
     event_loop.run(&mut replayer).map_err(poll_error)?;
     replayer.verdict.map_or(Ok(()), Err)
@@ -178,8 +175,8 @@ impl Replayer {
     fn start_session(
         &mut self,
         cx: &mut Context<'_, ReplayTimer>,
-        stream: TcpStream,
-        addr: SocketAddr,
+        stream: Stream,
+        addr: Address,
         connecting: bool,
     ) -> Result<(), Error> {
         self.started += 1;

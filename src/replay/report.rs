@@ -2,11 +2,11 @@
 //! on both sides around that point as hexdumps (plus a line diff on request).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
 use super::script::{Deviation, DeviationKind};
 use crate::hexdump;
 use crate::linediff;
+use crate::net::Address;
 use crate::tape::{Direction, Frame, Kind, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
@@ -23,7 +23,7 @@ pub fn peer_name(peer: Direction) -> &'static str {
 }
 
 /// One line saying what went wrong, for logs and the exit status.
-pub fn summary(deviation: &Deviation, peer: Direction, addr: SocketAddr) -> String {
+pub fn summary(deviation: &Deviation, peer: Direction, addr: &Address) -> String {
     let who = peer_name(peer);
     let at = deviation.stream_offset;
     match deviation.kind {
@@ -66,7 +66,7 @@ pub fn summary(deviation: &Deviation, peer: Direction, addr: SocketAddr) -> Stri
 pub fn render<S: Source>(
     deviation: &Deviation,
     peer: Direction,
-    addr: SocketAddr,
+    addr: &Address,
     tape: &S,
     text_diff: bool,
 ) -> String {
@@ -224,15 +224,15 @@ mod tests {
         }
     }
 
-    fn addr() -> SocketAddr {
-        "127.0.0.1:4000".parse().unwrap()
+    fn addr() -> Address {
+        Address::Tcp("127.0.0.1:4000".parse().unwrap())
     }
 
     #[test]
     fn differ_report_shows_both_sides_and_the_byte() {
         let tape = tape_with(b"EHLO client\r\n");
         let d = deviation(&tape, b"EHLO clienX\r\n");
-        let report = render(&d, C2S, addr(), &tape.as_slice(), false);
+        let report = render(&d, C2S, &addr(), &tape.as_slice(), false);
         assert!(
             report.starts_with(
                 "mismatch with client 127.0.0.1:4000: byte 10 of its stream differs from the tape (frame 1, tape offset 26)\n"
@@ -256,7 +256,7 @@ mod tests {
     fn text_diff_shows_changed_line() {
         let tape = tape_with(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
         let d = deviation(&tape, b"MAIL FROM:<a@b>\r\nRCPT TO:<x@d>\r\nDATA\r\n");
-        let report = render(&d, C2S, addr(), &tape.as_slice(), true);
+        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
         assert!(
             report.contains("  text diff (- tape, + received):\n"),
             "{report}"
@@ -271,7 +271,7 @@ mod tests {
     fn text_diff_declines_binary() {
         let tape = tape_with(&[0, 1, 2, 3]);
         let d = deviation(&tape, &[0, 1, 9, 3]);
-        let report = render(&d, C2S, addr(), &tape.as_slice(), true);
+        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
         assert!(report.contains("not text"), "{report}");
     }
 
@@ -283,7 +283,7 @@ mod tests {
         let Err(Fault::Deviation(d)) = expect.receive_eof() else {
             panic!("early EOF must deviate")
         };
-        let report = render(&d, C2S, addr(), &tape.as_slice(), false);
+        let report = render(&d, C2S, &addr(), &tape.as_slice(), false);
         assert!(
             report.contains("it closed its side at byte 4, the tape expects 6 more bytes"),
             "{report}"
@@ -302,7 +302,13 @@ mod tests {
                 mismatch: 0,
             },
         };
-        let report = render(&d, Direction::ServerToClient, addr(), &[].as_slice(), false);
+        let report = render(
+            &d,
+            Direction::ServerToClient,
+            &addr(),
+            &[].as_slice(),
+            false,
+        );
         assert!(
             report.contains("server 127.0.0.1:4000: it sent more than the tape holds, from byte 7"),
             "{report}"

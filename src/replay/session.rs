@@ -4,17 +4,17 @@
 //! deadlocks against us.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Instant;
 
 use log::{debug, info};
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::report;
 use super::script::{Action, Expect, Expected, Fault, Play};
 use crate::error::Error;
+use crate::net::{Address, Stream};
 use crate::tape::{Direction, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
@@ -74,8 +74,8 @@ pub enum Status {
 
 pub struct Session<S: Source> {
     pub number: u64,
-    stream: TcpStream,
-    addr: SocketAddr,
+    stream: Stream,
+    addr: Address,
     token: Token,
     interest: Interest,
     readable: bool,
@@ -100,7 +100,7 @@ impl<S: Source + Clone> Session<S> {
     pub fn start(
         registry: &Registry,
         number: u64,
-        (mut stream, addr, token): (TcpStream, SocketAddr, Token),
+        (mut stream, addr, token): (Stream, Address, Token),
         tape: S,
         settings: Settings,
         connecting: bool,
@@ -113,9 +113,9 @@ impl<S: Source + Clone> Session<S> {
         let interest = Interest::READABLE | Interest::WRITABLE;
         registry
             .register(&mut stream, token, interest)
-            .map_err(|err| Error::address(addr, "poll", err))?;
+            .map_err(|err| Error::address(&addr, "poll", err))?;
         if !connecting {
-            let _ = stream.set_nodelay(true);
+            let _ = stream.set_nodelay();
         }
         Ok(Session {
             number,
@@ -142,8 +142,8 @@ impl<S: Source + Clone> Session<S> {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn addr(&self) -> &Address {
+        &self.addr
     }
 
     /// Handles readiness of the session's socket.
@@ -177,14 +177,14 @@ impl<S: Source + Clone> Session<S> {
     /// Does whatever the socket and the tape allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
         if self.phase == Phase::Connecting {
-            match crate::net::connect_finished(&self.stream) {
+            match self.stream.connect_finished() {
                 Ok(false) => return Status::Running,
                 Ok(true) => {
                     info!("connected to {}", self.addr);
-                    let _ = self.stream.set_nodelay(true);
+                    let _ = self.stream.set_nodelay();
                     self.phase = Phase::Playing;
                 }
-                Err(err) => return Status::Failed(Error::address(self.addr, "connect to", err)),
+                Err(err) => return Status::Failed(Error::address(&self.addr, "connect to", err)),
             }
         }
         let status = match self.play_rounds(now, scratch) {
@@ -193,7 +193,7 @@ impl<S: Source + Clone> Session<S> {
         };
         match self.update_interest(registry) {
             Ok(()) => status,
-            Err(err) => Status::Failed(Error::address(self.addr, "poll", err)),
+            Err(err) => Status::Failed(Error::address(&self.addr, "poll", err)),
         }
     }
 
@@ -203,8 +203,8 @@ impl<S: Source + Clone> Session<S> {
                 let peer = self.settings.own.reverse();
                 let text_diff = self.settings.text_diff;
                 Status::Mismatch {
-                    summary: report::summary(&deviation, peer, self.addr),
-                    report: report::render(&deviation, peer, self.addr, &self.tape, text_diff),
+                    summary: report::summary(&deviation, peer, &self.addr),
+                    report: report::render(&deviation, peer, &self.addr, &self.tape, text_diff),
                 }
             }
             Fault::Tape(err) => Status::Failed(tape_error(&err)),

@@ -107,9 +107,9 @@ fn start(mut command: Command, listens: bool) -> Running {
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split([' ', ',']).next())
-            .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        running.addr = Some(addr);
+        // A `unix:` address has no SocketAddr; tests know its path.
+        running.addr = addr.parse().ok();
     }
     running
 }
