@@ -61,6 +61,7 @@ fn main() {
         replay: options(),
         abort: false,
         once: true,
+        reuse: false,
     }));
     let replayed = mail_client(connect_retrying(mock_addr));
     let verdict = mock.join().unwrap();

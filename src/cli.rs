@@ -13,11 +13,12 @@ use crate::error::Error;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const MAIN_USAGE: &str =
-    "usage: tcptape <proxy|server|client|describe|print|build> [OPTIONS] [ARGS]";
-const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
+    "usage: tcptape <proxy|server|client|auto|describe|print|build> [OPTIONS] [ARGS]";
+pub(crate) const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
 const DESCRIBE_USAGE: &str = "usage: tcptape describe [-v] FILE";
+const AUTO_USAGE: &str = "usage: tcptape auto [OPTIONS] LISTEN CONNECT PATH";
 const PRINT_USAGE: &str = "usage: tcptape print FILE [-o OUT]";
 const BUILD_USAGE: &str = "usage: tcptape build TEXT -o FILE";
 
@@ -30,6 +31,7 @@ commands:
   proxy     record sessions between clients and a server into tapes
   server    play the recorded server to clients, checking what they send
   client    play the recorded client against a server, checking its answers
+  auto      replay PATH if it exists, else record it (TCPTAPE_MODE overrides)
   describe  list the frames of a tape
   print     write a tape as text, for review and editing
   build     turn a text tape back into a binary tape
@@ -68,7 +70,8 @@ options:
 
 const SERVER_HELP: &str = "\
 Play the recorded server to every client that connects, checking every byte
-the client sends against the tape.
+the client sends against the tape. FILE may be a cassette folder (DIR/):
+each connection is served by an unused tape that matches it.
 
 usage: tcptape server [OPTIONS] LISTEN FILE
 
@@ -77,7 +80,9 @@ options:
   -d, --delay         replay the recorded delays before the server's sends
       --speed F       scale delays by 1/F (implies --delay)
   -a, --abort         exit 3 at the first mismatch
-      --once          serve one connection, then exit with its verdict
+      --once          serve one connection (a cassette: each tape once), then
+                      exit with the verdict
+      --reuse         cassette: serve its tapes again once all were used
       --timeout SECS  fail a session that waits longer than SECS for its peer
       --text-diff     add a line diff to mismatch reports when both are text
   -h, --help          print this help
@@ -96,6 +101,24 @@ options:
       --timeout SECS  fail if the server keeps us waiting longer than SECS
       --text-diff     add a line diff to mismatch reports when both are text
   -h, --help          print this help
+";
+
+const AUTO_HELP: &str = "\
+Replay PATH as `server` if it exists, otherwise record it through the proxy
+to CONNECT: the everyday test loop in one command. PATH is a tape or a
+cassette folder (a path ending in /).
+
+usage: tcptape auto [OPTIONS] LISTEN CONNECT PATH
+
+TCPTAPE_MODE forces a mode: `record` always records (an existing tape is
+overwritten, an existing cassette's tapes are replaced), `replay` always
+replays (a missing PATH is an error: CI can forbid recording), `auto` (the
+default) decides by whether PATH exists.
+
+options: those of `server` when replaying, those of `proxy` when recording
+  -n, -d, --speed F, -a, --once, --reuse, --timeout SECS, --text-diff
+  --buffer SIZE, --max-sessions N, --idle-timeout SECS
+  -h, --help   print this help
 ";
 
 const PRINT_HELP: &str = "\
@@ -138,6 +161,7 @@ pub enum Command {
     Describe(DescribeArgs),
     Print(PrintArgs),
     Build(BuildArgs),
+    Auto(AutoArgs),
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -170,6 +194,16 @@ pub struct ServerArgs {
     pub replay: ReplayOptions,
     pub abort: bool,
     pub once: bool,
+    /// Cassette: tapes serve again once all were used.
+    pub reuse: bool,
+}
+
+/// `auto`: the same LISTEN and PATH, replayed as `server` or recorded as
+/// `proxy`, whichever applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoArgs {
+    pub server: ServerArgs,
+    pub proxy: ProxyArgs,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +253,7 @@ where
             Some("client") => parse_client(&mut parser),
             Some("describe") => parse_describe(&mut parser),
             Some("print") => parse_print(&mut parser),
+            Some("auto") => parse_auto(&mut parser),
             Some("build") => parse_build(&mut parser),
             _ => Err(Error::usage(
                 format!("unknown command '{}'", name.to_string_lossy()),
@@ -276,18 +311,32 @@ fn endpoint(name: &str, value: OsString, usage: &'static str) -> Result<Endpoint
     Endpoint::parse(&text).map_err(|reason| Error::usage(format!("{name}: {reason}"), usage))
 }
 
-fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
-    let usage = PROXY_USAGE;
-    let err = lexopt_error(usage);
-    let mut positionals = Positionals::new(usage);
-    let mut buffer = DEFAULT_BUFFER;
-    let mut max_sessions = None;
-    let mut idle_timeout = None;
-    while let Some(arg) = parser.next().map_err(&err)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(PROXY_HELP)),
-            Long("buffer") => buffer = parse_size("--buffer", &text(parser, usage)?, usage)?,
-            Long("max-sessions") => {
+/// Options of `proxy`, also taken by `auto`.
+struct ProxyFlags {
+    buffer: usize,
+    max_sessions: Option<u64>,
+    idle_timeout: Option<Duration>,
+}
+
+impl ProxyFlags {
+    fn new() -> ProxyFlags {
+        ProxyFlags {
+            buffer: DEFAULT_BUFFER,
+            max_sessions: None,
+            idle_timeout: None,
+        }
+    }
+
+    /// Parses one of the proxy's options; false when `name` is not one.
+    fn parse(
+        &mut self,
+        parser: &mut lexopt::Parser,
+        name: &str,
+        usage: &'static str,
+    ) -> Result<bool, Error> {
+        match name {
+            "--buffer" => self.buffer = parse_size("--buffer", &text(parser, usage)?, usage)?,
+            "--max-sessions" => {
                 let value = text(parser, usage)?;
                 let n = value
                     .parse::<u64>()
@@ -299,37 +348,170 @@ fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
                             usage,
                         )
                     })?;
-                max_sessions = Some(n);
+                self.max_sessions = Some(n);
             }
-            Long("idle-timeout") => {
-                idle_timeout = Some(parse_seconds(
-                    "--idle-timeout",
-                    &text(parser, usage)?,
-                    usage,
-                )?)
+            "--idle-timeout" => {
+                let value = text(parser, usage)?;
+                self.idle_timeout = Some(parse_seconds("--idle-timeout", &value, usage)?);
             }
-            Value(value) => positionals.values.push(value),
-            _ => return Err(err(arg.unexpected())),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn into_args(self, listen: Endpoint, connect: Endpoint, tape: PathBuf) -> ProxyArgs {
+        ProxyArgs {
+            listen,
+            connect,
+            tape,
+            buffer: self.buffer,
+            max_sessions: self.max_sessions,
+            idle_timeout: self.idle_timeout,
         }
     }
+}
+
+/// Options of `server`, also taken by `auto`.
+struct ServerFlags {
+    replay: ReplayOptions,
+    abort: bool,
+    once: bool,
+    reuse: bool,
+}
+
+impl ServerFlags {
+    fn new() -> ServerFlags {
+        ServerFlags {
+            replay: default_replay_options(),
+            abort: false,
+            once: false,
+            reuse: false,
+        }
+    }
+
+    /// Parses one of the server's options; false when `name` is not one.
+    fn parse(
+        &mut self,
+        parser: &mut lexopt::Parser,
+        name: &str,
+        usage: &'static str,
+    ) -> Result<bool, Error> {
+        match name {
+            "-a" | "--abort" => self.abort = true,
+            "--once" => self.once = true,
+            "--reuse" => self.reuse = true,
+            _ => return replay_option(parser, name, &mut self.replay, usage),
+        }
+        Ok(true)
+    }
+
+    fn into_args(self, listen: Endpoint, tape: PathBuf) -> ServerArgs {
+        ServerArgs {
+            listen,
+            tape,
+            replay: self.replay,
+            abort: self.abort,
+            once: self.once,
+            reuse: self.reuse,
+        }
+    }
+}
+
+/// Parses a command's arguments: `-h`, positionals, and options through
+/// `option` (which says whether it knew the name).
+fn parse_command<F>(
+    parser: &mut lexopt::Parser,
+    usage: &'static str,
+    help: &'static str,
+    mut option: F,
+) -> Result<Result<Vec<OsString>, Command>, Error>
+where
+    F: FnMut(&mut lexopt::Parser, &str) -> Result<bool, Error>,
+{
+    let err = lexopt_error(usage);
+    let mut positionals = Vec::new();
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Err(Command::Help(help))),
+            Value(value) => positionals.push(value),
+            other => {
+                let name = option_name(&other);
+                if !option(parser, &name)? {
+                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
+                }
+            }
+        }
+    }
+    Ok(Ok(positionals))
+}
+
+fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = PROXY_USAGE;
+    let mut flags = ProxyFlags::new();
+    let values = match parse_command(parser, usage, PROXY_HELP, |p, name| {
+        flags.parse(p, name, usage)
+    })? {
+        Ok(values) => values,
+        Err(help) => return Ok(help),
+    };
+    let positionals = Positionals { values, usage };
     let mut values = positionals
         .finish(&["LISTEN", "CONNECT", "FILE"])?
         .into_iter();
     let (listen, connect, tape) = (next(&mut values), next(&mut values), next(&mut values));
-    let tape = PathBuf::from(tape);
-    if max_sessions.is_some() && !crate::proxy::is_numbered(&tape) {
+    Ok(Command::Proxy(flags.into_args(
+        endpoint("LISTEN", listen, usage)?,
+        endpoint("CONNECT", connect, usage)?,
+        PathBuf::from(tape),
+    )))
+}
+
+fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = SERVER_USAGE;
+    let mut flags = ServerFlags::new();
+    let values = match parse_command(parser, usage, SERVER_HELP, |p, name| {
+        flags.parse(p, name, usage)
+    })? {
+        Ok(values) => values,
+        Err(help) => return Ok(help),
+    };
+    let positionals = Positionals { values, usage };
+    let mut values = positionals.finish(&["LISTEN", "FILE"])?.into_iter();
+    let (listen, tape) = (next(&mut values), next(&mut values));
+    Ok(Command::Server(flags.into_args(
+        endpoint("LISTEN", listen, usage)?,
+        PathBuf::from(tape),
+    )))
+}
+
+fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = AUTO_USAGE;
+    let mut server = ServerFlags::new();
+    let mut proxy = ProxyFlags::new();
+    let parsed = parse_command(parser, usage, AUTO_HELP, |p, name| {
+        Ok(server.parse(p, name, usage)? || proxy.parse(p, name, usage)?)
+    })?;
+    let values = match parsed {
+        Ok(values) => values,
+        Err(help) => return Ok(help),
+    };
+    let positionals = Positionals { values, usage };
+    let mut values = positionals
+        .finish(&["LISTEN", "CONNECT", "PATH"])?
+        .into_iter();
+    let (listen, connect, path) = (next(&mut values), next(&mut values), next(&mut values));
+    let listen = endpoint("LISTEN", listen, usage)?;
+    let connect = endpoint("CONNECT", connect, usage)?;
+    let path = PathBuf::from(path);
+    if path.to_string_lossy().contains("{n}") {
         return Err(Error::usage(
-            "--max-sessions needs a FILE with {n}: a plain FILE records one session",
+            "PATH: auto takes a tape or a cassette folder, not a {n} pattern",
             usage,
         ));
     }
-    Ok(Command::Proxy(ProxyArgs {
-        listen: endpoint("LISTEN", listen, usage)?,
-        connect: endpoint("CONNECT", connect, usage)?,
-        tape,
-        buffer,
-        max_sessions,
-        idle_timeout,
+    Ok(Command::Auto(AutoArgs {
+        server: server.into_args(listen.clone(), path.clone()),
+        proxy: proxy.into_args(listen, connect, path),
     }))
 }
 
@@ -385,37 +567,6 @@ fn default_replay_options() -> ReplayOptions {
         timeout: None,
         text_diff: false,
     }
-}
-
-fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error> {
-    let usage = SERVER_USAGE;
-    let err = lexopt_error(usage);
-    let mut positionals = Positionals::new(usage);
-    let mut replay = default_replay_options();
-    let (mut abort, mut once) = (false, false);
-    while let Some(arg) = parser.next().map_err(&err)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(SERVER_HELP)),
-            Short('a') | Long("abort") => abort = true,
-            Long("once") => once = true,
-            Value(value) => positionals.values.push(value),
-            other => {
-                let name = option_name(&other);
-                if !replay_option(parser, &name, &mut replay, usage)? {
-                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
-                }
-            }
-        }
-    }
-    let mut values = positionals.finish(&["LISTEN", "FILE"])?.into_iter();
-    let (listen, tape) = (next(&mut values), next(&mut values));
-    Ok(Command::Server(ServerArgs {
-        listen: endpoint("LISTEN", listen, usage)?,
-        tape: PathBuf::from(tape),
-        replay,
-        abort,
-        once,
-    }))
 }
 
 fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Error> {
@@ -702,9 +853,6 @@ mod tests {
         assert!(parse_err(&["server", "--timeout", "-1", "a:1", "f"]).contains("--timeout"));
         assert!(parse_err(&["server", "--bogus", "a:1", "f"]).contains("--bogus"));
         assert!(parse_err(&["client", "-a", "a:1", "f"]).contains("-a"));
-        assert!(
-            parse_err(&["proxy", "a:1", "b:2", "f.tape", "--max-sessions", "2"]).contains("{n}")
-        );
         assert!(
             parse_err(&["proxy", "a:1", "b:2", "f{n}", "--max-sessions", "0"])
                 .contains("--max-sessions")

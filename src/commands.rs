@@ -2,8 +2,10 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
-use crate::cli::{BuildArgs, Command, DescribeArgs, PrintArgs};
+use crate::cassette;
+use crate::cli::{AutoArgs, BuildArgs, Command, DescribeArgs, PrintArgs};
 use crate::error::Error;
 use crate::tape::describe::{DescribeError, describe};
 use crate::tape::text::{self, PrintError};
@@ -17,12 +19,20 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Client(args) => crate::replay::run_client(&args),
         Command::Describe(args) => run_describe(&args),
         Command::Print(args) => run_print(&args),
+        Command::Auto(args) => run_auto(&args, std::env::var("TCPTAPE_MODE").ok().as_deref()),
         Command::Build(args) => run_build(&args),
         Command::Help(_) | Command::Version => Ok(()),
     }
 }
 
 fn run_describe(args: &DescribeArgs) -> Result<(), Error> {
+    if cassette::is_cassette(&args.tape) {
+        let stdout = io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        let listed = cassette::describe(&args.tape, &mut out);
+        let flushed = out.flush();
+        return listed.and(flushed.or_else(ignore_broken_pipe));
+    }
     let mut reader = Reader::new(tape::open(&args.tape)?);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -35,6 +45,61 @@ fn run_describe(args: &DescribeArgs) -> Result<(), Error> {
         Err(DescribeError::Tape(err)) => Err(Error::tape(&args.tape, err)),
         Err(DescribeError::Output(err)) => ignore_broken_pipe(err),
     }
+}
+
+/// What `auto` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMode {
+    Record,
+    Replay,
+}
+
+/// Decides `auto`'s mode from `TCPTAPE_MODE` and whether PATH exists.
+pub fn auto_mode(env: Option<&str>, path: &Path) -> Result<AutoMode, Error> {
+    let exists = path.exists();
+    match env.unwrap_or("auto") {
+        "auto" | "" if exists => Ok(AutoMode::Replay),
+        "auto" | "" => Ok(AutoMode::Record),
+        "record" => Ok(AutoMode::Record),
+        "replay" if exists => Ok(AutoMode::Replay),
+        "replay" => Err(Error::Session(format!(
+            "TCPTAPE_MODE=replay but {} does not exist: nothing to replay, and recording is off",
+            path.display()
+        ))),
+        other => Err(Error::usage(
+            format!("TCPTAPE_MODE: '{other}' is not record, replay or auto"),
+            "usage: TCPTAPE_MODE=record|replay|auto tcptape auto [OPTIONS] LISTEN CONNECT PATH",
+        )),
+    }
+}
+
+fn run_auto(args: &AutoArgs, env: Option<&str>) -> Result<(), Error> {
+    let path = &args.server.tape;
+    match auto_mode(env, path)? {
+        AutoMode::Replay => {
+            log::info!("auto: {} exists, replaying it", path.display());
+            crate::replay::run_server(&args.server)
+        }
+        AutoMode::Record => {
+            log::info!("auto: recording {}", path.display());
+            if cassette::is_cassette(path) && path.is_dir() {
+                clear_cassette(path)?;
+            }
+            crate::proxy::run(&args.proxy)
+        }
+    }
+}
+
+/// Re-recording a cassette replaces it: its old tapes and index go first.
+fn clear_cassette(dir: &Path) -> Result<(), Error> {
+    for tape in cassette::tapes(dir)? {
+        std::fs::remove_file(&tape).map_err(|e| Error::file(&tape, "remove old tape", e))?;
+    }
+    let index = dir.join(cassette::INDEX);
+    if index.exists() {
+        std::fs::remove_file(&index).map_err(|e| Error::file(&index, "remove old index", e))?;
+    }
+    Ok(())
 }
 
 fn run_print(args: &PrintArgs) -> Result<(), Error> {
@@ -82,5 +147,31 @@ fn ignore_broken_pipe(err: io::Error) -> Result<(), Error> {
             "cannot write to stdout: {}",
             crate::error::os_reason(&err)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_ERROR, EXIT_USAGE};
+
+    #[test]
+    fn auto_mode_follows_the_path_and_the_environment() {
+        let exists = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let missing = Path::new("/nonexistent/tape");
+        assert_eq!(auto_mode(None, exists).unwrap(), AutoMode::Replay);
+        assert_eq!(auto_mode(None, missing).unwrap(), AutoMode::Record);
+        assert_eq!(auto_mode(Some("auto"), missing).unwrap(), AutoMode::Record);
+        assert_eq!(auto_mode(Some("record"), exists).unwrap(), AutoMode::Record);
+        assert_eq!(auto_mode(Some("replay"), exists).unwrap(), AutoMode::Replay);
+        let err = auto_mode(Some("replay"), missing).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_ERROR);
+        assert!(
+            err.to_string().contains("/nonexistent/tape does not exist"),
+            "{err}"
+        );
+        let err = auto_mode(Some("playback"), exists).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_USAGE);
+        assert!(err.to_string().contains("'playback'"), "{err}");
     }
 }

@@ -7,6 +7,7 @@
 //! owns the file format; [`cli`] the command line.
 
 pub mod addr;
+pub mod cassette;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -15,6 +15,7 @@ use log::{error, info, warn};
 use mio::event::Event;
 use mio::{Interest, Token};
 
+use crate::cassette;
 use crate::cli::ProxyArgs;
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
@@ -28,18 +29,38 @@ const LISTENER: Token = Token(0);
 /// Placeholder in a tape path that turns the proxy into a daemon.
 const NUMBER: &str = "{n}";
 
-/// True when `path` holds the `{n}` placeholder.
-pub fn is_numbered(path: &Path) -> bool {
-    path.to_string_lossy().contains(NUMBER)
+/// Where sessions are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// One session to this file, then exit.
+    One(PathBuf),
+    /// Session k to the path with `{n}` replaced by k.
+    Numbered(PathBuf),
+    /// Session k to `DIR/000k.tape`, with an index.
+    Cassette(PathBuf),
 }
 
-/// Where the k-th session's tape goes.
-fn tape_path(template: &Path, number: u64) -> PathBuf {
-    let text = template.to_string_lossy();
-    if text.contains(NUMBER) {
-        PathBuf::from(text.replace(NUMBER, &number.to_string()))
-    } else {
-        template.to_path_buf()
+impl Target {
+    fn of(path: &Path) -> Target {
+        if cassette::is_cassette(path) {
+            Target::Cassette(path.to_path_buf())
+        } else if path.to_string_lossy().contains(NUMBER) {
+            Target::Numbered(path.to_path_buf())
+        } else {
+            Target::One(path.to_path_buf())
+        }
+    }
+
+    /// Where the k-th session's tape goes.
+    fn path_for(&self, number: u64) -> PathBuf {
+        match self {
+            Target::One(path) => path.clone(),
+            Target::Numbered(template) => {
+                let text = template.to_string_lossy();
+                PathBuf::from(text.replace(NUMBER, &number.to_string()))
+            }
+            Target::Cassette(dir) => dir.join(cassette::tape_name(number)),
+        }
     }
 }
 
@@ -70,7 +91,7 @@ pub enum ProxyTimer {
 pub struct Proxy {
     listener: Option<Listener>,
     upstream: Address,
-    template: PathBuf,
+    target: Target,
     buffer: usize,
     idle_timeout: Option<Duration>,
     /// Sessions to record before the listener closes; `None` is forever.
@@ -78,28 +99,41 @@ pub struct Proxy {
     accept_paused: bool,
     sessions: Slab<Session>,
     accepted: u64,
-    /// Failures of sessions, kept only while there is one session to report
-    /// as the exit status.
+    /// The first failure of a session: the exit status of a proxy that
+    /// records one session.
     failure: Option<Error>,
+    /// A cassette's index so far.
+    index: Vec<cassette::Entry>,
+    /// The tick the first session was accepted: index times count from it.
+    first_accept: Option<u64>,
 }
 
 /// Runs `tcptape proxy` until its sessions are done.
 pub fn run(args: &ProxyArgs) -> Result<(), Error> {
+    let target = Target::of(&args.tape);
+    let max_sessions = match target {
+        Target::One(_) if args.max_sessions.is_some() => {
+            return Err(Error::usage(
+                "--max-sessions needs a FILE with {n} or a cassette folder: a plain FILE records one session",
+                crate::cli::PROXY_USAGE,
+            ));
+        }
+        Target::One(_) => Some(1),
+        Target::Numbered(_) | Target::Cassette(_) => args.max_sessions,
+    };
+    if let Target::Cassette(dir) = &target {
+        std::fs::create_dir_all(dir).map_err(|err| Error::file(dir, "create cassette", err))?;
+    }
     let listen = args.listen.resolve()?;
     let upstream = args.connect.resolve()?;
-    let max_sessions = if is_numbered(&args.tape) {
-        args.max_sessions
-    } else {
-        Some(1)
-    };
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    let mut proxy = Proxy::bind(listen, upstream, &args.tape, max_sessions)?;
+    let mut proxy = Proxy::bind(listen, upstream, target, max_sessions)?;
     proxy.buffer = args.buffer;
     proxy.idle_timeout = args.idle_timeout;
     proxy.register(&mut event_loop.context())?;
     event_loop.run(&mut proxy).map_err(poll_error)?;
-    match proxy.failure {
-        Some(err) if max_sessions == Some(1) => Err(err),
+    match (proxy.failure, &proxy.target) {
+        (Some(err), Target::One(_)) => Err(err),
         _ => Ok(()),
     }
 }
@@ -110,10 +144,10 @@ fn poll_error(err: io::Error) -> Error {
 
 impl Proxy {
     /// Binds the listener; port 0 picks a free port, which is logged.
-    pub fn bind(
+    fn bind(
         listen: Address,
         upstream: Address,
-        template: &Path,
+        target: Target,
         max_sessions: Option<u64>,
     ) -> Result<Proxy, Error> {
         let listener = Listener::bind(&listen)?;
@@ -124,7 +158,7 @@ impl Proxy {
         Ok(Proxy {
             listener: Some(listener),
             upstream,
-            template: template.to_path_buf(),
+            target,
             buffer: crate::cli::DEFAULT_BUFFER,
             idle_timeout: None,
             max_sessions,
@@ -132,10 +166,12 @@ impl Proxy {
             sessions: Slab::new(),
             accepted: 0,
             failure: None,
+            index: Vec::new(),
+            first_accept: None,
         })
     }
 
-    pub fn register(&mut self, cx: &mut Context<'_, ProxyTimer>) -> Result<(), Error> {
+    fn register(&mut self, cx: &mut Context<'_, ProxyTimer>) -> Result<(), Error> {
         if let Some(listener) = &mut self.listener {
             cx.registry
                 .register(listener, LISTENER, Interest::READABLE)
@@ -174,6 +210,7 @@ impl Proxy {
     ) {
         self.accepted += 1;
         let number = self.accepted;
+        self.first_accept.get_or_insert(cx.now);
         info!("session {number}: accepted {client_addr}");
         let server = match Stream::connect(&self.upstream) {
             Ok(server) => server,
@@ -191,7 +228,7 @@ impl Proxy {
                 self.upstream.clone(),
                 Token(client_token(key).0 + 1),
             ),
-            tape_path(&self.template, number),
+            self.target.path_for(number),
             self.buffer,
             cx.now,
         );
@@ -225,12 +262,14 @@ impl Proxy {
             }
             Status::Finished => {
                 if let Some(session) = self.sessions.remove(key) {
+                    self.note_in_index(&session);
                     session.close(cx.registry);
                 }
             }
             Status::Failed(err) => {
                 if let Some(session) = self.sessions.remove(key) {
                     let number = session.number;
+                    self.note_in_index(&session);
                     self.fail(err, number);
                     warn!(
                         "session {number}: closing both connections (client {})",
@@ -239,6 +278,30 @@ impl Proxy {
                     session.close(cx.registry);
                 }
             }
+        }
+    }
+
+    /// Adds a session that made a tape to a cassette's index.
+    fn note_in_index(&mut self, session: &Session) {
+        let (Target::Cassette(dir), Some(summary)) = (&self.target, session.summary()) else {
+            return;
+        };
+        let start = self.first_accept.unwrap_or(summary.started);
+        self.index.push(cassette::Entry {
+            tape: cassette::tape_name(summary.number),
+            order: summary.number,
+            start_ms: summary.started - start,
+            client_bytes: summary.bytes[0],
+            server_bytes: summary.bytes[1],
+            first: summary.first,
+        });
+        self.index.sort_by_key(|e| e.order);
+        if let Err(err) = cassette::write_index(dir, &self.index) {
+            error!(
+                "cannot write {}: {}",
+                dir.join(cassette::INDEX).display(),
+                os_reason(&err)
+            );
         }
     }
 
@@ -305,16 +368,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_template_gets_the_session_number() {
-        assert!(is_numbered(Path::new("/tmp/s{n}.tape")));
-        assert!(!is_numbered(Path::new("/tmp/s.tape")));
+    fn targets_name_each_session_tape() {
+        let numbered = Target::of(Path::new("/tmp/s{n}.tape"));
+        assert_eq!(numbered.path_for(12), PathBuf::from("/tmp/s12.tape"));
+        let one = Target::of(Path::new("/tmp/s.tape"));
+        assert_eq!(one.path_for(3), PathBuf::from("/tmp/s.tape"));
+        let cassette = Target::of(Path::new("/nonexistent/pool/"));
         assert_eq!(
-            tape_path(Path::new("/tmp/s{n}.tape"), 12),
-            PathBuf::from("/tmp/s12.tape")
-        );
-        assert_eq!(
-            tape_path(Path::new("/tmp/s.tape"), 3),
-            PathBuf::from("/tmp/s.tape")
+            cassette.path_for(3),
+            PathBuf::from("/nonexistent/pool/0003.tape")
         );
     }
 

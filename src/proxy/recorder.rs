@@ -33,6 +33,8 @@ pub struct Recorder {
     path: PathBuf,
     last_frame: Instant,
     bytes: u64,
+    /// The direction of the first data recorded.
+    first: Option<Direction>,
 }
 
 impl Recorder {
@@ -46,11 +48,17 @@ impl Recorder {
             path: path.to_path_buf(),
             last_frame: now,
             bytes: magic.len() as u64,
+            first: None,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Who spoke first, once anyone has.
+    pub fn first_speaker(&self) -> Option<Direction> {
+        self.first
     }
 
     /// Bytes written to the tape so far, frames and headers included.
@@ -131,6 +139,12 @@ impl Recorder {
         write_all_vectored(&mut self.file, &mut slices[..n])?;
         self.bytes += total as u64;
         self.last_frame = now;
+        if self.first.is_none() {
+            self.first = pending
+                .iter()
+                .find(|p| done.data[p.dir.index()] > 0)
+                .map(|p| p.dir);
+        }
         Ok(done)
     }
 }

@@ -153,8 +153,19 @@ pub struct Session {
     phase: Phase,
     buffer: usize,
     opened: Instant,
+    /// The tick the session was accepted.
+    started: u64,
     /// The tick of the last byte moved, for the idle timeout.
     pub last_activity: u64,
+}
+
+/// What a cassette's index says of a recorded session.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub number: u64,
+    pub started: u64,
+    pub bytes: [u64; 2],
+    pub first: Option<Direction>,
 }
 
 impl Session {
@@ -179,6 +190,7 @@ impl Session {
             phase: Phase::Connecting { tape },
             buffer,
             opened: Instant::now(),
+            started: now,
             last_activity: now,
         })
     }
@@ -303,6 +315,19 @@ impl Session {
             })?;
         }
         Ok(status)
+    }
+
+    /// The session as the index records it; `None` when no tape was made.
+    pub fn summary(&self) -> Option<Summary> {
+        let Phase::Relaying(relay) = &self.phase else {
+            return None;
+        };
+        Some(Summary {
+            number: self.number,
+            started: self.started,
+            bytes: [relay.pipes[0].bytes, relay.pipes[1].bytes],
+            first: relay.tape.first_speaker(),
+        })
     }
 
     /// Logs the session's end and unregisters its sockets; dropping closes them.
