@@ -2,16 +2,20 @@
 //! `client` plays the recorded client against a real server. Both check
 //! every byte the peer sends against the tape.
 //!
-//! Tokens: the listener is `LISTENER`; the session in slab slot `k` owns
-//! token `k + 1`. Each session streams the tape through two cursors of its
-//! own over one shared file handle, so a thousand sessions cost a thousand
-//! small buffers, never a thousand copies of the tape.
+//! A server plays one tape to every client, or a cassette: a folder of
+//! tapes, each serving one connection, chosen by [`catalog`].
+//!
+//! Tokens: the listener is `LISTENER`; the connection in slab slot `k` owns
+//! token `k + 1`. Each session streams its tape through two cursors of its
+//! own over one shared handle, so a thousand sessions cost a thousand small
+//! buffers, never a thousand copies of the tape.
 
+mod catalog;
 mod report;
 mod script;
 mod session;
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,12 +23,14 @@ use log::{error, info, warn};
 use mio::event::Event;
 use mio::{Interest, Token};
 
+use crate::cassette;
 use crate::cli::{ClientArgs, ReplayOptions, ServerArgs};
 use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
 use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
 use crate::tape::{self, Direction, Kind, Reader, SharedTape};
+use catalog::{Catalog, Choice};
 use session::{Session, Settings, Status};
 
 pub use report::peer_name;
@@ -41,7 +47,7 @@ type TapeFile = SharedTape;
 pub enum ReplayTimer {
     /// The recorded delay before a session's next frame is over.
     Delay { key: usize, number: u64 },
-    /// Check whether a session has waited too long for its peer.
+    /// Check whether a connection has waited too long for its peer.
     Timeout { key: usize, number: u64 },
     /// Continue a session that yielded to let others run.
     Resume { key: usize, number: u64 },
@@ -56,17 +62,53 @@ enum Until {
     Stopped { abort: bool },
     /// One session, then its verdict (`client`, `server --once`).
     OneSession,
+    /// Every tape of the cassette once, then the combined verdict.
+    EveryTapeOnce,
+}
+
+/// What a server plays.
+enum Tapes {
+    /// The same tape to every connection.
+    One { name: String, tape: TapeFile },
+    /// A cassette: a tape per connection.
+    Cassette(Catalog),
+}
+
+/// A cassette connection whose tape is not chosen yet: the client's first
+/// bytes are read and kept until they pick one.
+struct Chooser {
+    number: u64,
+    stream: Stream,
+    addr: Address,
+    received: Vec<u8>,
+    eof: bool,
+    last_activity: u64,
+}
+
+enum Conn {
+    Choosing(Chooser),
+    Playing(Box<Session<TapeFile>>),
+}
+
+impl Conn {
+    fn number(&self) -> u64 {
+        match self {
+            Conn::Choosing(c) => c.number,
+            Conn::Playing(s) => s.number,
+        }
+    }
 }
 
 struct Replayer {
+    /// The tape or cassette, as given.
     path: PathBuf,
-    tape: TapeFile,
+    tapes: Tapes,
     settings: Settings,
     timeout: Option<Duration>,
     until: Until,
     listener: Option<Listener>,
     accept_paused: bool,
-    sessions: Slab<Session<TapeFile>>,
+    conns: Slab<Conn>,
     scratch: Box<[u8]>,
     started: u64,
     /// The first failure or mismatch: the run's verdict.
@@ -77,21 +119,36 @@ struct Replayer {
 /// Runs `tcptape server`.
 pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
     let own = Direction::ServerToClient;
-    let tape = load(&args.tape, own)?;
+    let tapes = if cassette::is_cassette(&args.tape) {
+        Tapes::Cassette(Catalog::load(&args.tape, args.reuse, |path| {
+            load(path, own)
+        })?)
+    } else {
+        Tapes::One {
+            name: file_name(&args.tape),
+            tape: load(&args.tape, own)?,
+        }
+    };
+    let until = match (&tapes, args.once) {
+        (Tapes::One { .. }, true) => Until::OneSession,
+        (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
+        (_, false) => Until::Stopped { abort: args.abort },
+    };
     let listen = args.listen.resolve()?;
-    let listener = Listener::bind(&listen)?;
+    let mut listener = Listener::bind(&listen)?;
     let local = listener
         .local_addr()
         .map_err(|err| Error::address(&listen, "listen on", err))?;
-    info!("listening on {local}, serving {}", args.tape.display());
-    let until = if args.once {
-        Until::OneSession
-    } else {
-        Until::Stopped { abort: args.abort }
-    };
-    let mut replayer = Replayer::new(&args.tape, tape, own, &args.replay, until);
+    match &tapes {
+        Tapes::One { .. } => info!("listening on {local}, serving {}", args.tape.display()),
+        Tapes::Cassette(catalog) => info!(
+            "listening on {local}, serving cassette {} ({} tapes)",
+            args.tape.display(),
+            catalog.len()
+        ),
+    }
+    let mut replayer = Replayer::new(&args.tape, tapes, own, &args.replay, until);
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    let mut listener = listener;
     event_loop
         .context()
         .registry
@@ -106,13 +163,37 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
 pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
     let own = Direction::ClientToServer;
     let tape = load(&args.tape, own)?;
+    let tapes = Tapes::One {
+        name: file_name(&args.tape),
+        tape,
+    };
     let addr = args.connect.resolve()?;
-    let mut replayer = Replayer::new(&args.tape, tape, own, &args.replay, Until::OneSession);
+    let mut replayer = Replayer::new(&args.tape, tapes, own, &args.replay, Until::OneSession);
     let mut event_loop = EventLoop::new().map_err(poll_error)?;
     let stream = Stream::connect(&addr).map_err(|err| Error::address(&addr, "connect to", err))?;
-    replayer.start_session(&mut event_loop.context(), stream, addr, true)?;
+    let start = Start {
+        stream,
+        addr,
+        number: 1,
+        connecting: true,
+        received: Vec::new(),
+        eof: false,
+    };
+    let tape = match &replayer.tapes {
+        Tapes::One { name, tape } => (name.clone(), tape.clone()),
+        Tapes::Cassette(_) => unreachable!("a client plays one tape"),
+    };
+    replayer.started = 1;
+    replayer.start_session(&mut event_loop.context(), start, tape)?;
     event_loop.run(&mut replayer).map_err(poll_error)?;
     replayer.verdict.map_or(Ok(()), Err)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Opens a tape (binary or text) and reads it through once, so a bad tape
@@ -143,17 +224,29 @@ fn poll_error(err: io::Error) -> Error {
     Error::Session(format!("cannot poll: {}", os_reason(&err)))
 }
 
+/// A connection about to become a session.
+struct Start {
+    stream: Stream,
+    addr: Address,
+    number: u64,
+    /// Our connect is still in flight (`client`).
+    connecting: bool,
+    /// Bytes the client sent while a cassette tape was being chosen.
+    received: Vec<u8>,
+    eof: bool,
+}
+
 impl Replayer {
     fn new(
         path: &Path,
-        tape: TapeFile,
+        tapes: Tapes,
         own: Direction,
         options: &ReplayOptions,
         until: Until,
     ) -> Replayer {
         Replayer {
             path: path.to_path_buf(),
-            tape,
+            tapes,
             settings: Settings {
                 own,
                 compare: !options.no_assert,
@@ -164,7 +257,7 @@ impl Replayer {
             until,
             listener: None,
             accept_paused: false,
-            sessions: Slab::new(),
+            conns: Slab::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             started: 0,
             verdict: None,
@@ -175,21 +268,18 @@ impl Replayer {
     fn start_session(
         &mut self,
         cx: &mut Context<'_, ReplayTimer>,
-        stream: Stream,
-        addr: Address,
-        connecting: bool,
+        start: Start,
+        (name, tape): (String, TapeFile),
     ) -> Result<(), Error> {
-        self.started += 1;
-        let number = self.started;
-        let key = self.sessions.vacant_key();
+        let key = self.conns.vacant_key();
         let token = Token(key + 1);
-        let session = Session::start(
+        let mut session = Session::start(
             cx.registry,
-            number,
-            (stream, addr, token),
-            self.tape.clone(),
+            start.number,
+            (start.stream, start.addr, token),
+            (name, tape),
             self.settings,
-            connecting,
+            start.connecting,
             cx.now,
         )
         .map_err(|err| match err {
@@ -198,16 +288,25 @@ impl Replayer {
             }
             other => other,
         })?;
-        let key = self.sessions.insert(session);
+        let early = session.feed(&start.received, start.eof);
+        let key = self.conns.insert(Conn::Playing(Box::new(session)));
+        if let Some(status) = early {
+            self.update(cx, key, status);
+            return Ok(());
+        }
+        self.arm_timeout(cx, key, start.number);
+        // Our first frame may be due before the peer says anything.
+        self.resume(cx, key);
+        Ok(())
+    }
+
+    fn arm_timeout(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, number: u64) {
         if let Some(timeout) = self.timeout {
             cx.timers.insert(
                 cx.deadline_after(timeout),
                 ReplayTimer::Timeout { key, number },
             );
         }
-        // Our first frame may be due before the peer says anything.
-        self.resume(cx, key);
-        Ok(())
     }
 
     fn accept(&mut self, cx: &mut Context<'_, ReplayTimer>) {
@@ -217,15 +316,17 @@ impl Replayer {
             };
             match net::accept(listener) {
                 Accept::Connection(stream, addr) => {
-                    info!("session {}: accepted {addr}", self.started + 1);
-                    if self.until == Until::OneSession
-                        && let Some(mut listener) = self.listener.take()
-                    {
-                        let _ = cx.registry.deregister(&mut listener);
-                    }
-                    if let Err(err) = self.start_session(cx, stream, addr, false) {
-                        self.record_failure(err);
-                    }
+                    self.started += 1;
+                    info!("session {}: accepted {addr}", self.started);
+                    let start = Start {
+                        stream,
+                        addr,
+                        number: self.started,
+                        connecting: false,
+                        received: Vec::new(),
+                        eof: false,
+                    };
+                    self.place(cx, start);
                 }
                 Accept::Drained => return,
                 Accept::Backoff => {
@@ -237,18 +338,141 @@ impl Replayer {
         }
     }
 
+    /// Gives a new connection its tape, or has it wait to choose one.
+    fn place(&mut self, cx: &mut Context<'_, ReplayTimer>, mut start: Start) {
+        let choice = match &mut self.tapes {
+            Tapes::One { .. } => Choice::Tape(0),
+            Tapes::Cassette(catalog) => catalog.on_accept(),
+        };
+        match choice {
+            Choice::Tape(i) => self.serve(cx, start, i),
+            Choice::Wait => {
+                let key = self.conns.vacant_key();
+                if let Err(err) =
+                    cx.registry
+                        .register(&mut start.stream, Token(key + 1), Interest::READABLE)
+                {
+                    return self.record_failure(Error::address(&start.addr, "poll", err));
+                }
+                let number = start.number;
+                self.conns.insert(Conn::Choosing(Chooser {
+                    number,
+                    stream: start.stream,
+                    addr: start.addr,
+                    received: Vec::new(),
+                    eof: false,
+                    last_activity: cx.now,
+                }));
+                self.arm_timeout(cx, key, number);
+            }
+            Choice::Exhausted => self.reject(
+                &start.addr,
+                start.number,
+                "every tape of the cassette was served (--reuse serves them again)",
+            ),
+            Choice::NoMatch(text) => self.reject(&start.addr, start.number, &text),
+        }
+    }
+
+    /// Starts the session of `start` with tape `i` (of a cassette, or the
+    /// one tape).
+    fn serve(&mut self, cx: &mut Context<'_, ReplayTimer>, start: Start, i: usize) {
+        let tape = match &mut self.tapes {
+            Tapes::One { name, tape } => (name.clone(), tape.clone()),
+            Tapes::Cassette(catalog) => {
+                catalog.take(i);
+                let entry = catalog.entry(i);
+                info!(
+                    "session {}: {} chose {}",
+                    start.number, start.addr, entry.name
+                );
+                (entry.name.clone(), entry.tape.clone())
+            }
+        };
+        let last_one = match (&self.tapes, self.until) {
+            (_, Until::OneSession) => true,
+            (Tapes::Cassette(catalog), Until::EveryTapeOnce) => catalog.all_used(),
+            _ => false,
+        };
+        if last_one && let Some(mut listener) = self.listener.take() {
+            let _ = cx.registry.deregister(&mut listener);
+        }
+        if let Err(err) = self.start_session(cx, start, tape) {
+            self.record_failure(err);
+        }
+    }
+
+    /// A connection no tape can serve: a departure from the recording.
+    fn reject(&mut self, addr: &Address, number: u64, why: &str) {
+        let summary = format!("mismatch with client {addr} (session {number}): {why}");
+        eprintln!("{summary}");
+        self.record_failure(Error::Mismatch(summary));
+        if self.until == (Until::Stopped { abort: true }) {
+            self.stopping = true;
+        }
+    }
+
+    /// Reads what a choosing connection sent and tries to pick its tape.
+    fn choose(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
+        let Some(Conn::Choosing(chooser)) = self.conns.get_mut(key) else {
+            return;
+        };
+        while !chooser.eof && chooser.received.len() < catalog::PREFIX_LIMIT {
+            match chooser.stream.read(&mut self.scratch) {
+                Ok(0) => chooser.eof = true,
+                Ok(n) => {
+                    chooser.received.extend_from_slice(&self.scratch[..n]);
+                    chooser.last_activity = cx.now;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // A reset: choose with what came; the session reports it.
+                Err(_) => chooser.eof = true,
+            }
+        }
+        let Tapes::Cassette(catalog) = &mut self.tapes else {
+            return;
+        };
+        let choice = catalog.choose(&chooser.received, chooser.eof);
+        if choice == Choice::Wait {
+            return;
+        }
+        let Some(Conn::Choosing(mut chooser)) = self.conns.remove(key) else {
+            return;
+        };
+        let _ = cx.registry.deregister(&mut chooser.stream);
+        let start = Start {
+            stream: chooser.stream,
+            addr: chooser.addr,
+            number: chooser.number,
+            connecting: false,
+            received: chooser.received,
+            eof: chooser.eof,
+        };
+        match choice {
+            Choice::Tape(i) => self.serve(cx, start, i),
+            Choice::NoMatch(text) => self.reject(&start.addr, start.number, &text),
+            Choice::Exhausted => self.reject(
+                &start.addr,
+                start.number,
+                "every tape of the cassette was served",
+            ),
+            Choice::Wait => {}
+        }
+    }
+
     fn resume(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        if let Some(session) = self.sessions.get_mut(key) {
+        if let Some(Conn::Playing(session)) = self.conns.get_mut(key) {
             let status = session.resume(cx.registry, cx.now, &mut self.scratch);
             self.update(cx, key, status);
         }
     }
 
     fn update(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: Status) {
-        let Some(session) = self.sessions.get(key) else {
+        let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let number = session.number;
+        let number = conn.number();
         match status {
             Status::Running => {}
             Status::Yielded => {
@@ -277,9 +501,15 @@ impl Replayer {
     }
 
     fn end(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, verdict: &str) {
-        if let Some(session) = self.sessions.remove(key) {
-            session.log_end(verdict);
-            session.close(cx.registry);
+        match self.conns.remove(key) {
+            Some(Conn::Playing(session)) => {
+                session.log_end(verdict);
+                session.close(cx.registry);
+            }
+            Some(Conn::Choosing(mut chooser)) => {
+                let _ = cx.registry.deregister(&mut chooser.stream);
+            }
+            None => {}
         }
     }
 
@@ -288,25 +518,37 @@ impl Replayer {
     }
 
     fn check_timeout(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, number: u64) {
-        let (Some(session), Some(timeout)) = (self.sessions.get(key), self.timeout) else {
+        let (Some(conn), Some(timeout)) = (self.conns.get(key), self.timeout) else {
             return;
         };
-        if session.number != number {
+        if conn.number() != number {
             return;
         }
+        let (last_activity, waiting, addr) = match conn {
+            Conn::Playing(session) => {
+                (session.last_activity, session.waiting_for(), session.addr())
+            }
+            Conn::Choosing(chooser) => (
+                chooser.last_activity,
+                Some(format!(
+                    "the client's first bytes, to choose a tape of {}",
+                    self.path.display()
+                )),
+                &chooser.addr,
+            ),
+        };
         let limit = timeout.as_millis() as u64;
-        let waited = cx.now.saturating_sub(session.last_activity);
-        match session.waiting_for() {
+        let waited = cx.now.saturating_sub(last_activity);
+        match waiting {
             Some(what) if waited >= limit => {
                 let err = Error::Session(format!(
-                    "session {number} with {}: timed out after {:.1}s waiting for {what}",
-                    session.addr(),
+                    "session {number} with {addr}: timed out after {:.1}s waiting for {what}",
                     timeout.as_secs_f64()
                 ));
                 self.update(cx, key, Status::Failed(err));
             }
             Some(_) => {
-                let deadline = session.last_activity + limit;
+                let deadline = last_activity + limit;
                 cx.timers
                     .insert(deadline, ReplayTimer::Timeout { key, number });
             }
@@ -316,6 +558,11 @@ impl Replayer {
                     .insert(deadline, ReplayTimer::Timeout { key, number });
             }
         }
+    }
+
+    /// True when slot `key` still holds connection `number`.
+    fn holds(&self, key: usize, number: u64) -> bool {
+        self.conns.get(key).is_some_and(|c| c.number() == number)
     }
 }
 
@@ -327,22 +574,29 @@ impl Service for Replayer {
             return self.accept(cx);
         }
         let key = event.token().0 - 1;
-        if let Some(session) = self.sessions.get_mut(key) {
-            let status = session.ready(cx.registry, event, cx.now, &mut self.scratch);
-            self.update(cx, key, status);
+        match self.conns.get_mut(key) {
+            Some(Conn::Playing(session)) => {
+                let status = session.ready(cx.registry, event, cx.now, &mut self.scratch);
+                self.update(cx, key, status);
+            }
+            Some(Conn::Choosing(_)) => self.choose(cx, key),
+            None => {}
         }
     }
 
     fn expired(&mut self, cx: &mut Context<'_, ReplayTimer>, timer: ReplayTimer) {
         match timer {
             ReplayTimer::Delay { key, number } => {
-                if let Some(session) = self.sessions.get_mut(key).filter(|s| s.number == number) {
+                if !self.holds(key, number) {
+                    return;
+                }
+                if let Some(Conn::Playing(session)) = self.conns.get_mut(key) {
                     let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
                     self.update(cx, key, status);
                 }
             }
             ReplayTimer::Resume { key, number } => {
-                if self.sessions.get(key).is_some_and(|s| s.number == number) {
+                if self.holds(key, number) {
                     self.resume(cx, key);
                 }
             }
@@ -359,6 +613,6 @@ impl Service for Replayer {
             warn!("stopping at the first mismatch (--abort)");
             return true;
         }
-        self.listener.is_none() && self.sessions.is_empty()
+        self.listener.is_none() && self.conns.is_empty()
     }
 }

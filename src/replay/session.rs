@@ -89,6 +89,8 @@ pub struct Session<S: Source> {
     expect: Expect<S>,
     play: Play<S>,
     tape: S,
+    /// The tape's file name, for logs.
+    tape_name: String,
     settings: Settings,
     started: Instant,
     /// The tick of the last byte moved either way, for `--timeout`.
@@ -101,7 +103,7 @@ impl<S: Source + Clone> Session<S> {
         registry: &Registry,
         number: u64,
         (mut stream, addr, token): (Stream, Address, Token),
-        tape: S,
+        (tape_name, tape): (String, S),
         settings: Settings,
         connecting: bool,
         now: u64,
@@ -136,6 +138,7 @@ impl<S: Source + Clone> Session<S> {
             expect,
             play,
             tape,
+            tape_name,
             settings,
             started: Instant::now(),
             last_activity: now,
@@ -144,6 +147,23 @@ impl<S: Source + Clone> Session<S> {
 
     pub fn addr(&self) -> &Address {
         &self.addr
+    }
+
+    /// Checks bytes (and an EOF) the peer sent before the session started,
+    /// while its cassette tape was being chosen. A departure ends it at once.
+    pub fn feed(&mut self, received: &[u8], eof: bool) -> Option<Status> {
+        let fed = self
+            .expect
+            .receive(received, self.settings.compare)
+            .and_then(|()| {
+                if eof {
+                    self.peer_done = true;
+                    self.expect.receive_eof()
+                } else {
+                    Ok(())
+                }
+            });
+        fed.err().map(|fault| self.fault_status(fault))
     }
 
     /// Handles readiness of the session's socket.
@@ -410,9 +430,10 @@ impl<S: Source + Clone> Session<S> {
     /// Bytes checked and sent, for the session's closing log line.
     pub fn log_end(&self, verdict: &str) {
         info!(
-            "session {} with {}: {verdict} after {:.3}s, checked {} bytes, sent {} bytes",
+            "session {} with {} ({}): {verdict} after {:.3}s, checked {} bytes, sent {} bytes",
             self.number,
             self.addr,
+            self.tape_name,
             self.started.elapsed().as_secs_f64(),
             self.expect.matched(),
             self.play.sent()
