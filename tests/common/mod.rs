@@ -76,6 +76,11 @@ pub fn spawn_shell(script: &str) -> Running {
     start(command, true)
 }
 
+/// Starts a prepared command (args and environment set) that listens.
+pub fn start_command(command: Command) -> Running {
+    start(command, true)
+}
+
 fn start(mut command: Command, listens: bool) -> Running {
     let mut child = command
         .stdin(Stdio::null())
