@@ -96,9 +96,14 @@ fn a_pool_of_eight_is_recorded_and_replayed_in_another_order() {
 
     let (code, listing, _) = run(&["describe", &format!("{}/", dir.display())]);
     assert_eq!(code, 0);
+    // Frame counts and delays depend on timing; the streams do not.
+    let third = listing
+        .lines()
+        .find(|l| l.starts_with("0003.tape: "))
+        .unwrap();
     assert!(
-        listing
-            .contains("0003.tape: 6 frames, client 18 bytes, server 22 bytes, client spoke first"),
+        third.contains(" frames, client 18 bytes, server 22 bytes, client spoke first, ")
+            && third.ends_with("both sides closed"),
         "{listing}"
     );
     assert!(listing.ends_with("8 tapes\n"), "{listing}");
