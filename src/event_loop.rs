@@ -24,16 +24,12 @@ pub struct Context<'a, T> {
 }
 
 impl<T> Context<'_, T> {
-    /// The tick `after` from now, rounded up so a timer never fires early.
+    /// The tick `after` from this instant. Measured on the precise clock
+    /// and rounded up, not from the batch's `now` (a tick rounded down), so
+    /// a timer never fires early.
     pub fn deadline_after(&self, after: Duration) -> Tick {
-        let millis = after.as_nanos().div_ceil(1_000_000);
-        self.now
-            .saturating_add(u64::try_from(millis).unwrap_or(u64::MAX))
-    }
-
-    /// The precise current time, for measurements finer than a tick.
-    pub fn instant(&self) -> Instant {
-        Instant::now().max(self.epoch)
+        let at = self.epoch.elapsed().saturating_add(after);
+        u64::try_from(at.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
 

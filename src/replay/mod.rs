@@ -480,8 +480,9 @@ impl Replayer {
                     .insert(cx.now, ReplayTimer::Resume { key, number });
             }
             Status::Sleep { due_ms } => {
+                let deadline = cx.deadline_after(Duration::from_millis(due_ms));
                 cx.timers
-                    .insert(cx.now + due_ms, ReplayTimer::Delay { key, number });
+                    .insert(deadline, ReplayTimer::Delay { key, number });
             }
             Status::Passed => self.end(cx, key, "passed"),
             Status::Mismatch { summary, report } => {
