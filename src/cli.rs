@@ -264,39 +264,6 @@ where
     }
 }
 
-/// The positional arguments of one command, taken in order by name.
-struct Positionals {
-    values: Vec<OsString>,
-    usage: &'static str,
-}
-
-impl Positionals {
-    fn new(usage: &'static str) -> Positionals {
-        Positionals {
-            values: Vec::new(),
-            usage,
-        }
-    }
-
-    /// Checks the count against `names` and hands the values back in order.
-    fn finish(self, names: &[&str]) -> Result<Vec<OsString>, Error> {
-        if let Some(extra) = self.values.get(names.len()) {
-            let extra = extra.to_string_lossy();
-            return Err(Error::usage(
-                format!("unexpected argument '{extra}'"),
-                self.usage,
-            ));
-        }
-        if let Some(missing) = names.get(self.values.len()) {
-            return Err(Error::usage(
-                format!("missing argument {missing}"),
-                self.usage,
-            ));
-        }
-        Ok(self.values)
-    }
-}
-
 fn lexopt_error(usage: &'static str) -> impl Fn(lexopt::Error) -> Error {
     move |err| Error::usage(err.to_string(), usage)
 }
@@ -417,23 +384,24 @@ impl ServerFlags {
     }
 }
 
-/// Parses a command's arguments: `-h`, positionals, and options through
-/// `option` (which says whether it knew the name).
+/// Parses one command's arguments: `-h`/`--help` (then `None`), the
+/// positionals, exactly one per name in `names` and handed back in order,
+/// and options, each offered to `option`, which says whether it knew it.
 fn parse_command<F>(
     parser: &mut lexopt::Parser,
     usage: &'static str,
-    help: &'static str,
+    names: &[&str],
     mut option: F,
-) -> Result<Result<Vec<OsString>, Command>, Error>
+) -> Result<Option<Vec<OsString>>, Error>
 where
     F: FnMut(&mut lexopt::Parser, &str) -> Result<bool, Error>,
 {
     let err = lexopt_error(usage);
-    let mut positionals = Vec::new();
+    let mut values = Vec::new();
     while let Some(arg) = parser.next().map_err(&err)? {
         match arg {
-            Short('h') | Long("help") => return Ok(Err(Command::Help(help))),
-            Value(value) => positionals.push(value),
+            Short('h') | Long("help") => return Ok(None),
+            Value(value) => values.push(value),
             other => {
                 let name = option_name(&other);
                 if !option(parser, &name)? {
@@ -442,22 +410,28 @@ where
             }
         }
     }
-    Ok(Ok(positionals))
+    if let Some(extra) = values.get(names.len()) {
+        let extra = extra.to_string_lossy();
+        return Err(Error::usage(
+            format!("unexpected argument '{extra}'"),
+            usage,
+        ));
+    }
+    if let Some(missing) = names.get(values.len()) {
+        return Err(Error::usage(format!("missing argument {missing}"), usage));
+    }
+    Ok(Some(values))
 }
 
 fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let usage = PROXY_USAGE;
     let mut flags = ProxyFlags::new();
-    let values = match parse_command(parser, usage, PROXY_HELP, |p, name| {
-        flags.parse(p, name, usage)
-    })? {
-        Ok(values) => values,
-        Err(help) => return Ok(help),
+    let names = ["LISTEN", "CONNECT", "FILE"];
+    let Some(values) = parse_command(parser, usage, &names, |p, name| flags.parse(p, name, usage))?
+    else {
+        return Ok(Command::Help(PROXY_HELP));
     };
-    let positionals = Positionals { values, usage };
-    let mut values = positionals
-        .finish(&["LISTEN", "CONNECT", "FILE"])?
-        .into_iter();
+    let mut values = values.into_iter();
     let (listen, connect, tape) = (next(&mut values), next(&mut values), next(&mut values));
     Ok(Command::Proxy(flags.into_args(
         endpoint("LISTEN", listen, usage)?,
@@ -469,14 +443,12 @@ fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
 fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let usage = SERVER_USAGE;
     let mut flags = ServerFlags::new();
-    let values = match parse_command(parser, usage, SERVER_HELP, |p, name| {
-        flags.parse(p, name, usage)
-    })? {
-        Ok(values) => values,
-        Err(help) => return Ok(help),
+    let names = ["LISTEN", "FILE"];
+    let Some(values) = parse_command(parser, usage, &names, |p, name| flags.parse(p, name, usage))?
+    else {
+        return Ok(Command::Help(SERVER_HELP));
     };
-    let positionals = Positionals { values, usage };
-    let mut values = positionals.finish(&["LISTEN", "FILE"])?.into_iter();
+    let mut values = values.into_iter();
     let (listen, tape) = (next(&mut values), next(&mut values));
     Ok(Command::Server(flags.into_args(
         endpoint("LISTEN", listen, usage)?,
@@ -488,17 +460,14 @@ fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let usage = AUTO_USAGE;
     let mut server = ServerFlags::new();
     let mut proxy = ProxyFlags::new();
-    let parsed = parse_command(parser, usage, AUTO_HELP, |p, name| {
+    let names = ["LISTEN", "CONNECT", "PATH"];
+    let parsed = parse_command(parser, usage, &names, |p, name| {
         Ok(server.parse(p, name, usage)? || proxy.parse(p, name, usage)?)
     })?;
-    let values = match parsed {
-        Ok(values) => values,
-        Err(help) => return Ok(help),
+    let Some(values) = parsed else {
+        return Ok(Command::Help(AUTO_HELP));
     };
-    let positionals = Positionals { values, usage };
-    let mut values = positionals
-        .finish(&["LISTEN", "CONNECT", "PATH"])?
-        .into_iter();
+    let mut values = values.into_iter();
     let (listen, connect, path) = (next(&mut values), next(&mut values), next(&mut values));
     let listen = endpoint("LISTEN", listen, usage)?;
     let connect = endpoint("CONNECT", connect, usage)?;
@@ -571,22 +540,15 @@ fn default_replay_options() -> ReplayOptions {
 
 fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let usage = CLIENT_USAGE;
-    let err = lexopt_error(usage);
-    let mut positionals = Positionals::new(usage);
     let mut replay = default_replay_options();
-    while let Some(arg) = parser.next().map_err(&err)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(CLIENT_HELP)),
-            Value(value) => positionals.values.push(value),
-            other => {
-                let name = option_name(&other);
-                if !replay_option(parser, &name, &mut replay, usage)? {
-                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
-                }
-            }
-        }
-    }
-    let mut values = positionals.finish(&["CONNECT", "FILE"])?.into_iter();
+    let names = ["CONNECT", "FILE"];
+    let parsed = parse_command(parser, usage, &names, |p, name| {
+        replay_option(p, name, &mut replay, usage)
+    })?;
+    let Some(values) = parsed else {
+        return Ok(Command::Help(CLIENT_HELP));
+    };
+    let mut values = values.into_iter();
     let (connect, tape) = (next(&mut values), next(&mut values));
     Ok(Command::Client(ClientArgs {
         connect: endpoint("CONNECT", connect, usage)?,
@@ -596,67 +558,54 @@ fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Error> {
 }
 
 fn parse_describe(parser: &mut lexopt::Parser) -> Result<Command, Error> {
-    let usage = DESCRIBE_USAGE;
-    let err = lexopt_error(usage);
-    let mut positionals = Positionals::new(usage);
     let mut verbose = false;
-    while let Some(arg) = parser.next().map_err(&err)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(DESCRIBE_HELP)),
-            Short('v') | Long("verbose") => verbose = true,
-            Value(value) => positionals.values.push(value),
-            _ => return Err(err(arg.unexpected())),
-        }
-    }
-    let mut values = positionals.finish(&["FILE"])?.into_iter();
+    let parsed = parse_command(parser, DESCRIBE_USAGE, &["FILE"], |_, name| {
+        let known = matches!(name, "-v" | "--verbose");
+        verbose |= known;
+        Ok(known)
+    })?;
+    let Some(values) = parsed else {
+        return Ok(Command::Help(DESCRIBE_HELP));
+    };
     Ok(Command::Describe(DescribeArgs {
-        tape: PathBuf::from(next(&mut values)),
+        tape: PathBuf::from(next(&mut values.into_iter())),
         verbose,
     }))
 }
 
-/// `print` and `build` share their shape: one input, an output option.
+/// `print` and `build`: one input, and `-o OUT`. `None` for help.
 fn parse_input_output(
     parser: &mut lexopt::Parser,
     usage: &'static str,
-    help: &'static str,
     input: &str,
-) -> Result<Result<(PathBuf, Option<PathBuf>), Command>, Error> {
-    let err = lexopt_error(usage);
-    let mut positionals = Positionals::new(usage);
+) -> Result<Option<(PathBuf, Option<PathBuf>)>, Error> {
     let mut output = None;
-    while let Some(arg) = parser.next().map_err(&err)? {
-        match arg {
-            Short('h') | Long("help") => return Ok(Err(Command::Help(help))),
-            Short('o') | Long("output") => {
-                output = Some(PathBuf::from(parser.value().map_err(&err)?));
-            }
-            Value(value) => positionals.values.push(value),
-            _ => return Err(err(arg.unexpected())),
+    let parsed = parse_command(parser, usage, &[input], |p, name| {
+        if !matches!(name, "-o" | "--output") {
+            return Ok(false);
         }
-    }
-    let mut values = positionals.finish(&[input])?.into_iter();
-    Ok(Ok((PathBuf::from(next(&mut values)), output)))
+        output = Some(PathBuf::from(p.value().map_err(lexopt_error(usage))?));
+        Ok(true)
+    })?;
+    Ok(parsed.map(|values| (PathBuf::from(next(&mut values.into_iter())), output)))
 }
 
 fn parse_print(parser: &mut lexopt::Parser) -> Result<Command, Error> {
-    Ok(
-        match parse_input_output(parser, PRINT_USAGE, PRINT_HELP, "FILE")? {
-            Ok((tape, output)) => Command::Print(PrintArgs { tape, output }),
-            Err(help) => help,
-        },
-    )
+    Ok(match parse_input_output(parser, PRINT_USAGE, "FILE")? {
+        Some((tape, output)) => Command::Print(PrintArgs { tape, output }),
+        None => Command::Help(PRINT_HELP),
+    })
 }
 
 fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Error> {
-    match parse_input_output(parser, BUILD_USAGE, BUILD_HELP, "TEXT")? {
-        Ok((text, Some(output))) => Ok(Command::Build(BuildArgs { text, output })),
-        Ok((_, None)) => Err(Error::usage("missing option -o FILE", BUILD_USAGE)),
-        Err(help) => Ok(help),
+    match parse_input_output(parser, BUILD_USAGE, "TEXT")? {
+        Some((text, Some(output))) => Ok(Command::Build(BuildArgs { text, output })),
+        Some((_, None)) => Err(Error::usage("missing option -o FILE", BUILD_USAGE)),
+        None => Ok(Command::Help(BUILD_HELP)),
     }
 }
 
-/// Takes the next checked positional; `Positionals::finish` guaranteed the count.
+/// Takes the next positional; `parse_command` checked the count.
 fn next(values: &mut impl Iterator<Item = OsString>) -> OsString {
     values.next().unwrap_or_default()
 }
