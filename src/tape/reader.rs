@@ -467,6 +467,12 @@ mod tests {
             err(&eof),
             "EOF frame with non-zero length 5 at offset 21 in frame 2"
         );
+        let mut wildcard = good.clone();
+        wildcard.extend_from_slice(&[0x81, 0, 0, 3, 0, 0, 1]);
+        assert_eq!(
+            err(&wildcard),
+            "wildcard frame with length 3 at offset 21 in frame 2, expected 4"
+        );
         assert_eq!(err(b""), "not a tape: empty file");
         assert_eq!(
             err(b"GET / HTTP/1.1\r\n"),
