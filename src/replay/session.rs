@@ -58,7 +58,8 @@ pub enum Status {
     Running,
     /// Out of rounds with work left: resume after this batch of events.
     Yielded,
-    /// Our next frame waits out a recorded delay: call `delay_over` at `due`.
+    /// Our next frame waits out a recorded delay: call `delay_over` in
+    /// `due_ms` milliseconds.
     Sleep {
         due_ms: u64,
     },
@@ -83,7 +84,8 @@ pub struct Session<S: Source> {
     /// The OS said the peer's side is closed: reads go on until the EOF.
     read_closed: bool,
     phase: Phase,
-    /// Set once our side of the connection stopped reading (EOF or reset).
+    /// The peer's direction has ended (EOF, reset, or a failed write):
+    /// nothing more is read.
     peer_done: bool,
     pause: Pause,
     expect: Expect<S>,
