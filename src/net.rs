@@ -146,6 +146,97 @@ impl Source for Stream {
     }
 }
 
+/// A registered stream and what the OS last said about it. Readiness is a
+/// hint kept until a call answers `WouldBlock` (or a short read or write
+/// shows the socket drained or full), because edge-triggered events only
+/// report changes.
+pub struct Socket {
+    pub stream: Stream,
+    pub addr: Address,
+    token: Token,
+    interest: Interest,
+    pub readable: bool,
+    pub writable: bool,
+    /// The OS said the peer's side is closed: an EOF (or error) waits
+    /// behind any data, so reads go on until they see it.
+    read_closed: bool,
+}
+
+impl Socket {
+    /// Registers `stream` for reading, and for writing when `writable`.
+    pub fn register(
+        registry: &Registry,
+        mut stream: Stream,
+        addr: Address,
+        token: Token,
+        writable: bool,
+    ) -> io::Result<Socket> {
+        let interest = interest(writable);
+        registry.register(&mut stream, token, interest)?;
+        Ok(Socket {
+            stream,
+            addr,
+            token,
+            interest,
+            readable: true,
+            writable: true,
+            read_closed: false,
+        })
+    }
+
+    /// Takes in what an event says.
+    pub fn note(&mut self, event: &mio::event::Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            self.read_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable = true;
+        }
+    }
+
+    /// A read filled `n` of `window` bytes. A short read drained the
+    /// socket, and epoll reports new data as a new edge: no need to spend a
+    /// call to hear `WouldBlock` (unless a close is pending behind it).
+    pub fn read_done(&mut self, n: usize, window: usize) {
+        if n < window && !self.read_closed {
+            self.readable = false;
+        }
+    }
+
+    /// A write took `n` of `len` bytes; a short write filled the buffer.
+    pub fn write_done(&mut self, n: usize, len: usize) {
+        if n < len {
+            self.writable = false;
+        }
+    }
+
+    /// Asks for WRITABLE only while output waits, or every send would wake
+    /// the loop.
+    pub fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {
+        let interest = interest(writable);
+        if interest != self.interest {
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.interest = interest;
+        }
+        Ok(())
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}
+
+fn interest(writable: bool) -> Interest {
+    if writable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    }
+}
+
 /// A listening socket. A UNIX one removes its socket file when dropped.
 pub enum Listener {
     Tcp(TcpListener),

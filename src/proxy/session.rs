@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use log::{debug, info};
 use mio::event::Event;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 
 use super::recorder::{Pending, Recorder};
 use crate::error::{Error, os_reason};
-use crate::net::{Address, Stream};
+use crate::net::{Address, Socket, Stream};
 use crate::ring::Ring;
 use crate::tape::Direction;
 
@@ -69,61 +69,6 @@ pub enum Status {
     Failed(Error),
 }
 
-/// One end of the session and what the OS last said about it. Readiness is a
-/// hint kept until a call answers `WouldBlock`, because edge-triggered events
-/// only report changes.
-struct Peer {
-    stream: Stream,
-    addr: Address,
-    token: Token,
-    interest: Interest,
-    readable: bool,
-    writable: bool,
-    /// The OS said the peer's side is closed: an EOF (or error) is waiting
-    /// behind any data, so reads go on until they see it.
-    read_closed: bool,
-}
-
-impl Peer {
-    fn new(stream: Stream, addr: Address, token: Token, interest: Interest) -> Peer {
-        Peer {
-            stream,
-            addr,
-            token,
-            interest,
-            readable: true,
-            writable: true,
-            read_closed: false,
-        }
-    }
-
-    fn note(&mut self, event: &Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.readable = true;
-        }
-        if event.is_read_closed() || event.is_error() {
-            self.read_closed = true;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.writable = true;
-        }
-    }
-
-    /// Asks for WRITABLE only while output waits, or every send would wake us.
-    fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if interest != self.interest {
-            registry.reregister(&mut self.stream, self.token, interest)?;
-            self.interest = interest;
-        }
-        Ok(())
-    }
-}
-
 /// One direction: the ring its bytes pass through and how far it has closed.
 struct Pipe {
     ring: Ring,
@@ -148,8 +93,8 @@ enum Phase {
 pub struct Session {
     /// 1 for the first accepted connection, 2 for the next...
     pub number: u64,
-    client: Peer,
-    server: Peer,
+    client: Socket,
+    server: Socket,
     phase: Phase,
     buffer: usize,
     opened: Instant,
@@ -170,23 +115,22 @@ pub struct Summary {
 
 impl Session {
     /// Registers both sockets; the server's connect is still in flight.
-    #[allow(clippy::too_many_arguments)]
     pub fn start(
         registry: &Registry,
         number: u64,
-        (mut client, client_addr, client_token): (Stream, Address, Token),
-        (mut server, server_addr, server_token): (Stream, Address, Token),
+        (client, client_addr, client_token): (Stream, Address, Token),
+        (server, server_addr, server_token): (Stream, Address, Token),
         tape: PathBuf,
         buffer: usize,
         now: u64,
     ) -> io::Result<Session> {
-        registry.register(&mut client, client_token, Interest::READABLE)?;
-        let connecting = Interest::READABLE | Interest::WRITABLE;
-        registry.register(&mut server, server_token, connecting)?;
+        let client = Socket::register(registry, client, client_addr, client_token, false)?;
+        // The connect in flight finishes with a WRITABLE event.
+        let server = Socket::register(registry, server, server_addr, server_token, true)?;
         Ok(Session {
             number,
-            client: Peer::new(client, client_addr, client_token, Interest::READABLE),
-            server: Peer::new(server, server_addr, server_token, connecting),
+            client,
+            server,
             phase: Phase::Connecting { tape },
             buffer,
             opened: Instant::now(),
@@ -332,8 +276,8 @@ impl Session {
 
     /// Logs the session's end and unregisters its sockets; dropping closes them.
     pub fn close(mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.client.stream);
-        let _ = registry.deregister(&mut self.server.stream);
+        self.client.deregister(registry);
+        self.server.deregister(registry);
         if let Phase::Relaying(relay) = &self.phase {
             info!(
                 "session {}: closed after {:.3}s, client to server {} bytes, server to client {} bytes, tape {} ({} bytes)",
@@ -348,7 +292,7 @@ impl Session {
     }
 }
 
-fn peer<'a>(client: &'a mut Peer, server: &'a mut Peer, side: Side) -> &'a mut Peer {
+fn peer<'a>(client: &'a mut Socket, server: &'a mut Socket, side: Side) -> &'a mut Socket {
     match side {
         Side::Client => client,
         Side::Server => server,
@@ -368,7 +312,7 @@ fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Er
 
 /// Reads from the source into the ring until it would block, the ring is
 /// full or the source ends. Returns (bytes were read, EOF was read).
-fn fill(pipe: &mut Pipe, source: &mut Peer) -> io::Result<(bool, bool)> {
+fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<(bool, bool)> {
     let mut moved = false;
     while pipe.flow == Flow::Open && source.readable && !pipe.ring.is_full() {
         let window = pipe.ring.free_window().len();
@@ -377,11 +321,7 @@ fn fill(pipe: &mut Pipe, source: &mut Peer) -> io::Result<(bool, bool)> {
             Ok(n) => {
                 pipe.bytes += n as u64;
                 moved = true;
-                // A short read drained the socket; epoll reports new data
-                // as a new edge, so don't spend a call to hear WouldBlock.
-                if n < window && !source.read_closed {
-                    source.readable = false;
-                }
+                source.read_done(n, window);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => source.readable = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -428,7 +368,7 @@ fn record(relay: &mut Relay, eof: [bool; 2], number: u64) -> Result<(), Error> {
 
 /// Writes recorded bytes to the destination; once a draining direction is
 /// empty, forwards its half-close. Returns whether anything moved.
-fn forward(pipe: &mut Pipe, dest: &mut Peer, number: u64, dir: Direction) -> io::Result<bool> {
+fn forward(pipe: &mut Pipe, dest: &mut Socket, number: u64, dir: Direction) -> io::Result<bool> {
     let mut moved = false;
     while dest.writable {
         let (first, second) = pipe.ring.recorded_slices();
@@ -442,10 +382,7 @@ fn forward(pipe: &mut Pipe, dest: &mut Peer, number: u64, dir: Direction) -> io:
             Ok(n) => {
                 pipe.ring.consume(n);
                 moved = true;
-                // A short write filled the socket buffer.
-                if n < len {
-                    dest.writable = false;
-                }
+                dest.write_done(n, len);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => dest.writable = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

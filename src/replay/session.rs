@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use log::{debug, info};
 use mio::event::Event;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 
 use super::report;
 use super::script::{Action, Expect, Expected, Fault, Play};
 use crate::error::Error;
-use crate::net::{Address, Stream};
+use crate::net::{Address, Socket, Stream};
 use crate::tape::{Direction, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
@@ -75,14 +75,7 @@ pub enum Status {
 
 pub struct Session<S: Source> {
     pub number: u64,
-    stream: Stream,
-    addr: Address,
-    token: Token,
-    interest: Interest,
-    readable: bool,
-    writable: bool,
-    /// The OS said the peer's side is closed: reads go on until the EOF.
-    read_closed: bool,
+    socket: Socket,
     phase: Phase,
     /// The peer's direction has ended (EOF, reset, or a failed write):
     /// nothing more is read.
@@ -104,7 +97,7 @@ impl<S: Source + Clone> Session<S> {
     pub fn start(
         registry: &Registry,
         number: u64,
-        (mut stream, addr, token): (Stream, Address, Token),
+        (stream, addr, token): (Stream, Address, Token),
         (tape_name, tape): (String, S),
         settings: Settings,
         connecting: bool,
@@ -114,22 +107,16 @@ impl<S: Source + Clone> Session<S> {
             .map_err(|err| tape_error(&err))?;
         let play =
             Play::new(Reader::new(tape.clone()), settings.own).map_err(|err| tape_error(&err))?;
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        registry
-            .register(&mut stream, token, interest)
-            .map_err(|err| Error::address(&addr, "poll", err))?;
         if !connecting {
             let _ = stream.set_nodelay();
         }
+        // WRITABLE from the start: our first frame may be due at once, and
+        // a connect in flight finishes with a WRITABLE event.
+        let socket = Socket::register(registry, stream, addr.clone(), token, true)
+            .map_err(|err| Error::address(&addr, "poll", err))?;
         Ok(Session {
             number,
-            stream,
-            addr,
-            token,
-            interest,
-            readable: true,
-            writable: true,
-            read_closed: false,
+            socket,
             phase: if connecting {
                 Phase::Connecting
             } else {
@@ -148,7 +135,7 @@ impl<S: Source + Clone> Session<S> {
     }
 
     pub fn addr(&self) -> &Address {
-        &self.addr
+        &self.socket.addr
     }
 
     /// Checks bytes (and an EOF) the peer sent before the session started,
@@ -176,15 +163,7 @@ impl<S: Source + Clone> Session<S> {
         now: u64,
         scratch: &mut [u8],
     ) -> Status {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.readable = true;
-        }
-        if event.is_read_closed() || event.is_error() {
-            self.read_closed = true;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.writable = true;
-        }
+        self.socket.note(event);
         self.resume(registry, now, scratch)
     }
 
@@ -199,14 +178,16 @@ impl<S: Source + Clone> Session<S> {
     /// Does whatever the socket and the tape allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
         if self.phase == Phase::Connecting {
-            match self.stream.connect_finished() {
+            match self.socket.stream.connect_finished() {
                 Ok(false) => return Status::Running,
                 Ok(true) => {
-                    info!("connected to {}", self.addr);
-                    let _ = self.stream.set_nodelay();
+                    info!("connected to {}", self.socket.addr);
+                    let _ = self.socket.stream.set_nodelay();
                     self.phase = Phase::Playing;
                 }
-                Err(err) => return Status::Failed(Error::address(&self.addr, "connect to", err)),
+                Err(err) => {
+                    return Status::Failed(Error::address(&self.socket.addr, "connect to", err));
+                }
             }
         }
         let status = match self.play_rounds(now, scratch) {
@@ -215,7 +196,7 @@ impl<S: Source + Clone> Session<S> {
         };
         match self.update_interest(registry) {
             Ok(()) => status,
-            Err(err) => Status::Failed(Error::address(&self.addr, "poll", err)),
+            Err(err) => Status::Failed(Error::address(&self.socket.addr, "poll", err)),
         }
     }
 
@@ -225,8 +206,14 @@ impl<S: Source + Clone> Session<S> {
                 let peer = self.settings.own.reverse();
                 let text_diff = self.settings.text_diff;
                 Status::Mismatch {
-                    summary: report::summary(&deviation, peer, &self.addr),
-                    report: report::render(&deviation, peer, &self.addr, &self.tape, text_diff),
+                    summary: report::summary(&deviation, peer, &self.socket.addr),
+                    report: report::render(
+                        &deviation,
+                        peer,
+                        &self.socket.addr,
+                        &self.tape,
+                        text_diff,
+                    ),
                 }
             }
             Fault::Tape(err) => Status::Failed(tape_error(&err)),
@@ -258,10 +245,10 @@ impl<S: Source + Clone> Session<S> {
     /// Reads everything available and checks it against the tape.
     fn receive(&mut self, scratch: &mut [u8]) -> Result<bool, Fault> {
         let mut moved = false;
-        while self.readable && !self.peer_done {
-            match self.stream.read(scratch) {
+        while self.socket.readable && !self.peer_done {
+            match self.socket.stream.read(scratch) {
                 Ok(0) => {
-                    debug!("session {}: {} half-closed", self.number, self.addr);
+                    debug!("session {}: {} half-closed", self.number, self.socket.addr);
                     self.peer_done = true;
                     self.expect.receive_eof()?;
                     moved = true;
@@ -269,15 +256,15 @@ impl<S: Source + Clone> Session<S> {
                 Ok(n) => {
                     self.expect.receive(&scratch[..n], self.settings.compare)?;
                     moved = true;
-                    // A short read drained the socket; a new edge will come.
-                    if n < scratch.len() && !self.read_closed {
-                        self.readable = false;
-                    }
+                    self.socket.read_done(n, scratch.len());
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.socket.readable = false,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    debug!("session {}: read from {}: {err}", self.number, self.addr);
+                    debug!(
+                        "session {}: read from {}: {err}",
+                        self.number, self.socket.addr
+                    );
                     self.peer_done = true;
                     self.expect.receive_reset()?;
                     moved = true;
@@ -302,28 +289,26 @@ impl<S: Source + Clone> Session<S> {
             }
             match action {
                 Action::Send { .. } => {
-                    if !self.writable {
+                    if !self.socket.writable {
                         return Ok(moved);
                     }
                     let chunk = self.play.peek(SEND_CHUNK)?;
                     let len = chunk.len();
-                    match self.stream.write(chunk) {
+                    match self.socket.stream.write(chunk) {
                         Ok(n) => {
                             self.play.consume(n)?;
                             moved = true;
-                            if n < len {
-                                self.writable = false;
-                            }
+                            self.socket.write_done(n, len);
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                            self.writable = false
+                            self.socket.writable = false
                         }
                         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                         Err(err) => return self.write_failed(err),
                     }
                 }
                 Action::Shutdown { .. } => {
-                    match self.stream.shutdown(Shutdown::Write) {
+                    match self.socket.stream.shutdown(Shutdown::Write) {
                         Ok(()) => {}
                         Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
                         Err(err) => return self.write_failed(err),
@@ -343,7 +328,10 @@ impl<S: Source + Clone> Session<S> {
 
     /// A write failed: the peer went away before taking all of our frames.
     fn write_failed(&mut self, err: io::Error) -> Result<bool, Fault> {
-        debug!("session {}: write to {}: {err}", self.number, self.addr);
+        debug!(
+            "session {}: write to {}: {err}",
+            self.number, self.socket.addr
+        );
         self.peer_done = true;
         Err(self.expect.gone())
     }
@@ -382,17 +370,9 @@ impl<S: Source + Clone> Session<S> {
             && self
                 .play
                 .is_ready(self.expect.matched(), self.expect.peer_closed())
-            && !self.writable;
-        let interest = if sending || self.phase == Phase::Connecting {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if interest != self.interest {
-            registry.reregister(&mut self.stream, self.token, interest)?;
-            self.interest = interest;
-        }
-        Ok(())
+            && !self.socket.writable;
+        let connecting = self.phase == Phase::Connecting;
+        self.socket.want(registry, sending || connecting)
     }
 
     /// What the session waits for from the peer, for `--timeout` messages;
@@ -400,7 +380,7 @@ impl<S: Source + Clone> Session<S> {
     pub fn waiting_for(&self) -> Option<String> {
         let who = report::peer_name(self.settings.own.reverse());
         if self.phase == Phase::Connecting {
-            return Some(format!("the connection to {}", self.addr));
+            return Some(format!("the connection to {}", self.socket.addr));
         }
         if self.pause == Pause::Waiting {
             return None;
@@ -420,7 +400,7 @@ impl<S: Source + Clone> Session<S> {
                 frame.index, frame.offset
             )),
             Expected::Closed | Expected::End => match self.play.action() {
-                Action::Send { frame, remaining } if !self.writable => Some(format!(
+                Action::Send { frame, remaining } if !self.socket.writable => Some(format!(
                     "the {who} to read {remaining} more bytes (frame {} at tape offset {})",
                     frame.index, frame.offset
                 )),
@@ -434,7 +414,7 @@ impl<S: Source + Clone> Session<S> {
         info!(
             "session {} with {} ({}): {verdict} after {:.3}s, checked {} bytes, sent {} bytes",
             self.number,
-            self.addr,
+            self.socket.addr,
             self.tape_name,
             self.started.elapsed().as_secs_f64(),
             self.expect.matched(),
@@ -443,7 +423,7 @@ impl<S: Source + Clone> Session<S> {
     }
 
     pub fn close(mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        self.socket.deregister(registry);
     }
 }
 
