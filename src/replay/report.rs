@@ -7,7 +7,7 @@ use super::script::{Deviation, DeviationKind};
 use crate::hexdump;
 use crate::linediff;
 use crate::net::Address;
-use crate::tape::{Direction, Frame, Kind, Source, frame::HEADER_LEN};
+use crate::tape::{Direction, Frame, Kind, Reader, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
 const SHOWN: usize = 32;
@@ -169,10 +169,16 @@ fn read_payload<S: Source>(tape: &S, frame: &Frame, from: u32, to: u32) -> Vec<u
 /// Bytes before the departure matched, so the received side is the tape's
 /// prefix followed by what arrived from the departure on.
 fn text_diff_section<S: Source>(tape: &S, frame: &Frame, at: u32, deviation: &Deviation) -> String {
-    let end = frame.len.min(at.saturating_add(DIFF_WINDOW as u32));
-    let expected = read_payload(tape, frame, 0, end);
+    let mut expected = expected_stream(tape, frame, at as usize + DIFF_WINDOW);
     let mut received = expected[..(at as usize).min(expected.len())].to_vec();
     received.extend_from_slice(&deviation.received.bytes[deviation.received.mismatch..]);
+    // Only what had arrived when the difference was found is known: compare
+    // the complete lines received with as many lines of the tape.
+    let lines = received.iter().filter(|&&b| b == b'\n').count();
+    if lines > 0 {
+        cut_after_lines(&mut received, lines);
+        cut_after_lines(&mut expected, lines);
+    }
     let (Some(old), Some(new)) = (as_text(&expected), as_text(&received)) else {
         return "  text diff: not shown, the bytes are not text\n".to_string();
     };
@@ -182,6 +188,46 @@ fn text_diff_section<S: Source>(tape: &S, frame: &Frame, at: u32, deviation: &De
         "  text diff (- tape, + received):\n{}",
         linediff::render(&linediff::diff(&old, &new), 2, "    ")
     )
+}
+
+/// Keeps the first `lines` lines of `bytes` (all of it if it has fewer).
+fn cut_after_lines(bytes: &mut Vec<u8>, lines: usize) {
+    if let Some((end, _)) = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(lines - 1)
+    {
+        bytes.truncate(end + 1);
+    }
+}
+
+/// The peer's bytes as recorded from the start of `frame`, across its
+/// following data frames, up to `limit`: what the received bytes are
+/// compared with, so a reply split over frames is not cut in the diff.
+fn expected_stream<S: Source>(tape: &S, frame: &Frame, limit: usize) -> Vec<u8> {
+    let Kind::Data(dir) = frame.kind else {
+        return Vec::new();
+    };
+    let mut reader = Reader::starting_at(tape, frame.offset, frame.index);
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match reader.next_frame() {
+            Ok(Some(next)) if next.kind == Kind::Data(dir) => {
+                while out.len() < limit {
+                    match reader.read_payload(limit - out.len()) {
+                        Ok([]) | Err(_) => break,
+                        Ok(chunk) => out.extend_from_slice(chunk),
+                    }
+                }
+            }
+            // The peer's stream ends, or goes on with bytes of any value.
+            Ok(Some(next)) if matches!(next.kind, Kind::Eof(d) | Kind::Any(d) if d == dir) => break,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
 }
 
 /// Text for diffing: UTF-8 without control characters other than
@@ -265,6 +311,23 @@ mod tests {
             report.contains("    - RCPT TO:<c@d>\\r\\n\n    + RCPT TO:<x@d>\\r\\n\n"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn text_diff_follows_the_peer_across_frames() {
+        let mut tape = Vec::new();
+        let mut w = Writer::new(&mut tape).unwrap();
+        w.data(C2S, b"Date: Mon\r\n").unwrap();
+        w.delay(3).unwrap();
+        w.data(Direction::ServerToClient, b"ignored").unwrap();
+        w.data(C2S, b"body\n").unwrap();
+        let d = deviation(&tape, b"Date: Tue\r\nbody\n");
+        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
+        assert!(
+            report.contains("    - Date: Mon\\r\\n\n    + Date: Tue\\r\\n\n      body\\n\n"),
+            "{report}"
+        );
+        assert!(!report.contains("+ body"), "{report}");
     }
 
     #[test]

@@ -164,9 +164,11 @@ impl<S: Source> Expect<S> {
                         && chunk != got
                         && let Some(i) = chunk.iter().zip(got).position(|(a, b)| a != b)
                     {
+                        // The bytes before the difference did match.
+                        self.matched += i as u64;
                         let at = frame.len - remaining + i as u32;
                         let kind = DeviationKind::Differ { frame, at };
-                        return Err(self.deviate(kind, data, done + i, self.matched + i as u64));
+                        return Err(self.deviate(kind, data, done + i, self.matched));
                     }
                     let n = chunk.len();
                     done += n;
@@ -469,6 +471,7 @@ mod tests {
         };
         assert_eq!((frame.index, at), (4, 2));
         assert_eq!(d.stream_offset, 6);
+        assert_eq!(e.matched(), 6, "the bytes before the difference count");
         assert_eq!(d.received.bytes, b"wX\n");
         assert_eq!(d.received.mismatch, 1);
     }

@@ -186,6 +186,15 @@ impl<S: Source> Reader<S> {
         }
     }
 
+    /// A reader that starts at the frame header at `offset`, frame `index`
+    /// of its tape, as an earlier reader of the same tape reported it.
+    pub fn starting_at(src: S, offset: u64, index: u64) -> Reader<S> {
+        let mut reader = Reader::new(src);
+        reader.pos = offset;
+        reader.frames = index;
+        reader
+    }
+
     /// Offset of the next unread byte.
     pub fn position(&self) -> u64 {
         self.pos

@@ -10,6 +10,7 @@
 //! delay 50ms
 //! < "250 hello\r\n"
 //! > "nonce=" ?? ?? ?? ?? "\r\n"
+//! < "Date: " any 29 "\r\n"
 //! eof >
 //! ```
 
@@ -424,13 +425,6 @@ impl<'a> Cursor<'a> {
                     Direction::ServerToClient
                 };
                 self.skip_space();
-                if self.rest().starts_with("any") {
-                    self.word();
-                    let count = self.number("a byte count after 'any'")?;
-                    let _ = writer.any(dir, count);
-                    self.end_of_line()?;
-                    return Ok(None);
-                }
                 let mut segments = Vec::new();
                 if self.at_end_or_comment() {
                     return Err(self.error(format!(
@@ -544,6 +538,18 @@ impl<'a> Cursor<'a> {
             if self.rest().starts_with('"') {
                 let bytes = self.string()?;
                 push_bytes(segments, &bytes);
+            } else if self.rest().starts_with("any") {
+                if !wildcards {
+                    return Err(
+                        self.error("wildcards (any N) are only allowed in '>' and '<' data".into())
+                    );
+                }
+                self.word();
+                let count = self.number("a byte count after 'any'")?;
+                match segments.last_mut() {
+                    Some(Segment::Any(n)) => *n += count,
+                    _ => segments.push(Segment::Any(count)),
+                }
             } else if self.rest().starts_with("??") {
                 if !wildcards {
                     return Err(
@@ -721,6 +727,20 @@ mod tests {
              20 21 22 23 24 25 26 27\n"
         );
         assert_eq!(parse(&out).unwrap(), binary);
+    }
+
+    #[test]
+    fn any_n_stands_among_other_items() {
+        let text = "tcptape text 1\n< \"Date: \" any 29 \"\\r\\n\"\n< any 3\n";
+        let expected = built(|w| {
+            w.data(Direction::ServerToClient, b"Date: ").unwrap();
+            w.any(Direction::ServerToClient, 29).unwrap();
+            w.data(Direction::ServerToClient, b"\r\n").unwrap();
+            w.any(Direction::ServerToClient, 3).unwrap();
+        });
+        assert_eq!(parse(text).unwrap(), expected);
+        let e = error("tcptape text 1\nnoop any 3\n");
+        assert!(e.message.contains("only allowed"), "{e}");
     }
 
     #[test]
