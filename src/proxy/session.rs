@@ -406,8 +406,12 @@ fn forward(pipe: &mut Pipe, dest: &mut Socket, number: u64, dir: Direction) -> i
 fn set_flow(pipe: &mut Pipe, flow: Flow, number: u64, dir: Direction) {
     debug!("session {number}: {dir:?} {:?} => {flow:?}", pipe.flow);
     if flow == Flow::Closed {
+        let (from, to) = match dir {
+            Direction::ClientToServer => ("client", "server"),
+            Direction::ServerToClient => ("server", "client"),
+        };
         info!(
-            "session {number}: {dir:?} half-closed after {} bytes",
+            "session {number}: the {from} closed its side after {} bytes; half-close forwarded to the {to}",
             pipe.bytes
         );
     }
