@@ -383,7 +383,7 @@ impl Replayer {
                 catalog.take(i);
                 let entry = catalog.entry(i);
                 info!(
-                    "session {}: {} chose {}",
+                    "session {}: serving {} with {}",
                     start.number, start.addr, entry.name
                 );
                 (entry.name.clone(), entry.tape.clone())
