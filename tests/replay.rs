@@ -392,7 +392,7 @@ fn timeout_names_what_the_session_waited_for() {
     let (code, _, stderr) = server.finish();
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("timed out after 0.3s waiting for 4 more bytes from the client (frame 4 at tape offset 32, byte 4 of its stream)"),
+        stderr.contains("timed out after 0.3s waiting for 4 more bytes from the client (frame 4, tape offset 32, byte 4 of its stream)"),
         "{stderr}"
     );
 }

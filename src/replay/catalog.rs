@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use super::TapeFile;
 use crate::error::Error;
 use crate::hexdump;
-use crate::tape::{Direction, Kind, Reader};
+use crate::tape::{Direction, Kind, Locator, Reader};
 
 /// Bytes of a tape's first client message looked at when choosing.
 pub const PREFIX_LIMIT: usize = 64 * 1024;
@@ -77,6 +77,7 @@ impl Prefix {
 pub struct Entry {
     pub name: String,
     pub tape: TapeFile,
+    pub locator: Locator,
     prefix: Prefix,
     used: bool,
 }
@@ -106,12 +107,13 @@ impl Catalog {
     pub fn load(
         dir: &Path,
         reuse: bool,
-        load: impl Fn(&Path) -> Result<TapeFile, Error>,
+        load: impl Fn(&Path) -> Result<(TapeFile, Locator), Error>,
     ) -> Result<Catalog, Error> {
         let mut entries = Vec::new();
         for path in crate::cassette::tapes(dir)? {
-            let tape = load(&path)?;
+            let (tape, locator) = load(&path)?;
             entries.push(Entry {
+                locator,
                 name: path
                     .file_name()
                     .unwrap_or_default()
@@ -268,6 +270,7 @@ mod tests {
                 name: crate::cassette::tape_name(i as u64 + 1),
                 prefix: Prefix::of(&tape, Path::new("t")).unwrap(),
                 tape,
+                locator: Locator::default(),
                 used: false,
             })
             .collect();

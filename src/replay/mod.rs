@@ -29,7 +29,7 @@ use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
 use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
-use crate::tape::{self, Direction, Kind, Reader, SharedTape};
+use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
 use catalog::{Catalog, Choice};
 use session::{Session, Settings, Status};
 
@@ -69,7 +69,11 @@ enum Until {
 /// What a server plays.
 enum Tapes {
     /// The same tape to every connection.
-    One { name: String, tape: TapeFile },
+    One {
+        name: String,
+        tape: TapeFile,
+        locator: Locator,
+    },
     /// A cassette: a tape per connection.
     Cassette(Catalog),
 }
@@ -124,9 +128,11 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
             load(path, own)
         })?)
     } else {
+        let (tape, locator) = load(&args.tape, own)?;
         Tapes::One {
             name: file_name(&args.tape),
-            tape: load(&args.tape, own)?,
+            tape,
+            locator,
         }
     };
     let until = match (&tapes, args.once) {
@@ -162,10 +168,11 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
 /// Runs `tcptape client`.
 pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
     let own = Direction::ClientToServer;
-    let tape = load(&args.tape, own)?;
+    let (tape, locator) = load(&args.tape, own)?;
     let tapes = Tapes::One {
         name: file_name(&args.tape),
         tape,
+        locator,
     };
     let addr = args.connect.resolve()?;
     let mut replayer = Replayer::new(&args.tape, tapes, own, &args.replay, Until::OneSession);
@@ -180,7 +187,11 @@ pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
         eof: false,
     };
     let tape = match &replayer.tapes {
-        Tapes::One { name, tape } => (name.clone(), tape.clone()),
+        Tapes::One {
+            name,
+            tape,
+            locator,
+        } => (name.clone(), tape.clone(), locator.clone()),
         Tapes::Cassette(_) => unreachable!("a client plays one tape"),
     };
     replayer.started = 1;
@@ -200,8 +211,8 @@ fn file_name(path: &Path) -> String {
 /// is reported before anyone connects rather than in the middle of a
 /// session. Wildcards are expectations: the role that plays `own` has
 /// nothing to send for one in its own direction.
-fn load(path: &Path, own: Direction) -> Result<TapeFile, Error> {
-    let tape = tape::open(path)?;
+fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
+    let (tape, locator) = tape::open_located(path)?;
     let mut reader = Reader::new(tape.clone());
     let mut frames = 0u64;
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
@@ -209,15 +220,15 @@ fn load(path: &Path, own: Direction) -> Result<TapeFile, Error> {
         if frame.kind == Kind::Any(own) {
             let role = peer_name(own);
             return Err(Error::Session(format!(
-                "{}: frame {} (tape offset {}) is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
+                "{}: frame {} ({}) is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
                 path.display(),
                 frame.index,
-                frame.offset
+                locator.place(&frame, frame.offset)
             )));
         }
     }
     info!("tape {}: {frames} frames", path.display());
-    Ok(tape)
+    Ok((tape, locator))
 }
 
 fn poll_error(err: io::Error) -> Error {
@@ -269,7 +280,7 @@ impl Replayer {
         &mut self,
         cx: &mut Context<'_, ReplayTimer>,
         start: Start,
-        (name, tape): (String, TapeFile),
+        tape: (String, TapeFile, Locator),
     ) -> Result<(), Error> {
         let key = self.conns.vacant_key();
         let token = Token(key + 1);
@@ -277,7 +288,7 @@ impl Replayer {
             cx.registry,
             start.number,
             (start.stream, start.addr, token),
-            (name, tape),
+            tape,
             self.settings,
             start.connecting,
             cx.now,
@@ -378,7 +389,11 @@ impl Replayer {
     /// one tape).
     fn serve(&mut self, cx: &mut Context<'_, ReplayTimer>, start: Start, i: usize) {
         let tape = match &mut self.tapes {
-            Tapes::One { name, tape } => (name.clone(), tape.clone()),
+            Tapes::One {
+                name,
+                tape,
+                locator,
+            } => (name.clone(), tape.clone(), locator.clone()),
             Tapes::Cassette(catalog) => {
                 catalog.take(i);
                 let entry = catalog.entry(i);
@@ -386,7 +401,11 @@ impl Replayer {
                     "session {}: serving {} with {}",
                     start.number, start.addr, entry.name
                 );
-                (entry.name.clone(), entry.tape.clone())
+                (
+                    entry.name.clone(),
+                    entry.tape.clone(),
+                    entry.locator.clone(),
+                )
             }
         };
         let last_one = match (&self.tapes, self.until) {

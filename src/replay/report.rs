@@ -7,7 +7,7 @@ use super::script::{Deviation, DeviationKind};
 use crate::hexdump;
 use crate::linediff;
 use crate::net::Address;
-use crate::tape::{Direction, Frame, Kind, Reader, Source, frame::HEADER_LEN};
+use crate::tape::{Direction, Frame, Kind, Locator, Reader, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
 const SHOWN: usize = 32;
@@ -23,7 +23,12 @@ pub fn peer_name(peer: Direction) -> &'static str {
 }
 
 /// One line saying what went wrong, for logs and the exit status.
-pub fn summary(deviation: &Deviation, peer: Direction, addr: &Address) -> String {
+pub fn summary(
+    deviation: &Deviation,
+    peer: Direction,
+    addr: &Address,
+    locator: &Locator,
+) -> String {
     let who = peer_name(peer);
     let at = deviation.stream_offset;
     match deviation.kind {
@@ -31,13 +36,14 @@ pub fn summary(deviation: &Deviation, peer: Direction, addr: &Address) -> String
             frame,
             at: in_frame,
         } => format!(
-            "mismatch with {who} {addr}: byte {at} of its stream differs from the tape (frame {}, tape offset {})",
+            "mismatch with {who} {addr}: byte {at} of its stream differs from the tape (frame {}, {})",
             frame.index,
-            payload_start(&frame) + u64::from(in_frame)
+            locator.place(&frame, payload_start(&frame) + u64::from(in_frame))
         ),
         DeviationKind::DataInsteadOfEof { frame } => format!(
-            "mismatch with {who} {addr}: it sent data at byte {at} where the tape has its EOF (frame {}, tape offset {})",
-            frame.index, frame.offset
+            "mismatch with {who} {addr}: it sent data at byte {at} where the tape has its EOF (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
         ),
         DeviationKind::DataAfterEnd => format!(
             "mismatch with {who} {addr}: it sent more than the tape holds, from byte {at} of its stream"
@@ -52,8 +58,9 @@ pub fn summary(deviation: &Deviation, peer: Direction, addr: &Address) -> String
                 _ => payload_start(&frame) + u64::from(in_frame),
             };
             format!(
-                "mismatch with {who} {addr}: it closed its side at byte {at}, the tape expects {remaining} more bytes (frame {}, tape offset {offset})",
-                frame.index
+                "mismatch with {who} {addr}: it closed its side at byte {at}, the tape expects {remaining} more bytes (frame {}, {})",
+                frame.index,
+                locator.place(&frame, offset)
             )
         }
         DeviationKind::Reset => format!(
@@ -67,10 +74,10 @@ pub fn render<S: Source>(
     deviation: &Deviation,
     peer: Direction,
     addr: &Address,
-    tape: &S,
+    (tape, locator): (&S, &Locator),
     text_diff: bool,
 ) -> String {
-    let mut out = summary(deviation, peer, addr);
+    let mut out = summary(deviation, peer, addr, locator);
     out.push('\n');
     let received = &deviation.received;
     let shown_from = received.mismatch.saturating_sub(SHOWN);
@@ -278,7 +285,13 @@ mod tests {
     fn differ_report_shows_both_sides_and_the_byte() {
         let tape = tape_with(b"EHLO client\r\n");
         let d = deviation(&tape, b"EHLO clienX\r\n");
-        let report = render(&d, C2S, &addr(), &tape.as_slice(), false);
+        let report = render(
+            &d,
+            C2S,
+            &addr(),
+            (&tape.as_slice(), &Locator::default()),
+            false,
+        );
         assert!(
             report.starts_with(
                 "mismatch with client 127.0.0.1:4000: byte 10 of its stream differs from the tape (frame 1, tape offset 26)\n"
@@ -302,7 +315,13 @@ mod tests {
     fn text_diff_shows_changed_line() {
         let tape = tape_with(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
         let d = deviation(&tape, b"MAIL FROM:<a@b>\r\nRCPT TO:<x@d>\r\nDATA\r\n");
-        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
+        let report = render(
+            &d,
+            C2S,
+            &addr(),
+            (&tape.as_slice(), &Locator::default()),
+            true,
+        );
         assert!(
             report.contains("  text diff (- tape, + received):\n"),
             "{report}"
@@ -322,7 +341,13 @@ mod tests {
         w.data(Direction::ServerToClient, b"ignored").unwrap();
         w.data(C2S, b"body\n").unwrap();
         let d = deviation(&tape, b"Date: Tue\r\nbody\n");
-        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
+        let report = render(
+            &d,
+            C2S,
+            &addr(),
+            (&tape.as_slice(), &Locator::default()),
+            true,
+        );
         assert!(
             report.contains("    - Date: Mon\\r\\n\n    + Date: Tue\\r\\n\n      body\\n\n"),
             "{report}"
@@ -331,10 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn text_tapes_are_located_by_line() {
+        let built = crate::tape::text::build("tcptape text 1\n\n> \"EHLO a\\r\\n\"\n").unwrap();
+        let locator = crate::tape::Locator::for_lines(built.lines);
+        let d = deviation(&built.bytes, b"EHLO b\r\n");
+        let line = summary(&d, C2S, &addr(), &locator);
+        assert!(
+            line.ends_with("byte 5 of its stream differs from the tape (frame 1, line 3)"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn text_diff_declines_binary() {
         let tape = tape_with(&[0, 1, 2, 3]);
         let d = deviation(&tape, &[0, 1, 9, 3]);
-        let report = render(&d, C2S, &addr(), &tape.as_slice(), true);
+        let report = render(
+            &d,
+            C2S,
+            &addr(),
+            (&tape.as_slice(), &Locator::default()),
+            true,
+        );
         assert!(report.contains("not text"), "{report}");
     }
 
@@ -346,7 +389,13 @@ mod tests {
         let Err(Fault::Deviation(d)) = expect.receive_eof() else {
             panic!("early EOF must deviate")
         };
-        let report = render(&d, C2S, &addr(), &tape.as_slice(), false);
+        let report = render(
+            &d,
+            C2S,
+            &addr(),
+            (&tape.as_slice(), &Locator::default()),
+            false,
+        );
         assert!(
             report.contains("it closed its side at byte 4, the tape expects 6 more bytes"),
             "{report}"
@@ -369,7 +418,7 @@ mod tests {
             &d,
             Direction::ServerToClient,
             &addr(),
-            &[].as_slice(),
+            (&[].as_slice(), &Locator::default()),
             false,
         );
         assert!(

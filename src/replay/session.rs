@@ -15,7 +15,7 @@ use super::report;
 use super::script::{Action, Expect, Expected, Fault, Play};
 use crate::error::Error;
 use crate::net::{Address, Socket, Stream};
-use crate::tape::{Direction, Reader, Source, TapeError};
+use crate::tape::{Direction, Locator, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -86,6 +86,8 @@ pub struct Session<S: Source> {
     tape: S,
     /// The tape's file name, for logs.
     tape_name: String,
+    /// Names places in the tape as the user's file has them.
+    locator: Locator,
     settings: Settings,
     started: Instant,
     /// The tick of the last byte moved either way, for `--timeout`.
@@ -98,7 +100,7 @@ impl<S: Source + Clone> Session<S> {
         registry: &Registry,
         number: u64,
         (stream, addr, token): (Stream, Address, Token),
-        (tape_name, tape): (String, S),
+        (tape_name, tape, locator): (String, S, Locator),
         settings: Settings,
         connecting: bool,
         now: u64,
@@ -128,6 +130,7 @@ impl<S: Source + Clone> Session<S> {
             play,
             tape,
             tape_name,
+            locator,
             settings,
             started: Instant::now(),
             last_activity: now,
@@ -206,12 +209,12 @@ impl<S: Source + Clone> Session<S> {
                 let peer = self.settings.own.reverse();
                 let text_diff = self.settings.text_diff;
                 Status::Mismatch {
-                    summary: report::summary(&deviation, peer, &self.socket.addr),
+                    summary: report::summary(&deviation, peer, &self.socket.addr, &self.locator),
                     report: report::render(
                         &deviation,
                         peer,
                         &self.socket.addr,
-                        &self.tape,
+                        (&self.tape, &self.locator),
                         text_diff,
                     ),
                 }
@@ -388,21 +391,25 @@ impl<S: Source + Clone> Session<S> {
         let matched = self.expect.matched();
         match self.expect.next() {
             Expected::Data { frame, remaining } => Some(format!(
-                "{remaining} more bytes from the {who} (frame {} at tape offset {}, byte {matched} of its stream)",
-                frame.index, frame.offset
+                "{remaining} more bytes from the {who} (frame {}, {}, byte {matched} of its stream)",
+                frame.index,
+                self.locator.place(&frame, frame.offset)
             )),
             Expected::Any { frame, remaining } => Some(format!(
-                "{remaining} more bytes (any value) from the {who} (frame {} at tape offset {}, byte {matched} of its stream)",
-                frame.index, frame.offset
+                "{remaining} more bytes (any value) from the {who} (frame {}, {}, byte {matched} of its stream)",
+                frame.index,
+                self.locator.place(&frame, frame.offset)
             )),
             Expected::Eof { frame } => Some(format!(
-                "the {who} to close its side (frame {} at tape offset {}, after byte {matched} of its stream)",
-                frame.index, frame.offset
+                "the {who} to close its side (frame {}, {}, after byte {matched} of its stream)",
+                frame.index,
+                self.locator.place(&frame, frame.offset)
             )),
             Expected::Closed | Expected::End => match self.play.action() {
                 Action::Send { frame, remaining } if !self.socket.writable => Some(format!(
-                    "the {who} to read {remaining} more bytes (frame {} at tape offset {})",
-                    frame.index, frame.offset
+                    "the {who} to read {remaining} more bytes (frame {}, {})",
+                    frame.index,
+                    self.locator.place(&frame, frame.offset)
                 )),
                 _ => None,
             },

@@ -26,10 +26,44 @@ use crate::error::Error;
 /// A tape open for reading by any number of readers.
 pub type SharedTape = Rc<dyn Source>;
 
+/// Says where a frame is in the terms of the file the user has: a byte
+/// offset in a binary tape, a line in a text tape.
+#[derive(Debug, Clone, Default)]
+pub struct Locator {
+    /// For a text tape, the line of each frame.
+    lines: Option<Rc<[u32]>>,
+}
+
+impl Locator {
+    /// The locator of a text tape whose frame `i` came from line `lines[i]`.
+    pub fn for_lines(lines: Vec<u32>) -> Locator {
+        Locator {
+            lines: Some(lines.into()),
+        }
+    }
+
+    /// `offset` is the binary tape offset meant (a frame's header, or a
+    /// byte of its payload).
+    pub fn place(&self, frame: &Frame, offset: u64) -> String {
+        match &self.lines {
+            Some(lines) => match lines.get(frame.index as usize) {
+                Some(line) => format!("line {line}"),
+                None => format!("tape offset {offset}"),
+            },
+            None => format!("tape offset {offset}"),
+        }
+    }
+}
+
 /// Opens a tape, binary or text, told apart by content: a binary tape is
 /// read from the file as it goes; a text tape is built into memory (text
 /// tapes are written by hand and small).
 pub fn open(path: &Path) -> Result<SharedTape, Error> {
+    open_located(path).map(|(tape, _)| tape)
+}
+
+/// `open`, with the `Locator` that names places in the file as written.
+pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
     let mut file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
     let mut start = [0u8; 512];
     let mut got = 0;
@@ -42,12 +76,13 @@ pub fn open(path: &Path) -> Result<SharedTape, Error> {
         }
     }
     if !text::looks_like_text(&start[..got]) {
-        return Ok(Rc::new(file));
+        return Ok((Rc::new(file), Locator::default()));
     }
     let text = std::fs::read_to_string(path).map_err(|err| Error::file(path, "read tape", err))?;
-    let binary = text::parse(&text).map_err(|err| Error::Text {
+    let built = text::build(&text).map_err(|err| Error::Text {
         path: path.to_path_buf(),
         source: err,
     })?;
-    Ok(Rc::new(binary))
+    let locator = Locator::for_lines(built.lines);
+    Ok((Rc::new(built.bytes), locator))
 }

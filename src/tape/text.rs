@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use super::frame::{Direction, Kind};
+use super::frame::{Direction, HEADER_LEN, Header, Kind};
 use super::reader::{Reader, Source, TapeError};
 use super::writer::Writer;
 
@@ -258,14 +258,30 @@ enum Pending {
     Extension(u8, Vec<u8>),
 }
 
+/// A text tape turned binary, with the text line each frame came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub bytes: Vec<u8>,
+    /// `lines[i]` is the line of frame `i` (frame 0, the magic: the header).
+    pub lines: Vec<u32>,
+}
+
 /// Turns a text tape into the binary tape.
 pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
-    let mut bytes = Vec::new();
-    let mut writer = Writer::new(&mut bytes).map_err(|_| unreachable_io())?;
-    let mut pending: Option<Pending> = None;
+    build(text).map(|built| built.bytes)
+}
+
+/// Turns a text tape into the binary tape and notes each frame's line.
+pub fn build(text: &str) -> Result<Built, TextError> {
+    let mut writer = Writer::new(Vec::new()).map_err(|_| unreachable_io())?;
+    let mut lines = vec![0];
+    // Bytes of the binary whose frames have their line noted.
+    let mut noted = writer.get_ref().len();
+    let mut pending: Option<(Pending, u32)> = None;
     let mut header_seen = false;
     for (index, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let mut cursor = Cursor::new(line, index + 1);
         cursor.skip_space();
         if cursor.at_end_or_comment() {
@@ -278,11 +294,12 @@ pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
                 )));
             }
             header_seen = true;
+            lines[0] = number;
             continue;
         }
         if cursor.column() > 1 {
             // A continuation line: more items for the frame above.
-            match &mut pending {
+            match pending.as_mut().map(|(frame, _)| frame) {
                 Some(Pending::Data(_, segments)) => cursor.items(segments, true)?,
                 Some(Pending::Noop(payload) | Pending::Extension(_, payload)) => {
                     let mut segments = vec![Segment::Bytes(std::mem::take(payload))];
@@ -298,10 +315,13 @@ pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
             }
             continue;
         }
-        if let Some(done) = pending.take() {
+        if let Some((done, at)) = pending.take() {
             emit(&mut writer, done);
+            note_lines(writer.get_ref(), &mut noted, at, &mut lines);
         }
-        pending = cursor.frame(&mut writer)?;
+        pending = cursor.frame(&mut writer)?.map(|frame| (frame, number));
+        // Frames written at once (delay, eof) belong to this line.
+        note_lines(writer.get_ref(), &mut noted, number, &mut lines);
     }
     if !header_seen {
         return Err(TextError {
@@ -311,10 +331,24 @@ pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
             source: String::new(),
         });
     }
-    if let Some(done) = pending.take() {
+    if let Some((done, at)) = pending.take() {
         emit(&mut writer, done);
+        note_lines(writer.get_ref(), &mut noted, at, &mut lines);
     }
-    Ok(bytes)
+    Ok(Built {
+        bytes: writer.into_inner(),
+        lines,
+    })
+}
+
+/// Notes `line` for every frame written since `noted`.
+fn note_lines(bytes: &[u8], noted: &mut usize, line: u32, lines: &mut Vec<u32>) {
+    while *noted + HEADER_LEN <= bytes.len() {
+        let mut head = [0; HEADER_LEN];
+        head.copy_from_slice(&bytes[*noted..*noted + HEADER_LEN]);
+        *noted += HEADER_LEN + Header::parse(head).payload_len();
+        lines.push(line);
+    }
 }
 
 /// Writing into a `Vec` cannot fail.
@@ -338,7 +372,7 @@ fn flatten(segments: Vec<Segment>) -> Vec<u8> {
 }
 
 /// Writes a finished frame. Writing into a `Vec` cannot fail.
-fn emit(writer: &mut Writer<&mut Vec<u8>>, frame: Pending) {
+fn emit(writer: &mut Writer<Vec<u8>>, frame: Pending) {
     let _ = match frame {
         Pending::Data(dir, segments) => emit_data(writer, dir, segments),
         Pending::Noop(payload) => writer.noop(&payload),
@@ -347,7 +381,7 @@ fn emit(writer: &mut Writer<&mut Vec<u8>>, frame: Pending) {
 }
 
 fn emit_data(
-    writer: &mut Writer<&mut Vec<u8>>,
+    writer: &mut Writer<Vec<u8>>,
     dir: Direction,
     segments: Vec<Segment>,
 ) -> io::Result<()> {
@@ -414,7 +448,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A line that starts a frame.
-    fn frame(&mut self, writer: &mut Writer<&mut Vec<u8>>) -> Result<Option<Pending>, TextError> {
+    fn frame(&mut self, writer: &mut Writer<Vec<u8>>) -> Result<Option<Pending>, TextError> {
         let start = self.pos;
         let keyword = self.word();
         let pending = match keyword {
@@ -752,6 +786,14 @@ mod tests {
             w.data(Direction::ClientToServer, b"\r\n\r\n").unwrap();
         });
         assert_eq!(parse(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn each_frame_knows_its_line() {
+        let text = "# notes\ntcptape text 1\n> \"a\" ?? \"b\"\n  \"c\"\n\ndelay 5ms\neof <\n";
+        let built = build(text).unwrap();
+        // magic, data "a", wildcard, data "bc", delay, eof
+        assert_eq!(built.lines, vec![2, 3, 3, 3, 6, 7]);
     }
 
     fn error(text: &str) -> TextError {
