@@ -56,11 +56,10 @@ impl Ring {
         self.capacity() - self.len
     }
 
-    /// The largest contiguous free window; shorter than `free()` when the
-    /// free space wraps, empty when full.
-    pub fn free_window(&mut self) -> &mut [u8] {
+    /// Where the largest contiguous free window starts and ends.
+    fn window_bounds(&self) -> (usize, usize) {
         if self.is_full() {
-            return &mut [];
+            return (0, 0);
         }
         let capacity = self.capacity();
         let tail = (self.head + self.len) % capacity;
@@ -71,12 +70,22 @@ impl Ring {
         } else {
             self.head
         };
-        &mut self.storage[tail..end]
+        (tail, end)
+    }
+
+    /// The largest contiguous free window; shorter than `free()` when the
+    /// free space wraps, empty when full.
+    pub fn free_window(&mut self) -> &mut [u8] {
+        let (start, end) = self.window_bounds();
+        &mut self.storage[start..end]
     }
 
     /// `n` bytes were written into the window `free_window` lent.
+    // The count checks here and below hold in release builds too: a wrong
+    // count would silently forward bytes the tape never saw.
     pub fn commit(&mut self, n: usize) {
-        debug_assert!(n <= self.free(), "commit beyond free space");
+        let (start, end) = self.window_bounds();
+        assert!(n <= end - start, "commit beyond the free window");
         self.len += n;
     }
 
@@ -120,7 +129,7 @@ impl Ring {
 
     /// `n` more bytes are on tape.
     pub fn mark_recorded(&mut self, n: usize) {
-        debug_assert!(n <= self.unrecorded_len(), "recording beyond stored bytes");
+        assert!(n <= self.unrecorded_len(), "recording beyond stored bytes");
         self.recorded += n;
     }
 
@@ -135,7 +144,7 @@ impl Ring {
 
     /// `n` recorded bytes were forwarded and leave the ring.
     pub fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.recorded, "forwarding unrecorded bytes");
+        assert!(n <= self.recorded, "forwarding unrecorded bytes");
         self.head = (self.head + n) % self.capacity();
         self.len -= n;
         self.recorded -= n;
@@ -223,11 +232,23 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "forwarding unrecorded bytes")]
-    #[cfg(debug_assertions)]
     fn consuming_unrecorded_bytes_is_a_bug() {
         let mut ring = Ring::new(8);
         put(&mut ring, b"abc");
         ring.consume(1);
+    }
+
+    #[test]
+    #[should_panic(expected = "commit beyond the free window")]
+    fn committing_past_a_wrapped_window_is_a_bug() {
+        let mut ring = Ring::new(8);
+        put(&mut ring, b"123456");
+        ring.mark_recorded(6);
+        ring.consume(4);
+        // Six bytes are free, but only two of them are contiguous.
+        assert_eq!(ring.free(), 6);
+        assert_eq!(ring.free_window().len(), 2);
+        ring.commit(3);
     }
 
     /// Random operations against a `VecDeque` model.

@@ -285,6 +285,17 @@ mod tests {
     }
 
     #[test]
+    fn exactly_one_revolution_away_shares_the_current_slot() {
+        let mut wheel = TimerWheel::new(10);
+        let revolution = SLOTS as u64;
+        wheel.insert(10 + revolution, 1);
+        assert_eq!(wheel.next_expiry(), Some(10 + revolution));
+        assert_eq!(drain(&mut wheel, 10), Vec::<u32>::new());
+        assert_eq!(drain(&mut wheel, 9 + revolution), Vec::<u32>::new());
+        assert_eq!(drain(&mut wheel, 10 + revolution), vec![1]);
+    }
+
+    #[test]
     fn a_jump_of_hours_is_cheap_and_exact() {
         let mut wheel = TimerWheel::new(0);
         let hours = 5 * 3_600_000;

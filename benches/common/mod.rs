@@ -117,6 +117,15 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+pub fn socat_installed() -> bool {
+    Command::new("socat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `socat TCP-LISTEN:... TCP:upstream` relaying one connection, or `None`
 /// when socat is not installed.
 pub fn socat(upstream: SocketAddr) -> Option<(Child, SocketAddr)> {
@@ -140,6 +149,13 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `measure` three times under `cargo bench` (once in a smoke run)
+/// and keeps the shortest time: on a shared two-core machine the scheduler
+/// only ever adds time, so the best run is the least disturbed one.
+pub fn best_of<F: FnMut() -> Duration>(mut measure: F) -> Duration {
+    (0..size(3, 1)).map(|_| measure()).min().unwrap_or_default()
 }
 
 pub fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
