@@ -52,18 +52,19 @@ usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE
 Accepts clients on LISTEN, connects each to CONNECT, forwards both directions
 and records every byte, pause and half-close. With a plain FILE one session is
 recorded, then the proxy exits. With {n} in FILE it keeps serving: the k-th
-session is recorded to FILE with {n} replaced by k.
+session is recorded to FILE with {n} replaced by k. With a folder (DIR/) it
+records a cassette: DIR/0001.tape, DIR/0002.tape... and DIR/index.
 
 arguments:
-  LISTEN    address to accept clients on (IP:PORT, [IPv6]:PORT, HOST:PORT;
-            port 0 picks a free port, logged at start)
-  CONNECT   address of the real server
-  FILE      tape to write; may contain {n}
+  LISTEN    address to accept clients on: IP:PORT, [IPv6]:PORT, HOST:PORT
+            (port 0 picks a free port, logged at start) or unix:PATH
+  CONNECT   address of the real server, in the same forms
+  FILE      tape to write; may contain {n}; or a cassette folder DIR/
 
 options:
   --buffer SIZE       ring buffer per direction and session (default 256K;
                       suffixes K and M; 1K to 1024M)
-  --max-sessions N    with {n}: stop after N sessions
+  --max-sessions N    with {n} or DIR/: stop after N sessions
   --idle-timeout SECS end a session after SECS without traffic (default: never)
   -h, --help          print this help
 ";
@@ -71,7 +72,9 @@ options:
 const SERVER_HELP: &str = "\
 Play the recorded server to every client that connects, checking every byte
 the client sends against the tape. FILE may be a cassette folder (DIR/):
-each connection is served by an unused tape that matches it.
+each connection is served by an unused tape that matches it. FILE may be a
+binary or a text tape. LISTEN is IP:PORT, [IPv6]:PORT, HOST:PORT or
+unix:PATH.
 
 usage: tcptape server [OPTIONS] LISTEN FILE
 
@@ -90,7 +93,8 @@ options:
 
 const CLIENT_HELP: &str = "\
 Play the recorded client against a real server, checking every byte the
-server sends against the tape.
+server sends against the tape (binary or text). CONNECT is IP:PORT,
+[IPv6]:PORT, HOST:PORT or unix:PATH.
 
 usage: tcptape client [OPTIONS] CONNECT FILE
 
@@ -144,7 +148,8 @@ options:
 ";
 
 const DESCRIBE_HELP: &str = "\
-List the frames of a tape (binary or text).
+List the frames of a tape (binary or text), or one line per tape of a
+cassette folder (DIR/).
 
 usage: tcptape describe [-v] FILE
 
