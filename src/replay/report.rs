@@ -281,17 +281,16 @@ mod tests {
         Address::Tcp("127.0.0.1:4000".parse().unwrap())
     }
 
+    /// The report of a client's deviation from a binary tape.
+    fn report_of(d: &Deviation, tape: &[u8], text_diff: bool) -> String {
+        render(d, C2S, &addr(), (&tape, &Locator::default()), text_diff)
+    }
+
     #[test]
     fn differ_report_shows_both_sides_and_the_byte() {
         let tape = tape_with(b"EHLO client\r\n");
         let d = deviation(&tape, b"EHLO clienX\r\n");
-        let report = render(
-            &d,
-            C2S,
-            &addr(),
-            (&tape.as_slice(), &Locator::default()),
-            false,
-        );
+        let report = report_of(&d, &tape, false);
         assert!(
             report.starts_with(
                 "mismatch with client 127.0.0.1:4000: byte 10 of its stream differs from the tape (frame 1, tape offset 26)\n"
@@ -315,13 +314,7 @@ mod tests {
     fn text_diff_shows_changed_line() {
         let tape = tape_with(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
         let d = deviation(&tape, b"MAIL FROM:<a@b>\r\nRCPT TO:<x@d>\r\nDATA\r\n");
-        let report = render(
-            &d,
-            C2S,
-            &addr(),
-            (&tape.as_slice(), &Locator::default()),
-            true,
-        );
+        let report = report_of(&d, &tape, true);
         assert!(
             report.contains("  text diff (- tape, + received):\n"),
             "{report}"
@@ -341,13 +334,7 @@ mod tests {
         w.data(Direction::ServerToClient, b"ignored").unwrap();
         w.data(C2S, b"body\n").unwrap();
         let d = deviation(&tape, b"Date: Tue\r\nbody\n");
-        let report = render(
-            &d,
-            C2S,
-            &addr(),
-            (&tape.as_slice(), &Locator::default()),
-            true,
-        );
+        let report = report_of(&d, &tape, true);
         assert!(
             report.contains("    - Date: Mon\\r\\n\n    + Date: Tue\\r\\n\n      body\\n\n"),
             "{report}"
@@ -371,13 +358,7 @@ mod tests {
     fn text_diff_declines_binary() {
         let tape = tape_with(&[0, 1, 2, 3]);
         let d = deviation(&tape, &[0, 1, 9, 3]);
-        let report = render(
-            &d,
-            C2S,
-            &addr(),
-            (&tape.as_slice(), &Locator::default()),
-            true,
-        );
+        let report = report_of(&d, &tape, true);
         assert!(report.contains("not text"), "{report}");
     }
 
@@ -389,13 +370,7 @@ mod tests {
         let Err(Fault::Deviation(d)) = expect.receive_eof() else {
             panic!("early EOF must deviate")
         };
-        let report = render(
-            &d,
-            C2S,
-            &addr(),
-            (&tape.as_slice(), &Locator::default()),
-            false,
-        );
+        let report = report_of(&d, &tape, false);
         assert!(
             report.contains("it closed its side at byte 4, the tape expects 6 more bytes"),
             "{report}"
