@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Kind, Reader};
 
 /// The index file's name inside a cassette.
@@ -96,7 +97,7 @@ pub struct Summary {
 }
 
 pub fn summarize(path: &Path) -> Result<Summary, Error> {
-    let mut reader = Reader::new(tape::open(path)?);
+    let mut reader = Reader::with_read_ahead(tape::open(path)?, MAX_CHUNK);
     let mut summary = Summary::default();
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         summary.frames += 1;

@@ -8,6 +8,7 @@ use crate::cassette;
 use crate::cli::{AutoArgs, BuildArgs, Command, DescribeArgs, PrintArgs};
 use crate::error::Error;
 use crate::tape::describe::{DescribeError, describe};
+use crate::tape::reader::MAX_CHUNK;
 use crate::tape::text::{self, PrintError};
 use crate::tape::{self, Reader};
 
@@ -33,7 +34,7 @@ fn run_describe(args: &DescribeArgs) -> Result<(), Error> {
         let flushed = out.flush();
         return listed.and(flushed.or_else(ignore_broken_pipe));
     }
-    let mut reader = Reader::new(tape::open(&args.tape)?);
+    let mut reader = Reader::with_read_ahead(tape::open(&args.tape)?, MAX_CHUNK);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let result = describe(&mut reader, &mut out, args.verbose);
@@ -103,7 +104,7 @@ fn clear_cassette(dir: &Path) -> Result<(), Error> {
 }
 
 fn run_print(args: &PrintArgs) -> Result<(), Error> {
-    let mut reader = Reader::new(tape::open(&args.tape)?);
+    let mut reader = Reader::with_read_ahead(tape::open(&args.tape)?, MAX_CHUNK);
     match &args.output {
         Some(path) => {
             let file = File::create(path).map_err(|e| Error::file(path, "create", e))?;

@@ -29,6 +29,7 @@ use crate::error::{Error, os_reason};
 use crate::event_loop::{Context, EventLoop, Service};
 use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
+use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
 use catalog::{Catalog, Choice};
 use session::{Session, Settings, Status};
@@ -213,7 +214,7 @@ fn file_name(path: &Path) -> String {
 /// nothing to send for one in its own direction.
 fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
     let (tape, locator) = tape::open_located(path)?;
-    let mut reader = Reader::new(tape.clone());
+    let mut reader = Reader::with_read_ahead(tape.clone(), MAX_CHUNK);
     let mut frames = 0u64;
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         frames += 1;

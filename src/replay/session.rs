@@ -19,6 +19,9 @@ use crate::tape::{Direction, Locator, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
+/// Own frames shorter than this that may go back to back are gathered and
+/// written together: a tape of many small frames costs few syscalls.
+const GATHER: usize = 64 * 1024;
 /// Rounds of receive-and-send per wake-up before yielding to other sessions.
 const MAX_ROUNDS: usize = 32;
 
@@ -81,6 +84,10 @@ pub struct Session<S: Source> {
     /// nothing more is read.
     peer_done: bool,
     pause: Pause,
+    /// Bytes of small frames taken from the tape to go out in one write,
+    /// and how many of them went. They go before anything else.
+    outgoing: Vec<u8>,
+    outgoing_sent: usize,
     expect: Expect<S>,
     play: Play<S>,
     tape: S,
@@ -126,6 +133,8 @@ impl<S: Source + Clone> Session<S> {
             },
             peer_done: false,
             pause: Pause::Pending,
+            outgoing: Vec::new(),
+            outgoing_sent: 0,
             expect,
             play,
             tape,
@@ -230,7 +239,10 @@ impl<S: Source + Clone> Session<S> {
             if received || sent {
                 self.last_activity = now;
             }
-            if self.play.action() == Action::End && self.expect.is_done() {
+            if self.play.action() == Action::End
+                && self.expect.is_done()
+                && self.outgoing.is_empty()
+            {
                 // One last look: bytes beyond the tape are a departure too.
                 self.receive(scratch)?;
                 return Ok(Status::Passed);
@@ -281,6 +293,13 @@ impl<S: Source + Clone> Session<S> {
     fn send(&mut self) -> Result<bool, Fault> {
         let mut moved = false;
         loop {
+            if !self.outgoing.is_empty() {
+                if !self.socket.writable {
+                    return Ok(moved);
+                }
+                moved |= self.write_outgoing()?;
+                continue;
+            }
             let action = self.play.action();
             if action == Action::End
                 || !self
@@ -291,9 +310,13 @@ impl<S: Source + Clone> Session<S> {
                 return Ok(moved);
             }
             match action {
-                Action::Send { .. } => {
+                Action::Send { remaining, .. } => {
                     if !self.socket.writable {
                         return Ok(moved);
+                    }
+                    if (remaining as usize) < GATHER {
+                        self.gather()?;
+                        continue;
                     }
                     let chunk = self.play.peek(SEND_CHUNK)?;
                     let len = chunk.len();
@@ -326,6 +349,52 @@ impl<S: Source + Clone> Session<S> {
                 // A new action: its own recorded delay applies.
                 self.pause = Pause::Pending;
             }
+        }
+    }
+
+    /// Takes the current small frame, and the frames right after it that
+    /// may go at once (no peer bytes or delay between), into `outgoing`.
+    fn gather(&mut self) -> Result<(), Fault> {
+        while self.outgoing.len() < GATHER {
+            let action = self.play.action();
+            if !matches!(action, Action::Send { .. })
+                || !self
+                    .play
+                    .is_ready(self.expect.matched(), self.expect.peer_closed())
+                || self.pause != Pause::Over && self.delay_ms() > 0
+            {
+                break;
+            }
+            let chunk = self.play.peek(GATHER - self.outgoing.len())?;
+            self.outgoing.extend_from_slice(chunk);
+            let n = chunk.len();
+            self.play.consume(n)?;
+            if self.play.action() != action {
+                self.pause = Pause::Pending;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is gathered; true when bytes went.
+    fn write_outgoing(&mut self) -> Result<bool, Fault> {
+        let pending = &self.outgoing[self.outgoing_sent..];
+        match self.socket.stream.write(pending) {
+            Ok(n) => {
+                self.socket.write_done(n, pending.len());
+                self.outgoing_sent += n;
+                if self.outgoing_sent == self.outgoing.len() {
+                    self.outgoing.clear();
+                    self.outgoing_sent = 0;
+                }
+                Ok(n > 0)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.socket.writable = false;
+                Ok(false)
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(err) => self.write_failed(err),
         }
     }
 
@@ -369,11 +438,11 @@ impl<S: Source + Clone> Session<S> {
 
     /// Asks for WRITABLE only while our bytes wait for room in the socket.
     fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
-        let sending = matches!(self.play.action(), Action::Send { .. })
+        let frame_due = matches!(self.play.action(), Action::Send { .. })
             && self
                 .play
-                .is_ready(self.expect.matched(), self.expect.peer_closed())
-            && !self.socket.writable;
+                .is_ready(self.expect.matched(), self.expect.peer_closed());
+        let sending = (frame_due || !self.outgoing.is_empty()) && !self.socket.writable;
         let connecting = self.phase == Phase::Connecting;
         self.socket.want(registry, sending || connecting)
     }
@@ -405,6 +474,14 @@ impl<S: Source + Clone> Session<S> {
                 frame.index,
                 self.locator.place(&frame, frame.offset)
             )),
+            Expected::Closed | Expected::End
+                if !self.outgoing.is_empty() && !self.socket.writable =>
+            {
+                Some(format!(
+                    "the {who} to read {} more bytes",
+                    self.outgoing.len() - self.outgoing_sent
+                ))
+            }
             Expected::Closed | Expected::End => match self.play.action() {
                 Action::Send { frame, remaining } if !self.socket.writable => Some(format!(
                     "the {who} to read {remaining} more bytes (frame {}, {})",
@@ -425,7 +502,8 @@ impl<S: Source + Clone> Session<S> {
             self.tape_name,
             self.started.elapsed().as_secs_f64(),
             self.expect.matched(),
-            self.play.sent()
+            // Gathered bytes not yet written were taken from the tape, not sent.
+            self.play.sent() - (self.outgoing.len() - self.outgoing_sent) as u64
         );
     }
 

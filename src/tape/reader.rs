@@ -19,8 +19,10 @@ use super::frame::{HEADER_LEN, Header, Kind, MAGIC, WILDCARD_LEN};
 
 /// A buffer grows to this size at most; callers asking for more get chunks.
 pub const MAX_CHUNK: usize = 256 * 1024;
-/// The buffer a reader starts with (smaller for smaller tapes).
-const INITIAL_BUFFER: usize = 4096;
+/// How far a reader reads ahead by default (less for smaller tapes): a few
+/// small frames per `pread`, while a thousand concurrent sessions' cursors
+/// stay small.
+const READ_AHEAD: usize = 16 * 1024;
 
 /// Tape bytes by absolute offset.
 pub trait Source {
@@ -169,6 +171,8 @@ pub struct Reader<S: Source> {
     frame_offset: u64,
     /// Frames read so far; the next frame's index.
     frames: u64,
+    /// Bytes each refill reads at least (when the tape has them).
+    read_ahead: usize,
 }
 
 impl<S: Source> Reader<S> {
@@ -183,7 +187,16 @@ impl<S: Source> Reader<S> {
             payload_left: 0,
             frame_offset: 0,
             frames: 0,
+            read_ahead: READ_AHEAD,
         }
+    }
+
+    /// A reader that reads `bytes` ahead (at most `MAX_CHUNK`): for one
+    /// reader walking a whole tape, where fewer, larger reads pay off.
+    pub fn with_read_ahead(src: S, bytes: usize) -> Reader<S> {
+        let mut reader = Reader::new(src);
+        reader.read_ahead = bytes.clamp(HEADER_LEN, MAX_CHUNK);
+        reader
     }
 
     /// A reader that starts at the frame header at `offset`, frame `index`
@@ -241,7 +254,7 @@ impl<S: Source> Reader<S> {
             // pulls in the payload chunk after it, one `pread` per frame.
             // At least a page's worth, at most what is left of the tape.
             let left = self.tape_len()?.saturating_sub(self.pos) as usize;
-            let size = (n + HEADER_LEN).max(INITIAL_BUFFER).min(left.max(n));
+            let size = (n + HEADER_LEN).max(self.read_ahead).min(left.max(n));
             self.buf.resize(size, 0);
         }
         let mut got = 0;
