@@ -438,3 +438,74 @@ fn missing_tape_is_an_error_naming_it() {
         "error: cannot open tape /nonexistent/x.tape: No such file or directory"
     );
 }
+
+// ---- gathering small frames must respect the tape's order and delays ----
+
+#[test]
+fn own_frames_after_a_peer_frame_wait_for_it() {
+    let dir = temp_dir("replay-gather-order");
+    let tape = dir.join("t.tape");
+    write_tape(&tape, |w| {
+        w.data(S2C, b"a").unwrap();
+        w.data(S2C, b"b").unwrap();
+        w.data(C2S, b"x").unwrap();
+        w.data(S2C, b"c").unwrap();
+    });
+    let server = serve(&["--once", tape.to_str().unwrap()]);
+    let mut c = connect(server.addr());
+    assert_eq!(read_n(&mut c, 2), b"ab");
+    // "c" was recorded after the client's "x": it must not come first.
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut early = [0u8; 1];
+    assert!(
+        c.read(&mut early).is_err(),
+        "got {early:?} before sending x"
+    );
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    write_all(&mut c, b"x");
+    assert_eq!(read_to_end(&mut c), b"c");
+    let (code, _, stderr) = server.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_delay_between_own_frames_is_kept_with_d() {
+    let dir = temp_dir("replay-gather-delay");
+    let tape = dir.join("t.tape");
+    write_tape(&tape, |w| {
+        w.data(S2C, b"first").unwrap();
+        w.delay(300).unwrap();
+        w.data(S2C, b"second").unwrap();
+    });
+    let server = serve(&["--once", "-d", tape.to_str().unwrap()]);
+    let mut c = connect(server.addr());
+    assert_eq!(read_n(&mut c, 5), b"first");
+    let start = Instant::now();
+    assert_eq!(read_n(&mut c, 6), b"second");
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    let (code, _, stderr) = server.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn many_small_frames_arrive_whole_and_in_order() {
+    let dir = temp_dir("replay-gather-many");
+    let tape = dir.join("t.tape");
+    let data = random_bytes(3 * 1024 * 1024, 7);
+    write_tape(&tape, |w| {
+        for chunk in data.chunks(1000) {
+            w.data(S2C, chunk).unwrap();
+        }
+        w.eof(S2C).unwrap();
+    });
+    let server = serve(&["--once", tape.to_str().unwrap()]);
+    let mut c = connect(server.addr());
+    assert!(read_to_end(&mut c) == data);
+    let (code, _, stderr) = server.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
