@@ -3,7 +3,7 @@
 //! every byte the peer sends against the tape.
 //!
 //! A server plays one tape to every client, or a cassette: a folder of
-//! tapes, each serving one connection, chosen by [`catalog`].
+//! tapes, each serving one connection, chosen by the `catalog` module.
 //!
 //! Tokens: the listener is `LISTENER`; the connection in slab slot `k` owns
 //! token `k + 1`. Each session streams its tape through two cursors of its
