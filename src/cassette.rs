@@ -86,6 +86,22 @@ pub fn tapes(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(tapes)
 }
 
+/// Removes a cassette's tapes and index, so it can be recorded anew.
+pub fn clear(dir: &Path) -> Result<(), Error> {
+    let old = tapes(dir)?;
+    if !old.is_empty() {
+        log::info!("replacing the {} tapes of {}", old.len(), dir.display());
+    }
+    for tape in old {
+        std::fs::remove_file(&tape).map_err(|e| Error::file(&tape, "remove old tape", e))?;
+    }
+    let index = dir.join(INDEX);
+    if index.exists() {
+        std::fs::remove_file(&index).map_err(|e| Error::file(&index, "remove old index", e))?;
+    }
+    Ok(())
+}
+
 /// What `describe DIR/` says of one tape.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {

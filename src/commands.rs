@@ -83,24 +83,9 @@ fn run_auto(args: &AutoArgs, env: Option<&str>) -> Result<(), Error> {
         }
         AutoMode::Record => {
             log::info!("auto: recording {}", path.display());
-            if cassette::is_cassette(path) && path.is_dir() {
-                clear_cassette(path)?;
-            }
             crate::proxy::run(&args.proxy)
         }
     }
-}
-
-/// Re-recording a cassette replaces it: its old tapes and index go first.
-fn clear_cassette(dir: &Path) -> Result<(), Error> {
-    for tape in cassette::tapes(dir)? {
-        std::fs::remove_file(&tape).map_err(|e| Error::file(&tape, "remove old tape", e))?;
-    }
-    let index = dir.join(cassette::INDEX);
-    if index.exists() {
-        std::fs::remove_file(&index).map_err(|e| Error::file(&index, "remove old index", e))?;
-    }
-    Ok(())
 }
 
 fn run_print(args: &PrintArgs) -> Result<(), Error> {

@@ -336,3 +336,25 @@ fn auto_rerecords_a_whole_cassette() {
     assert!(!dir.join("0002.tape").exists(), "old tapes are replaced");
     assert_eq!(tape_stream(&dir.join("0001.tape"), 1), b"only");
 }
+
+#[test]
+fn recording_into_a_cassette_replaces_it() {
+    let dir = temp_dir("cassette-replace");
+    record_pool(
+        &dir,
+        &["one".to_string(), "two".to_string(), "three".to_string()],
+    );
+    assert!(dir.join("0003.tape").exists());
+    record_pool(&dir, &["only".to_string()]);
+    assert_eq!(tape_stream(&dir.join("0001.tape"), 1), b"only");
+    assert!(
+        !dir.join("0002.tape").exists(),
+        "tapes of the old recording are gone"
+    );
+    let index = std::fs::read_to_string(dir.join("index")).unwrap();
+    assert_eq!(
+        index.lines().filter(|l| !l.starts_with('#')).count(),
+        1,
+        "{index}"
+    );
+}

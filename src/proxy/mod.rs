@@ -123,6 +123,9 @@ pub fn run(args: &ProxyArgs) -> Result<(), Error> {
     };
     if let Target::Cassette(dir) = &target {
         std::fs::create_dir_all(dir).map_err(|err| Error::file(dir, "create cassette", err))?;
+        // Like a tape file, a cassette is recorded anew: tapes left from an
+        // earlier recording would otherwise be served with the new ones.
+        cassette::clear(dir)?;
     }
     let listen = args.listen.resolve()?;
     let upstream = args.connect.resolve()?;
