@@ -170,8 +170,10 @@ pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
 pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
     let own = Direction::ClientToServer;
     let (tape, locator) = load(&args.tape, own)?;
+    let name = file_name(&args.tape);
+    let session_tape = (name.clone(), tape.clone(), locator.clone());
     let tapes = Tapes::One {
-        name: file_name(&args.tape),
+        name,
         tape,
         locator,
     };
@@ -187,16 +189,8 @@ pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
         received: Vec::new(),
         eof: false,
     };
-    let tape = match &replayer.tapes {
-        Tapes::One {
-            name,
-            tape,
-            locator,
-        } => (name.clone(), tape.clone(), locator.clone()),
-        Tapes::Cassette(_) => unreachable!("a client plays one tape"),
-    };
     replayer.started = 1;
-    replayer.start_session(&mut event_loop.context(), start, tape)?;
+    replayer.start_session(&mut event_loop.context(), start, session_tape)?;
     event_loop.run(&mut replayer).map_err(poll_error)?;
     replayer.verdict.map_or(Ok(()), Err)
 }
