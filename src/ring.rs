@@ -138,10 +138,6 @@ impl Ring {
         self.slices(0, self.recorded)
     }
 
-    pub fn recorded_len(&self) -> usize {
-        self.recorded
-    }
-
     /// `n` recorded bytes were forwarded and leave the ring.
     pub fn consume(&mut self, n: usize) {
         assert!(n <= self.recorded, "forwarding unrecorded bytes");

@@ -3,9 +3,12 @@
 //!
 //! A single-level hashed wheel of `SLOTS` one-tick slots; an entry sits in
 //! slot `deadline % SLOTS` with its full deadline, so entries more than a
-//! revolution away simply wait there until due. Entries live in a slab with
-//! generations (a stale id can't cancel a reused entry), and a bitmap of
-//! occupied slots lets `poll` and `next_expiry` skip empty stretches.
+//! revolution away simply wait there until due. A bitmap of occupied slots
+//! lets `poll` and `next_expiry` skip empty stretches.
+//!
+//! Timers are never cancelled: a session that may outlive its deadline
+//! notes its last progress and, when the timer fires, acts or files a new
+//! one. Stale timers name a session by slot and number and find nothing.
 //!
 //! Time is a plain tick count passed in by the caller; the wheel never reads
 //! a clock, so its tests never sleep.
@@ -14,22 +17,9 @@ const SLOTS: usize = 4096;
 const MASK: u64 = SLOTS as u64 - 1;
 const WORDS: usize = SLOTS / 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerId {
-    index: u32,
-    generation: u32,
-}
-
-struct Entry<T> {
-    generation: u32,
-    /// `None` while the entry is free.
-    timer: Option<(u64, T)>,
-}
-
 pub struct TimerWheel<T> {
-    entries: Vec<Entry<T>>,
-    free: Vec<u32>,
-    slots: Vec<Vec<u32>>,
+    /// Per slot, its entries: (deadline, value).
+    slots: Vec<Vec<(u64, T)>>,
     occupied: [u64; WORDS],
     /// Every entry with a deadline before this tick has fired.
     now: u64,
@@ -39,8 +29,6 @@ pub struct TimerWheel<T> {
 impl<T> TimerWheel<T> {
     pub fn new(now: u64) -> TimerWheel<T> {
         TimerWheel {
-            entries: Vec::new(),
-            free: Vec::new(),
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             occupied: [0; WORDS],
             now,
@@ -58,53 +46,21 @@ impl<T> TimerWheel<T> {
 
     /// Files `value` to fire at `deadline`; a deadline already past fires
     /// at the next `poll`.
-    pub fn insert(&mut self, deadline: u64, value: T) -> TimerId {
+    pub fn insert(&mut self, deadline: u64, value: T) {
         let deadline = deadline.max(self.now);
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.entries.push(Entry {
-                    generation: 0,
-                    timer: None,
-                });
-                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 timers")
-            }
-        };
-        let entry = &mut self.entries[index as usize];
-        entry.timer = Some((deadline, value));
         let slot = (deadline & MASK) as usize;
-        self.slots[slot].push(index);
+        self.slots[slot].push((deadline, value));
         self.occupied[slot / 64] |= 1 << (slot % 64);
         self.len += 1;
-        TimerId {
-            index,
-            generation: entry.generation,
-        }
-    }
-
-    /// Removes a timer that has not fired; `None` for a stale id.
-    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        let entry = self.entries.get(id.index as usize)?;
-        if entry.generation != id.generation {
-            return None;
-        }
-        let (deadline, _) = entry.timer.as_ref()?;
-        let slot = (deadline & MASK) as usize;
-        let position = self.slots[slot].iter().position(|&i| i == id.index)?;
-        Some(self.take(slot, position))
     }
 
     /// Takes the entry at `position` of `slot` out of the wheel.
     fn take(&mut self, slot: usize, position: usize) -> T {
-        let index = self.slots[slot].swap_remove(position);
+        let (_, value) = self.slots[slot].swap_remove(position);
         if self.slots[slot].is_empty() {
             self.occupied[slot / 64] &= !(1 << (slot % 64));
         }
-        let entry = &mut self.entries[index as usize];
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(index);
         self.len -= 1;
-        let (_, value) = entry.timer.take().expect("slot lists only live entries");
         value
     }
 
@@ -136,10 +92,9 @@ impl<T> TimerWheel<T> {
         if self.occupied[slot / 64] & (1 << (slot % 64)) == 0 {
             return None;
         }
-        self.slots[slot].iter().position(|&i| {
-            let (deadline, _) = self.entries[i as usize].timer.as_ref().expect("live");
-            *deadline <= now
-        })
+        self.slots[slot]
+            .iter()
+            .position(|(deadline, _)| *deadline <= now)
     }
 
     /// Slots from `from` (wrapping) to the first occupied one, if any.
@@ -179,19 +134,19 @@ impl<T> TimerWheel<T> {
             }
             let slot = ((start as u64 + at) & MASK) as usize;
             let due = self.now + at;
-            let hit = self.slots[slot].iter().any(|&i| {
-                let (deadline, _) = self.entries[i as usize].timer.as_ref().expect("live");
-                *deadline <= due
-            });
+            let hit = self.slots[slot]
+                .iter()
+                .any(|(deadline, _)| *deadline <= due);
             if hit {
                 return Some(due);
             }
             distance = at + 1;
         }
         // Everything is more than a revolution away: look at them all.
-        self.entries
+        self.slots
             .iter()
-            .filter_map(|e| e.timer.as_ref().map(|(deadline, _)| *deadline))
+            .flatten()
+            .map(|(deadline, _)| *deadline)
             .min()
     }
 }
@@ -233,29 +188,6 @@ mod tests {
         }
         assert_eq!(wheel.next_expiry(), Some(500));
         assert_eq!(drain(&mut wheel, 500), (0..1000).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn cancel_before_and_after_expiry() {
-        let mut wheel = TimerWheel::new(0);
-        let a = wheel.insert(10, 1);
-        let b = wheel.insert(20, 2);
-        assert_eq!(wheel.cancel(a), Some(1));
-        assert_eq!(wheel.cancel(a), None);
-        assert_eq!(wheel.next_expiry(), Some(20));
-        assert_eq!(drain(&mut wheel, 20), vec![2]);
-        assert_eq!(wheel.cancel(b), None, "fired timers can't be cancelled");
-    }
-
-    #[test]
-    fn stale_id_cannot_cancel_a_reused_entry() {
-        let mut wheel = TimerWheel::new(0);
-        let old = wheel.insert(10, 1);
-        assert_eq!(drain(&mut wheel, 10), vec![1]);
-        let new = wheel.insert(30, 2);
-        assert_eq!(wheel.cancel(old), None);
-        assert_eq!(wheel.len(), 1);
-        assert_eq!(wheel.cancel(new), Some(2));
     }
 
     #[test]
@@ -314,7 +246,7 @@ mod tests {
         assert_eq!(drain(&mut wheel, 40), vec![9]);
     }
 
-    /// Random inserts, cancels and polls against a sorted-map model.
+    /// Random inserts and polls against a sorted-map model.
     #[test]
     fn matches_a_simple_model() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -326,19 +258,14 @@ mod tests {
         };
         let mut wheel = TimerWheel::new(0);
         let mut model: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut ids: Vec<(u32, TimerId)> = Vec::new();
         let mut now = 0u64;
         for value in 0..20_000u32 {
-            match next(4) {
+            match next(3) {
                 0 | 1 => {
                     let horizon = [10, 5_000, 50_000][next(3) as usize];
                     let deadline = now + next(horizon);
-                    ids.push((value, wheel.insert(deadline, value)));
+                    wheel.insert(deadline, value);
                     model.insert(value, deadline);
-                }
-                2 if !ids.is_empty() => {
-                    let (v, id) = ids.swap_remove(next(ids.len() as u64) as usize);
-                    assert_eq!(wheel.cancel(id), model.remove(&v).map(|_| v));
                 }
                 _ => {
                     now += next(3_000);

@@ -23,8 +23,6 @@ use crate::net::{self, Accept, Address, Listener, Stream};
 use crate::slab::Slab;
 use session::{Session, Side, Status};
 
-pub use recorder::{Pending, Recorded, Recorder};
-
 const LISTENER: Token = Token(0);
 /// Placeholder in a tape path that turns the proxy into a daemon.
 const NUMBER: &str = "{n}";

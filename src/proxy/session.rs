@@ -315,8 +315,12 @@ fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Er
 fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<(bool, bool)> {
     let mut moved = false;
     while pipe.flow == Flow::Open && source.readable && !pipe.ring.is_full() {
-        let window = pipe.ring.free_window().len();
-        match pipe.ring.fill_with(|window| source.stream.read(window)) {
+        let mut window = 0;
+        let read = pipe.ring.fill_with(|free| {
+            window = free.len();
+            source.stream.read(free)
+        });
+        match read {
             Ok(0) => return Ok((moved, true)),
             Ok(n) => {
                 pipe.bytes += n as u64;

@@ -209,18 +209,6 @@ impl<S: Source> Reader<S> {
     }
 
     /// Offset of the next unread byte.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
-    pub fn payload_remaining(&self) -> usize {
-        self.payload_left
-    }
-
-    pub fn frames_read(&self) -> u64 {
-        self.frames
-    }
-
     fn error(&self, offset: u64, kind: TapeErrorKind) -> TapeError {
         TapeError {
             offset,
@@ -463,7 +451,7 @@ mod tests {
         reader.consume_payload(1);
         assert_eq!(reader.peek_payload(100).unwrap(), b"bcdef");
         reader.consume_payload(5);
-        assert_eq!(reader.payload_remaining(), 0);
+        assert_eq!(reader.payload_left, 0);
         assert_eq!(reader.peek_payload(100).unwrap(), b"");
     }
 
