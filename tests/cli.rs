@@ -158,3 +158,20 @@ fn unresolvable_host_is_an_error_naming_it() {
         "{stderr2}"
     );
 }
+
+#[test]
+fn describe_into_a_closed_pipe_is_not_an_error() {
+    use std::process::{Command, Stdio};
+    // As in `tcptape describe -v big.tape | head -1`.
+    let tape = fixture("bulk.tape");
+    let mut child = Command::new(bin())
+        .args(["describe", "-v", tape.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

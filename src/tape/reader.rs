@@ -495,6 +495,57 @@ mod tests {
         assert_eq!(err(b"\0\0"), "not a tape: no tcptape magic at offset 0");
     }
 
+    /// A source that fails, or claims more bytes than it has.
+    struct Faulty {
+        bytes: Vec<u8>,
+        claimed: u64,
+        fail: bool,
+    }
+
+    impl Source for Faulty {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if self.fail {
+                return Err(io::Error::other("device gone"));
+            }
+            self.bytes.read_at(buf, offset)
+        }
+
+        fn size(&self) -> io::Result<u64> {
+            Ok(self.claimed)
+        }
+    }
+
+    #[test]
+    fn a_failing_read_is_an_error_naming_the_offset() {
+        let src = Faulty {
+            bytes: Vec::new(),
+            claimed: 100,
+            fail: true,
+        };
+        let err = Reader::new(src).next_frame().unwrap_err();
+        assert_eq!(err.to_string(), "read error at offset 0: device gone");
+    }
+
+    #[test]
+    fn a_tape_that_shrinks_while_read_is_reported() {
+        let good = tape(|w| w.data(Direction::ClientToServer, b"hello").unwrap());
+        // The size was taken when the tape was longer.
+        let src = Faulty {
+            claimed: good.len() as u64 + 10,
+            bytes: good,
+            fail: false,
+        };
+        let mut reader = Reader::new(src);
+        reader.next_frame().unwrap();
+        reader.next_frame().unwrap();
+        reader.read_payload(5).unwrap();
+        let err = reader.next_frame().unwrap_err();
+        assert!(
+            err.to_string().starts_with("tape truncated at offset 21"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn buffer_stays_bounded_for_huge_frames() {
         let payload = vec![0xabu8; 3 * MAX_CHUNK + 5];
