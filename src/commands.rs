@@ -25,6 +25,9 @@ use crate::tape::{self, Reader};
 
 /// Runs the command line; returns the exit code.
 pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    if let Err(err) = crate::sys::ignore_file_size_signal() {
+        log::debug!("cannot ignore SIGXFSZ: {err}");
+    }
     let command = match cli::parse(args) {
         Ok(command) => command,
         Err(err) => return fail(&err),
@@ -79,7 +82,13 @@ fn run_service(spec: Spec, outputs: &Outputs) -> i32 {
     };
     write_report(outputs, &report);
     eprintln!("tcptape: {name}: {}", report.summary());
-    if let Some(failure) = report.first_failure() {
+    // The first thing that went wrong, then what went wrong with the run
+    // as a whole (a tape never played, nothing recorded).
+    let first = report.first_failure();
+    for failure in first
+        .iter()
+        .chain(report.failures().filter(|f| Some(*f) != first.as_ref()))
+    {
         eprintln!("error: {failure}");
     }
     report.verdict().exit_code()

@@ -56,9 +56,12 @@ pub enum Outcome {
     Recorded,
     /// Replay: the peer departed from the tape.
     Mismatch,
-    /// The session was still running when the run was stopped: a replay
-    /// that did not reach the tape's end, a recording marked as cut.
+    /// Replay: the session was still running when the run was stopped,
+    /// before the tape's end.
     Cut,
+    /// Proxy: the session was still running when the recording stopped;
+    /// its tape ends with a CUT frame.
+    RecordedCut,
     /// The session failed (see its message).
     Error,
 }
@@ -69,7 +72,7 @@ impl Outcome {
             Outcome::Passed => "passed",
             Outcome::Recorded => "recorded",
             Outcome::Mismatch => "mismatch",
-            Outcome::Cut => "cut",
+            Outcome::Cut | Outcome::RecordedCut => "cut",
             Outcome::Error => "error",
         }
     }
@@ -79,7 +82,7 @@ impl Outcome {
         match self {
             Outcome::Passed | Outcome::Recorded => Verdict::Passed,
             Outcome::Mismatch | Outcome::Cut => Verdict::Mismatch,
-            Outcome::Error => Verdict::Error,
+            Outcome::RecordedCut | Outcome::Error => Verdict::Error,
         }
     }
 }
@@ -145,6 +148,12 @@ impl Report {
             .count()
     }
 
+    /// Failures of the run itself, not tied to a session: a tape never
+    /// played, nothing recorded, a timeout waiting for a connection.
+    pub fn failures(&self) -> impl Iterator<Item = &String> {
+        self.failures.iter().map(|(_, message)| message)
+    }
+
     /// Cassette tapes no connection was served with.
     pub fn unused_tapes(&self) -> &[String] {
         &self.unused
@@ -182,6 +191,7 @@ impl Report {
             (Outcome::Recorded, "recorded"),
             (Outcome::Mismatch, "mismatched"),
             (Outcome::Cut, "cut short"),
+            (Outcome::RecordedCut, "cut short"),
             (Outcome::Error, "failed"),
         ];
         let counts: Vec<String> = parts

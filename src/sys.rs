@@ -44,6 +44,18 @@ pub(crate) fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Makes a write past the file size limit (`ulimit -f`) fail with EFBIG,
+/// like a full disk, instead of killing the process with SIGXFSZ: a tape
+/// that cannot grow is then salvaged like any tape whose write failed.
+pub(crate) fn ignore_file_size_signal() -> io::Result<()> {
+    // SAFETY: installing SIG_IGN for SIGXFSZ touches no memory of ours.
+    let previous = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Write end of the signal pipe, for the handler; -1 when none is installed.
 static SIGNAL_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -166,6 +178,13 @@ mod tests {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
         assert_eq!(soft, limit.rlim_cur);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn a_write_past_the_file_size_limit_is_an_error() {
+        ignore_file_size_signal().unwrap();
+        // SAFETY: raising SIGXFSZ, now ignored, does nothing.
+        assert_eq!(unsafe { libc::raise(libc::SIGXFSZ) }, 0);
     }
 
     #[test]

@@ -376,8 +376,11 @@ impl Proxy {
                 peer: peer.to_string(),
                 tape: summary.map(|s| s.tape),
                 outcome,
-                message: (outcome == Outcome::Cut)
-                    .then(|| format!("session {number}: cut short by the stop")),
+                message: (outcome == Outcome::RecordedCut).then(|| {
+                    format!(
+                        "session {number}: cut short by the stop; its tape ends with a CUT frame"
+                    )
+                }),
                 details: None,
                 bytes,
             }),
@@ -474,7 +477,7 @@ impl Proxy {
             };
             if session.cut("the recording was stopped before the session ended") {
                 warn!("session {}: cut short by the stop", session.number);
-                self.end(cx, key, Outcome::Cut, None);
+                self.end(cx, key, Outcome::RecordedCut, None);
             } else if let Some(session) = self.sessions.remove(key) {
                 // Nothing was said yet: as good as a probe.
                 self.probe(cx, session);

@@ -35,6 +35,8 @@ pub struct Recorder {
     path: PathBuf,
     last_frame: Instant,
     bytes: u64,
+    /// Data bytes on tape per direction.
+    recorded: [u64; 2],
     /// The direction of the first data recorded.
     first: Option<Direction>,
 }
@@ -57,6 +59,7 @@ impl Recorder {
             path: path.to_path_buf(),
             last_frame: now,
             bytes: magic.len() as u64,
+            recorded: [0, 0],
             first: None,
         })
     }
@@ -73,6 +76,11 @@ impl Recorder {
     /// Bytes written to the tape so far, frames and headers included.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Data bytes on tape from the client and from the server.
+    pub fn recorded(&self) -> [u64; 2] {
+        self.recorded
     }
 
     /// Writes the unrecorded bytes of each ring as a data frame, followed by
@@ -147,6 +155,8 @@ impl Recorder {
         let total: usize = slices[..n].iter().map(|s| s.len()).sum();
         write_all_vectored(&mut self.file, &mut slices[..n])?;
         self.bytes += total as u64;
+        self.recorded[0] += done.data[0] as u64;
+        self.recorded[1] += done.data[1] as u64;
         self.last_frame = now;
         if self.first.is_none() {
             self.first = pending
@@ -369,6 +379,36 @@ mod tests {
             .unwrap();
         assert_eq!(done, Recorded::default());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_complete_frames_and_marks_the_tape() {
+        let path = temp_tape("salvaged.tape");
+        let mut recorder = Recorder::create(&path, Instant::now()).unwrap();
+        // A frame half written when the disk filled up.
+        recorder
+            .file
+            .write_all(&[0x01, 0, 0, 9, b'a', b'b'])
+            .unwrap();
+        assert_eq!(recorder.salvage("disk full"), path);
+        let frames = frames(&path);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[1].0, Kind::Cut);
+        assert_eq!(frames[1].1, 9, "the reason is the payload");
+    }
+
+    #[test]
+    fn a_tape_that_cannot_even_be_marked_is_renamed_partial() {
+        let path = temp_tape("unmarkable.tape");
+        let recorder = Recorder::create(&path, Instant::now()).unwrap();
+        // A descriptor that cannot write: truncating and marking both fail.
+        let mut recorder = Recorder {
+            file: File::open(&path).unwrap(),
+            ..recorder
+        };
+        let moved = recorder.salvage("disk full");
+        assert_eq!(moved, path.with_extension("tape.partial"));
+        assert!(!path.exists() && moved.exists());
     }
 
     #[test]

@@ -307,15 +307,15 @@ impl Session {
     /// tape was made.
     pub fn summary(&self) -> Option<Summary> {
         let Phase::Relaying(Relay {
-            tape: Some(tape),
-            pipes,
+            tape: Some(tape), ..
         }) = &self.phase
         else {
             return None;
         };
+        // What is on tape, which after a failed write is less than was read.
         Some(Summary {
             started: self.started,
-            bytes: [pipes[0].bytes, pipes[1].bytes],
+            bytes: tape.recorded(),
             first: tape.first_speaker(),
             tape: tape.path().to_path_buf(),
         })

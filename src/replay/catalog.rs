@@ -260,10 +260,13 @@ impl Catalog {
                 Choice::NoMatch(self.closest(&mut closest, received))
             };
         };
+        // Of the tapes whose whole first message arrived, the one with the
+        // longest: "GET 30" is not served to a client that sent "GET 300".
         let complete = candidates
             .0
             .iter()
-            .find(|(i, _)| received.len() >= self.entries[*i].prefix.len());
+            .filter(|(i, _)| received.len() >= self.entries[*i].prefix.len())
+            .min_by_key(|(i, _)| (std::cmp::Reverse(self.entries[*i].prefix.len()), *i));
         match complete {
             Some(&(i, _)) => Choice::Tape(i),
             None if candidates.0.len() == 1 || eof || received.len() >= PREFIX_LIMIT => {
@@ -381,6 +384,11 @@ mod tests {
     fn a_complete_first_message_wins_over_a_longer_one() {
         let mut c = catalog(vec![request(b"GET /a/b"), request(b"GET /a")], false);
         assert_eq!(choose(&mut c, b"GET /a", false), Choice::Tape(1));
+        assert_eq!(
+            choose(&mut c, b"GET /a/b", false),
+            Choice::Tape(0),
+            "the longest complete first message"
+        );
         assert_eq!(
             choose(&mut c, b"GET /", true),
             Choice::Tape(0),

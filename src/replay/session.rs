@@ -115,9 +115,9 @@ impl<S: Source + Clone> Session<S> {
         now: u64,
     ) -> Result<Session<S>, Error> {
         let expect = Expect::new(Reader::new(tape.clone()), settings.own.reverse())
-            .map_err(|err| tape_error(&err))?;
-        let play =
-            Play::new(Reader::new(tape.clone()), settings.own).map_err(|err| tape_error(&err))?;
+            .map_err(|err| tape_error(&tape_name, &err))?;
+        let play = Play::new(Reader::new(tape.clone()), settings.own)
+            .map_err(|err| tape_error(&tape_name, &err))?;
         if !connecting {
             let _ = stream.set_nodelay();
         }
@@ -232,7 +232,7 @@ impl<S: Source + Clone> Session<S> {
                     ),
                 }
             }
-            Fault::Tape(err) => Status::Failed(tape_error(&err)),
+            Fault::Tape(err) => Status::Failed(tape_error(&self.tape_name, &err)),
         }
     }
 
@@ -537,6 +537,10 @@ impl<S: Source + Clone> Session<S> {
     }
 }
 
-fn tape_error(err: &TapeError) -> Error {
-    Error::Session(format!("tape: {err}"))
+/// A tape that read cleanly when it was loaded fails now: it was changed
+/// on disk since (sessions read it as they go).
+fn tape_error(name: &str, err: &TapeError) -> Error {
+    Error::Session(format!(
+        "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
+    ))
 }

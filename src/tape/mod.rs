@@ -14,6 +14,7 @@ pub mod writer;
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -62,9 +63,38 @@ pub fn open(path: &Path) -> Result<SharedTape, Error> {
     open_located(path).map(|(tape, _)| tape)
 }
 
+/// A binary tape file read in place, at the length it had when opened: a
+/// tape that grows while it is served (a recording into it) does not show
+/// its new frames halfway, and one that shrinks fails as truncated.
+struct Snapshot {
+    file: File,
+    len: u64,
+}
+
+impl Source for Snapshot {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(offset);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        FileExt::read_at(&self.file, &mut buf[..n], offset)
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.len)
+    }
+}
+
 /// `open`, with the `Locator` that names places in the file as written.
 pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
     let mut file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
+    let meta = file
+        .metadata()
+        .map_err(|err| Error::file(path, "read tape", err))?;
+    if !meta.is_file() {
+        return Err(Error::Session(format!(
+            "{}: not a tape: not a regular file",
+            path.display()
+        )));
+    }
     let mut start = [0u8; 512];
     let mut got = 0;
     while got < start.len() {
@@ -76,7 +106,11 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
         }
     }
     if !text::looks_like_text(&start[..got]) {
-        return Ok((Rc::new(file), Locator::default()));
+        let tape = Snapshot {
+            file,
+            len: meta.len(),
+        };
+        return Ok((Rc::new(tape), Locator::default()));
     }
     let text = std::fs::read_to_string(path).map_err(|err| Error::file(path, "read tape", err))?;
     let built = text::build(&text).map_err(|err| Error::Text {

@@ -21,12 +21,35 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcptape")
 }
 
-/// A fresh folder for one test's files.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh folder for one test's files, removed with everything in it
+/// when the test is over.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("tcptape-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -81,9 +104,21 @@ pub fn spawn_shell(script: &str) -> Running {
     start(command, true)
 }
 
-/// Starts a prepared command (args and environment set) that listens.
+/// Starts a prepared command (args and environment set); when `listens`,
+/// waits for its ready line.
 pub fn start_command(command: Command) -> Running {
     start(command, true)
+}
+
+/// `spawn` with extra environment variables (and `CI` cleared, so the
+/// tests behave the same on a CI machine).
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)], listens: bool) -> Running {
+    let mut command = Command::new(bin());
+    command.args(args).env("RUST_LOG", "debug").env_remove("CI");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    start(command, listens)
 }
 
 fn start(mut command: Command, listens: bool) -> Running {
@@ -185,6 +220,15 @@ impl Running {
         // Let the stderr thread drain what is left.
         while self.lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
         (status.code().unwrap_or(-1), stdout, self.stderr())
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     pub fn kill(&mut self) {

@@ -1,0 +1,496 @@
+//! What users' files, hostile inputs and broken machines cannot do to
+//! tcptape: lose data, hang it, or make it touch what it did not write.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tcptape::tape::{Direction, Writer};
+
+/// A user's project folder: files tcptape did not write.
+fn project(dir: &Path) {
+    std::fs::write(dir.join("Cargo.toml"), b"[package]\n").unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/HEAD"), b"ref: refs/heads/main\n").unwrap();
+}
+
+fn assert_untouched(dir: &Path) {
+    assert_eq!(
+        std::fs::read(dir.join("Cargo.toml")).unwrap(),
+        b"[package]\n",
+        "the user's file must survive"
+    );
+    assert!(dir.join(".git/HEAD").exists());
+}
+
+#[test]
+fn recording_into_a_folder_that_is_not_a_cassette_touches_nothing() {
+    let dir = temp_dir("hardening-project");
+    project(&dir);
+    let folder = format!("{}/", dir.display());
+    // An address that does not resolve.
+    let (code, _, stderr) = run(&["proxy", "127.0.0.1:0", "no.such.host.invalid:80", &folder]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_untouched(&dir);
+    // A listen port that is taken.
+    let (_taken, addr) = listener();
+    let (code, _, stderr) = run(&["proxy", &addr.to_string(), "127.0.0.1:9", &folder]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert_untouched(&dir);
+    // Everything fine but the folder: refused, naming what is in it.
+    let (code, _, stderr) = run(&["proxy", "127.0.0.1:0", "127.0.0.1:9", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot record a cassette into {}: the folder holds files tcptape did not write (Cargo.toml); record into a new or empty folder",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    assert_untouched(&dir);
+    // auto in record mode: the same.
+    let out = Command::new(bin())
+        .args(["auto", "127.0.0.1:0", "127.0.0.1:9", &folder])
+        .env("TCPTAPE_MODE", "record")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_untouched(&dir);
+}
+
+#[test]
+fn a_new_recording_replaces_only_tcptapes_own_files() {
+    let dir = temp_dir("hardening-rerecord");
+    let cassette = format!("{}/", dir.display());
+    for name in ["0001.tape", "0002.tape", "0003.tape.partial"] {
+        std::fs::copy(fixture("echo.tape"), dir.join(name)).unwrap();
+    }
+    std::fs::write(dir.join("index"), "# tcptape cassette index\n").unwrap();
+    std::fs::write(dir.join(".gitkeep"), b"").unwrap();
+    let (upstream, server) = serve_once(|mut s| {
+        let got = read_to_end(&mut s);
+        s.write_all(&got).unwrap();
+    });
+    let proxy = spawn(
+        &[
+            "proxy",
+            "--max-sessions",
+            "1",
+            "127.0.0.1:0",
+            &upstream.to_string(),
+            &cassette,
+        ],
+        true,
+    );
+    let mut c = connect(proxy.addr());
+    write_all(&mut c, b"new");
+    half_close(&c);
+    assert_eq!(read_to_end(&mut c), b"new");
+    server.join().unwrap();
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(code, 0, "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".gitkeep", "0001.tape", "index"]);
+}
+
+#[test]
+fn print_and_build_onto_their_own_input_replace_it_whole() {
+    let dir = temp_dir("hardening-same-file");
+    let tape = dir.join("t.tape");
+    std::fs::copy(fixture("banner.tape"), &tape).unwrap();
+    let (code, _, stderr) = run(&[
+        "print",
+        tape.to_str().unwrap(),
+        "-o",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    assert!(
+        text.starts_with("tcptape text 1\n< \"220 mail.example ESMTP\\r\\n\"\n"),
+        "{text}"
+    );
+    let (code, _, stderr) = run(&[
+        "build",
+        tape.to_str().unwrap(),
+        "-o",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read(&tape).unwrap(),
+        std::fs::read(fixture("banner.tape")).unwrap()
+    );
+
+    // Through a symlink: the link becomes the output, its target stays.
+    let target = dir.join("target.tape");
+    std::fs::copy(fixture("echo.tape"), &target).unwrap();
+    let link = dir.join("link.tape");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (code, _, stderr) = run(&[
+        "print",
+        link.to_str().unwrap(),
+        "-o",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(fixture("echo.tape")).unwrap()
+    );
+    assert!(
+        std::fs::read_to_string(&link)
+            .unwrap()
+            .starts_with("tcptape text 1\n")
+    );
+}
+
+#[test]
+fn a_tape_that_cannot_grow_keeps_its_complete_frames_and_the_others_stay_servable() {
+    let dir = temp_dir("hardening-file-limit");
+    let cassette = format!("{}/", dir.display());
+    let (listener, upstream) = listener();
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut s, _) = listener.accept().unwrap();
+            let got = read_to_end(&mut s);
+            let _ = s.write_all(&got[..got.len().min(16)]);
+        }
+    });
+    // A file size limit of 8 blocks (4 KiB for dash's 512-byte blocks):
+    // the second session's upload cannot fit, as on a full disk.
+    let script = format!(
+        "ulimit -f 8 && exec {} proxy --max-sessions 3 127.0.0.1:0 {upstream} {cassette}",
+        bin()
+    );
+    let proxy = spawn_shell(&script);
+    for upload in [
+        b"small one".to_vec(),
+        vec![b'x'; 64 * 1024],
+        b"small two".to_vec(),
+    ] {
+        let mut c = connect(proxy.addr());
+        let _ = c.write_all(&upload);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let _ = c.read_to_end(&mut Vec::new());
+    }
+    server.join().unwrap();
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    // The cut tape reads cleanly and says so; the index holds what is on tape.
+    let (code, listing, err) = run(&["describe", &cassette]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 4, "{listing}");
+    assert!(
+        lines[1].starts_with("0002.tape: ") && lines[1].ends_with("cut short while recording"),
+        "{listing}"
+    );
+    let index = std::fs::read_to_string(dir.join("index")).unwrap();
+    let second = index.lines().find(|l| l.starts_with("0002.tape ")).unwrap();
+    let on_tape: u64 = second.split(' ').nth(3).unwrap().parse().unwrap();
+    assert!(on_tape < 4096, "the index counts what is on tape: {second}");
+    assert!(second.ends_with(" cut"), "{second}");
+    // The cassette still serves: the whole tapes as recorded.
+    let mock = spawn(&["server", "127.0.0.1:0", &cassette], true);
+    let mut c = connect(mock.addr());
+    write_all(&mut c, b"small two");
+    half_close(&c);
+    assert_eq!(read_to_end(&mut c), b"small two");
+    mock.signal("TERM");
+    let (_, _, stderr) = mock.finish();
+    assert!(
+        stderr.contains("0002.tape: the recording was cut short"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn repair_keeps_the_complete_frames_of_an_interrupted_recording() {
+    let dir = temp_dir("hardening-repair");
+    let tape = dir.join("cut.tape");
+    let whole = std::fs::read(fixture("bulk.tape")).unwrap();
+    std::fs::write(&tape, &whole[..whole.len() - 100]).unwrap();
+    let (code, _, stderr) = run(&["describe", tape.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "`tcptape repair {}` keeps its complete frames",
+            tape.display()
+        )),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&["repair", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("bytes of an incomplete last frame"),
+        "{stdout}"
+    );
+    let (code, listing, stderr) = run(&["describe", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        listing
+            .trim_end()
+            .ends_with("tcptape repair removed an incomplete frame)"),
+        "{listing}"
+    );
+    // It loads: the mock listens, then times out waiting for a client.
+    let (code, _, stderr) = run(&[
+        "server",
+        "--once",
+        "--timeout",
+        "0.2",
+        "127.0.0.1:0",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cut short (frame"), "{stderr}");
+    assert!(stderr.contains("waiting for a client"), "{stderr}");
+    // Once whole, there is nothing more to do.
+    let (code, stdout, _) = run(&["repair", tape.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.ends_with("whole, nothing to repair\n"), "{stdout}");
+}
+
+#[test]
+fn repair_of_a_cassette_gives_the_index_its_missing_tapes() {
+    let dir = temp_dir("hardening-repair-cassette");
+    std::fs::copy(fixture("echo.tape"), dir.join("0001.tape")).unwrap();
+    let banner = std::fs::read(fixture("banner.tape")).unwrap();
+    std::fs::write(dir.join("0002.tape"), &banner[..banner.len() - 3]).unwrap();
+    std::fs::write(
+        dir.join("index"),
+        "# tcptape cassette index\n# tape order start_ms client_bytes server_bytes first_speaker status\n0001.tape 1 0 8 8 client whole\n",
+    )
+    .unwrap();
+    let cassette = format!("{}/", dir.display());
+    let (code, stdout, stderr) = run(&["repair", &cassette]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("0002.tape: added to the index as cut short"),
+        "{stdout}"
+    );
+    let index = std::fs::read_to_string(dir.join("index")).unwrap();
+    assert!(
+        index.ends_with("0001.tape 1 0 8 8 client whole\n0002.tape 2 0 36 52 server cut\n"),
+        "{index}"
+    );
+    let (code, _, stderr) = run(&["describe", &cassette]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_tape_that_goes_on_after_an_eof_is_refused_at_load() {
+    let dir = temp_dir("hardening-concatenated");
+    let joined = dir.join("joined.tape");
+    let one = std::fs::read(fixture("halfclose-reply.tape")).unwrap();
+    std::fs::write(&joined, [one.clone(), one].concat()).unwrap();
+    for role in ["server", "client"] {
+        let started = Instant::now();
+        let (code, _, stderr) = run(&[role, "--once", "127.0.0.1:1", joined.to_str().unwrap()]
+            .into_iter()
+            .filter(|a| role == "server" || *a != "--once")
+            .collect::<Vec<_>>());
+        assert_eq!(code, 1, "{role}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            stderr.contains("frame 6 (tape offset 65): the client goes on after its EOF (frame 2): a tape holds one session"),
+            "{role}: {stderr}"
+        );
+    }
+    let text = dir.join("t.txt");
+    std::fs::write(&text, "tcptape text 1\n> \"a\"\neof >\n> \"b\"\n< \"x\"\n").unwrap();
+    let (code, _, stderr) = run(&[
+        "server",
+        "--once",
+        "--timeout",
+        "2",
+        "127.0.0.1:0",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("frame 3 (line 4): the client goes on after its EOF"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_live_unix_listener_with_a_full_queue_is_detected_without_blocking() {
+    let dir = temp_dir("hardening-unix-full");
+    let path = dir.join("busy.sock");
+    let busy = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Fill its queue with connections it never accepts.
+    let mut queued = Vec::new();
+    loop {
+        match mio::net::UnixStream::connect(&path) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 100_000, "the queue never filled");
+    }
+    let started = Instant::now();
+    let tape = fixture("echo.tape");
+    let (code, _, stderr) = run(&[
+        "server",
+        &format!("unix:{}", path.display()),
+        tape.to_str().unwrap(),
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("another process is listening on it"),
+        "{stderr}"
+    );
+    drop(busy);
+}
+
+#[test]
+fn a_proxy_to_itself_is_refused() {
+    let port = dead_addr().port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = temp_dir("hardening-loop");
+    let cassette = format!("{}/", dir.display());
+    let (code, _, stderr) = run(&["proxy", &listen, &listen, &cassette]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the proxy would connect to itself"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&*dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// A tape: the client sends `request`, the server answers `answer`.
+fn request_tape(path: &Path, request: &[u8], answer: &[u8]) {
+    let mut w = Writer::new(std::fs::File::create(path).unwrap()).unwrap();
+    w.data(Direction::ClientToServer, request).unwrap();
+    w.eof(Direction::ClientToServer).unwrap();
+    w.data(Direction::ServerToClient, answer).unwrap();
+}
+
+#[test]
+fn a_cassette_of_more_tapes_than_descriptors_is_served() {
+    let dir = temp_dir("hardening-many-tapes");
+    for i in 1..=300 {
+        let name = format!("{i:04}.tape");
+        request_tape(
+            &dir.join(name),
+            format!("GET {i}").as_bytes(),
+            format!("ok {i}").as_bytes(),
+        );
+    }
+    let cassette = format!("{}/", dir.display());
+    let script = format!(
+        "ulimit -n 64 && exec {} server 127.0.0.1:0 {cassette}",
+        bin()
+    );
+    let mock = spawn_shell(&script);
+    for i in [300, 1, 150] {
+        let mut c = connect(mock.addr());
+        write_all(&mut c, format!("GET {i}").as_bytes());
+        half_close(&c);
+        assert_eq!(read_to_end(&mut c), format!("ok {i}").as_bytes());
+    }
+    mock.signal("TERM");
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_cassette_serves_only_tape_files_in_numeric_order() {
+    let dir = temp_dir("hardening-strays");
+    request_tape(&dir.join("10000.tape"), b"GET", b"second");
+    request_tape(&dir.join("9999.tape"), b"GET", b"first");
+    std::fs::write(dir.join("9999.tape~"), b"an editor's backup").unwrap();
+    std::fs::write(dir.join("README.md"), b"# notes\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd.tape")).unwrap();
+    let cassette = format!("{}/", dir.display());
+    let mut mock = spawn(&["server", "--once", "127.0.0.1:0", &cassette], true);
+    for answer in [&b"first"[..], b"second"] {
+        let mut c = connect(mock.addr());
+        write_all(&mut c, b"GET");
+        half_close(&c);
+        assert_eq!(read_to_end(&mut c), answer);
+    }
+    mock.wait_for_line("ignoring README.md");
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("ignoring passwd.tape"), "{stderr}");
+    assert!(
+        !stderr.contains("root:"),
+        "never quote a file that is not a tape: {stderr}"
+    );
+}
+
+#[test]
+fn describe_of_a_cassette_into_a_closed_pipe_is_not_an_error() {
+    let dir = temp_dir("hardening-describe-pipe");
+    for i in 1..=1500 {
+        std::fs::copy(
+            fixture("halfclose-reply.tape"),
+            dir.join(format!("{i:04}.tape")),
+        )
+        .unwrap();
+    }
+    let mut child = Command::new(bin())
+        .args(["describe", &format!("{}/", dir.display())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("0001.tape: "), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn describe_of_a_device_says_what_it_is() {
+    let (code, _, stderr) = run(&["describe", "/dev/zero"]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "error: /dev/zero: not a tape: not a regular file\n");
+}
+
+#[test]
+fn a_tape_that_changes_on_disk_after_load_fails_its_sessions_with_a_log_line() {
+    let dir = temp_dir("hardening-changed");
+    let tape = dir.join("t.tape");
+    std::fs::copy(fixture("halfclose-reply.tape"), &tape).unwrap();
+    let mut mock = spawn(&["server", "127.0.0.1:0", tape.to_str().unwrap()], true);
+    // Rewritten in place, shorter, while served.
+    std::fs::write(
+        &tape,
+        &std::fs::read(fixture("halfclose-reply.tape")).unwrap()[..20],
+    )
+    .unwrap();
+    let mut c = connect(mock.addr());
+    let _ = c.write_all(b"request body");
+    let _ = c.read_to_end(&mut Vec::new());
+    let line = mock.wait_for_line("did it change on disk after it was loaded?");
+    assert!(line.contains("t.tape"), "{line}");
+    mock.signal("TERM");
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 1, "{stderr}");
+}
