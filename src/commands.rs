@@ -22,6 +22,8 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Print(args) => run_print(&args),
         Command::Auto(args) => run_auto(&args, std::env::var("TCPTAPE_MODE").ok().as_deref()),
         Command::Build(args) => run_build(&args),
+        Command::Pcap(args) => crate::pcap::run_pcap(&args),
+        Command::Import(args) => crate::pcap::run_import(&args),
         Command::Help(_) | Command::Version => Ok(()),
     }
 }

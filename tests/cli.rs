@@ -106,7 +106,7 @@ fn usage_errors_exit_2_with_the_usage_line() {
         (
             &[],
             "error: missing command",
-            "usage: tcptape <proxy|server|client|auto|describe|print|build>",
+            "usage: tcptape <proxy|server|client|auto|describe|print|build|pcap|import>",
         ),
         (
             &["replay"],
