@@ -174,7 +174,7 @@ usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]
 
 options:
   -o, --output OUT  the capture to write (required)
-      --port N      the server's port (default 5000): pick the protocol's
+      --port N      the server's port (default 7777): pick the protocol's
                     port so Wireshark dissects it (80 HTTP, 5432 PostgreSQL)
   -h, --help        print this help
 ";
@@ -964,7 +964,7 @@ mod tests {
         let Command::Pcap(args) = parse_ok(&["pcap", "-o", "t.pcap", "d/"]) else {
             panic!("not pcap")
         };
-        assert_eq!(args.port, 5000);
+        assert_eq!(args.port, 7777);
         assert_eq!(
             parse_ok(&[
                 "import",

@@ -317,7 +317,7 @@ impl Conn {
         let skip = (half.delivered as i64 - start).clamp(0, end as i64) as usize;
         let data = &payload[skip..end];
         if !data.is_empty() {
-            let at = start as u64 + skip as u64;
+            let at = (start + skip as i64) as u64;
             if at == half.delivered {
                 self.queue(dir, Piece::Data(data.to_vec()), time_us, packet, needs);
             } else {

@@ -26,8 +26,10 @@ use crate::tape::{self, Direction, Kind, Reader, SharedTape};
 /// The largest segment payload: IPv4 and TCP headers without options
 /// fill the rest of the 65,535 bytes an IPv4 packet can hold.
 pub const SEGMENT_MAX: usize = 65_495;
-/// The server port when `--port` is not given.
-pub const DEFAULT_PORT: u16 = 5000;
+/// The server port when `--port` is not given: one no Wireshark
+/// dissector claims (5000 would be dissected as GSM RSL), so the payload
+/// shows as plain TCP data.
+pub const DEFAULT_PORT: u16 = 7777;
 /// Where the first tape starts: 2020-01-01 00:00:00 UTC. A fixed time keeps
 /// exports of the same tapes identical byte for byte.
 pub const EPOCH_S: u64 = 1_577_836_800;
