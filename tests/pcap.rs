@@ -778,7 +778,7 @@ fn several_connections_make_a_cassette() {
     assert_eq!(
         error_line(code, &stderr),
         format!(
-            "error: {}: holds several TCP connections (192.0.2.1:50000 -> 192.0.2.2:80 (from packet 1) and 192.0.2.1:50001 -> 192.0.2.3:443 from packet 5): import them into a cassette with -o DIR/, or pick one with --filter HOST:PORT",
+            "error: {}: holds several TCP connections (192.0.2.1:50000 -> 192.0.2.2:80 from packet 1 and 192.0.2.1:50001 -> 192.0.2.3:443 from packet 5): import them into a cassette with -o DIR/, or pick one with --filter HOST:PORT",
             capture.display()
         )
     );

@@ -17,7 +17,7 @@ use log::{debug, warn};
 use super::ip::{self, Skip};
 use super::link;
 use super::read::{CaptureReader, Packet};
-use super::reassembly::{Conn, State, Summary};
+use super::reassembly::{Conn, Gap, State, Summary};
 use super::tcp::{TcpHeader, flags};
 use crate::error::Error;
 use crate::tape::Direction;
@@ -276,68 +276,49 @@ impl<S: Sink> Importer<'_, S> {
     }
 
     /// After a connection took a segment: gaps, output, the end.
-    fn after(
-        &mut self,
-        id: usize,
-        result: Result<(), super::reassembly::Gap>,
-    ) -> Result<(), Error> {
-        let slot = &mut self.slots[id];
-        let conn = slot.conn.as_mut().expect("an open connection");
-        if let Err(gap) = result {
-            let name = conn.name();
-            return Err(self.gap_error(&name, &gap));
+    fn after(&mut self, id: usize, result: Result<(), Gap>) -> Result<(), Error> {
+        let mut conn = self.slots[id].conn.take().expect("an open connection");
+        self.note(id, &mut conn, result)?;
+        if conn.state() != State::Open {
+            return self.write_out(id, conn);
         }
-        for gap in conn.take_marked() {
-            warn!(
-                "{}: {}: {gap}: marked as a wildcard (replay counts those bytes without comparing them)",
-                self.name,
-                conn.name()
-            );
-        }
-        let summary = conn.summary();
-        if summary.content && !slot.summary.content {
-            self.kept.push(id);
-            if self.options.one_connection && self.kept.len() > 1 {
-                let first = &self.slots[self.kept[0]];
-                let first = format!(
-                    "{} -> {} (from packet {})",
-                    first.client, first.server, first.first_packet
-                );
-                let conn = self.slots[id].conn.as_ref().expect("an open connection");
-                return Err(self.fail(format!(
-                    "holds several TCP connections ({first} and {} -> {} from packet {}): import them into a cassette with -o DIR/, or pick one with --filter HOST:PORT",
-                    conn.client, conn.server, conn.first_packet
-                )));
-            }
-        }
-        let slot = &mut self.slots[id];
-        slot.summary = summary;
-        let conn = slot.conn.as_mut().expect("an open connection");
         if conn.tape_len() >= FLUSH_AT {
-            let bytes = conn.take_tape();
-            self.sink.append(id, &bytes)?;
+            self.sink.append(id, &conn.take_tape())?;
         }
-        if conn_state(&self.slots[id]) != State::Open {
-            self.close(id)?;
-        }
+        self.slots[id].conn = Some(conn);
         Ok(())
     }
 
-    fn gap_error(&self, conn: &str, gap: &super::reassembly::Gap) -> Error {
-        self.fail(format!(
-            "{conn}: {gap}: packets lost by the capture; --allow-gaps imports it with the gap marked"
-        ))
-    }
-
-    /// Ends a connection: its last bytes to the sink, its memory freed.
+    /// Ends a connection: holes left are gaps, its last bytes go to the
+    /// sink, its memory is freed.
     fn close(&mut self, id: usize) -> Result<(), Error> {
         let Some(mut conn) = self.slots[id].conn.take() else {
             return Ok(());
         };
-        if conn.state() == State::Open
-            && let Err(gap) = conn.end()
-        {
-            return Err(self.gap_error(&conn.name(), &gap));
+        let result = match conn.state() {
+            State::Open => conn.end(),
+            _ => Ok(()),
+        };
+        self.note(id, &mut conn, result)?;
+        self.write_out(id, conn)
+    }
+
+    fn write_out(&mut self, id: usize, mut conn: Box<Conn>) -> Result<(), Error> {
+        if conn.summary().content {
+            self.sink.append(id, &conn.take_tape())
+        } else {
+            self.sink.discard(id)
+        }
+    }
+
+    /// Reports what a connection's last step did: a gap it could not
+    /// write (an error), gaps it marked, its first content.
+    fn note(&mut self, id: usize, conn: &mut Conn, result: Result<(), Gap>) -> Result<(), Error> {
+        if let Err(gap) = result {
+            return Err(self.fail(format!(
+                "{}: {gap}: packets lost by the capture; --allow-gaps imports it with the gap marked",
+                conn.name()
+            )));
         }
         for gap in conn.take_marked() {
             warn!(
@@ -348,22 +329,24 @@ impl<S: Sink> Importer<'_, S> {
         }
         let summary = conn.summary();
         let slot = &mut self.slots[id];
-        let newly_kept = summary.content && !slot.summary.content;
+        let first_content = summary.content && !slot.summary.content;
         slot.summary = summary;
-        if newly_kept {
+        if first_content {
             self.kept.push(id);
             if self.options.one_connection && self.kept.len() > 1 {
+                let first = &self.slots[self.kept[0]];
                 return Err(self.fail(format!(
-                    "holds several TCP connections (the second: {}): import them into a cassette with -o DIR/, or pick one with --filter HOST:PORT",
-                    conn.name()
+                    "holds several TCP connections ({} -> {} from packet {} and {} -> {} from packet {}): import them into a cassette with -o DIR/, or pick one with --filter HOST:PORT",
+                    first.client,
+                    first.server,
+                    first.first_packet,
+                    conn.client,
+                    conn.server,
+                    conn.first_packet
                 )));
             }
         }
-        if summary.content {
-            self.sink.append(id, &conn.take_tape())
-        } else {
-            self.sink.discard(id)
-        }
+        Ok(())
     }
 
     fn finish(mut self, packets: u64) -> Result<Vec<Imported>, Error> {
@@ -403,10 +386,6 @@ impl<S: Sink> Importer<'_, S> {
     }
 }
 
-fn conn_state(slot: &Slot) -> State {
-    slot.conn.as_ref().map_or(State::Finished, |c| c.state())
-}
-
 /// The whole import into memory: the tapes in connection order. For tests
 /// and fuzzing.
 pub fn import_in_memory(capture: &[u8], options: &Options) -> Result<Vec<Vec<u8>>, Error> {
@@ -416,4 +395,167 @@ pub fn import_in_memory(capture: &[u8], options: &Options) -> Result<Vec<Vec<u8>
         .iter()
         .map(|c| sink.tapes.remove(&c.id).unwrap_or_default())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcap::ip::{IPV4_HEADER_LEN, Ipv4Header, pseudo_header};
+    use crate::pcap::link::{LINKTYPE_ETHERNET, LINKTYPE_RAW, wrap};
+    use crate::pcap::read::tests::pcap_file;
+    use crate::pcap::tcp::{self, HEADER_LEN};
+    use crate::tape::{Kind, Reader};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// A TCP/IPv4 packet from `src` to `dst`.
+    fn packet(src: &str, dst: &str, fl: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let ip = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        let mut out = vec![0u8; IPV4_HEADER_LEN + HEADER_LEN];
+        Ipv4Header {
+            src: ip(src),
+            dst: ip(dst),
+            ident: 0,
+            payload_len: HEADER_LEN + data.len(),
+        }
+        .emit(&mut out);
+        let header = TcpHeader {
+            src_port: src.port(),
+            dst_port: dst.port(),
+            seq,
+            ack,
+            flags: fl,
+            window: 1000,
+            syn_options: None,
+        };
+        let pseudo = pseudo_header(src.ip(), dst.ip(), HEADER_LEN + data.len());
+        header.emit(&mut out[IPV4_HEADER_LEN..], pseudo, data);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn capture(packets: &[Vec<u8>]) -> Vec<u8> {
+        let timed: Vec<(u64, &[u8])> = packets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 * 1000, p.as_slice()))
+            .collect();
+        pcap_file(false, false, LINKTYPE_RAW, &timed)
+    }
+
+    fn streams(tape: &[u8]) -> [Vec<u8>; 2] {
+        let mut reader = Reader::new(tape);
+        let mut out = [Vec::new(), Vec::new()];
+        while let Some(frame) = reader.next_frame().unwrap() {
+            if let Kind::Data(dir) = frame.kind {
+                reader.read_payload_into(&mut out[dir.index()]).unwrap();
+            }
+        }
+        out
+    }
+
+    const C: &str = "10.9.0.1:40000";
+    const S: &str = "10.9.0.2:80";
+    const A: u8 = tcp::flags::ACK;
+
+    fn session(client: &str, isn: u32, request: &[u8]) -> Vec<Vec<u8>> {
+        use tcp::flags::{FIN, SYN};
+        let c1 = isn.wrapping_add(1);
+        let c2 = c1.wrapping_add(request.len() as u32);
+        vec![
+            packet(client, S, SYN, isn, 0, b""),
+            packet(S, client, SYN | A, 50, c1, b""),
+            packet(client, S, A, c1, 51, request),
+            packet(S, client, A | FIN, 51, c2, b"bye"),
+            packet(client, S, A | FIN, c2, 55, b""),
+            packet(S, client, A, 55, c2.wrapping_add(1), b""),
+        ]
+    }
+
+    #[test]
+    fn port_reuse_after_close_is_a_new_connection() {
+        let mut packets = session(C, 7, b"first");
+        packets.extend(session(C, 9_000, b"second"));
+        let options = Options::default();
+        let tapes = import_in_memory(&capture(&packets), &options).unwrap();
+        assert_eq!(tapes.len(), 2);
+        assert_eq!(streams(&tapes[0]), [b"first".to_vec(), b"bye".to_vec()]);
+        assert_eq!(streams(&tapes[1]), [b"second".to_vec(), b"bye".to_vec()]);
+        let single = Options {
+            one_connection: true,
+            ..Options::default()
+        };
+        let err = import_in_memory(&capture(&packets), &single).unwrap_err();
+        assert!(
+            err.to_string().contains("holds several TCP connections"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_retransmitted_syn_is_the_same_connection() {
+        let mut packets = session(C, 7, b"only");
+        packets.insert(1, packets[0].clone());
+        let tapes = import_in_memory(&capture(&packets), &Options::default()).unwrap();
+        assert_eq!(tapes.len(), 1);
+    }
+
+    #[test]
+    fn the_filter_keeps_one_server() {
+        let mut packets = session(C, 7, b"to 80");
+        let other = "10.9.0.3:8080";
+        packets.push(packet("10.9.0.1:40001", other, A, 1, 1, b"to 8080"));
+        let options = Options {
+            filter: Some(vec![S.parse().unwrap()]),
+            filter_text: S.into(),
+            ..Options::default()
+        };
+        let tapes = import_in_memory(&capture(&packets), &options).unwrap();
+        assert_eq!(tapes.len(), 1);
+        assert_eq!(streams(&tapes[0])[0], b"to 80");
+        let options = Options {
+            filter: Some(vec!["10.9.9.9:1".parse().unwrap()]),
+            filter_text: "10.9.9.9:1".into(),
+            ..Options::default()
+        };
+        let err = import_in_memory(&capture(&packets), &options).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "capture: no TCP connection to 10.9.9.9:1 with data found in 7 packets"
+        );
+    }
+
+    #[test]
+    fn fragments_and_other_traffic_are_skipped() {
+        let mut fragment = packet(C, S, A, 1, 1, b"fragment");
+        fragment[6] = 0x20; // more fragments
+        let mut udp = packet(C, S, A, 1, 1, b"udp");
+        udp[9] = 17;
+        let packets = [fragment, udp];
+        let err = import_in_memory(&capture(&packets), &Options::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "capture: no TCP connection with data found in 2 packets (1 IP fragments were skipped)"
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_and_connections_in_start_order() {
+        let frames: Vec<Vec<u8>> = [
+            packet("10.9.0.5:40000", S, A, 1, 1, b"x"),
+            packet(C, S, A, 1, 1, b"y"),
+        ]
+        .iter()
+        .map(|p| wrap(LINKTYPE_ETHERNET, p))
+        .collect();
+        let timed: Vec<(u64, &[u8])> = vec![(5_000, &frames[0]), (1_000, &frames[1])];
+        let bytes = pcap_file(true, true, LINKTYPE_ETHERNET, &timed);
+        let tapes = import_in_memory(&bytes, &Options::default()).unwrap();
+        // The second packet's connection started earlier.
+        assert_eq!(streams(&tapes[0])[0], b"y");
+        assert_eq!(streams(&tapes[1])[0], b"x");
+    }
 }
