@@ -1,11 +1,13 @@
-//! The one error type the commands return, and how each maps to an exit code.
+//! The one error type of the library and the commands, and how each maps to
+//! an exit code.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::tape::TapeError;
+use crate::report::{Report, Verdict};
 use crate::tape::text::TextError;
+use crate::tape::{TapeError, TapeErrorKind};
 
 /// Exit code of a successful run.
 pub const EXIT_OK: i32 = 0;
@@ -16,7 +18,11 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code of a replay whose peer did not do what the tape says.
 pub const EXIT_MISMATCH: i32 = 3;
 
+/// Everything that can go wrong. A run that went through but whose peers
+/// departed from their tapes is `Verdict`, carrying the whole report;
+/// [`Error::is_mismatch`] tells it apart from a failure.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The command line is wrong; `usage` is the command's usage line.
     Usage {
@@ -39,11 +45,11 @@ pub enum Error {
         action: &'static str,
         source: io::Error,
     },
-    /// A session failed for a reason already described in `message`.
+    /// Something failed for the reason `message` describes.
     Session(String),
-    /// A replay verdict: the peer did not match the tape. The report has
-    /// already been printed; `message` is its summary line.
-    Mismatch(String),
+    /// A run ended with a verdict other than passed: a mismatch, or a
+    /// session that failed. The report says what each session did.
+    Verdict(Box<Report>),
 }
 
 impl Error {
@@ -77,11 +83,25 @@ impl Error {
         }
     }
 
+    /// The exit code the command line ends with.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage { .. } => EXIT_USAGE,
-            Error::Mismatch(_) => EXIT_MISMATCH,
+            Error::Verdict(report) => report.verdict().exit_code(),
             _ => EXIT_ERROR,
+        }
+    }
+
+    /// True when a peer departed from a tape (rather than something failing).
+    pub fn is_mismatch(&self) -> bool {
+        matches!(self, Error::Verdict(report) if report.verdict() == Verdict::Mismatch)
+    }
+
+    /// The run's report, when the run went through.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Verdict(report) => Some(report),
+            _ => None,
         }
     }
 }
@@ -100,16 +120,46 @@ impl fmt::Display for Error {
                 path.display(),
                 os_reason(source)
             ),
-            Error::Tape { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Tape { path, source } => {
+                write!(f, "{}: {source}", path.display())?;
+                if matches!(
+                    source.kind,
+                    TapeErrorKind::TruncatedHeader { .. } | TapeErrorKind::TruncatedPayload { .. }
+                ) {
+                    write!(
+                        f,
+                        " (the recording was interrupted? `tcptape repair {}` keeps its complete frames)",
+                        path.display()
+                    )?;
+                }
+                Ok(())
+            }
             Error::Text { path, source } => write!(f, "{}:{source}", path.display()),
             Error::Address {
                 addr,
                 action,
                 source,
             } => write!(f, "cannot {action} {addr}: {}", os_reason(source)),
-            Error::Session(message) | Error::Mismatch(message) => write!(f, "{message}"),
+            Error::Session(message) => write!(f, "{message}"),
+            Error::Verdict(report) => write_verdict(f, report),
         }
     }
+}
+
+/// A failed run: every mismatch report in full (as the command line
+/// printed them), then the run's own failures, then the summary.
+fn write_verdict(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
+    for session in report.sessions() {
+        match (&session.details, &session.message) {
+            (Some(details), _) => writeln!(f, "{}", details.trim_end())?,
+            (None, Some(message)) => writeln!(f, "{message}")?,
+            (None, None) => {}
+        }
+    }
+    for (_, message) in &report.failures {
+        writeln!(f, "{message}")?;
+    }
+    write!(f, "{}", report.summary())
 }
 
 impl std::error::Error for Error {}
@@ -131,7 +181,15 @@ mod tests {
     #[test]
     fn exit_codes_by_kind() {
         assert_eq!(Error::usage("x", "u").exit_code(), EXIT_USAGE);
-        assert_eq!(Error::Mismatch("m".into()).exit_code(), EXIT_MISMATCH);
+        let mut report = Report::default();
+        report.fail(Verdict::Mismatch, "tape never played");
+        let mismatch = Error::Verdict(Box::new(report));
+        assert_eq!(mismatch.exit_code(), EXIT_MISMATCH);
+        assert!(mismatch.is_mismatch());
+        assert_eq!(
+            mismatch.to_string(),
+            "tape never played\n0 sessions; verdict: mismatch"
+        );
         assert_eq!(Error::Session("s".into()).exit_code(), EXIT_ERROR);
     }
 

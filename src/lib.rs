@@ -1,27 +1,65 @@
-//! tcptape: record TCP sessions into tapes, replay either side byte for byte.
+//! tcptape records TCP sessions into tapes through a proxy, then replays
+//! either side of them byte for byte: as a mock server that checks every
+//! byte a client sends, or as a mock client that drives a real server and
+//! checks its answers. Protocol-agnostic: databases, mail, message brokers,
+//! custom binary protocols.
 //!
-//! The engine is a single-threaded mio poll loop ([`event_loop`]) that runs one
-//! explicit state machine per connection: the recording [`proxy`] and the
-//! [`replay`] mock server and client. Deadlines live in a [`timer`] wheel, bytes
-//! in fixed-size [`ring`] buffers, sessions in a [`slab`]. The [`tape`] module
-//! owns the file format; [`cli`] the command line.
+//! For tests in Rust:
+//!
+//! - [`MockServer`]: plays a tape's server side to the code under test;
+//! - [`MockClient`]: plays a tape's client side against a real server;
+//! - [`Recorder`]: records tapes through a proxy in front of a real server;
+//! - [`Report`]: what a run did; [`Error`]: what went wrong (a mismatch
+//!   carries its report: [`Error::is_mismatch`]);
+//! - [`tape`]: the tape format itself (reading, writing, text form).
+//!
+//! ```
+//! use tcptape::{MockClient, MockServer};
+//!
+//! # fn main() -> Result<(), tcptape::Error> {
+//! let tape = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/halfclose-reply.tape");
+//! let mock = MockServer::start(tape)?;
+//! MockClient::run(mock.addr(), tape)?; // the recorded client against the mock
+//! let report = mock.finish()?;
+//! assert!(report.passed());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Inside, each runs one single-threaded mio poll loop on a thread of its
+//! own, with an explicit state machine per connection; docs/architecture.md
+//! describes it.
 
-pub mod addr;
-pub mod cassette;
-pub mod cli;
-pub mod commands;
-pub mod error;
-pub mod event_loop;
-pub mod hexdump;
-pub mod linediff;
-pub mod net;
-pub mod pcap;
-pub mod proxy;
-pub mod replay;
-pub mod ring;
-pub mod slab;
+mod api;
+mod cassette;
+mod cli;
+mod commands;
+mod engine;
+mod error;
+mod hexdump;
+mod job;
+mod linediff;
+mod output;
+mod pcap;
+mod proxy;
+mod repair;
+mod replay;
+mod report;
+mod sys;
 pub mod tape;
-pub mod timer;
+
+pub use api::{
+    MockClient, MockClientBuilder, MockServer, MockServerBuilder, Recorder, RecorderBuilder,
+};
+pub use error::Error;
+pub use report::{Outcome, Report, SessionReport, Verdict};
+
+/// The command line, for the `tcptape` binary: runs it and returns the exit
+/// code. Not part of the library's API.
+#[doc(hidden)]
+pub fn cli_main() -> i32 {
+    commands::main(std::env::args_os().skip(1))
+}
 
 /// Entry points for fuzzing (the `fuzz/` crate); not a stable API.
 #[doc(hidden)]

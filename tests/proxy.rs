@@ -318,8 +318,15 @@ fn refused_upstream_leaves_no_tape_and_the_daemon_goes_on() {
     assert_eq!(read_to_end(&mut second), b"again");
     server.join().unwrap();
     let (code, _, stderr) = proxy.finish();
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(tape_stream(&dir.join("s2.tape"), C2S), b"again");
+    // Not everything was recorded: the verdict says so.
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tcptape: proxy: 2 sessions: 1 recorded, 1 failed; verdict: error"),
+        "{stderr}"
+    );
+    // Tapes are numbered as they are made: the failed session made none.
+    assert_eq!(tape_stream(&dir.join("s1.tape"), C2S), b"again");
+    assert!(!dir.join("s2.tape").exists());
 }
 
 #[test]
@@ -335,7 +342,7 @@ fn refused_upstream_fails_a_single_session_proxy() {
     let last = stderr.lines().last().unwrap();
     assert_eq!(
         last,
-        format!("error: cannot connect to {upstream}: Connection refused")
+        format!("error: session 1: cannot connect to {upstream}: Connection refused")
     );
     assert!(!tape.exists());
 }
@@ -356,7 +363,7 @@ fn full_disk_aborts_the_session_with_the_file_named() {
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.lines().last().unwrap()
-            == "error: cannot write tape /dev/full: No space left on device",
+            == "error: session 1: cannot write tape /dev/full: No space left on device",
         "{stderr}"
     );
 }
@@ -580,9 +587,10 @@ fn a_client_reset_ends_its_session_and_the_daemon_goes_on() {
     server.join().unwrap();
     let (code, _, stderr) = proxy.finish();
     assert_eq!(
-        code, 0,
-        "a daemon's failed session is not its exit status: {stderr}"
+        code, 1,
+        "a session cut by a reset was not recorded whole: {stderr}"
     );
+    assert!(stderr.contains("1 recorded, 1 failed"), "{stderr}");
     // The reset session's tape is valid and holds what went through.
     let first = tape_stream(&dir.join("s1.tape"), S2C);
     assert!(first.len() >= 1024 && first.iter().all(|&b| b == 1));

@@ -405,7 +405,7 @@ fn client_connect_refused_exits_1() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         stderr.lines().last().unwrap(),
-        format!("error: cannot connect to {addr}: Connection refused")
+        format!("error: session 1: cannot connect to {addr}: Connection refused")
     );
 }
 
@@ -420,7 +420,8 @@ fn truncated_tape_is_refused_before_serving() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "error: {}: tape truncated at offset 127 in frame 10: 9 payload bytes announced, 7 present",
+            "error: {}: tape truncated at offset 127 in frame 10: 9 payload bytes announced, 7 present (the recording was interrupted? `tcptape repair {}` keeps its complete frames)",
+            tape.display(),
             tape.display()
         )
     );

@@ -103,12 +103,8 @@ fn a_stale_socket_file_is_replaced() {
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let tape = fixture("echo.tape");
-    let server = spawn(&["server", &unix(&path), tape.to_str().unwrap()], true);
-    assert!(
-        server.stderr().contains("replacing the stale socket file"),
-        "{}",
-        server.stderr()
-    );
+    let mut server = spawn(&["server", &unix(&path), tape.to_str().unwrap()], true);
+    server.wait_for_line("replacing the stale socket file");
     let mut client = connect_unix(&path);
     client.write_all(b"qqq\n").unwrap();
     let mut answer = [0; 4];

@@ -24,6 +24,9 @@ use crate::tape::Direction;
 
 /// A connection's tape bytes go to the sink once this many are waiting.
 const FLUSH_AT: usize = 64 * 1024;
+/// Why a connection's tape is cut: the reasons its CUT frame gives.
+const CAPTURE_ENDED: &str = "the capture ended before the connection closed";
+const REUSED: &str = "a new connection on the same ports started before this one was seen to close";
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -214,7 +217,7 @@ impl<S: Sink> Importer<'_, S> {
                 src == conn.client && conn.isn(Direction::ClientToServer) == Some(tcp.seq);
             if syn && !retransmitted {
                 // The same ports, a new connection: the old one is over.
-                self.close(id)?;
+                self.close(id, REUSED)?;
                 return self.open(key, src, dst, tcp, packet);
             }
             return Ok(Some(id));
@@ -280,6 +283,7 @@ impl<S: Sink> Importer<'_, S> {
         let mut conn = self.slots[id].conn.take().expect("an open connection");
         self.note(id, &mut conn, result)?;
         if conn.state() != State::Open {
+            // Closed or reset: the capture saw its end.
             return self.write_out(id, conn);
         }
         if conn.tape_len() >= FLUSH_AT {
@@ -289,9 +293,10 @@ impl<S: Sink> Importer<'_, S> {
         Ok(())
     }
 
-    /// Ends a connection: holes left are gaps, its last bytes go to the
-    /// sink, its memory is freed.
-    fn close(&mut self, id: usize) -> Result<(), Error> {
+    /// Ends a connection whose end the capture did not show (`why`):
+    /// holes left are gaps, the tape is marked as cut, its last bytes go
+    /// to the sink, its memory is freed.
+    fn close(&mut self, id: usize, why: &str) -> Result<(), Error> {
         let Some(mut conn) = self.slots[id].conn.take() else {
             return Ok(());
         };
@@ -300,6 +305,9 @@ impl<S: Sink> Importer<'_, S> {
             _ => Ok(()),
         };
         self.note(id, &mut conn, result)?;
+        if conn.state() == State::Open && conn.summary().content {
+            conn.cut(why);
+        }
         self.write_out(id, conn)
     }
 
@@ -351,7 +359,7 @@ impl<S: Sink> Importer<'_, S> {
 
     fn finish(mut self, packets: u64) -> Result<Vec<Imported>, Error> {
         for id in 0..self.slots.len() {
-            self.close(id)?;
+            self.close(id, CAPTURE_ENDED)?;
         }
         let mut imported: Vec<Imported> = self
             .kept

@@ -8,9 +8,10 @@
 //! - `reassembly`: one connection's segments back into two byte streams;
 //! - `import`: the packets of a capture to their connections' tapes.
 //!
-//! Outputs never replace user data half-written: files are written under
-//! a temporary name in the same folder and renamed into place; a cassette
-//! is built in a hidden folder inside it and moved in once complete.
+//! Outputs never replace user data half-written: a capture is written
+//! under a temporary name and renamed into place (`output`); an import's
+//! tapes are built in a hidden folder beside the output and moved in once
+//! the whole capture was read.
 
 pub mod import;
 pub mod ip;
@@ -21,7 +22,7 @@ pub mod tcp;
 pub mod write;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ use log::info;
 use crate::cassette::{self, Entry};
 use crate::cli::{ImportArgs, PcapArgs};
 use crate::error::Error;
+use crate::output;
 use import::{Imported, Options, Sink};
 use write::{PcapWriter, Placed};
 
@@ -40,7 +42,7 @@ const INDEX_HEADER: &str = "# tcptape cassette index";
 const IO_BUFFER: usize = 256 * 1024;
 
 /// `tcptape pcap`.
-pub fn run_pcap(args: &PcapArgs) -> Result<(), Error> {
+pub(crate) fn run_pcap(args: &PcapArgs) -> Result<(), Error> {
     let tapes = placed_tapes(&args.input)?;
     if args.output.is_dir() {
         return Err(Error::Session(format!(
@@ -49,14 +51,26 @@ pub fn run_pcap(args: &PcapArgs) -> Result<(), Error> {
         )));
     }
     refuse_input_as_output(&args.input, &args.output)?;
-    let temp = TempFile::create(&args.output)?;
-    let mut out = PcapWriter::new(BufWriter::with_capacity(IO_BUFFER, temp.file()?))
-        .map_err(|err| Error::file(&temp.path, "write", err))?;
-    let packets = write::export(&tapes, args.port, &mut out)?;
-    out.into_inner()
-        .flush()
-        .map_err(|err| Error::file(&temp.path, "write", err))?;
-    temp.commit()?;
+    // The export's own error, kept apart from the file's I/O errors.
+    let mut failure = None;
+    let mut packets = 0;
+    let written = output::write_atomically(&args.output, |out| {
+        let mut out = PcapWriter::new(out)?;
+        match write::export(&tapes, args.port, &mut out) {
+            Ok(n) => {
+                packets = n;
+                Ok(())
+            }
+            Err(err) => {
+                failure = Some(err);
+                Err(io::Error::other("export failed"))
+            }
+        }
+    });
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    written.map_err(|err| Error::file(&args.output, "write", err))?;
     info!(
         "wrote {packets} packets of {} tapes to {}",
         tapes.len(),
@@ -142,7 +156,7 @@ fn read_index_starts(dir: &Path) -> Result<Vec<(String, u64)>, Error> {
 }
 
 /// `tcptape import`.
-pub fn run_import(args: &ImportArgs) -> Result<(), Error> {
+pub(crate) fn run_import(args: &ImportArgs) -> Result<(), Error> {
     let into_cassette = cassette::is_cassette(&args.output);
     refuse_input_as_output(&args.capture, &args.output)?;
     let filter = match &args.filter {
@@ -268,6 +282,7 @@ fn entry(order: u64, conn: &Imported, first_us: u64) -> Entry {
         client_bytes: conn.summary.bytes[0],
         server_bytes: conn.summary.bytes[1],
         first: conn.summary.first,
+        whole: !conn.summary.cut,
     }
 }
 
@@ -326,52 +341,6 @@ fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-/// A file written under a temporary name beside its final path, renamed
-/// into place by `commit`, removed if dropped before.
-struct TempFile {
-    path: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl TempFile {
-    fn create(target: &Path) -> Result<TempFile, Error> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::Session(format!("{}: not a file name", target.display())))?;
-        let temp_name = format!(
-            ".{}.tcptape-{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        );
-        let path = parent_of(target).join(temp_name);
-        Ok(TempFile {
-            path,
-            target: target.to_path_buf(),
-            committed: false,
-        })
-    }
-
-    fn file(&self) -> Result<File, Error> {
-        File::create(&self.path).map_err(|err| Error::file(&self.target, "create", err))
-    }
-
-    fn commit(mut self) -> Result<(), Error> {
-        fs::rename(&self.path, &self.target)
-            .map_err(|err| Error::file(&self.target, "write", err))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -492,17 +461,8 @@ mod tests {
     }
 
     #[test]
-    fn temp_files_and_staging_clean_up() {
+    fn staging_cleans_up() {
         let dir = temp("cleanup");
-        let target = dir.join("out.pcap");
-        let temp = TempFile::create(&target).unwrap();
-        fs::write(&temp.path, b"half").unwrap();
-        drop(temp);
-        assert!(is_empty_dir(&dir).unwrap(), "an uncommitted file goes");
-        let temp = TempFile::create(&target).unwrap();
-        fs::write(&temp.path, b"whole").unwrap();
-        temp.commit().unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"whole");
         let staging = Staging::create(&dir).unwrap();
         let mut sink = FileSink { dir: &staging.path };
         sink.append(3, b"ab").unwrap();
@@ -511,7 +471,7 @@ mod tests {
         sink.discard(3).unwrap();
         sink.discard(4).unwrap();
         drop(staging);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "only out.pcap");
+        assert!(is_empty_dir(&dir).unwrap());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -159,6 +159,9 @@ pub struct Summary {
     pub first: Option<Direction>,
     /// True once the tape holds anything: data, a gap or an EOF.
     pub content: bool,
+    /// The capture ended before the connection did: the tape ends with a
+    /// CUT frame.
+    pub cut: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +345,14 @@ impl Conn {
         self.fill_holes(false)?;
         self.write_ready(true);
         Ok(())
+    }
+
+    /// Ends the tape of a connection whose end the capture did not show:
+    /// a CUT frame says why, and that nothing of the session follows.
+    pub fn cut(&mut self, reason: &str) {
+        debug_assert!(self.queues.iter().all(VecDeque::is_empty), "cut after end");
+        self.summary.cut = true;
+        self.tape.cut(reason);
     }
 
     fn hold(
@@ -615,6 +626,11 @@ impl TapeOut {
 
     fn eof(&mut self, dir: Direction) {
         self.header(Header::eof(dir));
+    }
+
+    fn cut(&mut self, reason: &str) {
+        self.header(Header::new(Kind::Cut.opcode(), reason.len() as u32));
+        self.buf.extend_from_slice(reason.as_bytes());
     }
 }
 

@@ -108,6 +108,7 @@ impl<W: Write> PcapWriter<W> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -354,6 +355,11 @@ impl Conversation {
                 }
                 return Ok(());
             }
+            // The recording stopped here: nothing of the session follows.
+            Kind::Cut => {
+                self.step = Step::Closing;
+                return Ok(());
+            }
             Kind::Noop | Kind::Extension(_) => return Ok(()),
         };
         if count == 0 {
@@ -423,7 +429,8 @@ fn side_name(dir: Direction) -> &'static str {
 pub fn client_address(number: u64) -> (Ipv4Addr, u16) {
     let block = number.saturating_sub(1) / CLIENT_PORTS;
     let port = CLIENT_PORT_BASE + 1 + number.saturating_sub(1) % CLIENT_PORTS;
-    (Ipv4Addr::new(10, 0, block as u8, 1), port as u16)
+    let [a, b, _, d] = CLIENT_IP.octets();
+    (Ipv4Addr::new(a, b, block as u8, d), port as u16)
 }
 
 /// A tape to export and when it starts.
@@ -494,6 +501,7 @@ mod tests {
     use crate::pcap::ip::{self, Checksum};
     use crate::pcap::read::CaptureReader;
     use crate::tape::Writer;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn client_addresses() {
@@ -503,10 +511,11 @@ mod tests {
     }
 
     fn export_one(tape: &[u8]) -> Vec<Vec<u8>> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "tcptape-pcap-write-{}-{}",
             std::process::id(),
-            tape.len()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.tape");

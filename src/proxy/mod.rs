@@ -3,29 +3,55 @@
 //!
 //! Tokens: the listener is `LISTENER`; the session in slab slot `k` owns
 //! tokens `2k + 1` (its client) and `2k + 2` (its server).
+//!
+//! Nothing on disk is touched before the addresses are resolved and the
+//! listener is bound; an earlier cassette is replaced only once the first
+//! new session has something to record.
 
 mod recorder;
 mod session;
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::event::Event;
 use mio::{Interest, Token};
 
-use crate::cassette;
-use crate::cli::ProxyArgs;
+use crate::cassette::{self, Index};
+use crate::engine::addr::Endpoint;
+use crate::engine::event_loop::{Context, Service, Stop};
+use crate::engine::net::{self, Accept, Address, Listener, Stream};
+use crate::engine::slab::Slab;
 use crate::error::{Error, os_reason};
-use crate::event_loop::{Context, EventLoop, Service};
-use crate::net::{self, Accept, Address, Listener, Stream};
-use crate::slab::Slab;
+use crate::job::Finish;
+use crate::report::{Outcome, Report, SessionReport, Verdict};
+use recorder::Recorder;
 use session::{Session, Side, Status};
 
 const LISTENER: Token = Token(0);
 /// Placeholder in a tape path that turns the proxy into a daemon.
-const NUMBER: &str = "{n}";
+pub(crate) const NUMBER: &str = "{n}";
+
+/// What the proxy is asked to do; the command line and the library fill it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Options {
+    pub listen: Endpoint,
+    pub connect: Endpoint,
+    /// A tape FILE (one session), a path with `{n}` (a daemon), or a
+    /// cassette folder (`DIR/`).
+    pub tape: PathBuf,
+    /// Ring size per direction and session.
+    pub buffer: usize,
+    /// Sessions to record before the proxy stops listening.
+    pub max_sessions: Option<u64>,
+    pub idle_timeout: Option<Duration>,
+    /// How long sessions in progress may go on after a stop was asked for.
+    pub grace: Duration,
+    pub backlog: u32,
+    /// Stop once something was recorded and no session is open.
+    pub until_idle: bool,
+}
 
 /// Where sessions are recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +75,7 @@ impl Target {
         }
     }
 
-    /// Where the k-th session's tape goes.
+    /// Where the k-th recorded session's tape goes.
     fn path_for(&self, number: u64) -> PathBuf {
         match self {
             Target::One(path) => path.clone(),
@@ -58,6 +84,17 @@ impl Target {
                 PathBuf::from(text.replace(NUMBER, &number.to_string()))
             }
             Target::Cassette(dir) => dir.join(cassette::tape_name(number)),
+        }
+    }
+
+    /// The folder the tapes go to.
+    fn folder(&self) -> PathBuf {
+        match self {
+            Target::Cassette(dir) => dir.clone(),
+            Target::One(path) | Target::Numbered(path) => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
         }
     }
 }
@@ -77,112 +114,97 @@ fn session_of(token: Token) -> (usize, Side) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyTimer {
+pub(crate) enum ProxyTimer {
     /// Try accepting again after running out of file descriptors.
     ResumeAccept,
     /// Check whether the session numbered `number` in slot `key` went idle.
     Idle { key: usize, number: u64 },
     /// Continue a session that yielded to let others run.
     Resume { key: usize, number: u64 },
+    /// The grace period after a stop is over.
+    Grace,
 }
 
-pub struct Proxy {
+/// A cassette being recorded: its index appears with the first tape.
+struct CassetteState {
+    dir: PathBuf,
+    /// The folder did not exist before this recording.
+    created: bool,
+    index: Option<Index>,
+}
+
+pub(crate) struct Proxy {
     listener: Option<Listener>,
+    local: Address,
     upstream: Address,
     target: Target,
-    buffer: usize,
-    idle_timeout: Option<Duration>,
-    /// Sessions to record before the listener closes; `None` is forever.
-    max_sessions: Option<u64>,
+    options: Options,
     accept_paused: bool,
     sessions: Slab<Session>,
+    /// Connections accepted, probes included: the session numbers.
     accepted: u64,
-    /// The first failure of a session: the exit status of a proxy that
-    /// records one session.
-    failure: Option<Error>,
-    /// A cassette's index so far.
-    index: Vec<cassette::Entry>,
+    /// Probes that ended: accepted connections that are not sessions.
+    probes: u64,
+    /// Tapes created: the tape numbers.
+    taped: u64,
+    cassette: Option<CassetteState>,
     /// The tick the first session was accepted: index times count from it.
     first_accept: Option<u64>,
-}
-
-/// Runs `tcptape proxy` until its sessions are done.
-pub fn run(args: &ProxyArgs) -> Result<(), Error> {
-    let target = Target::of(&args.tape);
-    let max_sessions = match target {
-        Target::One(_) if args.max_sessions.is_some() => {
-            return Err(Error::usage(
-                "--max-sessions needs a FILE with {n} or a cassette folder: a plain FILE records one session",
-                crate::cli::PROXY_USAGE,
-            ));
-        }
-        Target::One(_) => Some(1),
-        Target::Numbered(_) | Target::Cassette(_) => args.max_sessions,
-    };
-    if let Target::Cassette(dir) = &target {
-        std::fs::create_dir_all(dir).map_err(|err| Error::file(dir, "create cassette", err))?;
-        // Like a tape file, a cassette is recorded anew: tapes left from an
-        // earlier recording would otherwise be served with the new ones.
-        cassette::clear(dir)?;
-    }
-    let listen = args.listen.resolve()?;
-    let upstream = args.connect.resolve()?;
-    let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    let mut proxy = Proxy::bind(listen, upstream, target, max_sessions)?;
-    proxy.buffer = args.buffer;
-    proxy.idle_timeout = args.idle_timeout;
-    proxy.register(&mut event_loop.context())?;
-    event_loop.run(&mut proxy).map_err(poll_error)?;
-    match (proxy.failure, &proxy.target) {
-        (Some(err), Target::One(_)) => Err(err),
-        _ => Ok(()),
-    }
-}
-
-fn poll_error(err: io::Error) -> Error {
-    Error::Session(format!("cannot poll: {}", os_reason(&err)))
+    stopping: bool,
+    report: Report,
 }
 
 impl Proxy {
-    /// Binds the listener; port 0 picks a free port, which is logged.
-    fn bind(
-        listen: Address,
-        upstream: Address,
-        target: Target,
-        max_sessions: Option<u64>,
+    /// Resolves both addresses, binds the listener, and checks that the
+    /// tapes can be written, in that order: a mistyped address or a taken
+    /// port fails before anything on disk is touched.
+    pub(crate) fn start(
+        options: Options,
+        cx: &mut Context<'_, ProxyTimer>,
     ) -> Result<Proxy, Error> {
-        let listener = Listener::bind(&listen)?;
+        let target = Target::of(&options.tape);
+        let listen = options.listen.resolve()?;
+        let upstream = options.connect.resolve()?;
+        let mut listener = Listener::bind(&listen, options.backlog)?;
         let local = listener
             .local_addr()
             .map_err(|err| Error::address(&listen, "listen on", err))?;
+        refuse_loop(&local, &upstream)?;
+        let cassette = prepare_folder(&target)?;
+        cx.registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|err| Error::address(&local, "listen on", err))?;
         info!("listening on {local}, forwarding to {upstream}");
         Ok(Proxy {
             listener: Some(listener),
+            local,
             upstream,
             target,
-            buffer: crate::cli::DEFAULT_BUFFER,
-            idle_timeout: None,
-            max_sessions,
+            options,
             accept_paused: false,
             sessions: Slab::new(),
             accepted: 0,
-            failure: None,
-            index: Vec::new(),
+            probes: 0,
+            taped: 0,
+            cassette,
             first_accept: None,
+            stopping: false,
+            report: Report::default(),
         })
     }
 
-    fn register(&mut self, cx: &mut Context<'_, ProxyTimer>) -> Result<(), Error> {
-        if let Some(listener) = &mut self.listener {
-            cx.registry
-                .register(listener, LISTENER, Interest::READABLE)
-                .map_err(poll_error)?;
-        }
-        Ok(())
+    /// Sessions the proxy may still start: `None` is any number.
+    fn room(&self) -> Option<u64> {
+        let limit = match self.target {
+            Target::One(_) => Some(1),
+            _ => self.options.max_sessions,
+        }?;
+        let counted = self.accepted - self.probes;
+        Some(limit.saturating_sub(counted))
     }
 
     fn accept(&mut self, cx: &mut Context<'_, ProxyTimer>) {
-        while !self.accept_paused && self.max_sessions.is_none_or(|max| self.accepted < max) {
+        while !self.accept_paused && !self.stopping && self.room() != Some(0) {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -196,118 +218,234 @@ impl Proxy {
                 }
             }
         }
-        // Every session we were asked for has started: refuse further clients.
-        if let Some(mut listener) = self.listener.take_if(|_| !self.accept_paused) {
-            let _ = cx.registry.deregister(&mut listener);
-            info!("accepted {} sessions, no longer listening", self.accepted);
+        // Clients beyond the limit wait in the backlog: a session may yet
+        // turn out to be a probe and make room.
+    }
+
+    /// Closes the listener once every session asked for was recorded.
+    fn close_when_full(&mut self, cx: &mut Context<'_, ProxyTimer>) {
+        let full = self.room() == Some(0) && self.sessions.is_empty();
+        let recorded = self.report.tapes().next().is_some();
+        let idle = self.options.until_idle && recorded && self.sessions.is_empty();
+        if full || idle {
+            self.close_listener(cx);
         }
     }
 
-    fn start_session(
-        &mut self,
-        cx: &mut Context<'_, ProxyTimer>,
-        client: Stream,
-        client_addr: Address,
-    ) {
+    fn close_listener(&mut self, cx: &mut Context<'_, ProxyTimer>) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = cx.registry.deregister(&mut listener);
+            info!("no longer listening on {}", self.local);
+        }
+    }
+
+    fn start_session(&mut self, cx: &mut Context<'_, ProxyTimer>, client: Stream, peer: Address) {
         self.accepted += 1;
         let number = self.accepted;
         self.first_accept.get_or_insert(cx.now);
-        info!("session {number}: accepted {client_addr}");
+        info!("session {number}: accepted {peer}");
         let server = match Stream::connect(&self.upstream) {
             Ok(server) => server,
             Err(err) => {
-                return self.fail(Error::address(&self.upstream, "connect to", err), number);
+                let err = Error::address(&self.upstream, "connect to", err);
+                error!("session {number}: {err}");
+                return self.failed(number, &peer, None, [0, 0], err);
             }
         };
         let key = self.sessions.vacant_key();
         let started = Session::start(
             cx.registry,
             number,
-            (client, client_addr, client_token(key)),
+            (client, peer.clone(), client_token(key)),
             (
                 server,
                 self.upstream.clone(),
                 Token(client_token(key).0 + 1),
             ),
-            self.target.path_for(number),
-            self.buffer,
+            self.options.buffer,
             cx.now,
         );
         match started {
             Ok(session) => {
                 let key = self.sessions.insert(session);
-                if let Some(timeout) = self.idle_timeout {
+                if let Some(timeout) = self.options.idle_timeout {
                     let deadline = cx.deadline_after(timeout);
                     cx.timers.insert(deadline, ProxyTimer::Idle { key, number });
                 }
             }
-            Err(err) => self.fail(poll_error(err), number),
+            Err(err) => {
+                let err = Error::Session(format!("cannot poll: {}", os_reason(&err)));
+                error!("session {number}: {err}");
+                self.failed(number, &peer, None, [0, 0], err);
+            }
         }
     }
 
-    /// Reports a session that failed; a single-session proxy keeps the error
-    /// as its exit status.
-    fn fail(&mut self, err: Error, number: u64) {
-        error!("session {number}: {err}");
-        self.failure.get_or_insert(err);
+    /// Creates the next tape for the session in `key`.
+    fn new_tape(&mut self) -> Result<Recorder, Error> {
+        if let Some(cassette) = &mut self.cassette
+            && cassette.index.is_none()
+        {
+            // The first tape of this recording: only now does an earlier
+            // recording of the cassette make way.
+            cassette::clear(&cassette.dir)?;
+            let index = Index::create(&cassette.dir)
+                .map_err(|err| Error::file(&cassette.dir.join(cassette::INDEX), "write", err))?;
+            cassette.index = Some(index);
+        }
+        self.taped += 1;
+        let path = self.target.path_for(self.taped);
+        Recorder::create(&path, Instant::now()).map_err(|err| Error::file(&path, "write tape", err))
     }
 
     fn update(&mut self, cx: &mut Context<'_, ProxyTimer>, key: usize, status: Status) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let number = session.number;
         match status {
             Status::Running => {}
-            Status::Yielded => {
-                if let Some(session) = self.sessions.get(key) {
-                    let number = session.number;
-                    cx.timers.insert(cx.now, ProxyTimer::Resume { key, number });
-                }
+            Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),
+            Status::NeedsTape => {
+                let status = match self.new_tape() {
+                    Ok(tape) => {
+                        let session = self.sessions.get_mut(key).expect("session checked above");
+                        session.attach(tape);
+                        session.resume(cx.registry, cx.now)
+                    }
+                    Err(err) => Status::Failed(err),
+                };
+                self.update(cx, key, status);
             }
-            Status::Finished => {
+            Status::Probe => {
                 if let Some(session) = self.sessions.remove(key) {
-                    self.note_in_index(&session);
-                    session.close(cx.registry);
+                    self.probe(cx, session);
                 }
             }
-            Status::Failed(err) => {
-                if let Some(session) = self.sessions.remove(key) {
-                    let number = session.number;
-                    self.note_in_index(&session);
-                    self.fail(err, number);
-                    warn!(
-                        "session {number}: closing both connections (client {})",
-                        session.client_addr()
-                    );
-                    session.close(cx.registry);
-                }
-            }
+            Status::Finished => self.end(cx, key, Outcome::Recorded, None),
+            Status::Failed(err) => self.end(cx, key, Outcome::Error, Some(err)),
         }
     }
 
-    /// Adds a session that made a tape to a cassette's index.
-    fn note_in_index(&mut self, session: &Session) {
-        let (Target::Cassette(dir), Some(summary)) = (&self.target, session.summary()) else {
+    /// A client that left before a word was said: not a session, and no tape.
+    fn probe(&mut self, cx: &mut Context<'_, ProxyTimer>, session: Session) {
+        self.probes += 1;
+        self.report.probes += 1;
+        info!(
+            "session {}: {} closed before anything was said: a probe, not recorded",
+            session.number,
+            session.client_addr()
+        );
+        session.close(cx.registry);
+        // The probe may have held the only place: take the next client.
+        self.accept(cx);
+        self.close_when_full(cx);
+    }
+
+    /// Ends the session in `key`: notes it in the report and the index.
+    fn end(
+        &mut self,
+        cx: &mut Context<'_, ProxyTimer>,
+        key: usize,
+        outcome: Outcome,
+        err: Option<Error>,
+    ) {
+        let Some(session) = self.sessions.remove(key) else {
+            return;
+        };
+        let summary = session.summary();
+        if let Some(err) = &err {
+            error!("session {}: {err}", session.number);
+            warn!(
+                "session {}: closing both connections (client {})",
+                session.number,
+                session.client_addr()
+            );
+        }
+        if let Some(summary) = &summary {
+            self.note_in_index(summary, outcome == Outcome::Recorded);
+        }
+        let peer = session.client_addr().clone();
+        let bytes = session.bytes();
+        let number = session.number;
+        session.close(cx.registry);
+        match (outcome, err) {
+            (_, Some(err)) => self.failed(number, &peer, summary.map(|s| s.tape), bytes, err),
+            (outcome, None) => self.report.push(SessionReport {
+                number,
+                peer: peer.to_string(),
+                tape: summary.map(|s| s.tape),
+                outcome,
+                message: (outcome == Outcome::Cut)
+                    .then(|| format!("session {number}: cut short by the stop")),
+                details: None,
+                bytes,
+            }),
+        }
+        self.close_when_full(cx);
+    }
+
+    fn failed(
+        &mut self,
+        number: u64,
+        peer: &Address,
+        tape: Option<PathBuf>,
+        bytes: [u64; 2],
+        err: Error,
+    ) {
+        self.report.push(SessionReport {
+            number,
+            peer: peer.to_string(),
+            tape,
+            outcome: Outcome::Error,
+            message: Some(format!("session {number}: {err}")),
+            details: None,
+            bytes,
+        });
+    }
+
+    /// Appends a session that made a tape to a cassette's index.
+    fn note_in_index(&mut self, summary: &session::Summary, whole: bool) {
+        let Some(CassetteState {
+            index: Some(index), ..
+        }) = &mut self.cassette
+        else {
+            return;
+        };
+        let name = summary
+            .tape
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(order) = name
+            .strip_suffix(".tape")
+            .and_then(|stem| stem.parse::<u64>().ok())
+        else {
+            // Renamed to .partial: not a tape the cassette serves.
             return;
         };
         let start = self.first_accept.unwrap_or(summary.started);
-        self.index.push(cassette::Entry {
-            tape: cassette::tape_name(summary.number),
-            order: summary.number,
+        let entry = cassette::Entry {
+            tape: name,
+            order,
             start_ms: summary.started - start,
             client_bytes: summary.bytes[0],
             server_bytes: summary.bytes[1],
             first: summary.first,
-        });
-        self.index.sort_by_key(|e| e.order);
-        if let Err(err) = cassette::write_index(dir, &self.index) {
-            error!(
-                "cannot write {}: {}",
-                dir.join(cassette::INDEX).display(),
-                os_reason(&err)
-            );
+            whole,
+        };
+        if let Err(err) = index.append(&entry) {
+            let message = cassette::index_error(index.path(), &err);
+            error!("{message}");
+            self.report.fail(Verdict::Error, message);
         }
     }
 
     fn idle_check(&mut self, cx: &mut Context<'_, ProxyTimer>, key: usize, number: u64) {
-        let (Some(session), Some(timeout)) = (self.sessions.get(key), self.idle_timeout) else {
+        let (Some(session), Some(timeout)) =
+            (self.sessions.get_mut(key), self.options.idle_timeout)
+        else {
             return;
         };
         if session.number != number {
@@ -319,12 +457,76 @@ impl Proxy {
                 .insert(idle_until, ProxyTimer::Idle { key, number });
             return;
         }
-        let err = Error::Session(format!(
+        let reason = format!(
             "idle for {:.1}s (--idle-timeout), giving up",
             timeout.as_secs_f64()
-        ));
-        self.update(cx, key, Status::Failed(err));
+        );
+        session.cut(&reason);
+        self.end(cx, key, Outcome::Error, Some(Error::Session(reason)));
     }
+
+    /// Ends every session still open; their tapes are marked as cut.
+    fn cut_all(&mut self, cx: &mut Context<'_, ProxyTimer>) {
+        let keys: Vec<usize> = self.sessions.keys().collect();
+        for key in keys {
+            let Some(session) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if session.cut("the recording was stopped before the session ended") {
+                warn!("session {}: cut short by the stop", session.number);
+                self.end(cx, key, Outcome::Cut, None);
+            } else if let Some(session) = self.sessions.remove(key) {
+                // Nothing was said yet: as good as a probe.
+                self.probe(cx, session);
+            }
+        }
+    }
+}
+
+/// A proxy whose server is itself would connect to itself forever.
+fn refuse_loop(local: &Address, upstream: &Address) -> Result<(), Error> {
+    let same = match (local, upstream) {
+        (Address::Tcp(l), Address::Tcp(u)) => {
+            l.port() == u.port()
+                && (l.ip() == u.ip()
+                    || l.ip().is_unspecified()
+                    || u.ip().is_unspecified()
+                    || (l.ip().is_loopback() && u.ip().is_loopback()))
+        }
+        (Address::Unix(l), Address::Unix(u)) => l == u,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Session(format!(
+            "refusing to proxy {local} to {upstream}: the proxy would connect to itself"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the tapes can be written, before anyone connects: the
+/// folder exists and is writable; a cassette folder is created if missing
+/// and must be empty or a cassette already.
+fn prepare_folder(target: &Target) -> Result<Option<CassetteState>, Error> {
+    let folder = target.folder();
+    let cassette = match target {
+        Target::Cassette(dir) => {
+            let created = cassette::check_recordable(dir)?;
+            if created {
+                std::fs::create_dir_all(dir)
+                    .map_err(|err| Error::file(dir, "create cassette folder", err))?;
+            }
+            Some(CassetteState {
+                dir: dir.clone(),
+                created,
+                index: None,
+            })
+        }
+        Target::One(_) | Target::Numbered(_) => None,
+    };
+    crate::output::check_writable_dir(&folder)
+        .map_err(|err| Error::file(&folder, "write tapes into", err))?;
+    Ok(cassette)
 }
 
 impl Service for Proxy {
@@ -356,11 +558,55 @@ impl Service for Proxy {
                     self.update(cx, key, status);
                 }
             }
+            ProxyTimer::Grace => self.cut_all(cx),
+        }
+    }
+
+    fn stop(&mut self, cx: &mut Context<'_, ProxyTimer>, how: Stop) {
+        self.stopping = true;
+        self.close_listener(cx);
+        match how {
+            Stop::Graceful if !self.sessions.is_empty() => {
+                info!(
+                    "stopping: {} sessions may finish within {:.1}s",
+                    self.sessions.len(),
+                    self.options.grace.as_secs_f64()
+                );
+                let deadline = cx.deadline_after(self.options.grace);
+                cx.timers.insert(deadline, ProxyTimer::Grace);
+            }
+            Stop::Graceful => {}
+            Stop::Now => self.cut_all(cx),
         }
     }
 
     fn is_done(&self) -> bool {
         self.listener.is_none() && self.sessions.is_empty()
+    }
+}
+
+impl Finish for Proxy {
+    fn local_addr(&self) -> Option<&Address> {
+        Some(&self.local)
+    }
+
+    fn finish(mut self) -> Report {
+        if self.report.tapes().next().is_none() {
+            let why = self
+                .report
+                .first_failure()
+                .map_or(String::new(), |failure| format!(" ({failure})"));
+            self.report
+                .fail(Verdict::Error, format!("nothing was recorded{why}"));
+            if let Some(CassetteState {
+                dir, created: true, ..
+            }) = &self.cassette
+            {
+                // Leave no empty cassette behind for a replay to "pass" on.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        self.report
     }
 }
 
@@ -372,8 +618,10 @@ mod tests {
     fn targets_name_each_session_tape() {
         let numbered = Target::of(Path::new("/tmp/s{n}.tape"));
         assert_eq!(numbered.path_for(12), PathBuf::from("/tmp/s12.tape"));
-        let one = Target::of(Path::new("/tmp/s.tape"));
-        assert_eq!(one.path_for(3), PathBuf::from("/tmp/s.tape"));
+        assert_eq!(numbered.folder(), PathBuf::from("/tmp"));
+        let one = Target::of(Path::new("s.tape"));
+        assert_eq!(one.path_for(3), PathBuf::from("s.tape"));
+        assert_eq!(one.folder(), PathBuf::from("."));
         let cassette = Target::of(Path::new("/nonexistent/pool/"));
         assert_eq!(
             cassette.path_for(3),
@@ -390,5 +638,23 @@ mod tests {
                 (key, Side::Server)
             );
         }
+    }
+
+    #[test]
+    fn a_proxy_to_itself_is_refused() {
+        let tcp = |s: &str| Address::Tcp(s.parse().unwrap());
+        for (local, upstream) in [
+            ("127.0.0.1:4000", "127.0.0.1:4000"),
+            ("0.0.0.0:4000", "127.0.0.1:4000"),
+            ("127.0.0.1:4000", "127.0.0.2:4000"),
+            ("[::]:4000", "[::1]:4000"),
+        ] {
+            let err = refuse_loop(&tcp(local), &tcp(upstream)).unwrap_err();
+            assert!(err.to_string().contains("connect to itself"), "{err}");
+        }
+        assert!(refuse_loop(&tcp("127.0.0.1:4000"), &tcp("127.0.0.1:4001")).is_ok());
+        assert!(refuse_loop(&tcp("127.0.0.1:4000"), &tcp("10.0.0.1:4000")).is_ok());
+        let unix = Address::Unix("/tmp/x.sock".into());
+        assert!(refuse_loop(&unix, &unix).is_err());
     }
 }

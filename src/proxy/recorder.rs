@@ -7,11 +7,13 @@
 //! frame is in the kernel's hands before the proxy forwards its bytes.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::ring::Ring;
+use log::{error, warn};
+
+use crate::engine::ring::Ring;
 use crate::tape::frame::{self, Direction, Header};
 
 /// One direction's contribution to a batch: its ring and whether its EOF is due.
@@ -38,11 +40,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (or truncates) the tape and writes the magic frame.
+    /// Creates (or truncates) the tape and writes the magic frame. A tape
+    /// file that cannot even hold its magic is removed again (a regular
+    /// file only: the path may name a device).
     pub fn create(path: &Path, now: Instant) -> io::Result<Recorder> {
         let mut file = File::create(path)?;
         let magic = frame::magic_frame();
-        file.write_all(&magic)?;
+        if let Err(err) = file.write_all(&magic) {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(err);
+        }
         Ok(Recorder {
             file,
             path: path.to_path_buf(),
@@ -146,6 +155,59 @@ impl Recorder {
                 .map(|p| p.dir);
         }
         Ok(done)
+    }
+}
+
+impl Recorder {
+    /// Ends the tape with a CUT frame: the recording stopped before the
+    /// session did, for `reason`.
+    pub fn cut(&mut self, reason: &str) -> io::Result<()> {
+        let header = Header::new(frame::opcode::CUT, reason.len() as u32).emit();
+        let mut slices = [IoSlice::new(&header), IoSlice::new(reason.as_bytes())];
+        write_all_vectored(&mut self.file, &mut slices)?;
+        self.bytes += (header.len() + reason.len()) as u64;
+        Ok(())
+    }
+
+    /// After a failed write, keeps what can be trusted: the tape is cut
+    /// back to its last complete frame and marked with a CUT frame naming
+    /// `reason`. When even that fails (a full disk), the tape is renamed
+    /// to `NAME.partial`, which no replay serves, so a tape is never taken
+    /// for whole when it is not. Returns where the tape is now.
+    pub fn salvage(&mut self, reason: &str) -> PathBuf {
+        let marked = self
+            .file
+            .set_len(self.bytes)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.bytes)))
+            .and_then(|_| self.cut(reason));
+        if marked.is_ok() {
+            warn!(
+                "{}: kept {} bytes of complete frames, marked as cut short ({reason})",
+                self.path.display(),
+                self.bytes
+            );
+            return self.path.clone();
+        }
+        let mut partial = self.path.clone().into_os_string();
+        partial.push(crate::cassette::PARTIAL_EXTENSION);
+        let partial = PathBuf::from(partial);
+        match std::fs::rename(&self.path, &partial) {
+            Ok(()) => {
+                error!(
+                    "{}: could not be written whole ({reason}); its complete frames are in {}",
+                    self.path.display(),
+                    partial.display()
+                );
+                partial
+            }
+            Err(err) => {
+                error!(
+                    "{}: could not be written whole ({reason}) nor renamed: {err}",
+                    self.path.display()
+                );
+                self.path.clone()
+            }
+        }
     }
 }
 
@@ -310,10 +372,13 @@ mod tests {
     }
 
     #[test]
-    fn full_device_is_an_error() {
+    fn full_device_is_an_error_and_stays_a_device() {
+        use std::os::unix::fs::FileTypeExt;
         let err = Recorder::create(Path::new("/dev/full"), Instant::now())
             .err()
             .expect("writing to /dev/full must fail");
         assert_eq!(err.raw_os_error(), Some(28), "{err}");
+        let kind = std::fs::metadata("/dev/full").unwrap().file_type();
+        assert!(kind.is_char_device(), "/dev/full must not be removed");
     }
 }

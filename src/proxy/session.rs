@@ -8,6 +8,10 @@
 //! direction closes on its own ([`Flow`]): an EOF read from the client is
 //! recorded and forwarded as a `shutdown(Write)` to the server while the
 //! server's answer keeps flowing, and the other way round.
+//!
+//! The tape is created when the first byte (or EOF) is read, not at
+//! connect: a client that leaves before anything was said either way (a
+//! readiness probe) leaves no tape and is not counted as a session.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -19,9 +23,9 @@ use mio::event::Event;
 use mio::{Registry, Token};
 
 use super::recorder::{Pending, Recorder};
+use crate::engine::net::{Address, Socket, Stream};
+use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
-use crate::net::{Address, Socket, Stream};
-use crate::ring::Ring;
 use crate::tape::Direction;
 
 /// Rounds of read-record-forward per wake-up before a busy session yields to
@@ -64,6 +68,11 @@ pub enum Status {
     Running,
     /// Ran out of rounds with work left: resume after this batch of events.
     Yielded,
+    /// Bytes arrived and there is no tape yet: `attach` one, then resume.
+    NeedsTape,
+    /// The client left before a byte went either way: a readiness probe,
+    /// not a session, and no tape.
+    Probe,
     /// Both directions closed cleanly.
     Finished,
     Failed(Error),
@@ -74,19 +83,20 @@ struct Pipe {
     ring: Ring,
     flow: Flow,
     bytes: u64,
+    /// An EOF was read and is not on tape yet.
+    eof_read: bool,
 }
 
 struct Relay {
-    tape: Recorder,
+    /// Created with the first byte or EOF (see `Status::NeedsTape`).
+    tape: Option<Recorder>,
     pipes: [Pipe; 2],
 }
 
 enum Phase {
     /// Waiting for the connect to the server; nothing is read or recorded yet,
     /// so a refused connect leaves no tape behind.
-    Connecting {
-        tape: PathBuf,
-    },
+    Connecting,
     Relaying(Relay),
 }
 
@@ -104,13 +114,14 @@ pub struct Session {
     pub last_activity: u64,
 }
 
-/// What a cassette's index says of a recorded session.
+/// What the report and a cassette's index say of a recorded session.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    pub number: u64,
     pub started: u64,
     pub bytes: [u64; 2],
     pub first: Option<Direction>,
+    /// Where the tape is (a tape that failed midway is renamed).
+    pub tape: PathBuf,
 }
 
 impl Session {
@@ -120,7 +131,6 @@ impl Session {
         number: u64,
         (client, client_addr, client_token): (Stream, Address, Token),
         (server, server_addr, server_token): (Stream, Address, Token),
-        tape: PathBuf,
         buffer: usize,
         now: u64,
     ) -> io::Result<Session> {
@@ -131,7 +141,7 @@ impl Session {
             number,
             client,
             server,
-            phase: Phase::Connecting { tape },
+            phase: Phase::Connecting,
             buffer,
             opened: Instant::now(),
             started: now,
@@ -154,18 +164,13 @@ impl Session {
 
     /// Does whatever the sockets allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64) -> Status {
-        if let Phase::Connecting { tape } = &self.phase {
-            let tape = tape.clone();
+        if let Phase::Connecting = &self.phase {
             match self.server.stream.connect_finished() {
                 Ok(false) => return Status::Running,
-                Ok(true) => {}
+                Ok(true) => self.start_relay(),
                 Err(err) => {
                     return Status::Failed(Error::address(&self.server.addr, "connect to", err));
                 }
-            }
-            match Recorder::create(&tape, Instant::now()) {
-                Ok(recorder) => self.start_relay(recorder),
-                Err(err) => return Status::Failed(Error::file(&tape, "write tape", err)),
             }
         }
         match self.relay(registry, now) {
@@ -174,7 +179,19 @@ impl Session {
         }
     }
 
-    fn start_relay(&mut self, tape: Recorder) {
+    /// Gives the session the tape it asked for with `NeedsTape`.
+    pub fn attach(&mut self, tape: Recorder) {
+        if let Phase::Relaying(relay) = &mut self.phase {
+            info!(
+                "session {}: recording to {}",
+                self.number,
+                tape.path().display()
+            );
+            relay.tape = Some(tape);
+        }
+    }
+
+    fn start_relay(&mut self) {
         // Recorded sessions are often chatty request/response protocols;
         // Nagle's algorithm would add delays that end up on tape.
         for peer in [&self.client, &self.server] {
@@ -186,19 +203,17 @@ impl Session {
             }
         }
         info!(
-            "session {}: connected {} to {}, recording to {}",
-            self.number,
-            self.client.addr,
-            self.server.addr,
-            tape.path().display()
+            "session {}: connected {} to {}",
+            self.number, self.client.addr, self.server.addr,
         );
         let pipe = || Pipe {
             ring: Ring::new(self.buffer),
             flow: Flow::Open,
             bytes: 0,
+            eof_read: false,
         };
         self.phase = Phase::Relaying(Relay {
-            tape,
+            tape: None,
             pipes: [pipe(), pipe()],
         });
     }
@@ -214,30 +229,41 @@ impl Session {
                 break;
             }
             let mut progress = false;
-            let mut eof = [false; 2];
             for dir in DIRECTIONS {
-                let source = peer(&mut self.client, &mut self.server, Side::source_of(dir));
+                let side = Side::source_of(dir);
+                let silent = relay.pipes.iter().all(|p| p.bytes == 0);
+                let source = peer(&mut self.client, &mut self.server, side);
                 let pipe = &mut relay.pipes[dir.index()];
-                let (moved, got_eof) = fill(pipe, source).map_err(|err| {
-                    peer_error(
-                        self.number,
-                        "read from",
-                        Side::source_of(dir),
-                        &source.addr,
-                        err,
-                    )
-                })?;
-                progress |= moved || got_eof;
-                eof[dir.index()] = got_eof;
+                match fill(pipe, source) {
+                    Ok(moved) => progress |= moved,
+                    // A client that resets before a byte went either way is a probe too.
+                    Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
+                    Err(err) => {
+                        let err = peer_error(self.number, "read from", side, &source.addr, err);
+                        return Err(salvage(relay, err));
+                    }
+                }
             }
-            record(relay, eof, self.number)?;
+            let [c2s, s2c] = &relay.pipes;
+            if c2s.eof_read && c2s.bytes == 0 && s2c.bytes == 0 {
+                return Ok(Status::Probe);
+            }
+            let pending = c2s.eof_read || s2c.eof_read || c2s.ring.unrecorded_len() > 0;
+            if relay.tape.is_none() && (pending || s2c.ring.unrecorded_len() > 0) {
+                return Ok(Status::NeedsTape);
+            }
+            record(relay, self.number)?;
             for dir in DIRECTIONS {
                 let dest_side = Side::source_of(dir.reverse());
                 let dest = peer(&mut self.client, &mut self.server, dest_side);
                 let pipe = &mut relay.pipes[dir.index()];
-                progress |= forward(pipe, dest, self.number, dir).map_err(|err| {
-                    peer_error(self.number, "write to", dest_side, &dest.addr, err)
-                })?;
+                match forward(pipe, dest, self.number, dir) {
+                    Ok(moved) => progress |= moved,
+                    Err(err) => {
+                        let err = peer_error(self.number, "write to", dest_side, &dest.addr, err);
+                        return Err(salvage(relay, err));
+                    }
+                }
             }
             if !progress {
                 break;
@@ -261,32 +287,65 @@ impl Session {
         Ok(status)
     }
 
-    /// The session as the index records it; `None` when no tape was made.
+    /// Ends the recording before the session ended: the tape gets a CUT
+    /// frame saying why. False when there was no tape to cut (nothing was
+    /// ever said).
+    pub fn cut(&mut self, reason: &str) -> bool {
+        let Phase::Relaying(Relay {
+            tape: Some(tape), ..
+        }) = &mut self.phase
+        else {
+            return false;
+        };
+        if let Err(err) = tape.cut(reason) {
+            tape.salvage(&format!("{reason}; then {}", os_reason(&err)));
+        }
+        true
+    }
+
+    /// The session as the report and the index record it; `None` when no
+    /// tape was made.
     pub fn summary(&self) -> Option<Summary> {
-        let Phase::Relaying(relay) = &self.phase else {
+        let Phase::Relaying(Relay {
+            tape: Some(tape),
+            pipes,
+        }) = &self.phase
+        else {
             return None;
         };
         Some(Summary {
-            number: self.number,
             started: self.started,
-            bytes: [relay.pipes[0].bytes, relay.pipes[1].bytes],
-            first: relay.tape.first_speaker(),
+            bytes: [pipes[0].bytes, pipes[1].bytes],
+            first: tape.first_speaker(),
+            tape: tape.path().to_path_buf(),
         })
+    }
+
+    /// Bytes read from the client and from the server so far.
+    pub fn bytes(&self) -> [u64; 2] {
+        match &self.phase {
+            Phase::Relaying(relay) => [relay.pipes[0].bytes, relay.pipes[1].bytes],
+            Phase::Connecting => [0, 0],
+        }
     }
 
     /// Logs the session's end and unregisters its sockets; dropping closes them.
     pub fn close(mut self, registry: &Registry) {
         self.client.deregister(registry);
         self.server.deregister(registry);
-        if let Phase::Relaying(relay) = &self.phase {
+        if let Phase::Relaying(Relay {
+            tape: Some(tape),
+            pipes,
+        }) = &self.phase
+        {
             info!(
                 "session {}: closed after {:.3}s, client to server {} bytes, server to client {} bytes, tape {} ({} bytes)",
                 self.number,
                 self.opened.elapsed().as_secs_f64(),
-                relay.pipes[0].bytes,
-                relay.pipes[1].bytes,
-                relay.tape.path().display(),
-                relay.tape.bytes()
+                pipes[0].bytes,
+                pipes[1].bytes,
+                tape.path().display(),
+                tape.bytes()
             );
         }
     }
@@ -311,17 +370,18 @@ fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Er
 }
 
 /// Reads from the source into the ring until it would block, the ring is
-/// full or the source ends. Returns (bytes were read, EOF was read).
-fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<(bool, bool)> {
+/// full or the source ends. Returns whether bytes were read; an EOF is
+/// noted in the pipe.
+fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<bool> {
     let mut moved = false;
-    while pipe.flow == Flow::Open && source.readable && !pipe.ring.is_full() {
+    while pipe.flow == Flow::Open && !pipe.eof_read && source.readable && !pipe.ring.is_full() {
         let mut window = 0;
         let read = pipe.ring.fill_with(|free| {
             window = free.len();
             source.stream.read(free)
         });
         match read {
-            Ok(0) => return Ok((moved, true)),
+            Ok(0) => pipe.eof_read = true,
             Ok(n) => {
                 pipe.bytes += n as u64;
                 moved = true;
@@ -332,39 +392,56 @@ fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<(bool, bool)> {
             Err(err) => return Err(err),
         }
     }
-    Ok((moved, false))
+    Ok(moved)
+}
+
+/// A session that fails: its tape (if any) is marked as cut short for
+/// `err`, and `err` is what the session reports.
+fn salvage(relay: &mut Relay, err: Error) -> Error {
+    if let Some(tape) = &mut relay.tape
+        && let Err(cut_err) = tape.cut(&err.to_string())
+    {
+        tape.salvage(&format!("{err}; then {}", os_reason(&cut_err)));
+    }
+    err
 }
 
 /// Puts everything read so far on tape, then marks the EOFs it recorded.
-fn record(relay: &mut Relay, eof: [bool; 2], number: u64) -> Result<(), Error> {
-    let mut eof = eof;
+fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
+    let Some(tape) = &mut relay.tape else {
+        return Ok(());
+    };
     loop {
         let [c2s, s2c] = &relay.pipes;
         let pending = [
             Pending {
                 dir: Direction::ClientToServer,
                 ring: &c2s.ring,
-                eof: eof[0],
+                eof: c2s.eof_read,
             },
             Pending {
                 dir: Direction::ServerToClient,
                 ring: &s2c.ring,
-                eof: eof[1],
+                eof: s2c.eof_read,
             },
         ];
-        let done = relay
-            .tape
-            .record(pending, Instant::now())
-            .map_err(|err| Error::file(relay.tape.path(), "write tape", err))?;
+        let done = match tape.record(pending, Instant::now()) {
+            Ok(done) => done,
+            Err(err) => {
+                let err = Error::file(tape.path(), "write tape", err);
+                tape.salvage(&err.to_string());
+                return Err(err);
+            }
+        };
         if done.data == [0, 0] && done.eof == [false, false] {
             return Ok(());
         }
         for dir in DIRECTIONS {
-            let i = dir.index();
-            relay.pipes[i].ring.mark_recorded(done.data[i]);
-            if done.eof[i] {
-                eof[i] = false;
-                set_flow(&mut relay.pipes[i], Flow::Draining, number, dir);
+            let pipe = &mut relay.pipes[dir.index()];
+            pipe.ring.mark_recorded(done.data[dir.index()]);
+            if done.eof[dir.index()] {
+                pipe.eof_read = false;
+                set_flow(pipe, Flow::Draining, number, dir);
             }
         }
     }

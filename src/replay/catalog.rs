@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use super::TapeFile;
 use crate::error::Error;
 use crate::hexdump;
-use crate::tape::{Direction, Kind, Locator, Reader};
+use crate::tape::{Direction, Kind, Reader};
 
-/// Bytes of a tape's first client message looked at when choosing.
-pub const PREFIX_LIMIT: usize = 64 * 1024;
+/// Bytes of a tape's first client message kept for choosing: enough for
+/// any request line or handshake, small enough for a cassette of tens of
+/// thousands of tapes.
+pub const PREFIX_LIMIT: usize = 4096;
 
 /// The client's bytes before the server's first move; `None` where the
 /// tape has a wildcard.
@@ -28,7 +30,7 @@ pub struct Prefix(Vec<Option<u8>>);
 
 impl Prefix {
     /// Reads the prefix of a tape played as the server.
-    fn of(tape: &TapeFile, path: &Path) -> Result<Prefix, Error> {
+    pub fn of(tape: &TapeFile, path: &Path) -> Result<Prefix, Error> {
         let mut reader = Reader::new(tape.clone());
         let mut bytes = Vec::new();
         let tape_error = |err| Error::tape(path, err);
@@ -37,22 +39,26 @@ impl Prefix {
                 break;
             };
             match frame.kind {
-                Kind::Data(Direction::ClientToServer) => {
-                    let mut payload = Vec::new();
-                    reader.read_payload_into(&mut payload).map_err(tape_error)?;
-                    bytes.extend(payload.into_iter().map(Some));
-                }
+                Kind::Data(Direction::ClientToServer) => loop {
+                    let want = PREFIX_LIMIT - bytes.len();
+                    let chunk = reader.read_payload(want).map_err(tape_error)?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    bytes.extend(chunk.iter().copied().map(Some));
+                },
                 Kind::Any(Direction::ClientToServer) => {
                     let count = reader.read_wildcard().map_err(tape_error)? as usize;
-                    bytes.extend(std::iter::repeat_n(None, count.min(PREFIX_LIMIT)));
+                    let count = count.min(PREFIX_LIMIT - bytes.len());
+                    bytes.extend(std::iter::repeat_n(None, count));
                 }
                 Kind::Data(Direction::ServerToClient)
                 | Kind::Any(Direction::ServerToClient)
-                | Kind::Eof(_) => break,
+                | Kind::Eof(_)
+                | Kind::Cut => break,
                 Kind::Noop | Kind::Delay | Kind::Extension(_) => {}
             }
         }
-        bytes.truncate(PREFIX_LIMIT);
         Ok(Prefix(bytes))
     }
 
@@ -60,26 +66,37 @@ impl Prefix {
         self.0.len()
     }
 
-    /// Leading bytes of `received` that agree with the prefix.
-    fn agreement(&self, received: &[u8]) -> usize {
-        self.0
+    /// How many bytes of `received` agree with the prefix, looking only
+    /// from `from` on (the bytes before it agreed already).
+    fn agreement_from(&self, received: &[u8], from: usize) -> usize {
+        let checked = self
+            .0
             .iter()
             .zip(received)
+            .skip(from)
             .take_while(|(want, got)| want.is_none_or(|w| w == **got))
-            .count()
+            .count();
+        from + checked
     }
+}
 
-    fn consistent(&self, received: &[u8]) -> bool {
-        self.agreement(received) == self.len().min(received.len())
-    }
+/// Where a cassette tape stands in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Free,
+    /// A connection is being served with it.
+    Serving,
+    /// It was served (and, with `--reuse`, may serve again).
+    Served,
 }
 
 pub struct Entry {
     pub name: String,
-    pub tape: TapeFile,
-    pub locator: Locator,
+    pub path: PathBuf,
     prefix: Prefix,
-    used: bool,
+    state: Use,
+    /// Connections served by it in this run.
+    served: u64,
 }
 
 /// What to do with a new or waiting connection.
@@ -89,12 +106,19 @@ pub enum Choice {
     Tape(usize),
     /// Read more of the client's first bytes.
     Wait,
-    /// Every tape was served and `--reuse` is off.
+    /// No tape is free now: every one was served (and `--reuse` is off),
+    /// or the free ones are all serving other connections.
     Exhausted,
-    /// No unused tape agrees with what the client sent; the text says
+    /// No free tape agrees with what the client sent; the text says
     /// which came closest and where they diverged.
     NoMatch(String),
 }
+
+/// A connection's candidates while its tape is chosen, each with how many
+/// of the client's bytes it agreed with so far: new bytes are checked
+/// once, against the tapes still in the running.
+#[derive(Debug, Default)]
+pub struct Candidates(Vec<(usize, usize)>);
 
 pub struct Catalog {
     dir: PathBuf,
@@ -103,30 +127,32 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads the tapes of a cassette, each checked with `load`.
+    /// Lists and checks the tapes of a cassette; `prefix` reads each
+    /// tape's first client bytes (and checks it is a tape that replays).
+    /// Tapes are opened again when served: a cassette of any size holds
+    /// no descriptors.
     pub fn load(
         dir: &Path,
         reuse: bool,
-        load: impl Fn(&Path) -> Result<(TapeFile, Locator), Error>,
+        prefix: impl Fn(&Path) -> Result<Prefix, Error>,
     ) -> Result<Catalog, Error> {
         let mut entries = Vec::new();
         for path in crate::cassette::tapes(dir)? {
-            let (tape, locator) = load(&path)?;
             entries.push(Entry {
-                locator,
                 name: path
                     .file_name()
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned(),
-                prefix: Prefix::of(&tape, &path)?,
-                tape,
-                used: false,
+                prefix: prefix(&path)?,
+                path,
+                state: Use::Free,
+                served: 0,
             });
         }
         if entries.is_empty() {
             return Err(Error::Session(format!(
-                "{}: the cassette holds no tapes",
+                "{}: the cassette holds no tapes (*.tape files)",
                 dir.display()
             )));
         }
@@ -145,62 +171,102 @@ impl Catalog {
         &self.entries[i]
     }
 
-    /// True once every tape has been handed out.
-    pub fn all_used(&self) -> bool {
-        self.entries.iter().all(|e| e.used)
+    /// True once every tape was served and none is serving.
+    pub fn all_served(&self) -> bool {
+        self.entries.iter().all(|e| e.state == Use::Served)
     }
 
-    /// Marks entry `i` as serving a connection.
-    pub fn take(&mut self, i: usize) {
-        self.entries[i].used = true;
-    }
-
-    /// Unused entries in order; with `--reuse`, all of them once they were
-    /// all used.
-    fn unused(&mut self) -> Vec<usize> {
-        if self.reuse && self.all_used() {
-            self.entries.iter_mut().for_each(|e| e.used = false);
-        }
-        (0..self.entries.len())
-            .filter(|&i| !self.entries[i].used)
+    /// Names of the tapes never served in this run.
+    pub fn never_served(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.served == 0)
+            .map(|e| e.name.clone())
             .collect()
     }
 
-    /// A connection was accepted: serve it now, or wait for its bytes.
-    pub fn on_accept(&mut self) -> Choice {
-        match self.unused().first() {
-            None => Choice::Exhausted,
-            Some(&i) if self.entries[i].prefix.len() == 0 => Choice::Tape(i),
-            Some(_) => Choice::Wait,
+    /// Entry `i` serves a connection.
+    pub fn take(&mut self, i: usize) {
+        self.entries[i].state = Use::Serving;
+    }
+
+    /// The connection entry `i` served is over: a session (counted) or a
+    /// probe (the tape is free again).
+    pub fn release(&mut self, i: usize, counted: bool) {
+        let entry = &mut self.entries[i];
+        if counted {
+            entry.state = Use::Served;
+            entry.served += 1;
+        } else {
+            entry.state = Use::Free;
         }
     }
 
-    /// The client has sent `received` (and closed its side when `eof`).
-    pub fn choose(&mut self, received: &[u8], eof: bool) -> Choice {
-        let candidates: Vec<usize> = self
-            .unused()
-            .into_iter()
-            .filter(|&i| self.entries[i].prefix.len() > 0)
-            .collect();
-        let consistent: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&i| self.entries[i].prefix.consistent(received))
-            .collect();
-        let Some(&first) = consistent.first() else {
-            return if candidates.is_empty() {
+    /// Free entries in order; with `--reuse`, served ones come back once
+    /// none is free.
+    fn free(&mut self) -> impl Iterator<Item = usize> + '_ {
+        if self.reuse && !self.entries.iter().any(|e| e.state == Use::Free) {
+            for entry in &mut self.entries {
+                if entry.state == Use::Served {
+                    entry.state = Use::Free;
+                }
+            }
+        }
+        (0..self.entries.len()).filter(|&i| self.entries[i].state == Use::Free)
+    }
+
+    /// A connection was accepted: serve it now (the first free tape lets
+    /// the server speak first), or wait for its bytes among `candidates`.
+    pub fn on_accept(&mut self, candidates: &mut Candidates) -> Choice {
+        let free: Vec<usize> = self.free().collect();
+        match free.first() {
+            None => Choice::Exhausted,
+            Some(&i) if self.entries[i].prefix.len() == 0 => Choice::Tape(i),
+            Some(_) => {
+                candidates.0 = free
+                    .into_iter()
+                    .filter(|&i| self.entries[i].prefix.len() > 0)
+                    .map(|i| (i, 0))
+                    .collect();
+                Choice::Wait
+            }
+        }
+    }
+
+    /// The client has sent `received` (and closed its side when `eof`):
+    /// drops the candidates that disagree, or were taken meanwhile, and
+    /// decides when one is left, one's first message is complete, or
+    /// nothing more will come.
+    pub fn choose(&mut self, candidates: &mut Candidates, received: &[u8], eof: bool) -> Choice {
+        let before = std::mem::take(&mut candidates.0);
+        let mut closest = before.clone();
+        for (i, agreed) in before {
+            let entry = &self.entries[i];
+            if entry.state != Use::Free {
+                continue;
+            }
+            let agreed = entry.prefix.agreement_from(received, agreed);
+            if agreed == entry.prefix.len().min(received.len()) {
+                candidates.0.push((i, agreed));
+            } else if let Some(c) = closest.iter_mut().find(|(c, _)| *c == i) {
+                c.1 = agreed;
+            }
+        }
+        let Some(&(first, _)) = candidates.0.first() else {
+            closest.retain(|(i, _)| self.entries[*i].state == Use::Free);
+            return if closest.is_empty() {
                 Choice::Exhausted
             } else {
-                Choice::NoMatch(self.closest(&candidates, received))
+                Choice::NoMatch(self.closest(&mut closest, received))
             };
         };
-        let complete = consistent
+        let complete = candidates
+            .0
             .iter()
-            .copied()
-            .find(|&i| received.len() >= self.entries[i].prefix.len());
+            .find(|(i, _)| received.len() >= self.entries[*i].prefix.len());
         match complete {
-            Some(i) => Choice::Tape(i),
-            None if consistent.len() == 1 || eof || received.len() >= PREFIX_LIMIT => {
+            Some(&(i, _)) => Choice::Tape(i),
+            None if candidates.0.len() == 1 || eof || received.len() >= PREFIX_LIMIT => {
                 Choice::Tape(first)
             }
             None => Choice::Wait,
@@ -208,18 +274,14 @@ impl Catalog {
     }
 
     /// Names the candidates that agree longest and where they diverge.
-    fn closest(&self, candidates: &[usize], received: &[u8]) -> String {
-        let mut ranked: Vec<(usize, usize)> = candidates
-            .iter()
-            .map(|&i| (self.entries[i].prefix.agreement(received), i))
-            .collect();
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    fn closest(&self, ranked: &mut [(usize, usize)], received: &[u8]) -> String {
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut text = format!(
             "its first {} bytes match no unused tape of {}; closest:",
             received.len(),
             self.dir.display()
         );
-        for &(agree, i) in ranked.iter().take(3) {
+        for &(i, agree) in ranked.iter().take(3) {
             let entry = &self.entries[i];
             let expected = entry.prefix.0.get(agree).copied().flatten();
             let _ = write!(
@@ -268,10 +330,10 @@ mod tests {
             .enumerate()
             .map(|(i, tape)| Entry {
                 name: crate::cassette::tape_name(i as u64 + 1),
+                path: PathBuf::from("t"),
                 prefix: Prefix::of(&tape, Path::new("t")).unwrap(),
-                tape,
-                locator: Locator::default(),
-                used: false,
+                state: Use::Free,
+                served: 0,
             })
             .collect();
         Catalog {
@@ -288,41 +350,73 @@ mod tests {
         })
     }
 
+    /// What a new connection that sends `received` gets.
+    fn choose(c: &mut Catalog, received: &[u8], eof: bool) -> Choice {
+        let mut candidates = Candidates::default();
+        match c.on_accept(&mut candidates) {
+            Choice::Wait => c.choose(&mut candidates, received, eof),
+            other => other,
+        }
+    }
+
     #[test]
     fn first_bytes_pick_among_client_first_tapes() {
         let mut c = catalog(
             vec![request(b"GET /a"), request(b"GET /b"), request(b"PUT /a")],
             false,
         );
-        assert_eq!(c.on_accept(), Choice::Wait);
-        assert_eq!(c.choose(b"GET /", false), Choice::Wait);
-        assert_eq!(c.choose(b"GET /b", false), Choice::Tape(1));
-        assert_eq!(c.choose(b"P", false), Choice::Tape(2), "only one agrees");
+        let mut candidates = Candidates::default();
+        assert_eq!(c.on_accept(&mut candidates), Choice::Wait);
+        assert_eq!(c.choose(&mut candidates, b"GET /", false), Choice::Wait);
+        assert_eq!(candidates.0, vec![(0, 5), (1, 5)], "PUT dropped out");
+        assert_eq!(c.choose(&mut candidates, b"GET /b", false), Choice::Tape(1));
+        assert_eq!(
+            choose(&mut c, b"P", false),
+            Choice::Tape(2),
+            "only one agrees"
+        );
     }
 
     #[test]
     fn a_complete_first_message_wins_over_a_longer_one() {
         let mut c = catalog(vec![request(b"GET /a/b"), request(b"GET /a")], false);
-        assert_eq!(c.choose(b"GET /a", false), Choice::Tape(1));
+        assert_eq!(choose(&mut c, b"GET /a", false), Choice::Tape(1));
         assert_eq!(
-            c.choose(b"GET /", true),
+            choose(&mut c, b"GET /", true),
             Choice::Tape(0),
             "at EOF: the first that agrees"
         );
     }
 
     #[test]
-    fn used_tapes_are_skipped_and_reuse_brings_them_back() {
+    fn a_tape_taken_by_another_connection_drops_out() {
+        let mut c = catalog(vec![request(b"A1"), request(b"A2")], false);
+        let mut candidates = Candidates::default();
+        c.on_accept(&mut candidates);
+        assert_eq!(c.choose(&mut candidates, b"A", false), Choice::Wait);
+        c.take(1);
+        assert_eq!(c.choose(&mut candidates, b"A", false), Choice::Tape(0));
+    }
+
+    #[test]
+    fn served_tapes_are_skipped_probes_give_them_back_and_reuse_brings_them_back() {
         let mut c = catalog(vec![request(b"A"), request(b"A")], false);
         c.take(0);
-        assert_eq!(c.choose(b"A", false), Choice::Tape(1));
+        c.release(0, true);
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(1));
         c.take(1);
-        assert!(c.all_used());
-        assert_eq!(c.on_accept(), Choice::Exhausted);
+        c.release(1, false);
+        assert!(!c.all_served(), "a probe does not use a tape up");
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(1));
+        c.take(1);
+        c.release(1, true);
+        assert!(c.all_served());
+        assert!(c.never_served().is_empty());
+        assert_eq!(c.on_accept(&mut Candidates::default()), Choice::Exhausted);
         let mut c = catalog(vec![request(b"A")], true);
         c.take(0);
-        assert_eq!(c.on_accept(), Choice::Wait);
-        assert_eq!(c.choose(b"A", false), Choice::Tape(0));
+        c.release(0, true);
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(0));
     }
 
     #[test]
@@ -334,9 +428,11 @@ mod tests {
             })
         };
         let mut c = catalog(vec![banner(), banner()], false);
-        assert_eq!(c.on_accept(), Choice::Tape(0));
+        let mut candidates = Candidates::default();
+        assert_eq!(c.on_accept(&mut candidates), Choice::Tape(0));
         c.take(0);
-        assert_eq!(c.on_accept(), Choice::Tape(1));
+        assert_eq!(c.on_accept(&mut candidates), Choice::Tape(1));
+        assert_eq!(c.never_served(), ["0001.tape", "0002.tape"]);
     }
 
     #[test]
@@ -347,13 +443,13 @@ mod tests {
             w.data(S2C, b"ok").unwrap();
         });
         let mut c = catalog(vec![nonce, request(b"N=zz!")], false);
-        assert_eq!(c.choose(b"N=xy", false), Choice::Tape(0));
+        assert_eq!(choose(&mut c, b"N=xy", false), Choice::Tape(0));
     }
 
     #[test]
     fn no_match_names_the_closest_tapes() {
         let mut c = catalog(vec![request(b"HELLO"), request(b"HELP me")], false);
-        let Choice::NoMatch(text) = c.choose(b"HELIX", false) else {
+        let Choice::NoMatch(text) = choose(&mut c, b"HELIX", false) else {
             panic!("expected no match")
         };
         assert!(

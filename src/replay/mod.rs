@@ -9,6 +9,12 @@
 //! token `k + 1`. Each session streams its tape through two cursors of its
 //! own over one shared handle, so a thousand sessions cost a thousand small
 //! buffers, never a thousand copies of the tape.
+//!
+//! When a run ends: `--once` (and `client`) after the one session, or every
+//! tape of a cassette, was played; `--abort` at the first mismatch; a stop
+//! (signal, library) after a grace period for the sessions in progress.
+//! Nothing waits forever unless asked to: `--timeout` bounds every wait for
+//! a peer and, with `--once`, for the next connection.
 
 mod catalog;
 mod report;
@@ -24,28 +30,87 @@ use mio::event::Event;
 use mio::{Interest, Token};
 
 use crate::cassette;
-use crate::cli::{ClientArgs, ReplayOptions, ServerArgs};
-use crate::error::{Error, os_reason};
-use crate::event_loop::{Context, EventLoop, Service};
-use crate::net::{self, Accept, Address, Listener, Stream};
-use crate::slab::Slab;
+use crate::engine::addr::Endpoint;
+use crate::engine::event_loop::{Context, Service, Stop};
+use crate::engine::net::{self, Accept, Address, Listener, Stream};
+use crate::engine::slab::Slab;
+use crate::error::Error;
+use crate::job::Finish;
+use crate::report::{Outcome, Report, SessionReport, Verdict};
 use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
-use catalog::{Catalog, Choice};
+use catalog::{Candidates, Catalog, Choice, Prefix};
 use session::{Session, Settings, Status};
 
-pub use report::peer_name;
-pub use script::{Action, Deviation, DeviationKind, Expect, Expected, Play};
+pub(crate) use report::peer_name;
 
 const LISTENER: Token = Token(0);
 /// Receive buffer shared by all sessions: what arrives is checked at once
 /// and never kept, so one buffer serves them all.
 const SCRATCH: usize = 256 * 1024;
+/// How long a replay waits for its peer (or, with `--once`, for the next
+/// connection) unless told otherwise: long enough for any test, short
+/// enough that a wrong tape does not hang a CI job.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type TapeFile = SharedTape;
 
+/// Options shared by both replay roles.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReplayOptions {
+    pub no_assert: bool,
+    /// Delays are replayed when this is set; 1.0 is recorded speed.
+    pub speed: Option<f64>,
+    /// How long to wait for the peer; `None` waits forever.
+    pub timeout: Option<Duration>,
+    pub text_diff: bool,
+    /// Print each mismatch report on stderr as it happens (the command
+    /// line); the library hands them over in its `Report` instead.
+    pub print_reports: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> ReplayOptions {
+        ReplayOptions {
+            no_assert: false,
+            speed: None,
+            timeout: Some(DEFAULT_TIMEOUT),
+            text_diff: false,
+            print_reports: false,
+        }
+    }
+}
+
+/// What `server` is asked to do; the command line and the library fill it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerOptions {
+    pub listen: Endpoint,
+    /// A tape, or a cassette folder.
+    pub tape: PathBuf,
+    pub replay: ReplayOptions,
+    /// Stop at the first mismatch.
+    pub abort: bool,
+    /// One session (a cassette: every tape once), then the verdict.
+    pub once: bool,
+    /// Cassette: serve the tapes again once all were used.
+    pub reuse: bool,
+    /// A tape never played is a mismatch (the library's default; `--once`
+    /// implies it).
+    pub require_all: bool,
+    pub grace: Duration,
+    pub backlog: u32,
+}
+
+/// What `client` is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClientOptions {
+    pub connect: Endpoint,
+    pub tape: PathBuf,
+    pub replay: ReplayOptions,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayTimer {
+pub(crate) enum ReplayTimer {
     /// The recorded delay before a session's next frame is over.
     Delay { key: usize, number: u64 },
     /// Check whether a connection has waited too long for its peer.
@@ -54,13 +119,17 @@ pub enum ReplayTimer {
     Resume { key: usize, number: u64 },
     /// Try accepting again after running out of file descriptors.
     ResumeAccept,
+    /// Check whether `--once` has waited too long for a connection.
+    ConnectionWait,
+    /// The grace period after a stop is over.
+    Grace,
 }
 
-/// When the run ends.
+/// When the run ends (and, with `--abort`, at the first mismatch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Until {
-    /// Serve until stopped; with `abort`, until the first mismatch.
-    Stopped { abort: bool },
+    /// Serve until stopped.
+    Stopped,
     /// One session, then its verdict (`client`, `server --once`).
     OneSession,
     /// Every tape of the cassette once, then the combined verdict.
@@ -71,7 +140,7 @@ enum Until {
 enum Tapes {
     /// The same tape to every connection.
     One {
-        name: String,
+        path: PathBuf,
         tape: TapeFile,
         locator: Locator,
     },
@@ -86,148 +155,106 @@ struct Chooser {
     stream: Stream,
     addr: Address,
     received: Vec<u8>,
+    candidates: Candidates,
     eof: bool,
     last_activity: u64,
 }
 
 enum Conn {
     Choosing(Chooser),
-    Playing(Box<Session<TapeFile>>),
+    /// A session, and the cassette entry it plays (if any).
+    Playing(Box<Session<TapeFile>>, Option<usize>),
 }
 
 impl Conn {
     fn number(&self) -> u64 {
         match self {
             Conn::Choosing(c) => c.number,
-            Conn::Playing(s) => s.number,
+            Conn::Playing(s, _) => s.number,
         }
     }
 }
 
-struct Replayer {
+pub(crate) struct Replayer {
     /// The tape or cassette, as given.
     path: PathBuf,
     tapes: Tapes,
     settings: Settings,
     timeout: Option<Duration>,
+    print_reports: bool,
+    grace: Duration,
     until: Until,
+    require_all: bool,
+    /// `--abort`: the first mismatch ends the run.
+    abort: bool,
     listener: Option<Listener>,
+    local: Option<Address>,
     accept_paused: bool,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
+    /// Connections so far: their numbers.
     started: u64,
-    /// The first failure or mismatch: the run's verdict.
-    verdict: Option<Error>,
+    /// Sessions that ended (probes are not sessions).
+    ended: u64,
+    /// The tick a connection last started or ended, for `--once`'s wait.
+    last_progress: u64,
     stopping: bool,
-}
-
-/// Runs `tcptape server`.
-pub fn run_server(args: &ServerArgs) -> Result<(), Error> {
-    let own = Direction::ServerToClient;
-    let tapes = if cassette::is_cassette(&args.tape) {
-        Tapes::Cassette(Catalog::load(&args.tape, args.reuse, |path| {
-            load(path, own)
-        })?)
-    } else {
-        let (tape, locator) = load(&args.tape, own)?;
-        Tapes::One {
-            name: file_name(&args.tape),
-            tape,
-            locator,
-        }
-    };
-    let until = match (&tapes, args.once) {
-        (Tapes::One { .. }, true) => Until::OneSession,
-        (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
-        (_, false) => Until::Stopped { abort: args.abort },
-    };
-    let listen = args.listen.resolve()?;
-    let mut listener = Listener::bind(&listen)?;
-    let local = listener
-        .local_addr()
-        .map_err(|err| Error::address(&listen, "listen on", err))?;
-    match &tapes {
-        Tapes::One { .. } => info!("listening on {local}, serving {}", args.tape.display()),
-        Tapes::Cassette(catalog) => info!(
-            "listening on {local}, serving cassette {} ({} tapes)",
-            args.tape.display(),
-            catalog.len()
-        ),
-    }
-    let mut replayer = Replayer::new(&args.tape, tapes, own, &args.replay, until);
-    let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    event_loop
-        .context()
-        .registry
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(|err| Error::address(&local, "listen on", err))?;
-    replayer.listener = Some(listener);
-    event_loop.run(&mut replayer).map_err(poll_error)?;
-    replayer.verdict.map_or(Ok(()), Err)
-}
-
-/// Runs `tcptape client`.
-pub fn run_client(args: &ClientArgs) -> Result<(), Error> {
-    let own = Direction::ClientToServer;
-    let (tape, locator) = load(&args.tape, own)?;
-    let name = file_name(&args.tape);
-    let session_tape = (name.clone(), tape.clone(), locator.clone());
-    let tapes = Tapes::One {
-        name,
-        tape,
-        locator,
-    };
-    let addr = args.connect.resolve()?;
-    let mut replayer = Replayer::new(&args.tape, tapes, own, &args.replay, Until::OneSession);
-    let mut event_loop = EventLoop::new().map_err(poll_error)?;
-    let stream = Stream::connect(&addr).map_err(|err| Error::address(&addr, "connect to", err))?;
-    let start = Start {
-        stream,
-        addr,
-        number: 1,
-        connecting: true,
-        received: Vec::new(),
-        eof: false,
-    };
-    replayer.started = 1;
-    replayer.start_session(&mut event_loop.context(), start, session_tape)?;
-    event_loop.run(&mut replayer).map_err(poll_error)?;
-    replayer.verdict.map_or(Ok(()), Err)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or(path.as_os_str())
-        .to_string_lossy()
-        .into_owned()
+    report: Report,
 }
 
 /// Opens a tape (binary or text) and reads it through once, so a bad tape
 /// is reported before anyone connects rather than in the middle of a
-/// session. Wildcards are expectations: the role that plays `own` has
-/// nothing to send for one in its own direction.
+/// session. Refused: wildcards in the direction the role plays (there is
+/// nothing to send for them), and a direction that goes on after its EOF
+/// (tapes joined with `cat`: a tape replays as one session).
 fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
     let (tape, locator) = tape::open_located(path)?;
     let mut reader = Reader::with_read_ahead(tape.clone(), MAX_CHUNK);
     let mut frames = 0u64;
+    let mut closed: [Option<u64>; 2] = [None, None];
+    let mut cut = None;
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         frames += 1;
-        if frame.kind == Kind::Any(own) {
-            let role = peer_name(own);
-            return Err(Error::Session(format!(
-                "{}: frame {} ({}) is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
+        let place = || {
+            format!(
+                "{}: frame {} ({})",
                 path.display(),
                 frame.index,
                 locator.place(&frame, frame.offset)
+            )
+        };
+        if frame.kind == Kind::Any(own) {
+            let role = peer_name(own);
+            return Err(Error::Session(format!(
+                "{} is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
+                place()
             )));
         }
+        match frame.kind {
+            Kind::Data(dir) | Kind::Any(dir) | Kind::Eof(dir) => {
+                if let Some(eof) = closed[dir.index()] {
+                    return Err(Error::Session(format!(
+                        "{}: the {} goes on after its EOF (frame {eof}): a tape holds one session, and this looks like tapes joined together; keep them apart (a cassette folder serves one tape per connection)",
+                        place(),
+                        peer_name(dir)
+                    )));
+                }
+                if matches!(frame.kind, Kind::Eof(_)) {
+                    closed[dir.index()] = Some(frame.index);
+                }
+            }
+            Kind::Cut => cut = Some(frame.index),
+            _ => {}
+        }
+    }
+    if let Some(at) = cut {
+        warn!(
+            "{}: the recording was cut short (frame {at}); replaying it up to the cut",
+            path.display()
+        );
     }
     info!("tape {}: {frames} frames", path.display());
     Ok((tape, locator))
-}
-
-fn poll_error(err: io::Error) -> Error {
-    Error::Session(format!("cannot poll: {}", os_reason(&err)))
 }
 
 /// A connection about to become a session.
@@ -260,14 +287,128 @@ impl Replayer {
                 text_diff: options.text_diff,
             },
             timeout: options.timeout,
+            print_reports: options.print_reports,
+            grace: Duration::ZERO,
             until,
+            require_all: until != Until::Stopped,
+            abort: false,
             listener: None,
+            local: None,
             accept_paused: false,
             conns: Slab::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             started: 0,
-            verdict: None,
+            ended: 0,
+            last_progress: 0,
             stopping: false,
+            report: Report::default(),
+        }
+    }
+
+    /// `server`: loads the tape or cassette, binds the listener.
+    pub(crate) fn server(
+        options: ServerOptions,
+        cx: &mut Context<'_, ReplayTimer>,
+    ) -> Result<Replayer, Error> {
+        let own = Direction::ServerToClient;
+        let tapes = if cassette::is_cassette(&options.tape) {
+            Tapes::Cassette(Catalog::load(&options.tape, options.reuse, |path| {
+                let (tape, _) = load(path, own)?;
+                Prefix::of(&tape, path)
+            })?)
+        } else {
+            let (tape, locator) = load(&options.tape, own)?;
+            Tapes::One {
+                path: options.tape.clone(),
+                tape,
+                locator,
+            }
+        };
+        let until = match (&tapes, options.once) {
+            (Tapes::One { .. }, true) => Until::OneSession,
+            (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
+            (_, false) => Until::Stopped,
+        };
+        let listen = options.listen.resolve()?;
+        let mut listener = Listener::bind(&listen, options.backlog)?;
+        let local = listener
+            .local_addr()
+            .map_err(|err| Error::address(&listen, "listen on", err))?;
+        cx.registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|err| Error::address(&local, "listen on", err))?;
+        match &tapes {
+            Tapes::One { .. } => info!("listening on {local}, serving {}", options.tape.display()),
+            Tapes::Cassette(catalog) => info!(
+                "listening on {local}, serving cassette {} ({} tapes)",
+                options.tape.display(),
+                catalog.len()
+            ),
+        }
+        let mut replayer = Replayer::new(&options.tape, tapes, own, &options.replay, until);
+        replayer.abort = options.abort;
+        replayer.require_all |= options.require_all;
+        replayer.grace = options.grace;
+        replayer.listener = Some(listener);
+        replayer.local = Some(local);
+        replayer.last_progress = cx.now;
+        replayer.arm_connection_wait(cx);
+        Ok(replayer)
+    }
+
+    /// `client`: loads the tape, starts connecting.
+    pub(crate) fn client(
+        options: ClientOptions,
+        cx: &mut Context<'_, ReplayTimer>,
+    ) -> Result<Replayer, Error> {
+        let own = Direction::ClientToServer;
+        let (tape, locator) = load(&options.tape, own)?;
+        let addr = options.connect.resolve()?;
+        let tapes = Tapes::One {
+            path: options.tape.clone(),
+            tape,
+            locator,
+        };
+        let mut replayer = Replayer::new(
+            &options.tape,
+            tapes,
+            own,
+            &options.replay,
+            Until::OneSession,
+        );
+        let stream =
+            Stream::connect(&addr).map_err(|err| Error::address(&addr, "connect to", err))?;
+        replayer.started = 1;
+        let start = Start {
+            stream,
+            addr,
+            number: 1,
+            connecting: true,
+            received: Vec::new(),
+            eof: false,
+        };
+        let tape = replayer.tape_of(None)?;
+        replayer.start_session(cx, start, tape, None)?;
+        Ok(replayer)
+    }
+
+    /// The tape to play for cassette entry `entry`, or the one tape.
+    fn tape_of(&self, entry: Option<usize>) -> Result<(String, TapeFile, Locator), Error> {
+        match (&self.tapes, entry) {
+            (Tapes::Cassette(catalog), Some(i)) => {
+                let entry = catalog.entry(i);
+                let (tape, locator) = tape::open_located(&entry.path)?;
+                Ok((entry.name.clone(), tape, locator))
+            }
+            (
+                Tapes::One {
+                    path,
+                    tape,
+                    locator,
+                },
+                _,
+            ) => Ok((file_name(path), tape.clone(), locator.clone())),
+            (Tapes::Cassette(_), None) => Err(Error::Session("no tape chosen".into())),
         }
     }
 
@@ -276,6 +417,7 @@ impl Replayer {
         cx: &mut Context<'_, ReplayTimer>,
         start: Start,
         tape: (String, TapeFile, Locator),
+        entry: Option<usize>,
     ) -> Result<(), Error> {
         let key = self.conns.vacant_key();
         let token = Token(key + 1);
@@ -295,7 +437,7 @@ impl Replayer {
             other => other,
         })?;
         let early = session.feed(&start.received, start.eof);
-        let key = self.conns.insert(Conn::Playing(Box::new(session)));
+        let key = self.conns.insert(Conn::Playing(Box::new(session), entry));
         if let Some(status) = early {
             self.update(cx, key, status);
             return Ok(());
@@ -315,14 +457,73 @@ impl Replayer {
         }
     }
 
+    /// With `--once`, a run waiting for a connection waits `--timeout` at most.
+    fn arm_connection_wait(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        if self.until == Until::Stopped {
+            return;
+        }
+        if let Some(timeout) = self.timeout {
+            cx.timers
+                .insert(cx.deadline_after(timeout), ReplayTimer::ConnectionWait);
+        }
+    }
+
+    fn check_connection_wait(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        let Some(timeout) = self.timeout else {
+            return;
+        };
+        if self.listener.is_none() || self.stopping {
+            return;
+        }
+        let limit = timeout.as_millis() as u64;
+        if !self.conns.is_empty() || cx.now < self.last_progress + limit {
+            // Someone is being served, or came lately: look again later.
+            let at = cx.now.max(self.last_progress) + limit;
+            cx.timers.insert(at, ReplayTimer::ConnectionWait);
+            return;
+        }
+        let what = match &self.tapes {
+            Tapes::One { path, .. } => format!("a client to play {} to", path.display()),
+            Tapes::Cassette(catalog) => format!(
+                "clients for the {} tapes of {} not played yet",
+                catalog.never_served().len(),
+                self.path.display()
+            ),
+        };
+        let message = format!(
+            "timed out after {:.1}s waiting for {what} (--timeout; 0 waits forever)",
+            timeout.as_secs_f64()
+        );
+        error!("{message}");
+        self.report.fail(Verdict::Error, message);
+        self.close_listener(cx);
+    }
+
+    /// True while new connections may start sessions now; otherwise they
+    /// wait in the listen backlog (a session in progress may still turn
+    /// out to be a probe, and then the next client is served).
+    fn may_accept(&self) -> bool {
+        if self.accept_paused || self.stopping {
+            return false;
+        }
+        match (&self.tapes, self.until) {
+            (_, Until::OneSession) => self.conns.is_empty(),
+            (Tapes::Cassette(catalog), Until::EveryTapeOnce) => {
+                self.conns.len() < catalog.len() - catalog_served(catalog)
+            }
+            _ => true,
+        }
+    }
+
     fn accept(&mut self, cx: &mut Context<'_, ReplayTimer>) {
-        while !self.accept_paused && !self.stopping {
+        while self.may_accept() {
             let Some(listener) = &self.listener else {
                 return;
             };
             match net::accept(listener) {
                 Accept::Connection(stream, addr) => {
                     self.started += 1;
+                    self.last_progress = cx.now;
                     info!("session {}: accepted {addr}", self.started);
                     let start = Start {
                         stream,
@@ -346,19 +547,21 @@ impl Replayer {
 
     /// Gives a new connection its tape, or has it wait to choose one.
     fn place(&mut self, cx: &mut Context<'_, ReplayTimer>, mut start: Start) {
+        let mut candidates = Candidates::default();
         let choice = match &mut self.tapes {
-            Tapes::One { .. } => Choice::Tape(0),
-            Tapes::Cassette(catalog) => catalog.on_accept(),
+            Tapes::One { .. } => return self.serve(cx, start, None),
+            Tapes::Cassette(catalog) => catalog.on_accept(&mut candidates),
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, i),
+            Choice::Tape(i) => self.serve(cx, start, Some(i)),
             Choice::Wait => {
                 let key = self.conns.vacant_key();
                 if let Err(err) =
                     cx.registry
                         .register(&mut start.stream, Token(key + 1), Interest::READABLE)
                 {
-                    return self.record_failure(Error::address(&start.addr, "poll", err));
+                    let err = Error::address(&start.addr, "poll", err);
+                    return self.session_failed(&start.addr, start.number, None, err);
                 }
                 let number = start.number;
                 self.conns.insert(Conn::Choosing(Chooser {
@@ -366,64 +569,85 @@ impl Replayer {
                     stream: start.stream,
                     addr: start.addr,
                     received: Vec::new(),
+                    candidates,
                     eof: false,
                     last_activity: cx.now,
                 }));
                 self.arm_timeout(cx, key, number);
             }
             Choice::Exhausted => self.reject(
+                cx,
                 &start.addr,
                 start.number,
                 "every tape of the cassette was served (--reuse serves them again)",
             ),
-            Choice::NoMatch(text) => self.reject(&start.addr, start.number, &text),
+            Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
         }
     }
 
-    /// Starts the session of `start` with tape `i` (of a cassette, or the
-    /// one tape).
-    fn serve(&mut self, cx: &mut Context<'_, ReplayTimer>, start: Start, i: usize) {
-        let tape = match &mut self.tapes {
-            Tapes::One {
-                name,
-                tape,
-                locator,
-            } => (name.clone(), tape.clone(), locator.clone()),
-            Tapes::Cassette(catalog) => {
-                catalog.take(i);
-                let entry = catalog.entry(i);
-                info!(
-                    "session {}: serving {} with {}",
-                    start.number, start.addr, entry.name
-                );
-                (
-                    entry.name.clone(),
-                    entry.tape.clone(),
-                    entry.locator.clone(),
-                )
-            }
-        };
-        let last_one = match (&self.tapes, self.until) {
-            (_, Until::OneSession) => true,
-            (Tapes::Cassette(catalog), Until::EveryTapeOnce) => catalog.all_used(),
-            _ => false,
-        };
-        if last_one && let Some(mut listener) = self.listener.take() {
-            let _ = cx.registry.deregister(&mut listener);
+    /// Starts the session of `start` with cassette entry `entry`, or the
+    /// one tape.
+    fn serve(&mut self, cx: &mut Context<'_, ReplayTimer>, start: Start, entry: Option<usize>) {
+        if let (Tapes::Cassette(catalog), Some(i)) = (&mut self.tapes, entry) {
+            catalog.take(i);
+            info!(
+                "session {}: serving {} with {}",
+                start.number,
+                start.addr,
+                catalog.entry(i).name
+            );
         }
-        if let Err(err) = self.start_session(cx, start, tape) {
-            self.record_failure(err);
+        let (addr, number) = (start.addr.clone(), start.number);
+        let started = self
+            .tape_of(entry)
+            .and_then(|tape| self.start_session(cx, start, tape, entry));
+        if let Err(err) = started {
+            error!("session {number}: {err}");
+            if let (Tapes::Cassette(catalog), Some(i)) = (&mut self.tapes, entry) {
+                catalog.release(i, true);
+            }
+            self.session_failed(&addr, number, None, err);
         }
     }
 
     /// A connection no tape can serve: a departure from the recording.
-    fn reject(&mut self, addr: &Address, number: u64, why: &str) {
+    fn reject(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        addr: &Address,
+        number: u64,
+        why: &str,
+    ) {
         let summary = format!("mismatch with client {addr} (session {number}): {why}");
-        eprintln!("{summary}");
-        self.record_failure(Error::Mismatch(summary));
-        if self.until == (Until::Stopped { abort: true }) {
-            self.stopping = true;
+        if self.print_reports {
+            eprintln!("{summary}");
         }
+        self.ended += 1;
+        self.report.push(SessionReport {
+            number,
+            peer: addr.to_string(),
+            tape: None,
+            outcome: Outcome::Mismatch,
+            message: Some(summary.lines().next().unwrap_or_default().to_string()),
+            details: Some(summary.clone()),
+            bytes: [0, 0],
+        });
+        if self.abort {
+            self.abort_run(cx);
+        }
+    }
+
+    fn session_failed(&mut self, addr: &Address, number: u64, tape: Option<PathBuf>, err: Error) {
+        self.ended += 1;
+        self.report.push(SessionReport {
+            number,
+            peer: addr.to_string(),
+            tape,
+            outcome: Outcome::Error,
+            message: Some(err.to_string()),
+            details: None,
+            bytes: [0, 0],
+        });
     }
 
     /// Reads what a choosing connection sent and tries to pick its tape.
@@ -432,7 +656,8 @@ impl Replayer {
             return;
         };
         while !chooser.eof && chooser.received.len() < catalog::PREFIX_LIMIT {
-            match chooser.stream.read(&mut self.scratch) {
+            let room = catalog::PREFIX_LIMIT - chooser.received.len();
+            match chooser.stream.read(&mut self.scratch[..room]) {
                 Ok(0) => chooser.eof = true,
                 Ok(n) => {
                     chooser.received.extend_from_slice(&self.scratch[..n]);
@@ -444,10 +669,18 @@ impl Replayer {
                 Err(_) => chooser.eof = true,
             }
         }
+        if chooser.eof && chooser.received.is_empty() {
+            // Closed without a word: a readiness probe. No tape is used up.
+            let Some(Conn::Choosing(mut chooser)) = self.conns.remove(key) else {
+                return;
+            };
+            let _ = cx.registry.deregister(&mut chooser.stream);
+            return self.probe(cx, chooser.number, &chooser.addr);
+        }
         let Tapes::Cassette(catalog) = &mut self.tapes else {
             return;
         };
-        let choice = catalog.choose(&chooser.received, chooser.eof);
+        let choice = catalog.choose(&mut chooser.candidates, &chooser.received, chooser.eof);
         if choice == Choice::Wait {
             return;
         }
@@ -464,19 +697,21 @@ impl Replayer {
             eof: chooser.eof,
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, i),
-            Choice::NoMatch(text) => self.reject(&start.addr, start.number, &text),
+            Choice::Tape(i) => self.serve(cx, start, Some(i)),
+            Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
             Choice::Exhausted => self.reject(
+                cx,
                 &start.addr,
                 start.number,
-                "every tape of the cassette was served",
+                "every tape it agrees with is served or serving",
             ),
             Choice::Wait => {}
         }
+        self.after_session(cx);
     }
 
     fn resume(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        if let Some(Conn::Playing(session)) = self.conns.get_mut(key) {
+        if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
             let status = session.resume(cx.registry, cx.now, &mut self.scratch);
             self.update(cx, key, status);
         }
@@ -489,47 +724,150 @@ impl Replayer {
         let number = conn.number();
         match status {
             Status::Running => {}
-            Status::Yielded => {
-                cx.timers
-                    .insert(cx.now, ReplayTimer::Resume { key, number });
-            }
+            Status::Yielded => cx.defer(ReplayTimer::Resume { key, number }),
             Status::Sleep { due_ms } => {
                 let deadline = cx.deadline_after(Duration::from_millis(due_ms));
                 cx.timers
                     .insert(deadline, ReplayTimer::Delay { key, number });
             }
-            Status::Passed => self.end(cx, key, "passed"),
+            Status::Passed => self.end(cx, key, Outcome::Passed, None),
             Status::Mismatch { summary, report } => {
-                eprint!("{report}");
-                self.end(cx, key, "mismatch");
-                self.record_failure(Error::Mismatch(summary));
-                if self.until == (Until::Stopped { abort: true }) {
-                    self.stopping = true;
+                let probe = self.settings.own == Direction::ServerToClient
+                    && matches!(self.conns.get(key), Some(Conn::Playing(s, _)) if s.heard_nothing());
+                if probe {
+                    return self.end_probe(cx, key);
+                }
+                if self.print_reports {
+                    eprint!("{report}");
+                }
+                self.end(cx, key, Outcome::Mismatch, Some((summary, Some(report))));
+                if self.abort {
+                    self.abort_run(cx);
                 }
             }
             Status::Failed(err) => {
-                error!("session {number}: {err}");
-                self.end(cx, key, "failed");
-                self.record_failure(err);
+                let peer = match conn {
+                    Conn::Playing(session, _) => session.addr(),
+                    Conn::Choosing(chooser) => &chooser.addr,
+                };
+                // An address error names the peer already.
+                let message = match err {
+                    Error::Address { .. } => format!("session {number}: {err}"),
+                    _ => format!("session {number} with {peer}: {err}"),
+                };
+                error!("{message}");
+                self.end(cx, key, Outcome::Error, Some((message, None)));
             }
         }
     }
 
-    fn end(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, verdict: &str) {
+    /// A connection that closed without a byte where the tape expected some.
+    fn end_probe(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
         match self.conns.remove(key) {
-            Some(Conn::Playing(session)) => {
-                session.log_end(verdict);
+            Some(Conn::Playing(session, entry)) => {
+                if let (Tapes::Cassette(catalog), Some(i)) = (&mut self.tapes, entry) {
+                    catalog.release(i, false);
+                }
+                let (number, addr) = (session.number, session.addr().clone());
                 session.close(cx.registry);
+                self.probe(cx, number, &addr);
             }
             Some(Conn::Choosing(mut chooser)) => {
                 let _ = cx.registry.deregister(&mut chooser.stream);
+                self.probe(cx, chooser.number, &chooser.addr);
             }
             None => {}
         }
     }
 
-    fn record_failure(&mut self, err: Error) {
-        self.verdict.get_or_insert(err);
+    fn probe(&mut self, cx: &mut Context<'_, ReplayTimer>, number: u64, addr: &Address) {
+        info!("session {number}: {addr} closed without sending anything: a probe, not a session");
+        self.report.probes += 1;
+        self.last_progress = cx.now;
+        self.after_session(cx);
+    }
+
+    /// Ends the session in `key` with `outcome`; `failure` is its summary
+    /// line and, for a mismatch, the full report.
+    fn end(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        key: usize,
+        outcome: Outcome,
+        failure: Option<(String, Option<String>)>,
+    ) {
+        let (message, details) = failure.unzip();
+        match self.conns.remove(key) {
+            Some(Conn::Playing(session, entry)) => {
+                session.log_end(outcome.as_str());
+                if let (Tapes::Cassette(catalog), Some(i)) = (&mut self.tapes, entry) {
+                    catalog.release(i, true);
+                }
+                let tape = match (&self.tapes, entry) {
+                    (Tapes::Cassette(catalog), Some(i)) => Some(catalog.entry(i).path.clone()),
+                    (Tapes::One { path, .. }, _) => Some(path.clone()),
+                    _ => None,
+                };
+                self.report.push(SessionReport {
+                    number: session.number,
+                    peer: session.addr().to_string(),
+                    tape,
+                    outcome,
+                    message,
+                    details: details.flatten(),
+                    bytes: session.bytes(),
+                });
+                session.close(cx.registry);
+            }
+            Some(Conn::Choosing(mut chooser)) => {
+                let _ = cx.registry.deregister(&mut chooser.stream);
+                self.report.push(SessionReport {
+                    number: chooser.number,
+                    peer: chooser.addr.to_string(),
+                    tape: None,
+                    outcome,
+                    message,
+                    details: details.flatten(),
+                    bytes: [chooser.received.len() as u64, 0],
+                });
+            }
+            None => return,
+        }
+        self.ended += 1;
+        self.last_progress = cx.now;
+        self.after_session(cx);
+    }
+
+    /// After a connection ended: the run may be over, or the next client
+    /// may be served.
+    fn after_session(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        let over = match (&self.tapes, self.until) {
+            (_, Until::OneSession) => self.ended > 0,
+            (Tapes::Cassette(catalog), Until::EveryTapeOnce) => catalog.all_served(),
+            _ => false,
+        };
+        if over {
+            self.close_listener(cx);
+        } else if self.listener.is_some() {
+            self.accept(cx);
+        }
+    }
+
+    fn close_listener(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = cx.registry.deregister(&mut listener);
+        }
+    }
+
+    /// Ends the run at once (`--abort`): sessions in progress are cut.
+    fn abort_run(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        if self.stopping {
+            return;
+        }
+        warn!("stopping at the first mismatch (--abort)");
+        self.stopping = true;
+        self.close_listener(cx);
+        self.cut_all(cx);
     }
 
     fn check_timeout(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, number: u64) {
@@ -539,17 +877,14 @@ impl Replayer {
         if conn.number() != number {
             return;
         }
-        let (last_activity, waiting, addr) = match conn {
-            Conn::Playing(session) => {
-                (session.last_activity, session.waiting_for(), session.addr())
-            }
+        let (last_activity, waiting) = match conn {
+            Conn::Playing(session, _) => (session.last_activity, session.waiting_for()),
             Conn::Choosing(chooser) => (
                 chooser.last_activity,
                 Some(format!(
                     "the client's first bytes, to choose a tape of {}",
                     self.path.display()
                 )),
-                &chooser.addr,
             ),
         };
         let limit = timeout.as_millis() as u64;
@@ -557,7 +892,7 @@ impl Replayer {
         match waiting {
             Some(what) if waited >= limit => {
                 let err = Error::Session(format!(
-                    "session {number} with {addr}: timed out after {:.1}s waiting for {what}",
+                    "timed out after {:.1}s waiting for {what} (--timeout; 0 waits forever)",
                     timeout.as_secs_f64()
                 ));
                 self.update(cx, key, Status::Failed(err));
@@ -575,10 +910,49 @@ impl Replayer {
         }
     }
 
+    /// Ends every connection still open as cut short by a stop.
+    fn cut_all(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        let keys: Vec<usize> = self.conns.keys().collect();
+        for key in keys {
+            let (number, what) = match self.conns.get(key) {
+                Some(Conn::Playing(session, _)) => (
+                    session.number,
+                    session
+                        .waiting_for()
+                        .unwrap_or_else(|| "the rest of the tape".to_string()),
+                ),
+                Some(Conn::Choosing(chooser)) if chooser.received.is_empty() => {
+                    self.end_probe(cx, key);
+                    continue;
+                }
+                Some(Conn::Choosing(chooser)) => {
+                    (chooser.number, "its tape to be chosen".to_string())
+                }
+                None => continue,
+            };
+            let message = format!(
+                "session {number}: stopped before the tape's end, while waiting for {what}"
+            );
+            warn!("{message}");
+            self.end(cx, key, Outcome::Cut, Some((message, None)));
+        }
+    }
+
     /// True when slot `key` still holds connection `number`.
     fn holds(&self, key: usize, number: u64) -> bool {
         self.conns.get(key).is_some_and(|c| c.number() == number)
     }
+}
+
+fn catalog_served(catalog: &Catalog) -> usize {
+    catalog.len() - catalog.never_served().len()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl Service for Replayer {
@@ -590,7 +964,7 @@ impl Service for Replayer {
         }
         let key = event.token().0 - 1;
         match self.conns.get_mut(key) {
-            Some(Conn::Playing(session)) => {
+            Some(Conn::Playing(session, _)) => {
                 let status = session.ready(cx.registry, event, cx.now, &mut self.scratch);
                 self.update(cx, key, status);
             }
@@ -605,7 +979,7 @@ impl Service for Replayer {
                 if !self.holds(key, number) {
                     return;
                 }
-                if let Some(Conn::Playing(session)) = self.conns.get_mut(key) {
+                if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
                     let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
                     self.update(cx, key, status);
                 }
@@ -620,14 +994,62 @@ impl Service for Replayer {
                 self.accept_paused = false;
                 self.accept(cx);
             }
+            ReplayTimer::ConnectionWait => self.check_connection_wait(cx),
+            ReplayTimer::Grace => self.cut_all(cx),
+        }
+    }
+
+    fn stop(&mut self, cx: &mut Context<'_, ReplayTimer>, how: Stop) {
+        self.stopping = true;
+        self.close_listener(cx);
+        match how {
+            Stop::Graceful if !self.conns.is_empty() => {
+                info!(
+                    "stopping: {} sessions may finish within {:.1}s",
+                    self.conns.len(),
+                    self.grace.as_secs_f64()
+                );
+                cx.timers
+                    .insert(cx.deadline_after(self.grace), ReplayTimer::Grace);
+            }
+            Stop::Graceful => {}
+            Stop::Now => self.cut_all(cx),
         }
     }
 
     fn is_done(&self) -> bool {
-        if self.stopping {
-            warn!("stopping at the first mismatch (--abort)");
-            return true;
-        }
         self.listener.is_none() && self.conns.is_empty()
+    }
+}
+
+impl Finish for Replayer {
+    fn local_addr(&self) -> Option<&Address> {
+        self.local.as_ref()
+    }
+
+    fn finish(mut self) -> Report {
+        if let Tapes::Cassette(catalog) = &self.tapes {
+            self.report.unused = catalog.never_served();
+        }
+        if !self.require_all {
+            return self.report;
+        }
+        match &self.tapes {
+            Tapes::One { path, .. } if self.report.sessions().is_empty() => {
+                let message = format!("{} was never played: no client connected", path.display());
+                self.report.fail(Verdict::Mismatch, message);
+            }
+            Tapes::Cassette(_) if !self.report.unused.is_empty() => {
+                let message = format!(
+                    "{} of the tapes of {} were never played: {}",
+                    self.report.unused.len(),
+                    self.path.display(),
+                    self.report.unused.join(", ")
+                );
+                self.report.fail(Verdict::Mismatch, message);
+            }
+            _ => {}
+        }
+        self.report
     }
 }

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 
 use super::script::{Deviation, DeviationKind};
+use crate::engine::net::Address;
 use crate::hexdump;
 use crate::linediff;
-use crate::net::Address;
 use crate::tape::{Direction, Frame, Kind, Locator, Reader, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
@@ -102,9 +102,8 @@ pub fn render<S: Source>(
             section(&mut out, "expected (tape)", start, &expected);
         }
         DeviationKind::DataInsteadOfEof { .. } => out.push_str("  expected: EOF\n"),
-        DeviationKind::DataAfterEnd | DeviationKind::Reset => {
-            out.push_str("  expected: nothing more\n")
-        }
+        DeviationKind::DataAfterEnd => out.push_str("  expected: nothing more\n"),
+        DeviationKind::Reset => out.push_str("  expected: the rest of the tape\n"),
     }
     match deviation.kind {
         DeviationKind::EarlyEof { .. } => out.push_str("  received: EOF\n"),

@@ -13,8 +13,8 @@ use mio::{Registry, Token};
 
 use super::report;
 use super::script::{Action, Expect, Expected, Fault, Play};
+use crate::engine::net::{Address, Socket, Stream};
 use crate::error::Error;
-use crate::net::{Address, Socket, Stream};
 use crate::tape::{Direction, Locator, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
@@ -97,6 +97,8 @@ pub struct Session<S: Source> {
     locator: Locator,
     settings: Settings,
     started: Instant,
+    /// Bytes that arrived from the peer, matched or not.
+    received: u64,
     /// The tick of the last byte moved either way, for `--timeout`.
     pub last_activity: u64,
 }
@@ -142,6 +144,7 @@ impl<S: Source + Clone> Session<S> {
             locator,
             settings,
             started: Instant::now(),
+            received: 0,
             last_activity: now,
         })
     }
@@ -153,6 +156,7 @@ impl<S: Source + Clone> Session<S> {
     /// Checks bytes (and an EOF) the peer sent before the session started,
     /// while its cassette tape was being chosen. A departure ends it at once.
     pub fn feed(&mut self, received: &[u8], eof: bool) -> Option<Status> {
+        self.received += received.len() as u64;
         let fed = self
             .expect
             .receive(received, self.settings.compare)
@@ -269,6 +273,7 @@ impl<S: Source + Clone> Session<S> {
                     moved = true;
                 }
                 Ok(n) => {
+                    self.received += n as u64;
                     self.expect.receive(&scratch[..n], self.settings.compare)?;
                     moved = true;
                     self.socket.read_done(n, scratch.len());
@@ -493,6 +498,27 @@ impl<S: Source + Clone> Session<S> {
         }
     }
 
+    /// True while not a byte came from the peer: a peer that leaves so
+    /// is a probe, not a client departing from the tape.
+    pub fn heard_nothing(&self) -> bool {
+        self.received == 0
+    }
+
+    /// Bytes of our stream that went out (gathered bytes not yet written
+    /// were taken from the tape, not sent).
+    fn sent(&self) -> u64 {
+        self.play.sent() - (self.outgoing.len() - self.outgoing_sent) as u64
+    }
+
+    /// Bytes from client to server and from server to client: what we
+    /// sent and what the peer sent.
+    pub fn bytes(&self) -> [u64; 2] {
+        match self.settings.own {
+            Direction::ClientToServer => [self.sent(), self.received],
+            Direction::ServerToClient => [self.received, self.sent()],
+        }
+    }
+
     /// Bytes checked and sent, for the session's closing log line.
     pub fn log_end(&self, verdict: &str) {
         info!(
@@ -502,8 +528,7 @@ impl<S: Source + Clone> Session<S> {
             self.tape_name,
             self.started.elapsed().as_secs_f64(),
             self.expect.matched(),
-            // Gathered bytes not yet written were taken from the tape, not sent.
-            self.play.sent() - (self.outgoing.len() - self.outgoing_sent) as u64
+            self.sent()
         );
     }
 

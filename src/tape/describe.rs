@@ -10,6 +10,8 @@ use crate::hexdump;
 
 /// Payload bytes shown per frame with `verbose`.
 pub const SHOWN_BYTES: usize = 256;
+/// Bytes of a CUT frame's reason shown.
+const REASON_SHOWN: usize = 256;
 
 #[derive(Debug)]
 pub enum DescribeError {
@@ -50,9 +52,22 @@ pub fn describe<S: Source>(
             Kind::Data(_) => writeln!(out, "{n}: {} ({} bytes)", frame.kind.name(), frame.len)?,
             Kind::Delay => writeln!(out, "{n}: DELAY ({}ms)", frame.len)?,
             Kind::Noop if verbose => writeln!(out, "{n}: NOOP ({} bytes)", frame.len)?,
-            Kind::Any(dir) if verbose => {
+            // tcptape's own extensions are named; 0.1.0 tapes have none,
+            // so their listing stays as 0.1.0 printed it.
+            Kind::Any(_) => {
                 let count = reader.read_wildcard().map_err(DescribeError::Tape)?;
-                writeln!(out, "{n}: ANY_{} ({count} bytes)", Kind::Data(dir).name())?
+                writeln!(
+                    out,
+                    "{n}: {} ({count} bytes of any value)",
+                    frame.kind.name()
+                )?
+            }
+            Kind::Cut => {
+                let reason = reader
+                    .read_payload(REASON_SHOWN)
+                    .map_err(DescribeError::Tape)?;
+                let reason = String::from_utf8_lossy(reason).into_owned();
+                writeln!(out, "{n}: CUT (the recording ended here: {reason})")?
             }
             Kind::Extension(op) if verbose => {
                 writeln!(out, "{n}: EXTENSION {op:#04x} ({} bytes)", frame.len)?

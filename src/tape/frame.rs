@@ -28,6 +28,9 @@ pub mod opcode {
     pub const ANY_CLIENT_TO_SERVER: u8 = 0x81;
     /// Extension: "any N bytes" from the server (payload: N as u32 BE).
     pub const ANY_SERVER_TO_CLIENT: u8 = 0x82;
+    /// Extension: the recording ended before the session did (payload: the
+    /// reason, UTF-8). Nothing of the session follows it.
+    pub const CUT: u8 = 0x83;
 }
 
 /// Payload size of a wildcard frame: the count, u32 big-endian.
@@ -88,6 +91,9 @@ pub enum Kind {
     /// A wildcard: that many bytes of that direction, whatever their value.
     /// An extension frame, so readers that predate it skip it.
     Any(Direction),
+    /// The recording was cut short here; the payload says why. An
+    /// extension frame too.
+    Cut,
     Extension(u8),
 }
 
@@ -103,6 +109,7 @@ impl Kind {
             opcode::SERVER_TO_CLIENT_EOF => Kind::Eof(Direction::ServerToClient),
             opcode::ANY_CLIENT_TO_SERVER => Kind::Any(Direction::ClientToServer),
             opcode::ANY_SERVER_TO_CLIENT => Kind::Any(Direction::ServerToClient),
+            opcode::CUT => Kind::Cut,
             op if op >= opcode::EXTENSION_MIN => Kind::Extension(op),
             _ => return None,
         })
@@ -115,6 +122,7 @@ impl Kind {
             Kind::Delay => opcode::DELAY,
             Kind::Eof(dir) => dir.eof_opcode(),
             Kind::Any(dir) => dir.any_opcode(),
+            Kind::Cut => opcode::CUT,
             Kind::Extension(op) => op,
         }
     }
@@ -124,11 +132,15 @@ impl Kind {
         !matches!(self, Kind::Delay | Kind::Eof(_))
     }
 
-    /// The name `describe` prints, as tcptape 0.1.0 did: extension frames,
-    /// wildcards among them, are NOOPs to it.
+    /// The name `describe` prints: tcptape 0.1.0's names for its frames,
+    /// and NOOP for extension frames this version does not know, as 0.1.0
+    /// listed every extension frame.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Noop | Kind::Extension(_) | Kind::Any(_) => "NOOP",
+            Kind::Noop | Kind::Extension(_) => "NOOP",
+            Kind::Any(Direction::ClientToServer) => "ANY_CLIENT_TO_SERVER",
+            Kind::Any(Direction::ServerToClient) => "ANY_SERVER_TO_CLIENT",
+            Kind::Cut => "CUT",
             Kind::Data(Direction::ClientToServer) => "CLIENT_TO_SERVER",
             Kind::Data(Direction::ServerToClient) => "SERVER_TO_CLIENT",
             Kind::Delay => "DELAY",
@@ -240,6 +252,7 @@ mod tests {
         let c2s = Direction::ClientToServer;
         assert_eq!(c2s.reverse(), Direction::ServerToClient);
         assert_eq!((c2s.index(), c2s.reverse().index()), (0, 1));
-        assert_eq!(Kind::Extension(0x81).name(), "NOOP");
+        assert_eq!(Kind::Extension(0x90).name(), "NOOP");
+        assert_eq!(Kind::Any(c2s).name(), "ANY_CLIENT_TO_SERVER");
     }
 }

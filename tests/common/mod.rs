@@ -53,11 +53,16 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 pub struct Running {
     pub child: Child,
     pub addr: Option<SocketAddr>,
+    /// The address of the ready line, as printed (`unix:/path` included).
+    pub address: String,
     stderr: Arc<Mutex<String>>,
     lines: mpsc::Receiver<String>,
+    /// Lines of stdout after the ready line.
+    stdout: Option<BufReader<std::process::ChildStdout>>,
 }
 
-/// Starts tcptape; when `listens`, waits for its "listening on ADDR" line.
+/// Starts tcptape; when `listens`, waits for its ready line on stdout,
+/// `listening on ADDR`.
 pub fn spawn(args: &[&str], listens: bool) -> Running {
     spawn_logged(args, listens, "debug")
 }
@@ -100,21 +105,25 @@ fn start(mut command: Command, listens: bool) -> Running {
             let _ = tx.send(line);
         }
     });
+    let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut running = Running {
         child,
         addr: None,
+        address: String::new(),
         stderr,
         lines,
+        stdout: Some(stdout),
     };
     if listens {
-        let line = running.wait_for_line("listening on");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split([' ', ',']).next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let line = running.ready_line();
+        let address = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("not a ready line: {line:?}"))
+            .trim_end()
+            .to_string();
         // A `unix:` address has no SocketAddr; tests know its path.
-        running.addr = addr.parse().ok();
+        running.addr = address.parse().ok();
+        running.address = address;
     }
     running
 }
@@ -140,6 +149,28 @@ impl Running {
         }
     }
 
+    /// Waits for the first line on stdout (the ready line). Reading is
+    /// blocking, so a thread does it and the wait has a deadline.
+    fn ready_line(&mut self) -> String {
+        let mut stdout = self.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = tx.send((line, stdout));
+        });
+        match rx.recv_timeout(PATIENCE) {
+            Ok((line, stdout)) if !line.is_empty() => {
+                self.stdout = Some(stdout);
+                line
+            }
+            _ => panic!(
+                "no ready line on stdout within {PATIENCE:?}; stderr so far:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -148,7 +179,7 @@ impl Running {
     pub fn finish(mut self) -> (i32, String, String) {
         let status = wait_with_deadline(&mut self.child);
         let mut stdout = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
+        if let Some(mut out) = self.stdout.take() {
             let _ = out.read_to_string(&mut stdout);
         }
         // Let the stderr thread drain what is left.

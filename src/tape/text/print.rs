@@ -69,8 +69,8 @@ pub fn print<S: Source>(reader: &mut Reader<S>, out: &mut impl Write) -> Result<
                 write!(out, "noop")?;
                 print_payload(reader, out, frame.len as usize)?;
             }
-            Kind::Extension(op) => {
-                write!(out, "ext {op:#04x}")?;
+            Kind::Cut | Kind::Extension(_) => {
+                write!(out, "ext {:#04x}", frame.kind.opcode())?;
                 print_payload(reader, out, frame.len as usize)?;
             }
         }

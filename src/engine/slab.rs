@@ -75,6 +75,15 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The keys of every occupied slot, in slot order.
+    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Entry::Occupied(_)))
+            .map(|(key, _)| key)
+    }
+
     pub fn get(&self, key: usize) -> Option<&T> {
         match self.entries.get(key)? {
             Entry::Occupied(value) => Some(value),
@@ -107,6 +116,7 @@ mod tests {
         assert_eq!(slab.get(a), None);
         assert!(slab.get(a).is_none() && slab.get(b).is_some());
         assert_eq!(slab.len(), 1);
+        assert_eq!(slab.keys().collect::<Vec<_>>(), vec![b]);
     }
 
     #[test]

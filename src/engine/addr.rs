@@ -8,8 +8,8 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
+use crate::engine::net::Address;
 use crate::error::Error;
-use crate::net::Address;
 
 /// Prefix of a UNIX domain socket address.
 const UNIX: &str = "unix:";

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -244,20 +245,29 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr`. A socket file left at a UNIX path by a process that
-    /// is gone is replaced; one that a live process listens on is not.
-    pub fn bind(addr: &Address) -> Result<Listener, Error> {
+    /// Binds `addr` with an accept queue of `backlog` connections (capped
+    /// by the system's `somaxconn`): a burst of clients waits there rather
+    /// than having its SYNs dropped. A socket file left at a UNIX path by
+    /// a process that is gone is replaced; one that a live process listens
+    /// on is not.
+    pub fn bind(addr: &Address, backlog: u32) -> Result<Listener, Error> {
         let listen_error = |err| Error::address(addr, "listen on", err);
-        match addr {
-            Address::Tcp(socket) => Ok(Listener::Tcp(
-                TcpListener::bind(*socket).map_err(listen_error)?,
-            )),
+        let listener = match addr {
+            Address::Tcp(socket) => {
+                Listener::Tcp(TcpListener::bind(*socket).map_err(listen_error)?)
+            }
             Address::Unix(path) => {
                 remove_stale_socket(path, addr)?;
                 let listener = UnixListener::bind(path).map_err(listen_error)?;
-                Ok(Listener::Unix(listener, path.clone()))
+                Listener::Unix(listener, path.clone())
             }
-        }
+        };
+        let fd = match &listener {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        };
+        crate::sys::set_backlog(fd, backlog).map_err(listen_error)?;
+        Ok(listener)
     }
 
     /// The address actually bound (port 0 becomes the chosen port).
@@ -278,10 +288,22 @@ fn remove_stale_socket(path: &Path, addr: &Address) -> Result<(), Error> {
             "cannot listen on {addr}: the file exists and is not a socket"
         )));
     }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(Error::Session(format!(
-            "cannot listen on {addr}: another process is listening on it"
-        )));
+    // A non-blocking connect: a live listener whose queue is full answers
+    // "try again" instead of keeping us waiting.
+    match UnixStream::connect(path) {
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Ok(_) => {
+            return Err(Error::Session(format!(
+                "cannot listen on {addr}: another process is listening on it"
+            )));
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            return Err(Error::Session(format!(
+                "cannot listen on {addr}: another process is listening on it (its queue is full)"
+            )));
+        }
+        Err(err) => return Err(Error::address(addr, "check the socket file", err)),
     }
     info!("replacing the stale socket file {}", path.display());
     std::fs::remove_file(path).map_err(|err| Error::address(addr, "replace the socket file", err))

@@ -40,6 +40,7 @@ impl Ring {
         self.storage.len()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -52,6 +53,7 @@ impl Ring {
         self.len == self.capacity()
     }
 
+    #[cfg(test)]
     pub fn free(&self) -> usize {
         self.capacity() - self.len
     }

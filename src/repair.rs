@@ -1,0 +1,244 @@
+//! `tcptape repair`: keeps the complete frames of a tape whose recording was
+//! interrupted (kill -9, power loss, a full disk).
+//!
+//! The proxy writes a frame before it forwards its bytes, so everything up
+//! to the last complete frame is trustworthy; only a last frame cut short
+//! is not. Repair removes that part frame and ends the tape with a CUT
+//! frame, so that it reads cleanly and says it is not a whole session.
+//! For a cassette it repairs every tape and gives the index a line for
+//! each tape it lacks (a session whose recording never ended).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::cassette::{self, Entry};
+use crate::error::Error;
+use crate::tape::frame::{self, Header, opcode};
+use crate::tape::{Reader, TapeErrorKind};
+
+/// What repairing one tape did.
+#[derive(Debug, PartialEq, Eq)]
+enum Repaired {
+    /// It read cleanly: nothing to do.
+    Whole,
+    /// A part frame of `removed` bytes was cut off; `kept` bytes remain,
+    /// then the CUT frame.
+    Cut { kept: u64, removed: u64 },
+}
+
+pub(crate) fn run(path: &Path) -> Result<(), Error> {
+    let mut out = io::stdout().lock();
+    if cassette::is_cassette(path) {
+        return repair_cassette(path, &mut out);
+    }
+    let done = repair_tape(path)?;
+    let _ = writeln!(out, "{}", describe(path, &done));
+    Ok(())
+}
+
+fn describe(path: &Path, done: &Repaired) -> String {
+    match done {
+        Repaired::Whole => format!("{}: whole, nothing to repair", path.display()),
+        Repaired::Cut { kept, removed } => format!(
+            "{}: removed {removed} bytes of an incomplete last frame, kept {kept} bytes of complete frames, marked as cut",
+            path.display()
+        ),
+    }
+}
+
+const REASON: &str = "the recording was interrupted; tcptape repair removed an incomplete frame";
+
+fn repair_tape(path: &Path) -> Result<Repaired, Error> {
+    let file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
+    let len = file
+        .metadata()
+        .map_err(|err| Error::file(path, "read tape", err))?
+        .len();
+    let mut start = [0u8; 1];
+    let text = len > 0
+        && io::Read::read(&mut &file, &mut start).is_ok()
+        && crate::tape::text::looks_like_text(&start);
+    if text {
+        return Err(Error::Session(format!(
+            "{}: a text tape is not recorded, so there is nothing to repair: fix it in an editor",
+            path.display()
+        )));
+    }
+    let mut reader = Reader::new(file);
+    let keep = loop {
+        match reader.next_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Repaired::Whole),
+            Err(err) => match err.kind {
+                TapeErrorKind::TruncatedHeader { .. } | TapeErrorKind::TruncatedPayload { .. } => {
+                    break err.offset;
+                }
+                // Killed before the magic was whole: start the tape over.
+                TapeErrorKind::NotATape { .. } if len < frame::magic_frame().len() as u64 => {
+                    break 0;
+                }
+                _ => return Err(Error::tape(path, err)),
+            },
+        }
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|err| Error::file(path, "open tape for repair", err))?;
+    let mut tail = Vec::new();
+    if keep == 0 {
+        tail.extend_from_slice(&frame::magic_frame());
+    }
+    tail.extend_from_slice(&Header::new(opcode::CUT, REASON.len() as u32).emit());
+    tail.extend_from_slice(REASON.as_bytes());
+    file.set_len(keep)
+        .and_then(|()| io::Seek::seek(&mut file, io::SeekFrom::Start(keep)))
+        .and_then(|_| file.write_all(&tail))
+        .map_err(|err| Error::file(path, "repair tape", err))?;
+    Ok(Repaired::Cut {
+        kept: keep,
+        removed: len - keep,
+    })
+}
+
+fn repair_cassette(dir: &Path, out: &mut impl Write) -> Result<(), Error> {
+    let tapes = cassette::tapes(dir)?;
+    let mut index = cassette::read_index(dir)?;
+    let mut changed = false;
+    for path in &tapes {
+        let done = repair_tape(path)?;
+        let _ = writeln!(out, "{}", describe(path, &done));
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let listed = index.iter_mut().find(|e| e.tape == name);
+        match (listed, &done) {
+            (Some(entry), Repaired::Cut { .. }) => {
+                entry.whole = false;
+                changed = true;
+            }
+            (Some(_), Repaired::Whole) => {}
+            (None, _) => {
+                // A session whose recording never ended: it has no line.
+                let Some(entry) = entry_for(path, &name, &index)? else {
+                    continue;
+                };
+                let _ = writeln!(out, "{name}: added to the index as cut short");
+                index.push(entry);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        index.sort_by_key(|e| e.order);
+        cassette::write_index(dir, &index)
+            .map_err(|err| Error::file(&dir.join(cassette::INDEX), "write", err))?;
+    }
+    Ok(())
+}
+
+/// An index line for a tape the index lacks; `None` for a tape that is
+/// not one of the numbered tapes a recording writes.
+fn entry_for(path: &Path, name: &str, index: &[Entry]) -> Result<Option<Entry>, Error> {
+    let Some(order) = name
+        .strip_suffix(".tape")
+        .and_then(|stem| stem.parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let summary = cassette::summarize(path)?;
+    // Its start time is not known; the latest start before it is close.
+    let start_ms = index
+        .iter()
+        .filter(|e| e.order < order)
+        .map(|e| e.start_ms)
+        .max()
+        .unwrap_or(0);
+    Ok(Some(Entry {
+        tape: name.to_string(),
+        order,
+        start_ms,
+        client_bytes: summary.bytes[0],
+        server_bytes: summary.bytes[1],
+        first: summary.first,
+        whole: false,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tape::{Direction, Kind, Writer};
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tcptape-repair-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn kinds(path: &Path) -> Vec<Kind> {
+        let mut reader = Reader::new(File::open(path).unwrap());
+        let mut kinds = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            kinds.push(frame.kind);
+        }
+        kinds
+    }
+
+    #[test]
+    fn a_cut_frame_is_removed_and_the_tape_marked() {
+        let dir = temp_dir("cut");
+        let path = dir.join("t.tape");
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes).unwrap();
+        w.data(Direction::ClientToServer, b"hello").unwrap();
+        w.data(Direction::ServerToClient, b"world").unwrap();
+        let whole = bytes.len();
+        std::fs::write(&path, &bytes[..whole - 3]).unwrap();
+        let done = repair_tape(&path).unwrap();
+        assert_eq!(
+            done,
+            Repaired::Cut {
+                kept: 21,
+                removed: (whole - 3 - 21) as u64
+            }
+        );
+        let c2s = Kind::Data(Direction::ClientToServer);
+        assert_eq!(kinds(&path), [Kind::Noop, c2s, Kind::Cut]);
+        assert_eq!(repair_tape(&path).unwrap(), Repaired::Whole, "idempotent");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tape_cut_inside_its_magic_starts_over() {
+        let dir = temp_dir("magic");
+        let path = dir.join("t.tape");
+        std::fs::write(&path, b"\0\0\0\x08tcp").unwrap();
+        assert!(matches!(
+            repair_tape(&path).unwrap(),
+            Repaired::Cut { kept: 0, .. }
+        ));
+        assert_eq!(kinds(&path), [Kind::Noop, Kind::Cut]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_is_not_a_cut_recording_is_refused() {
+        let dir = temp_dir("refused");
+        let path = dir.join("t.tape");
+        let mut bytes = frame::magic_frame().to_vec();
+        bytes.extend_from_slice(&[0x42, 0, 0, 0]);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = repair_tape(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown opcode 0x42"), "{err}");
+        std::fs::write(&path, "tcptape text 1\n> \"x\"\n").unwrap();
+        let err = repair_tape(&path).unwrap_err().to_string();
+        assert!(err.contains("text tape"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,184 @@
+//! The few system calls that std and mio lack, each behind a safe function:
+//! the listen backlog, the descriptor limit, and a self-pipe that turns
+//! SIGINT and SIGTERM into readiness events of the poll loop.
+//!
+//! This is the only module with `unsafe` code.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Turns a libc return value into an `io::Result`, reading `errno` on -1.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Sets the accept queue length of a listening socket. Linux takes a
+/// second `listen` on a listening socket as a change of its backlog; the
+/// kernel caps it at `net.core.somaxconn`.
+pub(crate) fn set_backlog(socket: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `listen` only reads its integer arguments; the descriptor is
+    // borrowed, so it is open for the duration of the call.
+    check(unsafe { libc::listen(socket.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, so that
+/// thousands of sessions fit; returns the new soft limit.
+pub(crate) fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes into the struct we own and pass by pointer.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `setrlimit` only reads the struct.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Write end of the signal pipe, for the handler; -1 when none is installed.
+static SIGNAL_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    let fd = SIGNAL_WRITE_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: only async-signal-safe calls: `write` to a non-blocking pipe
+    // (a full pipe loses the byte, and there are bytes enough to wake the
+    // loop already), with errno saved and restored around it.
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let byte = 1u8;
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+        *errno = saved;
+    }
+}
+
+/// SIGINT and SIGTERM as bytes in a pipe: its read end is registered with
+/// the poll loop, which drains it and counts the signals. Nothing happens
+/// inside the handler but that one write.
+pub(crate) struct SignalPipe {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl SignalPipe {
+    /// Creates the pipe and installs the handlers. One per process: a
+    /// second call replaces where the handler writes.
+    pub(crate) fn install() -> io::Result<SignalPipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `pipe2` writes two descriptors into the array we own.
+        check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+        // SAFETY: both descriptors were just created and are owned by no one else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        SIGNAL_WRITE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed `sigaction` is a valid empty action; we set the
+            // handler (a plain `extern "C" fn`) and an empty mask before use.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                check(libc::sigaction(signal, &action, std::ptr::null_mut()))?;
+            }
+        }
+        Ok(SignalPipe {
+            read,
+            _write: write,
+        })
+    }
+
+    /// The descriptor to register with the poll loop.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Reads every pending byte: how many signals arrived since last time.
+    pub(crate) fn drain(&self) -> usize {
+        let mut count = 0;
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: `read` writes at most `buf.len()` bytes into our buffer
+            // from a descriptor we own.
+            let n = unsafe {
+                libc::read(
+                    self.read.as_fd().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                return count;
+            }
+            count += n as usize;
+        }
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        // Signals from now on find no pipe; the handler returns at once.
+        SIGNAL_WRITE_FD.store(-1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn backlog_can_be_raised_on_a_listening_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_backlog(listener.as_fd(), 4096).unwrap();
+        // Still listening: a client gets through.
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        assert!(listener.accept().is_ok());
+    }
+
+    #[test]
+    fn backlog_on_a_socket_that_cannot_listen_is_an_error() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = set_backlog(socket.as_fd(), 16).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn fd_limit_is_raised_to_the_hard_limit() {
+        let soft = raise_fd_limit().unwrap();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        assert_eq!(soft, limit.rlim_cur);
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn a_signal_becomes_a_byte_in_the_pipe() {
+        let pipe = SignalPipe::install().unwrap();
+        assert_eq!(pipe.drain(), 0);
+        // SAFETY: raising SIGTERM runs our handler, installed above.
+        unsafe { libc::raise(libc::SIGTERM) };
+        unsafe { libc::raise(libc::SIGINT) };
+        assert_eq!(pipe.drain(), 2);
+        assert_eq!(pipe.drain(), 0);
+        drop(pipe);
+        // With the pipe gone the handler does nothing (and the test lives).
+        unsafe { libc::raise(libc::SIGTERM) };
+    }
+}
