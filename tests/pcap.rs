@@ -816,6 +816,28 @@ fn several_connections_make_a_cassette() {
 }
 
 #[test]
+fn imported_tapes_replay() {
+    let dir = temp_dir("pcap-replay");
+    // A messy capture, imported, then both sides of it played against
+    // each other: the mock server checks the recorded client.
+    let mut flow = Flow::new("192.0.2.1:50000", "192.0.2.2:80", [u32::MAX - 2, 4]);
+    flow.handshake().send(C2S, b"GET /a HTTP/1.0\r\n\r\n");
+    let answer = flow.seg(S2C, ACK, b"HTTP/1.0 200 OK\r\n\r\nbody");
+    flow.segs.insert(3, answer); // the answer seen before its request
+    flow.at_ms(5).send(C2S, b"more").close();
+    let capture = dir.join("c.pcap");
+    std::fs::write(&capture, pcap_file(&flow.segs, 1, false, false)).unwrap();
+    let tape = dir.join("c.tape");
+    import_ok(&capture, &tape, &[]);
+    let mock = tcptape::MockServer::start(&tape).unwrap();
+    let client = tcptape::MockClient::run(mock.addr(), &tape).unwrap();
+    assert!(client.passed(), "{client:?}");
+    let server = mock.finish().unwrap();
+    assert!(server.passed(), "{server:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_reset_ends_the_tape() {
     let dir = temp_dir("pcap-reset");
     let mut flow = Flow::new("192.0.2.1:50000", "192.0.2.2:80", [5, 5]);
