@@ -355,7 +355,8 @@ impl Staging {
     fn create(parent: &Path) -> Result<Staging, Error> {
         let path = parent.join(format!(".tcptape-import-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
-        fs::create_dir(&path).map_err(|err| Error::file(&path, "create", err))?;
+        // The error names the user's folder, not our hidden one.
+        fs::create_dir(&path).map_err(|err| Error::file(parent, "write into", err))?;
         Ok(Staging { path })
     }
 }
