@@ -16,8 +16,7 @@ use crate::replay::{ClientOptions, ReplayOptions, ServerOptions};
 
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const MAIN_USAGE: &str =
-    "usage: tcptape <proxy|server|client|auto|describe|print|build|repair> [OPTIONS] [ARGS]";
+const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|describe|print|build|repair|pcap|import> [OPTIONS] [ARGS]";
 pub(crate) const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
@@ -26,6 +25,9 @@ const AUTO_USAGE: &str = "usage: tcptape auto [OPTIONS] LISTEN CONNECT PATH";
 const PRINT_USAGE: &str = "usage: tcptape print FILE [-o OUT]";
 const BUILD_USAGE: &str = "usage: tcptape build TEXT -o FILE";
 const REPAIR_USAGE: &str = "usage: tcptape repair FILE|DIR/";
+const PCAP_USAGE: &str = "usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]";
+const IMPORT_USAGE: &str =
+    "usage: tcptape import CAPTURE -o TAPE|DIR/ [--filter HOST:PORT] [--allow-gaps]";
 
 const MAIN_HELP: &str = "\
 tcptape: record TCP sessions into tapes, replay either side byte for byte
@@ -41,6 +43,8 @@ commands:
   print     write a tape as text, for review and editing
   build     turn a text tape back into a binary tape
   repair    keep the complete frames of a tape whose recording was interrupted
+  pcap      export tapes as a pcap capture, for Wireshark and tshark
+  import    turn the TCP connections of a pcap or pcapng capture into tapes
 
 options:
   -h, --help     print help (also after a command: tcptape proxy --help)
@@ -199,6 +203,39 @@ options:
   -h, --help     print this help
 ";
 
+const PCAP_HELP: &str = "\
+Export a tape, or a cassette (DIR/), as a pcap capture that Wireshark and
+tshark read: each tape becomes one TCP connection over IPv4 from 10.0.0.1
+(port 40000 + n for the n-th tape) to 10.0.0.2, with handshake, segments,
+acknowledgements and a FIN per half-close, timed by the tape's delays.
+Wildcard bytes are written as zeros.
+
+usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]
+
+options:
+  -o, --output OUT  the capture to write (required)
+      --port N      the server's port (default 7777): pick the protocol's
+                    port so Wireshark dissects it (80 HTTP, 5432 PostgreSQL)
+  -h, --help        print this help
+";
+
+const IMPORT_HELP: &str = "\
+Turn the TCP connections of a capture (pcap or pcapng) into tapes: one tape
+per connection, both directions in the order the bytes were sent, delays
+from packet times, EOFs from FINs. Several connections make a cassette:
+-o DIR/ writes DIR/0001.tape... in connection order, and DIR/index.
+
+usage: tcptape import CAPTURE -o TAPE|DIR/ [--filter HOST:PORT] [--allow-gaps]
+
+options:
+  -o, --output OUT      the tape, or the cassette folder DIR/, to write
+                        (required); an existing cassette is replaced
+      --filter HOST:PORT  only connections to this server
+      --allow-gaps      import connections with packets missing from the
+                        capture; the missing bytes become wildcards
+  -h, --help            print this help
+";
+
 #[derive(Debug, Clone)]
 pub(crate) enum Command {
     /// A command that runs a service: proxy, server, client.
@@ -208,6 +245,8 @@ pub(crate) enum Command {
     Print(PrintArgs),
     Build(BuildArgs),
     Repair(PathBuf),
+    Pcap(PcapArgs),
+    Import(ImportArgs),
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -249,6 +288,25 @@ pub(crate) struct BuildArgs {
     pub output: PathBuf,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PcapArgs {
+    /// A tape or a cassette folder.
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// The synthetic server's port.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ImportArgs {
+    pub capture: PathBuf,
+    /// A tape, or a cassette folder.
+    pub output: PathBuf,
+    /// HOST:PORT of the server whose connections are kept.
+    pub filter: Option<String>,
+    pub allow_gaps: bool,
+}
+
 pub(crate) const DEFAULT_BUFFER: usize = 256 * 1024;
 const MIN_BUFFER: usize = 1024;
 const MAX_BUFFER: usize = 1024 * 1024 * 1024;
@@ -279,6 +337,8 @@ where
             Some("auto") => parse_auto(&mut parser),
             Some("build") => parse_build(&mut parser),
             Some("repair") => parse_repair(&mut parser),
+            Some("pcap") => parse_pcap(&mut parser),
+            Some("import") => parse_import(&mut parser),
             _ => Err(Error::usage(
                 format!("unknown command '{}'", name.to_string_lossy()),
                 MAIN_USAGE,
@@ -741,6 +801,82 @@ fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     }
 }
 
+fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = PCAP_USAGE;
+    let mut output = None;
+    let mut port = crate::pcap::write::DEFAULT_PORT;
+    let parsed = parse_command(parser, usage, &["TAPE"], |p, name| {
+        match name {
+            "-o" | "--output" => {
+                output = Some(PathBuf::from(p.value().map_err(lexopt_error(usage))?))
+            }
+            "--port" => {
+                let value = text(p, usage)?;
+                port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        Error::usage(
+                            format!("--port: '{value}' is not a port number (1-65535)"),
+                            usage,
+                        )
+                    })?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let Some(values) = parsed else {
+        return Ok(Command::Help(PCAP_HELP));
+    };
+    let output = output.ok_or_else(|| Error::usage("missing option -o OUT.pcap", usage))?;
+    Ok(Command::Pcap(PcapArgs {
+        input: PathBuf::from(next(&mut values.into_iter())),
+        output,
+        port,
+    }))
+}
+
+fn parse_import(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = IMPORT_USAGE;
+    let mut output = None;
+    let mut filter = None;
+    let mut allow_gaps = false;
+    let parsed = parse_command(parser, usage, &["CAPTURE"], |p, name| {
+        match name {
+            "-o" | "--output" => {
+                output = Some(PathBuf::from(p.value().map_err(lexopt_error(usage))?))
+            }
+            "--filter" => {
+                let value = text(p, usage)?;
+                if value.starts_with("unix:") {
+                    return Err(Error::usage(
+                        format!("--filter: '{value}' is not HOST:PORT"),
+                        usage,
+                    ));
+                }
+                Endpoint::parse(&value)
+                    .map_err(|reason| Error::usage(format!("--filter: {reason}"), usage))?;
+                filter = Some(value);
+            }
+            "--allow-gaps" => allow_gaps = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let Some(values) = parsed else {
+        return Ok(Command::Help(IMPORT_HELP));
+    };
+    let output = output.ok_or_else(|| Error::usage("missing option -o TAPE|DIR/", usage))?;
+    Ok(Command::Import(ImportArgs {
+        capture: PathBuf::from(next(&mut values.into_iter())),
+        output,
+        filter,
+        allow_gaps,
+    }))
+}
+
 /// Takes the next positional; `parse_command` checked the count.
 fn next(values: &mut impl Iterator<Item = OsString>) -> OsString {
     values.next().unwrap_or_default()
@@ -1065,6 +1201,59 @@ mod tests {
         }
         assert_eq!(decimal("0.5"), Some(0.5));
         assert_eq!(decimal("30"), Some(30.0));
+    }
+
+    #[test]
+    fn pcap_and_import() {
+        let Command::Pcap(args) = parse_ok(&["pcap", "t.tape", "-o", "t.pcap", "--port", "80"])
+        else {
+            panic!("not pcap")
+        };
+        let expected = PcapArgs {
+            input: "t.tape".into(),
+            output: "t.pcap".into(),
+            port: 80,
+        };
+        assert_eq!(args, expected);
+        let Command::Pcap(args) = parse_ok(&["pcap", "-o", "t.pcap", "d/"]) else {
+            panic!("not pcap")
+        };
+        assert_eq!(args.port, 7777);
+        let import = [
+            "import",
+            "c.pcapng",
+            "-o",
+            "d/",
+            "--filter",
+            "[::1]:5432",
+            "--allow-gaps",
+        ];
+        let Command::Import(args) = parse_ok(&import) else {
+            panic!("not import")
+        };
+        let expected = ImportArgs {
+            capture: "c.pcapng".into(),
+            output: "d/".into(),
+            filter: Some("[::1]:5432".into()),
+            allow_gaps: true,
+        };
+        assert_eq!(args, expected);
+        assert_eq!(parse_err(&["pcap", "t.tape"]), "missing option -o OUT.pcap");
+        assert_eq!(
+            parse_err(&["import", "c.pcap"]),
+            "missing option -o TAPE|DIR/"
+        );
+        assert!(parse_err(&["pcap", "t", "-o", "x", "--port", "0"]).contains("--port: '0'"));
+        assert!(parse_err(&["import", "c", "-o", "x", "--filter", "nope"]).contains("--filter"));
+        assert!(parse_err(&["import", "c", "-o", "x", "--filter", "unix:/s"]).contains("--filter"));
+        assert!(matches!(
+            parse_ok(&["pcap", "-h"]),
+            Command::Help(PCAP_HELP)
+        ));
+        assert!(matches!(
+            parse_ok(&["import", "--help"]),
+            Command::Help(IMPORT_HELP)
+        ));
     }
 
     #[test]

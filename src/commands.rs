@@ -44,6 +44,8 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Print(args) => run_print(&args),
         Command::Build(args) => run_build(&args),
         Command::Repair(path) => crate::repair::run(&path),
+        Command::Pcap(args) => crate::pcap::run_pcap(&args),
+        Command::Import(args) => crate::pcap::run_import(&args),
     };
     match result {
         Ok(()) => EXIT_OK,

@@ -40,6 +40,7 @@ mod hexdump;
 mod job;
 mod linediff;
 mod output;
+mod pcap;
 mod proxy;
 mod repair;
 mod replay;
@@ -58,4 +59,33 @@ pub use report::{Outcome, Report, SessionReport, Verdict};
 #[doc(hidden)]
 pub fn cli_main() -> i32 {
     commands::main(std::env::args_os().skip(1))
+}
+
+/// Entry points for fuzzing (the `fuzz/` crate); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Imports a capture, the whole of it, into memory: it must return
+    /// (an error or tapes), never panic, hang or allocate without bound.
+    /// Every tape it makes must read back cleanly.
+    pub fn pcap_import(capture: &[u8]) {
+        for allow_gaps in [false, true] {
+            let options = crate::pcap::import::Options {
+                allow_gaps,
+                ..Default::default()
+            };
+            let Ok(tapes) = crate::pcap::import::import_in_memory(capture, &options) else {
+                continue;
+            };
+            for tape in tapes {
+                let mut reader = crate::tape::Reader::new(tape.as_slice());
+                while let Some(frame) = reader.next_frame().expect("an imported tape reads back") {
+                    if let crate::tape::Kind::Any(_) = frame.kind {
+                        reader
+                            .read_wildcard()
+                            .expect("an imported wildcard reads back");
+                    }
+                }
+            }
+        }
+    }
 }
