@@ -360,7 +360,8 @@ impl Conversation {
                 self.step = Step::Closing;
                 return Ok(());
             }
-            Kind::Noop | Kind::Extension(_) => return Ok(()),
+            // A span marks recorded bytes that follow in data frames.
+            Kind::Noop | Kind::Span(_) | Kind::Extension(_) => return Ok(()),
         };
         if count == 0 {
             return Ok(());

@@ -56,7 +56,7 @@ impl Prefix {
                 | Kind::Any(Direction::ServerToClient)
                 | Kind::Eof(_)
                 | Kind::Cut => break,
-                Kind::Noop | Kind::Delay | Kind::Extension(_) => {}
+                Kind::Noop | Kind::Delay | Kind::Span(_) | Kind::Extension(_) => {}
             }
         }
         Ok(Prefix(bytes))

@@ -366,7 +366,12 @@ impl<S: Source> Play<S> {
                 }
                 // Our own wildcards have nothing to send; tapes holding
                 // them are refused before replay starts (`replay::load`).
-                Kind::Data(_) | Kind::Any(_) | Kind::Noop | Kind::Cut | Kind::Extension(_) => {}
+                Kind::Data(_)
+                | Kind::Any(_)
+                | Kind::Noop
+                | Kind::Cut
+                | Kind::Span(_)
+                | Kind::Extension(_) => {}
             }
         }
         self.action = Action::End;

@@ -31,6 +31,11 @@ pub mod opcode {
     /// Extension: the recording ended before the session did (payload: the
     /// reason, UTF-8). Nothing of the session follows it.
     pub const CUT: u8 = 0x83;
+    /// Extension: a span of the client's recorded bytes (payload: see
+    /// `tape::span`).
+    pub const SPAN_CLIENT_TO_SERVER: u8 = 0x84;
+    /// Extension: a span of the server's recorded bytes.
+    pub const SPAN_SERVER_TO_CLIENT: u8 = 0x85;
 }
 
 /// Payload size of a wildcard frame: the count, u32 big-endian.
@@ -79,6 +84,13 @@ impl Direction {
             Direction::ServerToClient => opcode::ANY_SERVER_TO_CLIENT,
         }
     }
+
+    pub fn span_opcode(self) -> u8 {
+        match self {
+            Direction::ClientToServer => opcode::SPAN_CLIENT_TO_SERVER,
+            Direction::ServerToClient => opcode::SPAN_SERVER_TO_CLIENT,
+        }
+    }
 }
 
 /// What a frame is.
@@ -94,6 +106,8 @@ pub enum Kind {
     /// The recording was cut short here; the payload says why. An
     /// extension frame too.
     Cut,
+    /// A span of that direction's recorded bytes (see `tape::span`).
+    Span(Direction),
     Extension(u8),
 }
 
@@ -110,6 +124,8 @@ impl Kind {
             opcode::ANY_CLIENT_TO_SERVER => Kind::Any(Direction::ClientToServer),
             opcode::ANY_SERVER_TO_CLIENT => Kind::Any(Direction::ServerToClient),
             opcode::CUT => Kind::Cut,
+            opcode::SPAN_CLIENT_TO_SERVER => Kind::Span(Direction::ClientToServer),
+            opcode::SPAN_SERVER_TO_CLIENT => Kind::Span(Direction::ServerToClient),
             op if op >= opcode::EXTENSION_MIN => Kind::Extension(op),
             _ => return None,
         })
@@ -123,6 +139,7 @@ impl Kind {
             Kind::Eof(dir) => dir.eof_opcode(),
             Kind::Any(dir) => dir.any_opcode(),
             Kind::Cut => opcode::CUT,
+            Kind::Span(dir) => dir.span_opcode(),
             Kind::Extension(op) => op,
         }
     }
@@ -141,6 +158,8 @@ impl Kind {
             Kind::Any(Direction::ClientToServer) => "ANY_CLIENT_TO_SERVER",
             Kind::Any(Direction::ServerToClient) => "ANY_SERVER_TO_CLIENT",
             Kind::Cut => "CUT",
+            Kind::Span(Direction::ClientToServer) => "SPAN_CLIENT_TO_SERVER",
+            Kind::Span(Direction::ServerToClient) => "SPAN_SERVER_TO_CLIENT",
             Kind::Data(Direction::ClientToServer) => "CLIENT_TO_SERVER",
             Kind::Data(Direction::ServerToClient) => "SERVER_TO_CLIENT",
             Kind::Delay => "DELAY",

@@ -9,6 +9,7 @@
 pub mod describe;
 pub mod frame;
 pub mod reader;
+pub mod span;
 pub mod text;
 pub mod writer;
 
@@ -20,6 +21,7 @@ use std::rc::Rc;
 
 pub use frame::{Direction, Header, Kind, MAGIC, MAX_LEN};
 pub use reader::{Frame, Reader, Source, TapeError, TapeErrorKind};
+pub use span::{Span, SpanKind};
 pub use writer::Writer;
 
 use crate::error::Error;

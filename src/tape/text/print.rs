@@ -69,7 +69,7 @@ pub fn print<S: Source>(reader: &mut Reader<S>, out: &mut impl Write) -> Result<
                 write!(out, "noop")?;
                 print_payload(reader, out, frame.len as usize)?;
             }
-            Kind::Cut | Kind::Extension(_) => {
+            Kind::Cut | Kind::Span(_) | Kind::Extension(_) => {
                 write!(out, "ext {:#04x}", frame.kind.opcode())?;
                 print_payload(reader, out, frame.len as usize)?;
             }
