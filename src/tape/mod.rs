@@ -98,3 +98,31 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
     let locator = Locator::for_lines(built.lines);
     Ok((Rc::new(built.bytes), locator))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_tape_is_placed_by_the_line_of_the_byte() {
+        let built = text::build("tcptape text 1\n> \"ab\"\n  \"cd\"\neof >\n").unwrap();
+        let locator = Locator::for_lines(built.lines);
+        let mut reader = Reader::new(built.bytes.as_slice());
+        reader.next_frame().unwrap();
+        let data = reader.next_frame().unwrap().unwrap();
+        let at = |byte: u64| locator.place(&data, data.offset + 4 + byte);
+        assert_eq!(
+            [at(0), at(1), at(2), at(3)],
+            ["line 2", "line 2", "line 3", "line 3"]
+        );
+        // An offset past the frame is not taken for another frame's line.
+        assert_eq!(at(4), "line 2");
+        let eof = reader.next_frame().unwrap().unwrap();
+        assert_eq!(locator.place(&eof, eof.offset), "line 4");
+        // A binary tape keeps its offsets.
+        assert_eq!(
+            Locator::default().place(&data, data.offset + 6),
+            format!("tape offset {}", data.offset + 6)
+        );
+    }
+}
