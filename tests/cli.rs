@@ -56,10 +56,11 @@ fn describe_of_a_file_that_is_not_a_tape() {
     std::fs::write(&path, "hello\n").unwrap();
     let (code, _, stderr) = run(&["describe", path.to_str().unwrap()]);
     assert_eq!(code, 1);
+    // The file's line is not quoted: it may be anything.
     assert_eq!(
         stderr,
         format!(
-            "error: {}:1:1: not a tape: a text tape starts with 'tcptape text 1', a binary tape with the tcptape magic\n  hello\n  ^\n",
+            "error: {}:1:1: not a tape: a text tape starts with 'tcptape text 1', a binary tape with the tcptape magic\n",
             path.display()
         )
     );

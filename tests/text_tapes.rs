@@ -4,10 +4,11 @@
 mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 use tcptape::tape::text::{parse, print};
-use tcptape::tape::{Direction, MAX_LEN, Reader, Writer};
+use tcptape::tape::{Direction, Header, MAX_LEN, Reader, Writer};
 
 const C2S: Direction = Direction::ClientToServer;
 const S2C: Direction = Direction::ServerToClient;
@@ -126,14 +127,20 @@ fn random_tape(rng: &mut Rng, big: bool) -> Vec<u8> {
                 let d = dir(rng);
                 w.data(d, &data).unwrap();
             }
-            3 => w.delay(1 + rng.below(u64::from(MAX_LEN))).unwrap(),
+            // Any delay, 0 too, which `Writer::delay` would not write.
+            3 => {
+                let ms = rng.below(u64::from(MAX_LEN) + 1) as u32;
+                let frame = Header::new(0x03, ms).emit();
+                w.get_mut().extend_from_slice(&frame);
+            }
             4 => {
                 let d = dir(rng);
                 w.eof(d).unwrap();
             }
             5 => {
                 let d = dir(rng);
-                w.any(d, rng.below(100_000)).unwrap();
+                let count = [rng.below(100_000), rng.below(1 << 32)][rng.below(2) as usize];
+                w.any(d, count).unwrap();
             }
             6 => {
                 let len = rng.below(20) as usize;
@@ -220,12 +227,56 @@ fn syntax_errors_name_line_and_column_with_a_caret() {
         ("tcptape text 1\nsend \"x\"\n", 2, 1, "expected a frame"),
         ("tcptape text 1\n> \"\\q\"\n", 2, 4, "unknown escape"),
         ("tcptape text 1\n> 0g\n", 2, 3, "two hex digits"),
+        // Numbers are bounded by what the binary frames hold.
         (
-            "> \"no header\"\n",
-            1,
-            1,
-            "not a tape: a text tape starts with 'tcptape text 1'",
+            "tcptape text 1\n> any 18446744073709551615\n",
+            2,
+            7,
+            "a wildcard counts at most 4294967295 bytes",
         ),
+        (
+            "tcptape text 1\n> any 4294967296\n",
+            2,
+            7,
+            "a wildcard counts at most 4294967295 bytes",
+        ),
+        (
+            "tcptape text 1\n> any 4294967295 any 1\n",
+            2,
+            18,
+            "add up to more than 4294967295 bytes",
+        ),
+        (
+            "tcptape text 1\n> \"x\" ?? any 4294967295\n",
+            2,
+            10,
+            "add up to more than 4294967295 bytes",
+        ),
+        (
+            "tcptape text 1\ndelay 16777216ms\n",
+            2,
+            7,
+            "a delay is at most 16777215ms",
+        ),
+        // Only plain ASCII digits: no sign, no other width.
+        (
+            "tcptape text 1\n> \"\\x+f\"\n",
+            2,
+            4,
+            "two hex digits after \\x",
+        ),
+        ("tcptape text 1\next 0x+80\n", 2, 5, "0x80 to 0xff"),
+        ("tcptape text 1\next 0x080\n", 2, 5, "0x80 to 0xff"),
+        (
+            "tcptape text 1\ndelay +5ms\n",
+            2,
+            7,
+            "expected milliseconds",
+        ),
+        ("tcptape text 1\n> any +5\n", 2, 7, "byte count"),
+        ("tcptape text 1\n> anyx 5\n", 2, 3, "two hex digits"),
+        // A trailing comment starts after a space, as the grammar says.
+        ("tcptape text 1\n> \"a\"# no\n", 2, 6, "expected a space"),
     ];
     for (i, (text, line, column, message)) in cases.into_iter().enumerate() {
         let path = write(&dir, &format!("case{i}.txt"), text);
@@ -235,6 +286,7 @@ fn syntax_errors_name_line_and_column_with_a_caret() {
         let prefix = format!("error: {path}:{line}:{column}: ");
         assert!(lines[0].starts_with(&prefix), "{text}: {stderr}");
         assert!(lines[0].contains(message), "{text}: {stderr}");
+        assert_eq!(lines.len(), 3, "{stderr}");
         // The line itself, then a caret under the column.
         let source = text.lines().nth(line - 1).unwrap();
         assert_eq!(lines[1], format!("  {source}"));
@@ -367,4 +419,264 @@ fn a_wildcard_in_the_replayed_role_is_refused() {
         "the client role may expect any bytes from the server: {stderr}"
     );
     assert!(stderr.contains("cannot connect to 127.0.0.1:1"), "{stderr}");
+}
+
+/// `tcptape build` of `text`: (exit code, stderr, the built tape).
+fn build_text(dir: &Path, name: &str, text: &str) -> (i32, String, Vec<u8>) {
+    let path = write(dir, name, text);
+    let out = dir.join(format!("{name}.tape"));
+    let _ = std::fs::remove_file(&out);
+    let (code, _, stderr) = run(&["build", &path, "-o", out.to_str().unwrap()]);
+    (code, stderr, std::fs::read(&out).unwrap_or_default())
+}
+
+const MAGIC: &[u8] = b"\0\0\0\x08tcptape\0";
+
+#[test]
+fn numbers_at_their_limits_build_single_frames() {
+    let dir = temp_dir("text-limits");
+    // The largest wildcard is one frame: its payload is a u32 count.
+    let (code, stderr, tape) = build_text(&dir, "any", "tcptape text 1\n> any 4294967295\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(tape, [MAGIC, b"\x81\0\0\x04\xff\xff\xff\xff"].concat());
+    // Wildcards in a row merge, up to that count.
+    let (code, stderr, tape) = build_text(
+        &dir,
+        "merged",
+        "tcptape text 1\n< ?? any 4294967293\n  ??\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(tape, [MAGIC, b"\x82\0\0\x04\xff\xff\xff\xff"].concat());
+    let (code, stderr, tape) = build_text(&dir, "delay", "tcptape text 1\ndelay 16777215ms\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(tape, [MAGIC, b"\x03\xff\xff\xff"].concat());
+}
+
+#[test]
+fn payloads_over_the_frame_limit_are_refused_where_they_overflow() {
+    let dir = temp_dir("text-big-payload");
+    let line = format!("  \"{}\"\n", "x".repeat(1 << 20));
+    for keyword in ["noop", "ext 0x90"] {
+        // 16 lines of 1 MiB reach 16,777,216 bytes: one more than a frame
+        // holds, on line 18.
+        let text = format!("tcptape text 1\n{keyword} \"\"\n{}", line.repeat(16));
+        let (code, stderr, tape) = build_text(&dir, "big.txt", &text);
+        assert_eq!(code, 1, "{keyword}: {stderr}");
+        assert!(tape.is_empty());
+        assert!(
+            stderr.contains("big.txt:18:3: ") && stderr.contains("at most 16777215 bytes"),
+            "{keyword}: {stderr}"
+        );
+        // One byte less fits.
+        let text = format!(
+            "tcptape text 1\n{keyword} \"\"\n{}  \"{}\"\n",
+            line.repeat(15),
+            "x".repeat((1 << 20) - 1)
+        );
+        let (code, stderr, tape) = build_text(&dir, "fits.txt", &text);
+        assert_eq!(code, 0, "{keyword}: {stderr}");
+        assert_eq!(tape.len(), MAGIC.len() + 4 + 16_777_215);
+        assert_eq!(&tape[MAGIC.len() + 1..MAGIC.len() + 4], b"\xff\xff\xff");
+    }
+}
+
+/// Writes `frames` (raw binary frames) after the magic, then prints the
+/// tape and builds the text with the binary: the result must be the same
+/// bytes.
+fn assert_print_build_is_lossless(dir: &Path, name: &str, frames: &[u8]) {
+    let binary = [MAGIC, frames].concat();
+    let original = dir.join(format!("{name}.tape"));
+    let text = dir.join(format!("{name}.txt"));
+    let rebuilt = dir.join(format!("{name}.rebuilt"));
+    std::fs::write(&original, &binary).unwrap();
+    let (code, _, stderr) = run(&[
+        "print",
+        original.to_str().unwrap(),
+        "-o",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{name}: {stderr}");
+    let (code, _, stderr) = run(&[
+        "build",
+        text.to_str().unwrap(),
+        "-o",
+        rebuilt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{name}: {stderr}");
+    assert!(
+        std::fs::read(&rebuilt).unwrap() == binary,
+        "{name} changed through print and build:\n{}",
+        std::fs::read_to_string(&text).unwrap()
+    );
+}
+
+#[test]
+fn print_then_build_keeps_every_frame() {
+    let dir = temp_dir("text-lossless");
+    assert_print_build_is_lossless(&dir, "delay0", b"\x03\0\0\0\x01\0\0\x01a\x03\0\0\0");
+    // Wildcards over the largest frame length are still one frame.
+    assert_print_build_is_lossless(&dir, "any-big", b"\x81\0\0\x04\x01\x31\x2d\x00");
+    assert_print_build_is_lossless(&dir, "any-max", b"\x82\0\0\x04\xff\xff\xff\xff");
+    assert_print_build_is_lossless(&dir, "any-zero", b"\x82\0\0\x04\0\0\0\0");
+    // NOOP and extension payloads of both forms, long enough to wrap.
+    let text: Vec<u8> = b"line\r\n".iter().cycle().take(100_000).copied().collect();
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    for (op, payload) in [
+        (0x00, &text),
+        (0x00, &binary),
+        (0xfe, &text),
+        (0x80, &binary),
+    ] {
+        let len = payload.len() as u32;
+        let frames = [&[op][..], &len.to_be_bytes()[1..], payload].concat();
+        assert_print_build_is_lossless(&dir, &format!("payload-{op:02x}"), &frames);
+    }
+}
+
+/// Builds `text` through the library and says how long it took.
+fn timed_build(what: &str, text: &str) -> Duration {
+    let start = Instant::now();
+    let built = tcptape::tape::text::build(text).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let took = start.elapsed();
+    assert!(built.bytes.len() > MAGIC.len(), "{what}");
+    took
+}
+
+#[test]
+fn parsing_takes_linear_time_in_every_construct() {
+    // About 4 MiB of text each; the parser takes well under a second per
+    // construct even in a debug build, a quadratic one minutes.
+    const LINES: usize = 200_000;
+    let cases = [
+        (
+            "string lines",
+            format!("> \"x\"\n{}", "  \"abcdefghij\\r\\n\"\n".repeat(LINES)),
+        ),
+        (
+            "hex lines",
+            format!("< 00\n{}", "  00 01 02 03 04 05 06 07\n".repeat(LINES)),
+        ),
+        (
+            "noop lines",
+            format!("noop\n{}", "  \"abcdefghij\\r\\n\"\n".repeat(LINES)),
+        ),
+        (
+            "ext lines",
+            format!("ext 0x90\n{}", "  00 01 02 03 04 05 06 07\n".repeat(LINES)),
+        ),
+        (
+            "wildcards",
+            format!("> ??\n{}", "  ?? any 3 \"x\" ??\n".repeat(LINES)),
+        ),
+        (
+            "frames",
+            "delay 5ms\neof >\n> any 7\n< \"a\"\n".repeat(LINES),
+        ),
+    ];
+    for (what, body) in cases {
+        let text = format!("tcptape text 1\n{body}");
+        assert!(text.len() > 3 << 20, "{what}: {} bytes", text.len());
+        let took = timed_build(what, &text);
+        assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+    }
+}
+
+#[test]
+fn a_file_that_is_no_tape_is_not_quoted() {
+    let dir = temp_dir("text-not-a-tape");
+    let secret = write(&dir, "secret", "root:x:0:0:hunter2:/root:/bin/sh\nmore\n");
+    let link = dir.join("link.tape");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    for command in ["describe", "server"] {
+        let args: &[&str] = if command == "server" {
+            &["server", "127.0.0.1:0", link.to_str().unwrap()]
+        } else {
+            &["describe", link.to_str().unwrap()]
+        };
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{command} quotes the file: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "error: {}:1:1: not a tape: a text tape starts with 'tcptape text 1'",
+                link.display()
+            )),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.lines().last(),
+            stderr.lines().find(|l| l.contains("not a tape"))
+        );
+    }
+}
+
+#[test]
+fn places_in_a_text_tape_name_the_line_of_the_byte() {
+    let dir = temp_dir("text-line-of-byte");
+    // A request whose frame starts on line 3 and goes on for five lines.
+    let tape = write(
+        &dir,
+        "long.txt",
+        "tcptape text 1\n\
+         # a request over several lines\n\
+         > \"GET / HTTP/1.1\\r\\n\"\n\
+         \x20 \"Host: example\\r\\n\"\n\
+         \n\
+         \x20 # the agent changes\n\
+         \x20 \"User-Agent: x\\r\\n\"\n\
+         \x20 \"\\r\\n\"\n\
+         < \"HTTP/1.1 200 OK\\r\\n\"\n",
+    );
+    let server = spawn(&["server", "--once", "127.0.0.1:0", &tape], true);
+    let mut c = connect(server.addr());
+    write_all(
+        &mut c,
+        b"GET / HTTP/1.1\r\nHost: example\r\nUser-Agent: y\r\n\r\n",
+    );
+    half_close(&c);
+    let _ = read_to_end(&mut c);
+    let (code, _, stderr) = server.finish();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("byte 43 of its stream differs from the tape (frame 1, line 7)"),
+        "{stderr}"
+    );
+
+    // A wildcard refused for the role is named by its own line.
+    let tape = write(
+        &dir,
+        "wild.txt",
+        "tcptape text 1\n> \"ping\"\n< \"pong \"\n  \"and \"\n  ?? ??\n",
+    );
+    let (code, _, stderr) = run(&["server", "127.0.0.1:0", &tape]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("frame 3 (line 5) is a wildcard in the server's direction"),
+        "{stderr}"
+    );
+
+    // A timeout names the line of the next byte awaited.
+    let server = spawn(
+        &[
+            "server",
+            "--once",
+            "--timeout",
+            "1",
+            "127.0.0.1:0",
+            &tape.replace("wild.txt", "long.txt"),
+        ],
+        true,
+    );
+    let mut c = connect(server.addr());
+    write_all(&mut c, b"GET / HTTP/1.1\r\nHost: example\r\n");
+    let (code, _, stderr) = server.finish();
+    drop(c);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("(frame 1, line 7, byte 31 of its stream)"),
+        "{stderr}"
+    );
 }

@@ -11,8 +11,14 @@ use crate::tape::{Direction, Frame, Kind, Locator, Reader, Source, frame::HEADER
 
 /// Bytes of context shown on each side of the departure in hexdumps.
 const SHOWN: usize = 32;
-/// Bytes of a frame a text diff looks at.
-const DIFF_WINDOW: usize = 4096;
+/// A text diff reads at most this many bytes of the tape on each side of
+/// the departure, and compares at most `DIFF_LINES` lines on each side:
+/// a report costs milliseconds and kilobytes whatever the frame holds.
+const DIFF_BYTES: usize = 16 * 1024;
+const DIFF_LINES: usize = 200;
+/// Frames a text diff reads at most while following the peer's stream
+/// past frames of the other direction.
+const DIFF_FRAMES: usize = 1024;
 
 /// Who the peer is, to word the report.
 pub fn peer_name(peer: Direction) -> &'static str {
@@ -156,6 +162,11 @@ fn payload_start(frame: &Frame) -> u64 {
     frame.offset + HEADER_LEN as u64
 }
 
+/// The tape offset of byte `at` of a frame's payload.
+pub fn payload_offset(frame: &Frame, at: u32) -> u64 {
+    payload_start(frame) + u64::from(at)
+}
+
 /// Bytes `from..to` of a frame's payload, read straight from the tape file.
 fn read_payload<S: Source>(tape: &S, frame: &Frame, from: u32, to: u32) -> Vec<u8> {
     let mut bytes = vec![0; (to - from) as usize];
@@ -171,29 +182,75 @@ fn read_payload<S: Source>(tape: &S, frame: &Frame, from: u32, to: u32) -> Vec<u
     bytes
 }
 
-/// A line diff of the frame as recorded against what arrived in its place.
-/// Bytes before the departure matched, so the received side is the tape's
-/// prefix followed by what arrived from the departure on.
+/// A line diff of the frame as recorded against what arrived in its place,
+/// around the departure. Bytes before the departure matched, so the
+/// received side is the tape's bytes up to it followed by what arrived from
+/// the departure on.
 fn text_diff_section<S: Source>(tape: &S, frame: &Frame, at: u32, deviation: &Deviation) -> String {
-    let mut expected = expected_stream(tape, frame, at as usize + DIFF_WINDOW);
-    let mut received = expected[..(at as usize).min(expected.len())].to_vec();
-    received.extend_from_slice(&deviation.received.bytes[deviation.received.mismatch..]);
-    // Only what had arrived when the difference was found is known: compare
-    // the complete lines received with as many lines of the tape.
-    let lines = received.iter().filter(|&&b| b == b'\n').count();
-    if lines > 0 {
-        cut_after_lines(&mut received, lines);
-        cut_after_lines(&mut expected, lines);
+    let at = at as usize;
+    let skipped = at.saturating_sub(DIFF_BYTES);
+    let mut expected = expected_stream(tape, frame, skipped, 2 * DIFF_BYTES);
+    let departure = (at - skipped).min(expected.len());
+    // Start at a line, at most DIFF_LINES lines before the departure's.
+    let mut start = 0;
+    let mut cut = skipped > 0;
+    if cut && let Some(newline) = expected[..departure].iter().position(|&b| b == b'\n') {
+        start = newline + 1;
     }
+    if let Some(newline) = nth_newline_back(&expected[start..departure], DIFF_LINES) {
+        start += newline + 1;
+        cut = true;
+    }
+    let mut received = expected[start..departure].to_vec();
+    received.extend_from_slice(&deviation.received.bytes[deviation.received.mismatch..]);
+    expected.drain(..start);
+    // Only what had arrived when the difference was found is known: compare
+    // the complete lines received with as many lines of the tape, at most
+    // DIFF_LINES past the departure's.
+    let before = received[..departure - start]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    let complete = received.iter().filter(|&&b| b == b'\n').count();
+    let lines = match complete {
+        0 => 1,
+        n if n > before + DIFF_LINES => {
+            cut = true;
+            before + DIFF_LINES
+        }
+        n => n,
+    };
+    if complete > 0 {
+        cut_after_lines(&mut received, lines);
+    }
+    cut_after_lines(&mut expected, lines);
     let (Some(old), Some(new)) = (as_text(&expected), as_text(&received)) else {
         return "  text diff: not shown, the bytes are not text\n".to_string();
     };
     let old: Vec<&str> = old.split_inclusive('\n').collect();
     let new: Vec<&str> = new.split_inclusive('\n').collect();
+    let title = if cut {
+        "text diff (- tape, + received; only the lines near the difference)"
+    } else {
+        "text diff (- tape, + received)"
+    };
     format!(
-        "  text diff (- tape, + received):\n{}",
+        "  {title}:\n{}",
         linediff::render(&linediff::diff(&old, &new), 2, "    ")
     )
+}
+
+/// The index of the `n`-th newline of `bytes` counted back from its end (0
+/// for the last): the last `n` complete lines of `bytes`, and whatever
+/// follows them, start after it.
+fn nth_newline_back(bytes: &[u8], n: usize) -> Option<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n)
+        .map(|(i, _)| i)
 }
 
 /// Keeps the first `lines` lines of `bytes` (all of it if it has fewer).
@@ -208,18 +265,24 @@ fn cut_after_lines(bytes: &mut Vec<u8>, lines: usize) {
     }
 }
 
-/// The peer's bytes as recorded from the start of `frame`, across its
-/// following data frames, up to `limit`: what the received bytes are
+/// The peer's bytes as recorded from byte `skip` of `frame` on, across its
+/// following data frames, up to `limit` bytes: what the received bytes are
 /// compared with, so a reply split over frames is not cut in the diff.
-fn expected_stream<S: Source>(tape: &S, frame: &Frame, limit: usize) -> Vec<u8> {
+fn expected_stream<S: Source>(tape: &S, frame: &Frame, skip: usize, limit: usize) -> Vec<u8> {
     let Kind::Data(dir) = frame.kind else {
         return Vec::new();
     };
     let mut reader = Reader::starting_at(tape, frame.offset, frame.index);
     let mut out = Vec::new();
-    while out.len() < limit {
+    for frames in 0..DIFF_FRAMES {
+        if out.len() >= limit {
+            break;
+        }
         match reader.next_frame() {
             Ok(Some(next)) if next.kind == Kind::Data(dir) => {
+                if frames == 0 {
+                    reader.consume_payload(skip.min(next.len as usize));
+                }
                 while out.len() < limit {
                     match reader.read_payload(limit - out.len()) {
                         Ok([]) | Err(_) => break,
@@ -351,6 +414,47 @@ mod tests {
             line.ends_with("byte 5 of its stream differs from the tape (frame 1, line 3)"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn text_diff_of_a_huge_frame_is_fast_and_short() {
+        let lines: String = (0..100_000).map(|i| format!("line {i}\r\n")).collect();
+        let tape = tape_with(lines.as_bytes());
+        let start = std::time::Instant::now();
+
+        // One byte differs on line 99,000.
+        let mut received = lines.clone().into_bytes();
+        received[lines.find("line 99000").unwrap() + 5] = b'X';
+        let report = report_of(&deviation(&tape, &received), &tape, true);
+        assert!(
+            report.contains(
+                "  text diff (- tape, + received; only the lines near the difference):\n"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("    - line 99000\\r\\n\n    + line X9000\\r\\n\n"),
+            "{report}"
+        );
+        assert!(report.lines().count() < 30, "{report}");
+
+        // Everything differs from line 10 on: the diff stops DIFF_LINES
+        // lines after the departure.
+        let other: String = (0..100_000).map(|i| format!("other {i}\r\n")).collect();
+        let mut received = lines.as_bytes()[..lines.find("line 10\r").unwrap()].to_vec();
+        received.extend_from_slice(other.as_bytes());
+        let report = report_of(&deviation(&tape, &received), &tape, true);
+        assert!(
+            report.contains("only the lines near the difference"),
+            "{report}"
+        );
+        assert!(report.contains("    - line 10\\r\\n\n"), "{report}");
+        assert!(report.contains("    + other 0\\r\\n\n"), "{report}");
+        assert!(report.lines().count() < 2 * DIFF_LINES + 30, "{report}");
+        assert!(report.len() < 64 * 1024, "{} bytes", report.len());
+
+        let took = start.elapsed();
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::report;
 use super::script::{Action, Expect, Expected, Fault, Play};
 use crate::engine::net::{Address, Socket, Stream};
 use crate::error::Error;
-use crate::tape::{Direction, Locator, Reader, Source, TapeError};
+use crate::tape::{Direction, Frame, Locator, Reader, Source, TapeError};
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -467,7 +467,7 @@ impl<S: Source + Clone> Session<S> {
             Expected::Data { frame, remaining } => Some(format!(
                 "{remaining} more bytes from the {who} (frame {}, {}, byte {matched} of its stream)",
                 frame.index,
-                self.locator.place(&frame, frame.offset)
+                self.locator.place(&frame, awaited(&frame, remaining))
             )),
             Expected::Any { frame, remaining } => Some(format!(
                 "{remaining} more bytes (any value) from the {who} (frame {}, {}, byte {matched} of its stream)",
@@ -491,7 +491,7 @@ impl<S: Source + Clone> Session<S> {
                 Action::Send { frame, remaining } if !self.socket.writable => Some(format!(
                     "the {who} to read {remaining} more bytes (frame {}, {})",
                     frame.index,
-                    self.locator.place(&frame, frame.offset)
+                    self.locator.place(&frame, awaited(&frame, remaining))
                 )),
                 _ => None,
             },
@@ -543,4 +543,15 @@ fn tape_error(name: &str, err: &TapeError) -> Error {
     Error::Session(format!(
         "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
     ))
+}
+
+/// Where the next byte of a data frame with `remaining` bytes to go is: the
+/// frame itself until its first byte, then that byte (in a text tape, the
+/// line it is on).
+fn awaited(frame: &Frame, remaining: u32) -> u64 {
+    if remaining == frame.len {
+        frame.offset
+    } else {
+        report::payload_offset(frame, frame.len - remaining)
+    }
 }

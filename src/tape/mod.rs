@@ -33,26 +33,38 @@ pub type SharedTape = Rc<dyn Source>;
 /// offset in a binary tape, a line in a text tape.
 #[derive(Debug, Clone, Default)]
 pub struct Locator {
-    /// For a text tape, the line of each frame.
-    lines: Option<Rc<[u32]>>,
+    /// For a text tape, the line of each byte.
+    lines: Option<Rc<text::LineMap>>,
 }
 
 impl Locator {
-    /// The locator of a text tape whose frame `i` came from line `lines[i]`.
-    pub fn for_lines(lines: Vec<u32>) -> Locator {
+    /// The locator of a text tape built with `lines`.
+    pub fn for_lines(lines: text::LineMap) -> Locator {
         Locator {
-            lines: Some(lines.into()),
+            lines: Some(Rc::new(lines)),
         }
     }
 
     /// `offset` is the binary tape offset meant (a frame's header, or a
-    /// byte of its payload).
+    /// byte of its payload): in a text tape, the line that byte is on.
     pub fn place(&self, frame: &Frame, offset: u64) -> String {
-        match &self.lines {
-            Some(lines) => match lines.get(frame.index as usize) {
-                Some(line) => format!("line {line}"),
-                None => format!("tape offset {offset}"),
-            },
+        let line = self.lines.as_ref().and_then(|lines| {
+            // An offset outside the frame would name some other line.
+            let payload = if frame.kind.has_payload() {
+                frame.len
+            } else {
+                0
+            };
+            let end = frame.offset + frame::HEADER_LEN as u64 + u64::from(payload);
+            let offset = if (frame.offset..end).contains(&offset) {
+                offset
+            } else {
+                frame.offset
+            };
+            lines.line_at(offset)
+        });
+        match line {
+            Some(line) => format!("line {line}"),
             None => format!("tape offset {offset}"),
         }
     }
@@ -121,4 +133,32 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
     })?;
     let locator = Locator::for_lines(built.lines);
     Ok((Rc::new(built.bytes), locator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_tape_is_placed_by_the_line_of_the_byte() {
+        let built = text::build("tcptape text 1\n> \"ab\"\n  \"cd\"\neof >\n").unwrap();
+        let locator = Locator::for_lines(built.lines);
+        let mut reader = Reader::new(built.bytes.as_slice());
+        reader.next_frame().unwrap();
+        let data = reader.next_frame().unwrap().unwrap();
+        let at = |byte: u64| locator.place(&data, data.offset + 4 + byte);
+        assert_eq!(
+            [at(0), at(1), at(2), at(3)],
+            ["line 2", "line 2", "line 3", "line 3"]
+        );
+        // An offset past the frame is not taken for another frame's line.
+        assert_eq!(at(4), "line 2");
+        let eof = reader.next_frame().unwrap().unwrap();
+        assert_eq!(locator.place(&eof, eof.offset), "line 4");
+        // A binary tape keeps its offsets.
+        assert_eq!(
+            Locator::default().place(&data, data.offset + 6),
+            format!("tape offset {}", data.offset + 6)
+        );
+    }
 }

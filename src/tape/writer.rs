@@ -64,21 +64,20 @@ impl<W: Write> Writer<W> {
         self.frame(Header::eof(dir), &[])
     }
 
-    /// A wildcard: `count` bytes of `dir`, whatever their value. Counts
-    /// over `MAX_LEN` become several frames, like data.
+    /// A wildcard: `count` bytes of `dir`, whatever their value, in one
+    /// frame: its payload is the count as a u32, so counts up to
+    /// `u32::MAX` fit and larger ones are an error.
     pub fn any(&mut self, dir: Direction, count: u64) -> io::Result<()> {
-        let mut left = count;
-        loop {
-            let n = left.min(u64::from(MAX_LEN)) as u32;
-            self.frame(
-                Header::new(dir.any_opcode(), WILDCARD_LEN),
-                &n.to_be_bytes(),
-            )?;
-            left -= u64::from(n);
-            if left == 0 {
-                return Ok(());
-            }
-        }
+        let count = u32::try_from(count).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a wildcard counts at most {} bytes, not {count}", u32::MAX),
+            )
+        })?;
+        self.frame(
+            Header::new(dir.any_opcode(), WILDCARD_LEN),
+            &count.to_be_bytes(),
+        )
     }
 
     pub fn noop(&mut self, payload: &[u8]) -> io::Result<()> {
@@ -141,6 +140,23 @@ mod tests {
         let mut w = Writer::new(Vec::new()).unwrap();
         assert!(w.extension(0x7f, b"").is_err());
         assert!(w.noop(&vec![0; MAX_LEN as usize + 1]).is_err());
+        assert!(
+            w.any(Direction::ClientToServer, u64::from(u32::MAX) + 1)
+                .is_err()
+        );
         assert_eq!(w.get_ref().len(), 12, "nothing written after the magic");
+    }
+
+    #[test]
+    fn a_wildcard_is_one_frame_whatever_its_count() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.any(Direction::ClientToServer, 20_000_000).unwrap();
+        w.any(Direction::ServerToClient, u64::from(u32::MAX))
+            .unwrap();
+        w.any(Direction::ServerToClient, 0).unwrap();
+        assert_eq!(
+            &w.into_inner()[12..],
+            b"\x81\0\0\x04\x01\x31\x2d\x00\x82\0\0\x04\xff\xff\xff\xff\x82\0\0\x04\0\0\0\0"
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! tape `parse(print(tape))` is the same bytes. docs/text-format.md has the
 //! grammar.
 //!
+//! Text tapes may come from anywhere: the parser checks every number
+//! against its binary field and takes time linear in the text.
+//!
 //! ```text
 //! tcptape text 1
 //! > "EHLO client\r\n"
@@ -22,6 +25,48 @@ pub use print::{PrintError, print};
 
 /// The first line of every text tape.
 pub const HEADER: &str = "tcptape text 1";
+
+/// Which line of a text tape each byte of the built binary came from: for
+/// every line that wrote something, the offset in the binary where its
+/// bytes start. One entry per text line, however many bytes or frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineMap {
+    /// Increasing binary offsets, and the line from each offset on.
+    offsets: Vec<u64>,
+    lines: Vec<u32>,
+}
+
+impl LineMap {
+    /// Notes that the bytes from `offset` on come from `line`. Offsets come
+    /// in order; a line noted at the offset of the one before replaces it
+    /// (that one wrote nothing).
+    fn note(&mut self, offset: u64, line: u32) {
+        debug_assert!(self.offsets.last().is_none_or(|&last| last <= offset));
+        if self.offsets.last() == Some(&offset) {
+            if let Some(last) = self.lines.last_mut() {
+                *last = line;
+            }
+            return;
+        }
+        self.offsets.push(offset);
+        self.lines.push(line);
+    }
+
+    /// The line the byte at `offset` of the binary came from.
+    pub fn line_at(&self, offset: u64) -> Option<u32> {
+        let after = self.offsets.partition_point(|&start| start <= offset);
+        after.checked_sub(1).map(|i| self.lines[i])
+    }
+
+    /// Lines noted.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
 
 /// True when a file's beginning reads as a text tape rather than binary.
 /// A binary tape starts with a NUL byte (its magic frame's opcode); a file

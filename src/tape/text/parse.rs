@@ -1,11 +1,14 @@
-//! Parsing a text tape back into the binary tape, noting each frame's line.
+//! Parsing a text tape back into the binary tape, noting which line each
+//! byte came from.
+//!
+//! Every number is checked against what its binary field holds, and every
+//! construct costs time linear in its text: a text tape may come from
+//! anywhere, and a bad one must fail fast with its line and column.
 
 use std::fmt;
-use std::io;
 
-use super::HEADER;
-use crate::tape::frame::{Direction, HEADER_LEN, Header};
-use crate::tape::writer::Writer;
+use super::{HEADER, LineMap};
+use crate::tape::frame::{Direction, Header, MAX_LEN, WILDCARD_LEN, opcode};
 
 /// A syntax error in a text tape, with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +17,7 @@ pub struct TextError {
     pub line: usize,
     pub column: usize,
     pub message: String,
-    /// The line at fault, for the caret display.
+    /// The line at fault, for the caret display; empty when it is not shown.
     pub source: String,
 }
 
@@ -22,6 +25,9 @@ impl fmt::Display for TextError {
     /// `LINE:COLUMN: message`, then the line and a caret under the column.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: {}", self.line, self.column, self.message)?;
+        if self.source.is_empty() {
+            return Ok(());
+        }
         let caret = " ".repeat(self.column.saturating_sub(1));
         write!(f, "\n  {}\n  {caret}^", self.source)
     }
@@ -29,27 +35,11 @@ impl fmt::Display for TextError {
 
 impl std::error::Error for TextError {}
 
-/// What a frame's items build up: bytes, and wildcards between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Bytes(Vec<u8>),
-    Any(u64),
-}
-
-/// A frame being parsed; continuation lines add to its segments.
-#[derive(Debug)]
-enum Pending {
-    Data(Direction, Vec<Segment>),
-    Noop(Vec<u8>),
-    Extension(u8, Vec<u8>),
-}
-
-/// A text tape turned binary, with the text line each frame came from.
+/// A text tape turned binary, with the text line each byte came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     pub bytes: Vec<u8>,
-    /// `lines[i]` is the line of frame `i` (frame 0, the magic: the header).
-    pub lines: Vec<u32>,
+    pub lines: LineMap,
 }
 
 /// Turns a text tape into the binary tape.
@@ -57,57 +47,47 @@ pub fn parse(text: &str) -> Result<Vec<u8>, TextError> {
     build(text).map(|built| built.bytes)
 }
 
-/// Turns a text tape into the binary tape and notes each frame's line.
+/// Turns a text tape into the binary tape and notes each line's bytes.
 pub fn build(text: &str) -> Result<Built, TextError> {
-    let mut writer = Writer::new(Vec::new()).map_err(|_| unreachable_io())?;
-    let mut lines = vec![0];
-    // Bytes of the binary whose frames have their line noted.
-    let mut noted = writer.get_ref().len();
-    let mut pending: Option<(Pending, u32)> = None;
+    let mut tape = Tape::default();
+    let mut pending: Option<Pending> = None;
     let mut header_seen = false;
     for (index, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let mut cursor = Cursor::new(line, index + 1);
         cursor.skip_space();
         if cursor.at_end_or_comment() {
             continue;
         }
+        let number = cursor.line_number();
         if !header_seen {
             if line.trim_end() != HEADER {
-                return Err(cursor.error(format!(
+                // Not quoted: this may be any file at all (a symlink to a
+                // secret), and its first line is none of our business.
+                return Err(cursor.unquoted_error(format!(
                     "not a tape: a text tape starts with '{HEADER}', a binary tape with the tcptape magic"
                 )));
             }
             header_seen = true;
-            lines[0] = number;
+            tape.magic(number);
             continue;
         }
-        if cursor.column() > 1 {
-            // A continuation line: more items for the frame above.
-            match pending.as_mut().map(|(frame, _)| frame) {
-                Some(Pending::Data(_, segments)) => cursor.items(segments, true)?,
-                Some(Pending::Noop(payload) | Pending::Extension(_, payload)) => {
-                    let mut segments = vec![Segment::Bytes(std::mem::take(payload))];
-                    cursor.items(&mut segments, false)?;
-                    *payload = flatten(segments);
-                }
-                None => {
-                    return Err(cursor.error(
-                        "an indented line continues a frame's data, but no frame with data is above it"
-                            .into(),
-                    ));
-                }
-            }
+        if cursor.pos > 0 {
+            // An indented line: more items for the frame above.
+            let Some(frame) = pending.as_mut() else {
+                return Err(cursor.error(
+                    "an indented line continues a frame's data, but no frame with data is above it"
+                        .into(),
+                ));
+            };
+            frame.starts.push((frame.body.len(), number));
+            cursor.items(&mut frame.body)?;
             continue;
         }
-        if let Some((done, at)) = pending.take() {
-            emit(&mut writer, done);
-            note_lines(writer.get_ref(), &mut noted, at, &mut lines);
+        if let Some(done) = pending.take() {
+            tape.emit(done);
         }
-        pending = cursor.frame(&mut writer)?.map(|frame| (frame, number));
-        // Frames written at once (delay, eof) belong to this line.
-        note_lines(writer.get_ref(), &mut noted, number, &mut lines);
+        pending = cursor.frame(&mut tape)?;
     }
     if !header_seen {
         return Err(TextError {
@@ -117,70 +97,228 @@ pub fn build(text: &str) -> Result<Built, TextError> {
             source: String::new(),
         });
     }
-    if let Some((done, at)) = pending.take() {
-        emit(&mut writer, done);
-        note_lines(writer.get_ref(), &mut noted, at, &mut lines);
+    if let Some(done) = pending.take() {
+        tape.emit(done);
     }
     Ok(Built {
-        bytes: writer.into_inner(),
-        lines,
+        bytes: tape.bytes,
+        lines: tape.lines,
     })
 }
 
-/// Notes `line` for every frame written since `noted`.
-fn note_lines(bytes: &[u8], noted: &mut usize, line: u32, lines: &mut Vec<u32>) {
-    while *noted + HEADER_LEN <= bytes.len() {
-        let mut head = [0; HEADER_LEN];
-        head.copy_from_slice(&bytes[*noted..*noted + HEADER_LEN]);
-        *noted += HEADER_LEN + Header::parse(head).payload_len();
-        lines.push(line);
-    }
+/// What a data frame's items build up: bytes, and wildcards between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Bytes(Vec<u8>),
+    Any(u32),
 }
 
-/// Writing into a `Vec` cannot fail.
-fn unreachable_io() -> TextError {
-    TextError {
-        line: 0,
-        column: 0,
-        message: "out of memory".into(),
-        source: String::new(),
-    }
+/// The items of a frame being parsed.
+#[derive(Debug)]
+enum Body {
+    /// `len` counts the bytes and the wildcards' bytes.
+    Data {
+        dir: Direction,
+        segments: Vec<Segment>,
+        len: u64,
+    },
+    Noop(Vec<u8>),
+    Extension(u8, Vec<u8>),
 }
 
-fn flatten(segments: Vec<Segment>) -> Vec<u8> {
-    segments
-        .into_iter()
-        .flat_map(|s| match s {
-            Segment::Bytes(b) => b,
-            Segment::Any(_) => Vec::new(),
-        })
-        .collect()
-}
-
-/// Writes a finished frame. Writing into a `Vec` cannot fail.
-fn emit(writer: &mut Writer<Vec<u8>>, frame: Pending) {
-    let _ = match frame {
-        Pending::Data(dir, segments) => emit_data(writer, dir, segments),
-        Pending::Noop(payload) => writer.noop(&payload),
-        Pending::Extension(op, payload) => writer.extension(op, &payload),
-    };
-}
-
-fn emit_data(
-    writer: &mut Writer<Vec<u8>>,
-    dir: Direction,
-    segments: Vec<Segment>,
-) -> io::Result<()> {
-    if segments.is_empty() {
-        return writer.data(dir, &[]);
-    }
-    for segment in segments {
-        match segment {
-            Segment::Bytes(bytes) => writer.data(dir, &bytes)?,
-            Segment::Any(count) => writer.any(dir, count)?,
+impl Body {
+    fn data(dir: Direction) -> Body {
+        Body::Data {
+            dir,
+            segments: Vec::new(),
+            len: 0,
         }
     }
-    Ok(())
+
+    /// Where the next item goes, counting wildcards as their bytes.
+    fn len(&self) -> u64 {
+        match self {
+            Body::Data { len, .. } => *len,
+            Body::Noop(payload) | Body::Extension(_, payload) => payload.len() as u64,
+        }
+    }
+
+    fn takes_wildcards(&self) -> bool {
+        matches!(self, Body::Data { .. })
+    }
+
+    /// Appends bytes; `Err` says why they do not fit.
+    fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Body::Data { segments, len, .. } => {
+                // Saturating: 2^64 bytes of text tape is not a real worry,
+                // and a wrong line number is all it could cost.
+                *len = len.saturating_add(bytes.len() as u64);
+                match segments.last_mut() {
+                    Some(Segment::Bytes(b)) => b.extend_from_slice(bytes),
+                    _ => segments.push(Segment::Bytes(bytes.to_vec())),
+                }
+                Ok(())
+            }
+            Body::Noop(payload) | Body::Extension(_, payload) => {
+                // One frame, unlike data: its payload cannot be split.
+                if payload.len() + bytes.len() > MAX_LEN as usize {
+                    let what = match self {
+                        Body::Noop(_) => "a noop",
+                        _ => "an ext",
+                    };
+                    return Err(format!(
+                        "{what} frame's payload is at most {MAX_LEN} bytes, and this item makes it longer"
+                    ));
+                }
+                payload.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends a wildcard of `count` bytes; wildcards in a row are one
+    /// wildcard frame.
+    fn push_any(&mut self, count: u32) -> Result<(), String> {
+        let Body::Data { segments, len, .. } = self else {
+            return Err("wildcards (??, any N) are only allowed in '>' and '<' data".into());
+        };
+        match segments.last_mut() {
+            Some(Segment::Any(n)) => {
+                *n = n.checked_add(count).ok_or_else(|| {
+                    format!(
+                        "wildcards in a row add up to more than {} bytes, the most one wildcard frame counts",
+                        u32::MAX
+                    )
+                })?;
+            }
+            _ => segments.push(Segment::Any(count)),
+        }
+        *len = len.saturating_add(u64::from(count));
+        Ok(())
+    }
+}
+
+/// A frame being parsed, with the lines its items came from.
+#[derive(Debug)]
+struct Pending {
+    body: Body,
+    /// For the frame's line and each continuation line, where in `body`
+    /// its items start (`Body::len`), and its line number.
+    starts: Vec<(u64, u32)>,
+}
+
+/// The binary tape being built, and the line each of its bytes came from.
+#[derive(Default)]
+struct Tape {
+    bytes: Vec<u8>,
+    lines: LineMap,
+}
+
+impl Tape {
+    fn offset(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn magic(&mut self, line: u32) {
+        self.lines.note(self.offset(), line);
+        self.bytes
+            .extend_from_slice(&crate::tape::frame::magic_frame());
+    }
+
+    /// A frame without payload (delay, eof), all of it on `line`.
+    fn bare(&mut self, header: Header, line: u32) {
+        self.lines.note(self.offset(), line);
+        self.bytes.extend_from_slice(&header.emit());
+    }
+
+    /// Writes a finished frame: a data frame becomes a frame per run of
+    /// bytes (split at `MAX_LEN`) and per wildcard.
+    fn emit(&mut self, frame: Pending) {
+        let mut starts = frame.starts.into_iter().peekable();
+        match frame.body {
+            Body::Data { dir, segments, .. } => {
+                let mut at = 0u64;
+                for segment in segments {
+                    match segment {
+                        Segment::Bytes(bytes) if bytes.is_empty() => {
+                            self.frame(Header::data(dir, 0), &[], at, &mut starts);
+                        }
+                        Segment::Bytes(bytes) => {
+                            for chunk in bytes.chunks(MAX_LEN as usize) {
+                                let header = Header::data(dir, chunk.len());
+                                self.frame(header, chunk, at, &mut starts);
+                                at += chunk.len() as u64;
+                            }
+                        }
+                        Segment::Any(count) => {
+                            self.note_starts(at, &mut starts);
+                            let header = Header::new(dir.any_opcode(), WILDCARD_LEN);
+                            self.bytes.extend_from_slice(&header.emit());
+                            self.bytes.extend_from_slice(&count.to_be_bytes());
+                            // Lines that start inside the wildcard have no
+                            // frame of their own: they are noted where the
+                            // next frame starts.
+                            at = at.saturating_add(u64::from(count));
+                        }
+                    }
+                }
+            }
+            Body::Noop(payload) => {
+                let header = Header::new(opcode::NOOP, payload.len() as u32);
+                self.frame(header, &payload, 0, &mut starts);
+            }
+            Body::Extension(op, payload) => {
+                let header = Header::new(op, payload.len() as u32);
+                self.frame(header, &payload, 0, &mut starts);
+            }
+        }
+        // Lines whose items added nothing, at the frame's end.
+        self.note_starts(u64::MAX, &mut starts);
+    }
+
+    /// Notes the lines whose items start at or before `at` of the frame
+    /// being built as starting here, at the next frame header.
+    fn note_starts(&mut self, at: u64, starts: &mut Starts) {
+        while let Some((_, line)) = starts.next_if(|&(start, _)| start <= at) {
+            self.lines.note(self.offset(), line);
+        }
+    }
+
+    /// Writes one frame whose payload is the bytes from `at` in the frame
+    /// being built, noting the lines that start in it.
+    fn frame(&mut self, header: Header, payload: &[u8], at: u64, starts: &mut Starts) {
+        self.note_starts(at, starts);
+        self.bytes.extend_from_slice(&header.emit());
+        let payload_at = self.offset();
+        let end = at + payload.len() as u64;
+        while let Some((start, line)) = starts.next_if(|&(start, _)| start < end) {
+            self.lines.note(payload_at + (start - at), line);
+        }
+        self.bytes.extend_from_slice(payload);
+    }
+}
+
+/// Where the lines of a frame start, in order, as they are written.
+type Starts = std::iter::Peekable<std::vec::IntoIter<(u64, u32)>>;
+
+/// The value of a plain decimal number (ASCII digits only, no sign);
+/// `u64::MAX` stands for anything larger. `None` if it is not one.
+fn decimal(word: &str) -> Option<u64> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits only, so the one way to fail is to overflow.
+    Some(word.parse().unwrap_or(u64::MAX))
+}
+
+/// Two ASCII hex digits at the start of `text`, as a byte.
+fn hex_pair(text: &str) -> Option<u8> {
+    let pair = text.get(..2)?;
+    if !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(pair, 16).ok()
 }
 
 /// Reads one line, tracking the column for errors.
@@ -199,6 +337,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The line number as the line map keeps it.
+    fn line_number(&self) -> u32 {
+        u32::try_from(self.number).unwrap_or(u32::MAX)
+    }
+
     fn column(&self) -> usize {
         self.line[..self.pos].chars().count() + 1
     }
@@ -209,11 +352,24 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, message: String) -> TextError {
         TextError {
+            source: self.line.to_string(),
+            ..self.unquoted_error(message)
+        }
+    }
+
+    fn unquoted_error(&self, message: String) -> TextError {
+        TextError {
             line: self.number,
             column: self.column(),
             message,
-            source: self.line.to_string(),
+            source: String::new(),
         }
+    }
+
+    /// An error at `at`, an earlier position on the line.
+    fn error_at(&mut self, at: usize, message: String) -> TextError {
+        self.pos = at;
+        self.error(message)
     }
 
     fn skip_space(&mut self) {
@@ -225,19 +381,25 @@ impl<'a> Cursor<'a> {
         self.rest().is_empty() || self.rest().starts_with('#')
     }
 
-    /// The next run of characters up to a space.
-    fn word(&mut self) -> &'a str {
+    /// The next run of characters up to a space, without moving.
+    fn peek_word(&self) -> &'a str {
         let rest = self.rest();
-        let len = rest.find([' ', '\t']).unwrap_or(rest.len());
-        self.pos += len;
-        &rest[..len]
+        &rest[..rest.find([' ', '\t']).unwrap_or(rest.len())]
     }
 
-    /// A line that starts a frame.
-    fn frame(&mut self, writer: &mut Writer<Vec<u8>>) -> Result<Option<Pending>, TextError> {
-        let start = self.pos;
+    /// The next run of characters up to a space.
+    fn word(&mut self) -> &'a str {
+        let word = self.peek_word();
+        self.pos += word.len();
+        word
+    }
+
+    /// A line that starts a frame. Frames without items are written at
+    /// once; others are returned for continuation lines to add to.
+    fn frame(&mut self, tape: &mut Tape) -> Result<Option<Pending>, TextError> {
+        let line = self.line_number();
         let keyword = self.word();
-        let pending = match keyword {
+        let body = match keyword {
             ">" | "<" => {
                 let dir = if keyword == ">" {
                     Direction::ClientToServer
@@ -245,84 +407,99 @@ impl<'a> Cursor<'a> {
                     Direction::ServerToClient
                 };
                 self.skip_space();
-                let mut segments = Vec::new();
                 if self.at_end_or_comment() {
                     return Err(self.error(format!(
                         "expected data after '{keyword}': a quoted string, hex bytes, ?? or 'any N'"
                     )));
                 }
-                self.items(&mut segments, true)?;
-                Pending::Data(dir, segments)
+                Body::data(dir)
             }
             "delay" => {
-                self.skip_space();
-                let digits_at = self.pos;
-                let word = self.word();
-                let Some(ms) = word.strip_suffix("ms").and_then(|d| d.parse::<u64>().ok()) else {
-                    self.pos = digits_at;
-                    return Err(self.error(format!(
-                        "expected milliseconds like '150ms' after 'delay', found '{word}'"
-                    )));
-                };
-                let _ = writer.delay(ms);
+                let ms = self.delay()?;
                 self.end_of_line()?;
+                tape.bare(Header::new(opcode::DELAY, ms), line);
                 return Ok(None);
             }
             "eof" => {
                 self.skip_space();
+                let at = self.pos;
                 let dir = match self.word() {
                     ">" => Direction::ClientToServer,
                     "<" => Direction::ServerToClient,
                     other => {
-                        self.pos -= other.len();
-                        return Err(
-                            self.error(format!("expected '>' or '<' after 'eof', found '{other}'"))
-                        );
+                        return Err(self.error_at(
+                            at,
+                            format!("expected '>' or '<' after 'eof', found '{other}'"),
+                        ));
                     }
                 };
-                let _ = writer.eof(dir);
                 self.end_of_line()?;
+                tape.bare(Header::eof(dir), line);
                 return Ok(None);
             }
-            "noop" => {
-                let mut segments = Vec::new();
-                self.items(&mut segments, false)?;
-                Pending::Noop(flatten(segments))
-            }
-            "ext" => {
-                self.skip_space();
-                let at = self.pos;
-                let word = self.word();
-                let op = word
-                    .strip_prefix("0x")
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .filter(|&op| op >= 0x80);
-                let Some(op) = op else {
-                    self.pos = at;
-                    return Err(self.error(format!(
-                        "expected an extension opcode 0x80 to 0xff after 'ext', found '{word}'"
-                    )));
-                };
-                if op == Direction::ClientToServer.any_opcode()
-                    || op == Direction::ServerToClient.any_opcode()
-                {
-                    self.pos = at;
-                    return Err(self.error(
-                        "wildcards are written '> any N' or '< any N', not as 'ext'".into(),
-                    ));
-                }
-                let mut segments = Vec::new();
-                self.items(&mut segments, false)?;
-                Pending::Extension(op, flatten(segments))
-            }
+            "noop" => Body::Noop(Vec::new()),
+            "ext" => Body::Extension(self.extension_opcode()?, Vec::new()),
             _ => {
-                self.pos = start;
-                return Err(self.error(format!(
-                    "expected a frame: '>', '<', 'delay', 'eof', 'noop' or 'ext', found '{keyword}'"
-                )));
+                return Err(self.error_at(
+                    0,
+                    format!(
+                        "expected a frame: '>', '<', 'delay', 'eof', 'noop' or 'ext', found '{keyword}'"
+                    ),
+                ));
             }
         };
-        Ok(Some(pending))
+        let mut frame = Pending {
+            body,
+            starts: vec![(0, line)],
+        };
+        self.items(&mut frame.body)?;
+        Ok(Some(frame))
+    }
+
+    /// `Nms` after `delay`: at most what a DELAY frame's length holds. Zero
+    /// is a frame too, so that a tape with one prints and builds back.
+    fn delay(&mut self) -> Result<u32, TextError> {
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word();
+        let Some(ms) = word.strip_suffix("ms").and_then(decimal) else {
+            return Err(self.error_at(
+                at,
+                format!("expected milliseconds like '150ms' after 'delay', found '{word}'"),
+            ));
+        };
+        if ms > u64::from(MAX_LEN) {
+            return Err(self.error_at(
+                at,
+                format!("a delay is at most {MAX_LEN}ms (the largest a DELAY frame holds)"),
+            ));
+        }
+        Ok(ms as u32)
+    }
+
+    /// `0xNN` after `ext`: an extension opcode that is not a wildcard's.
+    fn extension_opcode(&mut self) -> Result<u8, TextError> {
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word();
+        let op = word
+            .strip_prefix("0x")
+            .filter(|hex| hex.len() == 2)
+            .and_then(hex_pair)
+            .filter(|&op| op >= opcode::EXTENSION_MIN);
+        let Some(op) = op else {
+            return Err(self.error_at(
+                at,
+                format!("expected an extension opcode 0x80 to 0xff after 'ext', found '{word}'"),
+            ));
+        };
+        if op == opcode::ANY_CLIENT_TO_SERVER || op == opcode::ANY_SERVER_TO_CLIENT {
+            return Err(self.error_at(
+                at,
+                "wildcards are written '> any N' or '< any N', not as 'ext'".into(),
+            ));
+        }
+        Ok(op)
     }
 
     fn end_of_line(&mut self) -> Result<(), TextError> {
@@ -337,77 +514,74 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn number(&mut self, what: &str) -> Result<u64, TextError> {
+    /// The count after `any`: at most what a wildcard frame holds.
+    fn count(&mut self) -> Result<u32, TextError> {
         self.skip_space();
         let at = self.pos;
         let word = self.word();
-        word.parse::<u64>().map_err(|_| {
-            self.pos = at;
-            self.error(format!("expected {what}, found '{word}'"))
+        let Some(count) = decimal(word) else {
+            return Err(self.error_at(
+                at,
+                format!("expected a byte count after 'any', found '{word}'"),
+            ));
+        };
+        u32::try_from(count).map_err(|_| {
+            self.error_at(
+                at,
+                format!("a wildcard counts at most {} bytes, found {word}", u32::MAX),
+            )
         })
     }
 
-    /// Data items up to the end of the line: quoted strings, hex bytes,
-    /// and (in data frames) `??` wildcard bytes.
-    fn items(&mut self, segments: &mut Vec<Segment>, wildcards: bool) -> Result<(), TextError> {
+    /// Items up to the end of the line: quoted strings, hex bytes, and (in
+    /// data frames) the wildcards `??` and `any N`.
+    fn items(&mut self, body: &mut Body) -> Result<(), TextError> {
         loop {
             self.skip_space();
             if self.at_end_or_comment() {
                 return Ok(());
             }
-            if self.rest().starts_with('"') {
+            let at = self.pos;
+            let wildcard = self.rest().starts_with("??") || self.peek_word() == "any";
+            if wildcard && !body.takes_wildcards() {
+                return Err(
+                    self.error("wildcards (??, any N) are only allowed in '>' and '<' data".into())
+                );
+            }
+            let added = if self.rest().starts_with('"') {
                 let bytes = self.string()?;
-                push_bytes(segments, &bytes);
-            } else if self.rest().starts_with("any") {
-                if !wildcards {
-                    return Err(
-                        self.error("wildcards (any N) are only allowed in '>' and '<' data".into())
-                    );
-                }
-                self.word();
-                let count = self.number("a byte count after 'any'")?;
-                match segments.last_mut() {
-                    Some(Segment::Any(n)) => *n += count,
-                    _ => segments.push(Segment::Any(count)),
-                }
+                body.push_bytes(&bytes)
             } else if self.rest().starts_with("??") {
-                if !wildcards {
-                    return Err(
-                        self.error("wildcards (??) are only allowed in '>' and '<' data".into())
-                    );
-                }
                 self.pos += 2;
-                match segments.last_mut() {
-                    Some(Segment::Any(n)) => *n += 1,
-                    _ => segments.push(Segment::Any(1)),
-                }
                 self.expect_separator()?;
+                body.push_any(1)
+            } else if wildcard {
+                self.word();
+                let count = self.count()?;
+                body.push_any(count)
             } else {
                 let byte = self.hex_byte()?;
-                push_bytes(segments, &[byte]);
-            }
+                body.push_bytes(&[byte])
+            };
+            added.map_err(|message| self.error_at(at, message))?;
         }
     }
 
-    /// Items are separated by spaces: `0a0b` is an error, not two bytes.
+    /// Items are separated by spaces: `0a0b` is an error, not two bytes,
+    /// and a trailing comment starts after a space.
     fn expect_separator(&mut self) -> Result<(), TextError> {
         match self.rest().chars().next() {
-            None | Some(' ' | '\t' | '#') => Ok(()),
+            None | Some(' ' | '\t') => Ok(()),
             Some(c) => Err(self.error(format!("expected a space before '{c}'"))),
         }
     }
 
     fn hex_byte(&mut self) -> Result<u8, TextError> {
-        let rest = self.rest();
-        let pair = rest
-            .get(..2)
-            .filter(|p| p.chars().all(|c| c.is_ascii_hexdigit()));
-        let Some(pair) = pair else {
+        let Some(byte) = hex_pair(self.rest()) else {
             return Err(self.error(
                 "expected a quoted string, two hex digits or ?? (write text as \"...\")".into(),
             ));
         };
-        let byte = u8::from_str_radix(pair, 16).map_err(|_| self.error("bad hex".into()))?;
         self.pos += 2;
         self.expect_separator()?;
         Ok(byte)
@@ -419,73 +593,65 @@ impl<'a> Cursor<'a> {
         self.pos += 1;
         let mut bytes = Vec::new();
         loop {
-            let Some(c) = self.rest().chars().next() else {
-                self.pos = open;
-                return Err(
-                    self.error("unterminated string: expected a closing '\"' on this line".into())
-                );
-            };
-            match c {
-                '"' => {
+            // Plain characters up to the next quote or escape, in one go.
+            let rest = self.rest();
+            let plain = rest.find(['"', '\\']).unwrap_or(rest.len());
+            bytes.extend_from_slice(&rest.as_bytes()[..plain]);
+            self.pos += plain;
+            match self.rest().chars().next() {
+                None => {
+                    return Err(self.error_at(
+                        open,
+                        "unterminated string: expected a closing '\"' on this line".into(),
+                    ));
+                }
+                Some('"') => {
                     self.pos += 1;
                     self.expect_separator()?;
                     return Ok(bytes);
                 }
-                '\\' => {
-                    let escape_at = self.pos;
-                    self.pos += 1;
-                    let Some(e) = self.rest().chars().next() else {
-                        self.pos = escape_at;
-                        return Err(self.error("unfinished escape at the end of the line".into()));
-                    };
-                    self.pos += e.len_utf8();
-                    match e {
-                        'r' => bytes.push(b'\r'),
-                        'n' => bytes.push(b'\n'),
-                        't' => bytes.push(b'\t'),
-                        '0' => bytes.push(0),
-                        '\\' => bytes.push(b'\\'),
-                        '"' => bytes.push(b'"'),
-                        'x' => {
-                            let hex = self
-                                .rest()
-                                .get(..2)
-                                .and_then(|h| u8::from_str_radix(h, 16).ok());
-                            let Some(byte) = hex else {
-                                self.pos = escape_at;
-                                return Err(self.error("expected two hex digits after \\x".into()));
-                            };
-                            bytes.push(byte);
-                            self.pos += 2;
-                        }
-                        other => {
-                            self.pos = escape_at;
-                            return Err(self.error(format!(
-                                "unknown escape '\\{other}': use \\r \\n \\t \\0 \\\\ \\\" or \\xNN"
-                            )));
-                        }
-                    }
-                }
-                c => {
-                    let mut buf = [0; 4];
-                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    self.pos += c.len_utf8();
-                }
+                Some(_) => bytes.push(self.escape()?),
             }
         }
     }
-}
 
-fn push_bytes(segments: &mut Vec<Segment>, bytes: &[u8]) {
-    match segments.last_mut() {
-        Some(Segment::Bytes(b)) => b.extend_from_slice(bytes),
-        _ => segments.push(Segment::Bytes(bytes.to_vec())),
+    /// The escape at the cursor, a backslash and what follows.
+    fn escape(&mut self) -> Result<u8, TextError> {
+        let at = self.pos;
+        self.pos += 1;
+        let Some(e) = self.rest().chars().next() else {
+            return Err(self.error_at(at, "unfinished escape at the end of the line".into()));
+        };
+        self.pos += e.len_utf8();
+        Ok(match e {
+            'r' => b'\r',
+            'n' => b'\n',
+            't' => b'\t',
+            '0' => 0,
+            '\\' => b'\\',
+            '"' => b'"',
+            'x' => {
+                let Some(byte) = hex_pair(self.rest()) else {
+                    return Err(self.error_at(at, "expected two hex digits after \\x".into()));
+                };
+                self.pos += 2;
+                byte
+            }
+            other => {
+                return Err(self.error_at(
+                    at,
+                    format!("unknown escape '\\{other}': use \\r \\n \\t \\0 \\\\ \\\" or \\xNN"),
+                ));
+            }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tape::frame::HEADER_LEN;
+    use crate::tape::writer::Writer;
 
     fn built(f: impl FnOnce(&mut Writer<&mut Vec<u8>>)) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -518,16 +684,137 @@ mod tests {
         assert_eq!(parse(text).unwrap(), expected);
     }
 
+    /// The line of each frame's header, and of the bytes at `offsets`.
+    fn lines_of(built: &Built, offsets: &[u64]) -> Vec<Option<u32>> {
+        offsets.iter().map(|&o| built.lines.line_at(o)).collect()
+    }
+
     #[test]
     fn each_frame_knows_its_line() {
         let text = "# notes\ntcptape text 1\n> \"a\" ?? \"b\"\n  \"c\"\n\ndelay 5ms\neof <\n";
         let built = build(text).unwrap();
-        // magic, data "a", wildcard, data "bc", delay, eof
-        assert_eq!(built.lines, vec![2, 3, 3, 3, 6, 7]);
+        // magic at 0, data "a" at 12, wildcard at 17, data "bc" at 25
+        // (its bytes at 29 and 30), delay at 31, eof at 35.
+        assert_eq!(
+            lines_of(&built, &[0, 12, 16, 17, 25, 29, 30, 31, 35]),
+            [2, 3, 3, 3, 3, 3, 4, 6, 7].map(Some)
+        );
+    }
+
+    #[test]
+    fn bytes_are_placed_on_their_continuation_line() {
+        let text = "tcptape text 1\n\
+                    noop \"ab\"\n  \"cd\"\n\
+                    < \"x\" ??\n  ?? \"y\"\n  ??\n\
+                    > \"\"\n  # nothing\n  \"z\"\n";
+        let built = build(text).unwrap();
+        // noop at 12: header and "ab" on line 2, "cd" on line 3.
+        assert_eq!(lines_of(&built, &[12, 17, 18, 19]), [2, 2, 3, 3].map(Some));
+        // "x" at 20, the wildcard (begun on line 4) at 25, "y" at 33 on line
+        // 5, the last wildcard at 38 on line 6.
+        assert_eq!(
+            lines_of(&built, &[20, 25, 33, 37, 38]),
+            [4, 4, 5, 5, 6].map(Some)
+        );
+        // `> ""` writes nothing itself: the frame's byte is line 9's.
+        assert_eq!(lines_of(&built, &[46, 50]), [9, 9].map(Some));
+        assert_eq!(built.bytes.len(), 51);
+    }
+
+    #[test]
+    fn line_map_holds_an_entry_per_line_not_per_byte_or_frame() {
+        // Many frames on one line, many bytes on another.
+        let text = format!(
+            "tcptape text 1\n> {}\n< \"{}\"\n",
+            "\"a\" ?? ".repeat(1000),
+            "b".repeat(100_000)
+        );
+        let built = build(&text).unwrap();
+        assert_eq!(built.lines.len(), 3);
+    }
+
+    #[test]
+    fn wildcards_are_one_frame_up_to_u32_max() {
+        let text = "tcptape text 1\n> any 20000000\n< ?? any 4294967294\n";
+        let expected = [
+            &crate::tape::frame::magic_frame()[..],
+            b"\x81\0\0\x04\x01\x31\x2d\x00",
+            b"\x82\0\0\x04\xff\xff\xff\xff",
+        ]
+        .concat();
+        assert_eq!(parse(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn numbers_over_their_field_are_errors() {
+        let e = error("tcptape text 1\n> any 18446744073709551615 any 2\n");
+        assert_eq!((e.line, e.column), (2, 7));
+        assert!(e.message.contains("at most 4294967295"), "{e}");
+        let e = error("tcptape text 1\n> any 99999999999999999999999\n");
+        assert!(e.message.contains("at most 4294967295"), "{e}");
+        let e = error("tcptape text 1\n> any 4294967295\n  ??\n");
+        assert_eq!((e.line, e.column), (3, 3));
+        assert!(e.message.contains("add up to more than 4294967295"), "{e}");
+        let e = error("tcptape text 1\ndelay 16777216ms\n");
+        assert_eq!((e.line, e.column), (2, 7));
+        assert!(e.message.contains("at most 16777215ms"), "{e}");
+        let e = error("tcptape text 1\ndelay 99999999999999999999999ms\n");
+        assert!(e.message.contains("at most 16777215ms"), "{e}");
+        let big = "00 ".repeat(MAX_LEN as usize);
+        let e = error(&format!("tcptape text 1\nnoop {big}\n  01\n"));
+        assert_eq!((e.line, e.column), (3, 3));
+        assert!(e.message.contains("at most 16777215 bytes"), "{e}");
+        let e = error(&format!("tcptape text 1\next 0xfe {big}01\n"));
+        assert_eq!((e.line, e.column), (2, 10 + 3 * MAX_LEN as usize));
+        assert!(e.message.starts_with("an ext frame's payload"), "{e}");
+        // The largest of each fits.
+        let text = format!("tcptape text 1\ndelay 16777215ms\ndelay 0ms\nnoop {big}\n");
+        let bytes = parse(&text).unwrap();
+        assert_eq!(&bytes[12..20], b"\x03\xff\xff\xff\x03\0\0\0");
+        assert_eq!(bytes.len(), 20 + HEADER_LEN + MAX_LEN as usize);
+    }
+
+    #[test]
+    fn numbers_are_plain_ascii_digits() {
+        for (text, column) in [
+            ("> \"\\x+f\"", 4),
+            ("> \"\\x\u{0661}\u{0662}\"", 4),
+            ("ext 0x+80", 5),
+            ("ext 0x080", 5),
+            ("ext 0X80", 5),
+            ("delay +5ms", 7),
+            ("delay 5\u{0661}ms", 7),
+            ("> any +5", 7),
+            ("> any -0", 7),
+            ("> any \u{0665}", 7),
+            ("> anyway 5", 3),
+            ("> +a", 3),
+        ] {
+            let e = error(&format!("tcptape text 1\n{text}\n"));
+            assert_eq!((e.line, e.column), (2, column), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn comments_start_after_a_space() {
+        let e = error("tcptape text 1\n> \"a\"# no\n");
+        assert_eq!((e.line, e.column), (2, 6));
+        let e = error("tcptape text 1\n> 0a#\n");
+        assert_eq!((e.line, e.column), (2, 5));
+        assert!(parse("tcptape text 1\n> \"a#\" 0a # yes\n").is_ok());
     }
 
     fn error(text: &str) -> TextError {
         parse(text).expect_err("should not parse")
+    }
+
+    #[test]
+    fn the_header_error_does_not_quote_the_line() {
+        let e = error("root:x:0:0:root:/root:/bin/bash\n");
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(e.message.starts_with("not a tape"), "{e}");
+        assert!(!e.to_string().contains("root:x"), "{e}");
+        assert_eq!(e.to_string(), format!("1:1: {}", e.message));
     }
 
     #[test]
@@ -582,5 +869,6 @@ mod tests {
 
         let e = error("");
         assert!(e.message.contains("empty text tape"), "{e}");
+        assert_eq!(e.to_string(), format!("1:1: {}", e.message));
     }
 }

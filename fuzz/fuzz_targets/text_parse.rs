@@ -1,0 +1,35 @@
+//! Arbitrary UTF-8 as a text tape. Whatever `build` accepts must be a
+//! binary tape that reads cleanly, whose line map names lines of the text,
+//! and that prints to text which builds back to the same bytes.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tcptape::tape::text::{build, parse, print};
+use tcptape::tape::{Kind, Reader};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(built) = build(text) else {
+        return;
+    };
+    let lines = text.split('\n').count() as u32;
+    let mut reader = Reader::new(built.bytes.as_slice());
+    while let Some(frame) = reader.next_frame().expect("a built tape reads cleanly") {
+        if let Kind::Any(_) = frame.kind {
+            reader.read_wildcard().expect("a built wildcard reads");
+        }
+        let line = built
+            .lines
+            .line_at(frame.offset)
+            .expect("every frame has a line");
+        assert!((1..=lines).contains(&line), "line {line} of {lines}");
+    }
+    let mut printed = Vec::new();
+    print(&mut Reader::new(built.bytes.as_slice()), &mut printed).expect("a built tape prints");
+    let printed = String::from_utf8(printed).expect("print writes UTF-8");
+    let again = parse(&printed).unwrap_or_else(|err| panic!("{err}\n{printed}"));
+    assert!(again == built.bytes, "print then build differs:\n{printed}");
+});
