@@ -215,7 +215,7 @@ fn a_recording_stopped_by_a_signal_ends_every_tape_with_complete_frames() {
     proxy.signal("TERM");
     proxy.wait_for_line("stopping:");
     let (code, _, stderr) = proxy.finish();
-    stop_tx.send(()).unwrap();
+    let _ = stop_tx.send(());
     reader.join().unwrap();
     server.join().unwrap();
     assert_eq!(code, 1, "a recording cut short is not whole: {stderr}");

@@ -16,7 +16,28 @@ use std::path::{Path, PathBuf};
 use super::TapeFile;
 use crate::error::Error;
 use crate::hexdump;
-use crate::tape::{Direction, Kind, Reader};
+use crate::tape::span::MAX_PAYLOAD;
+use crate::tape::{Direction, Kind, Reader, Source, Span, SpanKind, TapeError};
+
+/// Moves past the `len` recorded client bytes a span covers; the reader
+/// is then inside a client data frame whose rest (if any) follows the span.
+fn skip_client_bytes<S: Source>(reader: &mut Reader<S>, mut len: u32) -> Result<(), TapeError> {
+    let mut in_client_data = false;
+    while len > 0 {
+        let left = reader.payload_left() as u32;
+        if in_client_data && left > 0 {
+            let n = left.min(len);
+            reader.consume_payload(n as usize);
+            len -= n;
+            continue;
+        }
+        match reader.next_frame()? {
+            Some(frame) => in_client_data = frame.kind == Kind::Data(Direction::ClientToServer),
+            None => return Ok(()),
+        }
+    }
+    Ok(())
+}
 
 /// Bytes of a tape's first client message kept for choosing: enough for
 /// any request line or handshake, small enough for a cassette of tens of
@@ -52,11 +73,39 @@ impl Prefix {
                     let count = count.min(PREFIX_LIMIT - bytes.len());
                     bytes.extend(std::iter::repeat_n(None, count));
                 }
+                // A fixed vary span or capture agrees with any bytes of its
+                // length; where the length is not known, the prefix ends.
+                Kind::Span(Direction::ClientToServer) => {
+                    let payload = reader.read_payload(MAX_PAYLOAD).map_err(tape_error)?;
+                    let span = Span::parse(payload).map_err(|err| {
+                        Error::Session(format!(
+                            "{}: span frame {}: {err}",
+                            path.display(),
+                            frame.index
+                        ))
+                    })?;
+                    if !span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
+                        break;
+                    }
+                    let count = (span.len as usize).min(PREFIX_LIMIT - bytes.len());
+                    bytes.extend(std::iter::repeat_n(None, count));
+                    skip_client_bytes(&mut reader, span.len).map_err(tape_error)?;
+                    // The rest of the frame the span ended in.
+                    loop {
+                        let want = PREFIX_LIMIT.saturating_sub(bytes.len());
+                        let chunk = reader.read_payload(want).map_err(tape_error)?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        bytes.extend(chunk.iter().copied().map(Some));
+                    }
+                }
                 Kind::Data(Direction::ServerToClient)
                 | Kind::Any(Direction::ServerToClient)
+                | Kind::Span(Direction::ServerToClient)
                 | Kind::Eof(_)
                 | Kind::Cut => break,
-                Kind::Noop | Kind::Delay | Kind::Span(_) | Kind::Extension(_) => {}
+                Kind::Noop | Kind::Delay | Kind::Extension(_) => {}
             }
         }
         Ok(Prefix(bytes))
@@ -315,7 +364,7 @@ fn describe(byte: Option<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::Writer;
+    use crate::tape::{Span, SpanKind, Writer};
     use std::rc::Rc;
 
     const C2S: Direction = Direction::ClientToServer;
@@ -441,6 +490,41 @@ mod tests {
         c.take(0);
         assert_eq!(c.on_accept(&mut candidates), Choice::Tape(1));
         assert_eq!(c.never_served(), ["0001.tape", "0002.tape"]);
+    }
+
+    #[test]
+    fn fixed_spans_agree_with_anything_and_a_variable_one_ends_the_prefix() {
+        let span = |w: &mut Writer<&mut Vec<u8>>, span: Span| {
+            w.extension(C2S.span_opcode(), &span.emit()).unwrap();
+        };
+        let fixed = tape(|w| {
+            w.data(C2S, b"GET /").unwrap();
+            span(w, Span::fixed(SpanKind::Vary, 3));
+            w.data(C2S, b"abc?x").unwrap();
+            w.data(S2C, b"ok").unwrap();
+        });
+        let prefix = Prefix::of(&fixed, Path::new("t")).unwrap();
+        let want: Vec<Option<u8>> = b"GET /"
+            .iter()
+            .map(|&b| Some(b))
+            .chain([None, None, None])
+            .chain(b"?x".iter().map(|&b| Some(b)))
+            .collect();
+        assert_eq!(prefix.0, want);
+        let variable = tape(|w| {
+            w.data(C2S, b"id=").unwrap();
+            span(
+                w,
+                Span {
+                    kind: SpanKind::Vary,
+                    len: 2,
+                    min: 1,
+                    max: 9,
+                },
+            );
+            w.data(C2S, b"42;").unwrap();
+        });
+        assert_eq!(Prefix::of(&variable, Path::new("t")).unwrap().len(), 3);
     }
 
     #[test]

@@ -12,10 +12,10 @@ use mio::event::Event;
 use mio::{Registry, Token};
 
 use super::report;
-use super::script::{Action, Expect, Expected, Fault, Play};
+use super::script::{Action, Captures, Expect, Expected, Fault, Play};
 use crate::engine::net::{Address, Socket, Stream};
 use crate::error::Error;
-use crate::tape::{Direction, Frame, Locator, Reader, Source, TapeError};
+use crate::tape::{Direction, Frame, Locator, Reader, Source};
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -96,6 +96,8 @@ pub struct Session<S: Source> {
     /// Names places in the tape as the user's file has them.
     locator: Locator,
     settings: Settings,
+    /// Values captured so far, for echoes.
+    captures: Captures,
     started: Instant,
     /// Bytes that arrived from the peer, matched or not.
     received: u64,
@@ -115,9 +117,9 @@ impl<S: Source + Clone> Session<S> {
         now: u64,
     ) -> Result<Session<S>, Error> {
         let expect = Expect::new(Reader::new(tape.clone()), settings.own.reverse())
-            .map_err(|err| tape_error(&tape_name, &err))?;
+            .map_err(|fault| fault_error(&tape_name, fault))?;
         let play = Play::new(Reader::new(tape.clone()), settings.own)
-            .map_err(|err| tape_error(&tape_name, &err))?;
+            .map_err(|fault| fault_error(&tape_name, fault))?;
         if !connecting {
             let _ = stream.set_nodelay();
         }
@@ -143,6 +145,7 @@ impl<S: Source + Clone> Session<S> {
             tape_name,
             locator,
             settings,
+            captures: Captures::default(),
             started: Instant::now(),
             received: 0,
             last_activity: now,
@@ -159,11 +162,11 @@ impl<S: Source + Clone> Session<S> {
         self.received += received.len() as u64;
         let fed = self
             .expect
-            .receive(received, self.settings.compare)
+            .receive(received, self.settings.compare, &mut self.captures)
             .and_then(|()| {
                 if eof {
                     self.peer_done = true;
-                    self.expect.receive_eof()
+                    self.expect.receive_eof(&mut self.captures)
                 } else {
                     Ok(())
                 }
@@ -210,9 +213,22 @@ impl<S: Source + Clone> Session<S> {
             Ok(status) => status,
             Err(fault) => return self.fault_status(fault),
         };
+        if matches!(status, Status::Running | Status::Sleep { .. }) {
+            self.park();
+        }
         match self.update_interest(registry) {
             Ok(()) => status,
             Err(err) => Status::Failed(Error::address(&self.socket.addr, "poll", err)),
+        }
+    }
+
+    /// The session waits for its peer or a timer: it gives back what it
+    /// buffered, so an idle session costs little more than its socket.
+    fn park(&mut self) {
+        self.expect.release_buffer();
+        self.play.release_buffer();
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
         }
     }
 
@@ -232,7 +248,7 @@ impl<S: Source + Clone> Session<S> {
                     ),
                 }
             }
-            Fault::Tape(err) => Status::Failed(tape_error(&self.tape_name, &err)),
+            fault => Status::Failed(fault_error(&self.tape_name, fault)),
         }
     }
 
@@ -269,12 +285,16 @@ impl<S: Source + Clone> Session<S> {
                 Ok(0) => {
                     debug!("session {}: {} half-closed", self.number, self.socket.addr);
                     self.peer_done = true;
-                    self.expect.receive_eof()?;
+                    self.expect.receive_eof(&mut self.captures)?;
                     moved = true;
                 }
                 Ok(n) => {
                     self.received += n as u64;
-                    self.expect.receive(&scratch[..n], self.settings.compare)?;
+                    self.expect.receive(
+                        &scratch[..n],
+                        self.settings.compare,
+                        &mut self.captures,
+                    )?;
                     moved = true;
                     self.socket.read_done(n, scratch.len());
                 }
@@ -323,11 +343,11 @@ impl<S: Source + Clone> Session<S> {
                         self.gather()?;
                         continue;
                     }
-                    let chunk = self.play.peek(SEND_CHUNK)?;
+                    let chunk = self.play.peek(SEND_CHUNK, &self.captures)?;
                     let len = chunk.len();
                     match self.socket.stream.write(chunk) {
                         Ok(n) => {
-                            self.play.consume(n)?;
+                            self.play.consume(n, &mut self.captures)?;
                             moved = true;
                             self.socket.write_done(n, len);
                         }
@@ -370,10 +390,12 @@ impl<S: Source + Clone> Session<S> {
             {
                 break;
             }
-            let chunk = self.play.peek(GATHER - self.outgoing.len())?;
+            let chunk = self
+                .play
+                .peek(GATHER - self.outgoing.len(), &self.captures)?;
             self.outgoing.extend_from_slice(chunk);
             let n = chunk.len();
-            self.play.consume(n)?;
+            self.play.consume(n, &mut self.captures)?;
             if self.play.action() != action {
                 self.pause = Pause::Pending;
             }
@@ -462,8 +484,13 @@ impl<S: Source + Clone> Session<S> {
         if self.pause == Pause::Waiting {
             return None;
         }
-        let matched = self.expect.matched();
+        let matched = self.expect.received();
         match self.expect.next() {
+            Expected::Span { frame, received } => Some(format!(
+                "the rest of a value that varies from the {who} ({received} bytes so far; frame {}, {}, byte {matched} of its stream)",
+                frame.index,
+                self.locator.place(&frame, frame.offset)
+            )),
             Expected::Data { frame, remaining } => Some(format!(
                 "{remaining} more bytes from the {who} (frame {}, {}, byte {matched} of its stream)",
                 frame.index,
@@ -539,10 +566,14 @@ impl<S: Source + Clone> Session<S> {
 
 /// A tape that read cleanly when it was loaded fails now: it was changed
 /// on disk since (sessions read it as they go).
-fn tape_error(name: &str, err: &TapeError) -> Error {
-    Error::Session(format!(
-        "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
-    ))
+fn fault_error(name: &str, fault: Fault) -> Error {
+    match fault {
+        Fault::Tape(err) => Error::Session(format!(
+            "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
+        )),
+        Fault::BadSpan(why) => Error::Session(format!("the tape {name}: {why}")),
+        Fault::Deviation(_) => Error::Session(format!("the tape {name}: a departure at its start")),
+    }
 }
 
 /// Where the next byte of a data frame with `remaining` bytes to go is: the
