@@ -17,6 +17,8 @@
 //! a peer and, with `--once`, for the next connection.
 
 mod catalog;
+mod playback;
+mod pool;
 mod report;
 mod script;
 mod session;
@@ -32,7 +34,7 @@ use mio::{Interest, Token};
 use crate::cassette;
 use crate::engine::addr::Endpoint;
 use crate::engine::event_loop::{Context, Service, Stop};
-use crate::engine::net::{self, Accept, Address, Listener, Stream};
+use crate::engine::net::{self, Accept, Address, Listener, Socket, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
 use crate::job::Finish;
@@ -40,7 +42,9 @@ use crate::report::{Outcome, Report, SessionReport, Verdict};
 use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
 use catalog::{Candidates, Catalog, Choice, Prefix};
-use session::{Session, Settings, Status};
+use playback::{Playback, Settings};
+use pool::{Candidate, Pool, PoolStatus};
+use session::{Session, Status};
 
 pub(crate) use report::peer_name;
 
@@ -162,6 +166,8 @@ struct Chooser {
 
 enum Conn {
     Choosing(Chooser),
+    /// Several cassette tapes agree with the connection so far.
+    Deciding(Box<Pool<TapeFile>>),
     /// A session, and the cassette entry it plays (if any).
     Playing(Box<Session<TapeFile>>, Option<usize>),
 }
@@ -170,7 +176,16 @@ impl Conn {
     fn number(&self) -> u64 {
         match self {
             Conn::Choosing(c) => c.number,
+            Conn::Deciding(p) => p.number,
             Conn::Playing(s, _) => s.number,
+        }
+    }
+
+    fn addr(&self) -> &Address {
+        match self {
+            Conn::Choosing(c) => &c.addr,
+            Conn::Deciding(p) => p.addr(),
+            Conn::Playing(s, _) => s.addr(),
         }
     }
 }
@@ -421,21 +436,20 @@ impl Replayer {
     ) -> Result<(), Error> {
         let key = self.conns.vacant_key();
         let token = Token(key + 1);
-        let mut session = Session::start(
-            cx.registry,
-            start.number,
-            (start.stream, start.addr, token),
-            tape,
-            self.settings,
-            start.connecting,
-            cx.now,
-        )
-        .map_err(|err| match err {
+        let playback = Playback::new(tape, self.settings).map_err(|err| match err {
             Error::Session(message) => {
                 Error::Session(format!("{}: {message}", self.path.display()))
             }
             other => other,
         })?;
+        let mut session = Session::start(
+            cx.registry,
+            start.number,
+            (start.stream, start.addr, token),
+            playback,
+            start.connecting,
+            cx.now,
+        )?;
         let early = session.feed(&start.received, start.eof);
         let key = self.conns.insert(Conn::Playing(Box::new(session), entry));
         if let Some(status) = early {
@@ -553,7 +567,7 @@ impl Replayer {
             Tapes::Cassette(catalog) => catalog.on_accept(&mut candidates),
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, Some(i)),
+            Choice::Tapes(entries) => self.serve_candidates(cx, start, entries),
             Choice::Wait => {
                 let key = self.conns.vacant_key();
                 if let Err(err) =
@@ -583,6 +597,110 @@ impl Replayer {
             ),
             Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
         }
+    }
+
+    /// Serves `start` with one of the cassette `entries`: at once when there
+    /// is one, else by playing them side by side until they differ.
+    fn serve_candidates(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        mut start: Start,
+        entries: Vec<usize>,
+    ) {
+        if entries.len() == 1 {
+            return self.serve(cx, start, entries.first().copied());
+        }
+        let mut candidates = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let playback = self
+                .tape_of(Some(entry))
+                .and_then(|tape| Playback::new(tape, self.settings));
+            match playback {
+                Ok(playback) => candidates.push(Candidate { entry, playback }),
+                Err(err) => error!("session {}: {err}", start.number),
+            }
+        }
+        let key = self.conns.vacant_key();
+        let socket = start.stream.set_nodelay().and_then(|()| {
+            Socket::register(
+                cx.registry,
+                start.stream,
+                start.addr.clone(),
+                Token(key + 1),
+                true,
+            )
+        });
+        let socket = match socket {
+            Ok(socket) => socket,
+            Err(err) => {
+                let err = Error::address(&start.addr, "poll", err);
+                return self.session_failed(&start.addr, start.number, None, err);
+            }
+        };
+        start.received.shrink_to_fit();
+        let pool = Pool::new(
+            start.number,
+            socket,
+            candidates,
+            (&start.received, start.eof),
+            cx.now,
+        );
+        let number = start.number;
+        let key = self.conns.insert(Conn::Deciding(Box::new(pool)));
+        self.arm_timeout(cx, key, number);
+        self.resume(cx, key);
+    }
+
+    /// The pool in `key` must commit to one of `preferred`: the first that
+    /// leaves every other undecided connection a tape of its own (when
+    /// that is possible at all).
+    fn decide(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, preferred: Vec<usize>) {
+        let others: Vec<Vec<usize>> = self
+            .conns
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .filter_map(|(_, conn)| match conn {
+                Conn::Deciding(pool) => Some(pool.entries().collect()),
+                _ => None,
+            })
+            .collect();
+        let Some(&first) = preferred.first() else {
+            return;
+        };
+        let entry = preferred
+            .iter()
+            .copied()
+            .find(|&t| pool::has_distinct_tapes(&others, t))
+            .unwrap_or(first);
+        let Some(Conn::Deciding(pool)) = self.conns.remove(key) else {
+            return;
+        };
+        let number = pool.number;
+        let Some(session) = pool.commit(entry, cx.now) else {
+            return;
+        };
+        if let Tapes::Cassette(catalog) = &mut self.tapes {
+            catalog.take(entry);
+            info!(
+                "session {number}: serving {} with {}",
+                session.addr(),
+                catalog.entry(entry).name
+            );
+        }
+        let key = self
+            .conns
+            .insert(Conn::Playing(Box::new(session), Some(entry)));
+        // The tape is this connection's now: the others look elsewhere.
+        let keys: Vec<usize> = self.conns.keys().filter(|&k| k != key).collect();
+        for other in keys {
+            if let Some(Conn::Deciding(pool)) = self.conns.get_mut(other)
+                && !pool.remove_entry(entry)
+            {
+                let status = pool.failure();
+                self.update(cx, other, status);
+            }
+        }
+        self.resume(cx, key);
     }
 
     /// Starts the session of `start` with cassette entry `entry`, or the
@@ -697,7 +815,7 @@ impl Replayer {
             eof: chooser.eof,
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, Some(i)),
+            Choice::Tapes(entries) => self.serve_candidates(cx, start, entries),
             Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
             Choice::Exhausted => self.reject(
                 cx,
@@ -711,9 +829,34 @@ impl Replayer {
     }
 
     fn resume(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
-            let status = session.resume(cx.registry, cx.now, &mut self.scratch);
-            self.update(cx, key, status);
+        match self.conns.get_mut(key) {
+            Some(Conn::Playing(session, _)) => {
+                let status = session.resume(cx.registry, cx.now, &mut self.scratch);
+                self.update(cx, key, status);
+            }
+            Some(Conn::Deciding(pool)) => {
+                let status = pool.resume(cx.registry, cx.now, &mut self.scratch);
+                self.update_pool(cx, key, status);
+            }
+            _ => {}
+        }
+    }
+
+    fn update_pool(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: PoolStatus) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let number = conn.number();
+        match status {
+            PoolStatus::Running => {}
+            PoolStatus::Yielded => cx.defer(ReplayTimer::Resume { key, number }),
+            PoolStatus::Sleep { due_ms } => {
+                let deadline = cx.deadline_after(Duration::from_millis(due_ms));
+                cx.timers
+                    .insert(deadline, ReplayTimer::Delay { key, number });
+            }
+            PoolStatus::Decide(preferred) => self.decide(cx, key, preferred),
+            PoolStatus::Failed(status) => self.update(cx, key, status),
         }
     }
 
@@ -731,9 +874,15 @@ impl Replayer {
                     .insert(deadline, ReplayTimer::Delay { key, number });
             }
             Status::Passed => self.end(cx, key, Outcome::Passed, None),
-            Status::Mismatch { summary, report } => {
+            Status::Mismatch {
+                summary, report, ..
+            } => {
                 let probe = self.settings.own == Direction::ServerToClient
-                    && matches!(self.conns.get(key), Some(Conn::Playing(s, _)) if s.heard_nothing());
+                    && match self.conns.get(key) {
+                        Some(Conn::Playing(s, _)) => s.heard_nothing(),
+                        Some(Conn::Deciding(p)) => p.heard_nothing(),
+                        _ => false,
+                    };
                 if probe {
                     return self.end_probe(cx, key);
                 }
@@ -746,10 +895,7 @@ impl Replayer {
                 }
             }
             Status::Failed(err) => {
-                let peer = match conn {
-                    Conn::Playing(session, _) => session.addr(),
-                    Conn::Choosing(chooser) => &chooser.addr,
-                };
+                let peer = conn.addr();
                 // An address error names the peer already.
                 let message = match err {
                     Error::Address { .. } => format!("session {number}: {err}"),
@@ -775,6 +921,11 @@ impl Replayer {
             Some(Conn::Choosing(mut chooser)) => {
                 let _ = cx.registry.deregister(&mut chooser.stream);
                 self.probe(cx, chooser.number, &chooser.addr);
+            }
+            Some(Conn::Deciding(pool)) => {
+                let (number, addr) = (pool.number, pool.addr().clone());
+                pool.close(cx.registry);
+                self.probe(cx, number, &addr);
             }
             None => {}
         }
@@ -818,6 +969,19 @@ impl Replayer {
                     bytes: session.bytes(),
                 });
                 session.close(cx.registry);
+            }
+            Some(Conn::Deciding(pool)) => {
+                pool.log_end(outcome.as_str());
+                self.report.push(SessionReport {
+                    number: pool.number,
+                    peer: pool.addr().to_string(),
+                    tape: None,
+                    outcome,
+                    message,
+                    details: details.flatten(),
+                    bytes: pool.bytes(),
+                });
+                pool.close(cx.registry);
             }
             Some(Conn::Choosing(mut chooser)) => {
                 let _ = cx.registry.deregister(&mut chooser.stream);
@@ -879,6 +1043,7 @@ impl Replayer {
         }
         let (last_activity, waiting) = match conn {
             Conn::Playing(session, _) => (session.last_activity, session.waiting_for()),
+            Conn::Deciding(pool) => (pool.last_activity, pool.waiting_for()),
             Conn::Choosing(chooser) => (
                 chooser.last_activity,
                 Some(format!(
@@ -928,6 +1093,15 @@ impl Replayer {
                 Some(Conn::Choosing(chooser)) => {
                     (chooser.number, "its tape to be chosen".to_string())
                 }
+                Some(Conn::Deciding(pool)) if pool.heard_nothing() => {
+                    self.end_probe(cx, key);
+                    continue;
+                }
+                Some(Conn::Deciding(pool)) => (
+                    pool.number,
+                    pool.waiting_for()
+                        .unwrap_or_else(|| "its tape to be decided".to_string()),
+                ),
                 None => continue,
             };
             let message = format!(
@@ -968,6 +1142,10 @@ impl Service for Replayer {
                 let status = session.ready(cx.registry, event, cx.now, &mut self.scratch);
                 self.update(cx, key, status);
             }
+            Some(Conn::Deciding(pool)) => {
+                let status = pool.ready(cx.registry, event, cx.now, &mut self.scratch);
+                self.update_pool(cx, key, status);
+            }
             Some(Conn::Choosing(_)) => self.choose(cx, key),
             None => {}
         }
@@ -979,9 +1157,16 @@ impl Service for Replayer {
                 if !self.holds(key, number) {
                     return;
                 }
-                if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
-                    let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
-                    self.update(cx, key, status);
+                match self.conns.get_mut(key) {
+                    Some(Conn::Playing(session, _)) => {
+                        let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
+                        self.update(cx, key, status);
+                    }
+                    Some(Conn::Deciding(pool)) => {
+                        let status = pool.delay_over(cx.registry, cx.now, &mut self.scratch);
+                        self.update_pool(cx, key, status);
+                    }
+                    _ => {}
                 }
             }
             ReplayTimer::Resume { key, number } => {
