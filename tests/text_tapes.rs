@@ -235,6 +235,12 @@ fn syntax_errors_name_line_and_column_with_a_caret() {
             "a wildcard counts at most 4294967295 bytes",
         ),
         (
+            "tcptape text 1\n> any 1125899906842624\n",
+            2,
+            7,
+            "a wildcard counts at most 4294967295 bytes",
+        ),
+        (
             "tcptape text 1\n> any 4294967296\n",
             2,
             7,
