@@ -214,3 +214,75 @@ fn a_connection_that_leaves_every_candidate_is_reported_against_the_closest() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("differs from the tape"), "{stderr}");
 }
+
+#[test]
+fn a_cassette_replays_as_a_mock_client_connecting_when_it_did() {
+    let dir = temp_dir("pools-client-cassette");
+    for i in 0..3 {
+        exchanges(
+            &dir.join(format!("{:04}.tape", i + 1)),
+            None,
+            &[(
+                format!("HELLO {i}\n").as_bytes(),
+                format!("hi {i}\n").as_bytes(),
+            )],
+        );
+    }
+    std::fs::write(
+        dir.join("index"),
+        "# tcptape cassette index\n# tape order start_ms client_bytes server_bytes first_speaker status\n\
+         0001.tape 1 0 8 5 client whole\n0002.tape 2 300 8 5 client whole\n0003.tape 3 600 8 5 client whole\n",
+    )
+    .unwrap();
+    let (listener, addr) = listener();
+    let server = thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut arrivals = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let (stream, _) = listener.accept().unwrap();
+            arrivals.push(started.elapsed());
+            handles.push(thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let n = line.trim().strip_prefix("HELLO ").unwrap().to_string();
+                writer.write_all(format!("hi {n}\n").as_bytes()).unwrap();
+                line.clear();
+                assert_eq!(reader.read_line(&mut line).unwrap(), 0);
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        arrivals
+    });
+    let cassette = format!("{}/", dir.display());
+    let (code, _, stderr) = run(&["client", &addr.to_string(), &cassette]);
+    let arrivals = server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 sessions: 3 passed"), "{stderr}");
+    // Opened as they were recorded: 300 ms apart (generously checked).
+    assert!(
+        arrivals[2] >= std::time::Duration::from_millis(550),
+        "{arrivals:?}"
+    );
+
+    // --speed 10: ten times as fast.
+    let (listener, addr) = common::listener();
+    let server = thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = [0u8; 8];
+            std::io::Read::read_exact(&mut s, &mut request).unwrap();
+            // A server that answers something else: a mismatch.
+            s.write_all(b"no\n").unwrap();
+        }
+    });
+    let (code, _, stderr) = run(&["client", "--speed", "10", &addr.to_string(), &cassette]);
+    server.join().unwrap();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("3 mismatched"), "{stderr}");
+}

@@ -127,6 +127,8 @@ pub(crate) enum ReplayTimer {
     ConnectionWait,
     /// The grace period after a stop is over.
     Grace,
+    /// `client` with a cassette: time to open the connection of tape `index`.
+    Connect { index: usize },
 }
 
 /// When the run ends (and, with `--abort`, at the first mismatch).
@@ -150,6 +152,19 @@ enum Tapes {
     },
     /// A cassette: a tape per connection.
     Cassette(Catalog),
+    /// A cassette played by `client`: a connection per tape, each started
+    /// when it was in the recording.
+    Schedule(Vec<Planned>),
+}
+
+/// A connection `client` makes for a cassette tape.
+struct Planned {
+    path: PathBuf,
+    name: String,
+    /// When it started in the recording, after the first one.
+    start_ms: u64,
+    /// Its connection was opened in this run.
+    opened: bool,
 }
 
 /// A cassette connection whose tape is not chosen yet: the client's first
@@ -211,6 +226,10 @@ pub(crate) struct Replayer {
     started: u64,
     /// Sessions that ended (probes are not sessions).
     ended: u64,
+    /// `client` with a cassette: where to connect, and the connections
+    /// not opened yet.
+    connect_to: Option<Address>,
+    unstarted: usize,
     /// The tick a connection last started or ended, for `--once`'s wait.
     last_progress: u64,
     stopping: bool,
@@ -314,6 +333,8 @@ impl Replayer {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             started: 0,
             ended: 0,
+            connect_to: None,
+            unstarted: 0,
             last_progress: 0,
             stopping: false,
             report: Report::default(),
@@ -341,7 +362,7 @@ impl Replayer {
         };
         let until = match (&tapes, options.once) {
             (Tapes::One { .. }, true) => Until::OneSession,
-            (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
+            (Tapes::Cassette(_) | Tapes::Schedule(_), true) => Until::EveryTapeOnce,
             (_, false) => Until::Stopped,
         };
         let listen = options.listen.resolve()?;
@@ -359,6 +380,7 @@ impl Replayer {
                 options.tape.display(),
                 catalog.len()
             ),
+            Tapes::Schedule(_) => {}
         }
         let mut replayer = Replayer::new(&options.tape, tapes, own, &options.replay, until);
         replayer.abort = options.abort;
@@ -377,6 +399,9 @@ impl Replayer {
         cx: &mut Context<'_, ReplayTimer>,
     ) -> Result<Replayer, Error> {
         let own = Direction::ClientToServer;
+        if cassette::is_cassette(&options.tape) {
+            return Replayer::client_of_cassette(options, cx);
+        }
         let (tape, locator) = load(&options.tape, own)?;
         let addr = options.connect.resolve()?;
         let tapes = Tapes::One {
@@ -407,6 +432,105 @@ impl Replayer {
         Ok(replayer)
     }
 
+    /// `client DIR/`: every tape of the cassette, each on a connection of
+    /// its own opened when it was in the recording (the index's start
+    /// times, divided by `--speed`), so a pool connects as it did.
+    fn client_of_cassette(
+        options: ClientOptions,
+        cx: &mut Context<'_, ReplayTimer>,
+    ) -> Result<Replayer, Error> {
+        let dir = &options.tape;
+        let index = cassette::read_index(dir)?;
+        let mut planned = Vec::new();
+        let mut previous = 0;
+        for path in cassette::tapes(dir)? {
+            load(&path, Direction::ClientToServer)?;
+            let name = file_name(&path);
+            // A tape the index does not know starts with the one before it.
+            let start_ms = index
+                .iter()
+                .find(|e| e.tape == name)
+                .map_or(previous, |e| e.start_ms);
+            previous = start_ms;
+            planned.push(Planned {
+                path,
+                name,
+                start_ms,
+                opened: false,
+            });
+        }
+        if planned.is_empty() {
+            return Err(Error::Session(format!(
+                "{}: the cassette holds no tapes (*.tape files)",
+                dir.display()
+            )));
+        }
+        let addr = options.connect.resolve()?;
+        let speed = options.replay.speed.unwrap_or(1.0);
+        for (index, plan) in planned.iter().enumerate() {
+            let after = Duration::from_secs_f64(plan.start_ms as f64 / 1000.0 / speed);
+            cx.timers
+                .insert(cx.deadline_after(after), ReplayTimer::Connect { index });
+        }
+        info!(
+            "playing the {} tapes of {} against {addr}",
+            planned.len(),
+            dir.display()
+        );
+        let mut replayer = Replayer::new(
+            dir,
+            Tapes::Schedule(Vec::new()),
+            Direction::ClientToServer,
+            &options.replay,
+            Until::EveryTapeOnce,
+        );
+        replayer.unstarted = planned.len();
+        replayer.tapes = Tapes::Schedule(planned);
+        replayer.connect_to = Some(addr);
+        Ok(replayer)
+    }
+
+    /// Opens the connection of scheduled tape `index`.
+    fn connect(&mut self, cx: &mut Context<'_, ReplayTimer>, index: usize) {
+        self.unstarted = self.unstarted.saturating_sub(1);
+        let Some(addr) = self.connect_to.clone() else {
+            return;
+        };
+        if self.stopping {
+            return;
+        }
+        if let Tapes::Schedule(planned) = &mut self.tapes {
+            planned[index].opened = true;
+        }
+        self.started += 1;
+        let number = self.started;
+        let started = Stream::connect(&addr)
+            .map_err(|err| Error::address(&addr, "connect to", err))
+            .and_then(|stream| {
+                let start = Start {
+                    stream,
+                    addr: addr.clone(),
+                    number,
+                    connecting: true,
+                    received: Vec::new(),
+                    eof: false,
+                };
+                let tape = self.tape_of(Some(index))?;
+                self.start_session(cx, start, tape, Some(index))
+            });
+        if let Err(err) = started {
+            error!("session {number}: {err}");
+            self.session_failed(&addr, number, self.planned_path(index), err);
+        }
+    }
+
+    fn planned_path(&self, index: usize) -> Option<PathBuf> {
+        match &self.tapes {
+            Tapes::Schedule(planned) => planned.get(index).map(|p| p.path.clone()),
+            _ => None,
+        }
+    }
+
     /// The tape to play for cassette entry `entry`, or the one tape.
     fn tape_of(&self, entry: Option<usize>) -> Result<(String, TapeFile, Locator), Error> {
         match (&self.tapes, entry) {
@@ -423,7 +547,14 @@ impl Replayer {
                 },
                 _,
             ) => Ok((file_name(path), tape.clone(), locator.clone())),
-            (Tapes::Cassette(_), None) => Err(Error::Session("no tape chosen".into())),
+            (Tapes::Schedule(planned), Some(i)) => {
+                let plan = &planned[i];
+                let (tape, locator) = tape::open_located(&plan.path)?;
+                Ok((plan.name.clone(), tape, locator))
+            }
+            (Tapes::Cassette(_) | Tapes::Schedule(_), None) => {
+                Err(Error::Session("no tape chosen".into()))
+            }
         }
     }
 
@@ -503,6 +634,7 @@ impl Replayer {
                 catalog.never_served().len(),
                 self.path.display()
             ),
+            Tapes::Schedule(_) => format!("the connections of {}", self.path.display()),
         };
         let message = format!(
             "timed out after {:.1}s waiting for {what} (--timeout; 0 waits forever)",
@@ -563,7 +695,7 @@ impl Replayer {
     fn place(&mut self, cx: &mut Context<'_, ReplayTimer>, mut start: Start) {
         let mut candidates = Candidates::default();
         let choice = match &mut self.tapes {
-            Tapes::One { .. } => return self.serve(cx, start, None),
+            Tapes::One { .. } | Tapes::Schedule(_) => return self.serve(cx, start, None),
             Tapes::Cassette(catalog) => catalog.on_accept(&mut candidates),
         };
         match choice {
@@ -956,6 +1088,7 @@ impl Replayer {
                 }
                 let tape = match (&self.tapes, entry) {
                     (Tapes::Cassette(catalog), Some(i)) => Some(catalog.entry(i).path.clone()),
+                    (Tapes::Schedule(planned), Some(i)) => planned.get(i).map(|p| p.path.clone()),
                     (Tapes::One { path, .. }, _) => Some(path.clone()),
                     _ => None,
                 };
@@ -1181,6 +1314,7 @@ impl Service for Replayer {
             }
             ReplayTimer::ConnectionWait => self.check_connection_wait(cx),
             ReplayTimer::Grace => self.cut_all(cx),
+            ReplayTimer::Connect { index } => self.connect(cx, index),
         }
     }
 
@@ -1203,7 +1337,7 @@ impl Service for Replayer {
     }
 
     fn is_done(&self) -> bool {
-        self.listener.is_none() && self.conns.is_empty()
+        self.listener.is_none() && self.conns.is_empty() && (self.unstarted == 0 || self.stopping)
     }
 }
 
@@ -1213,8 +1347,13 @@ impl Finish for Replayer {
     }
 
     fn finish(mut self) -> Report {
-        if let Tapes::Cassette(catalog) = &self.tapes {
-            self.report.unused = catalog.never_served();
+        match &self.tapes {
+            Tapes::Cassette(catalog) => self.report.unused = catalog.never_served(),
+            Tapes::Schedule(planned) => {
+                let unopened = planned.iter().filter(|p| !p.opened);
+                self.report.unused = unopened.map(|p| p.name.clone()).collect();
+            }
+            Tapes::One { .. } => {}
         }
         if !self.require_all {
             return self.report;
@@ -1224,7 +1363,7 @@ impl Finish for Replayer {
                 let message = format!("{} was never played: no client connected", path.display());
                 self.report.fail(Verdict::Mismatch, message);
             }
-            Tapes::Cassette(_) if !self.report.unused.is_empty() => {
+            Tapes::Cassette(_) | Tapes::Schedule(_) if !self.report.unused.is_empty() => {
                 let message = format!(
                     "{} of the tapes of {} were never played: {}",
                     self.report.unused.len(),
