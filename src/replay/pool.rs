@@ -1,10 +1,14 @@
 //! A cassette connection whose tape is not decided yet. Every unused tape
 //! that agrees with all the client sent so far is played side by side;
 //! what they all would send next goes out (a shared banner, the same
-//! answer to the same request); the connection commits to one tape only
-//! when their next moves differ, or when the session ends. So a pool of
-//! connections that start alike (a database driver's handshake, an SMTP
-//! greeting) replays in whatever order its connections come.
+//! answer to the same request). Where their answers differ (redis tells
+//! each connection its own id in the same handshake), the first
+//! candidate answers for all of them and the others skip their answer:
+//! the client's next bytes tell them apart. The connection commits to one
+//! tape when their next moves differ in kind (one answers, another waits
+//! or closes), or when the session ends. So a pool of connections that
+//! start alike (a database driver's handshake, an SMTP greeting) replays
+//! in whatever order its connections come.
 //!
 //! The pool does not choose: it says which candidates could go on
 //! (`Decide`), and the replayer picks one so that other undecided
@@ -58,6 +62,9 @@ pub struct Pool<S: Source> {
     socket: Socket,
     peer_done: bool,
     candidates: Vec<Candidate<S>>,
+    /// The candidates' answers differed: the first one answers for all
+    /// until its turn is over (the others skipped theirs).
+    speaking: bool,
     /// How the candidate that went furthest departed, for when none is left.
     best_failure: Option<(u64, String, Status)>,
     received: u64,
@@ -82,6 +89,7 @@ impl<S: Source + Clone> Pool<S> {
             socket,
             peer_done: false,
             candidates,
+            speaking: false,
             best_failure: None,
             received: 0,
             sent: 0,
@@ -217,7 +225,8 @@ impl<S: Source + Clone> Pool<S> {
                 candidate.playback.park();
             }
         }
-        let sending = !self.socket.writable && self.all_may_act() && self.sends_next();
+        let sending =
+            !self.socket.writable && (self.speaking || self.all_may_act() && self.sends_next());
         if let Err(err) = self.socket.want(registry, sending) {
             return PoolStatus::Failed(Status::Failed(crate::error::Error::address(
                 &self.socket.addr,
@@ -246,6 +255,17 @@ impl<S: Source + Clone> Pool<S> {
             }
             if received {
                 self.last_activity = now;
+            }
+            if self.speaking {
+                match self.speak() {
+                    Ok(true) => {
+                        self.last_activity = now;
+                        continue;
+                    }
+                    Ok(false) if self.speaking => return PoolStatus::Running,
+                    Ok(false) => continue,
+                    Err(()) => return PoolStatus::Failed(self.failure()),
+                }
             }
             let ready: Vec<usize> = self
                 .candidates
@@ -363,7 +383,15 @@ impl<S: Source + Clone> Pool<S> {
             common.truncate(agree);
         }
         if common.is_empty() {
-            return Ok(Step::Decide);
+            // Different answers to the same bytes: the first answers for
+            // all, the others skip their turn.
+            for candidate in &mut self.candidates[1..] {
+                if skip_turn(&mut candidate.playback).is_err() {
+                    return Ok(Step::Decide);
+                }
+            }
+            self.speaking = true;
+            return Ok(Step::Moved(true));
         }
         match self.socket.stream.write(&common) {
             Ok(n) => {
@@ -380,6 +408,44 @@ impl<S: Source + Clone> Pool<S> {
                 Ok(Step::Moved(false))
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(Step::Moved(false)),
+            Err(_) => {
+                self.peer_done = true;
+                self.sift(|playback| Err(playback.gone()));
+                Err(())
+            }
+        }
+    }
+
+    /// The first candidate's turn while it answers for all: true when bytes
+    /// went; `speaking` ends with the turn.
+    fn speak(&mut self) -> Result<bool, ()> {
+        let playback = &mut self.candidates[0].playback;
+        if !matches!(playback.action(), Action::Send { .. }) || !playback.may_act() {
+            self.speaking = false;
+            return Ok(false);
+        }
+        if !playback.may_go() || !self.socket.writable {
+            return Ok(false);
+        }
+        let chunk = match playback.peek(CHUNK) {
+            Ok(chunk) => chunk.to_vec(),
+            Err(_) => return Err(()),
+        };
+        match self.socket.stream.write(&chunk) {
+            Ok(n) => {
+                self.socket.write_done(n, chunk.len());
+                self.sent += n as u64;
+                let playback = &mut self.candidates[0].playback;
+                if playback.consume(n).is_err() {
+                    return Err(());
+                }
+                Ok(n > 0)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.socket.writable = false;
+                Ok(false)
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(_) => {
                 self.peer_done = true;
                 self.sift(|playback| Err(playback.gone()));
@@ -433,6 +499,16 @@ impl<S: Source + Clone> Pool<S> {
     pub fn close(mut self, registry: &Registry) {
         self.socket.deregister(registry);
     }
+}
+
+/// Moves a candidate past its answer without sending it: every own frame
+/// that may go before the peer says more.
+fn skip_turn<S: Source + Clone>(playback: &mut Playback<S>) -> Result<(), Fault> {
+    while matches!(playback.action(), Action::Send { .. }) && playback.may_act() {
+        let n = playback.peek(CHUNK)?.len();
+        playback.consume(n)?;
+    }
+    Ok(())
 }
 
 /// True when, with `taken` gone, each of the `others` (undecided
