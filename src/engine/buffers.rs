@@ -90,7 +90,8 @@ mod tests {
         let first = buffers.take(1024);
         let address = first.as_ptr();
         buffers.give(first);
-        assert_eq!(buffers.take(1024).as_ptr(), address, "reused");
+        let again = buffers.take(1024);
+        assert_eq!(again.as_ptr(), address, "reused");
         for _ in 0..100 {
             buffers.give(vec![0; 4096].into_boxed_slice());
         }
