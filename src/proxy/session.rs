@@ -29,9 +29,11 @@ use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
 use crate::tape::Direction;
 
-/// Rounds of read-record-forward per wake-up before a busy session yields to
-/// the others; the proxy resumes it right after the current batch.
-const MAX_ROUNDS: usize = 32;
+/// Bytes a session reads per wake-up before it yields to the others (at
+/// least one round): a bulk transfer's turn stays about a millisecond, so a
+/// new or idle session on the same loop is answered within a few turns.
+/// The proxy resumes it after the sockets were polled again.
+const BUDGET: u64 = 1024 * 1024;
 
 const DIRECTIONS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
 
@@ -249,8 +251,10 @@ impl Session {
             return Ok(Status::Running);
         };
         let mut status = Status::Running;
-        for round in 0.. {
-            if round == MAX_ROUNDS {
+        let read_before: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
+        loop {
+            let read: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
+            if read - read_before >= BUDGET {
                 status = Status::Yielded;
                 break;
             }

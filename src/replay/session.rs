@@ -24,6 +24,9 @@ const SEND_CHUNK: usize = 256 * 1024;
 const GATHER: usize = 64 * 1024;
 /// Rounds of receive-and-send per wake-up before yielding to other sessions.
 const MAX_ROUNDS: usize = 32;
+/// Bytes moved per wake-up (either way) before yielding, at least one round:
+/// a bulk session's turn stays about a millisecond.
+const BUDGET: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -202,7 +205,11 @@ impl<S: Source + Clone> Session<S> {
     }
 
     fn play_rounds(&mut self, now: u64, scratch: &mut [u8]) -> Result<Status, Fault> {
+        let moved_before = self.received + self.playback.sent();
         for _ in 0..MAX_ROUNDS {
+            if self.received + self.playback.sent() - moved_before >= BUDGET {
+                break;
+            }
             let received = self.receive(scratch)?;
             let sent = self.send()?;
             if received || sent {
@@ -226,7 +233,8 @@ impl<S: Source + Clone> Session<S> {
     /// Reads everything available and checks it against the tape.
     fn receive(&mut self, scratch: &mut [u8]) -> Result<bool, Fault> {
         let mut moved = false;
-        while self.socket.readable && !self.peer_done {
+        let before = self.received;
+        while self.socket.readable && !self.peer_done && self.received - before < BUDGET {
             match self.socket.stream.read(scratch) {
                 Ok(0) => {
                     debug!("session {}: {} half-closed", self.number, self.socket.addr);
@@ -259,7 +267,11 @@ impl<S: Source + Clone> Session<S> {
     /// Sends our frames for as long as the tape's order and the socket allow.
     fn send(&mut self) -> Result<bool, Fault> {
         let mut moved = false;
+        let before = self.playback.sent();
         loop {
+            if self.playback.sent() - before >= BUDGET {
+                return Ok(moved);
+            }
             if !self.outgoing.is_empty() {
                 if !self.socket.writable {
                     return Ok(moved);
