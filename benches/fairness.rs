@@ -52,10 +52,11 @@ fn ping(stream: &mut TcpStream) -> Duration {
 }
 
 fn main() {
-    let window = Duration::from_secs(size(8, 1) as u64);
+    let window = Duration::from_secs(size(3, 1) as u64);
     let samples = size(200, 20);
     let upstream = upstream();
-    let dir = work_dir("fairness");
+    let dir = std::path::PathBuf::from("/dev/shm/tcptape-fairness");
+    let _ = std::fs::create_dir_all(&dir);
     let template = dir.join("s{n}.tape");
     let proxy = tcptape_quiet_listening(&[
         "proxy",

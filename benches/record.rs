@@ -84,7 +84,20 @@ fn main() {
             total,
         ))
     };
-    let mut extra_rates: Vec<Vec<f64>> = extra_proxies.iter().map(|_| Vec::new()).collect();
+    let mut extra_measures: Vec<Box<dyn FnMut() -> Option<f64> + '_>> = extra_proxies
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (_, proxy, session))| {
+            let dir = &dirs[i + 1];
+            Box::new(move || Some(through_proxy(proxy, dir, session, total)))
+                as Box<dyn FnMut() -> Option<f64>>
+        })
+        .collect();
+    let extra_names: Vec<String> = extra
+        .iter()
+        .take(2)
+        .map(|b| format!("--buffer {b}"))
+        .collect();
 
     println!(
         "record: {} MiB uploads, {rounds} interleaved rounds (MiB/s)",
@@ -97,15 +110,12 @@ fn main() {
             ("socat -b 262144", &mut socat_big),
             ("tcptape", &mut tcptape_default),
         ];
-        let values = interleaved(rounds, "MiB/s", &mut contenders);
-        for (i, (name, proxy, session)) in extra_proxies.iter_mut().enumerate() {
-            for _ in 0..rounds {
-                extra_rates[i].push(through_proxy(proxy, &dirs[i + 1], session, total));
-            }
-            println!("  tcptape --buffer {name}: {:?}", extra_rates[i]);
+        for (name, measure) in extra_names.iter().zip(extra_measures.iter_mut()) {
+            contenders.push((name.as_str(), measure.as_mut()));
         }
-        values
+        interleaved(rounds, "MiB/s", &mut contenders)
     };
+    drop(extra_measures);
     let rss = peak_rss_kib(default_proxy.child.id());
     default_proxy.kill();
     for (_, mut proxy, _) in extra_proxies {
@@ -141,7 +151,7 @@ fn main() {
         rows.push(
             row(
                 &format!("tcptape proxy --buffer {name}"),
-                Some(median(&extra_rates[i])),
+                median_of(4 + i),
                 "MiB/s",
             )
             .against("direct loopback"),

@@ -4,13 +4,16 @@
 //! are powers of two; a few of each size are kept for the next burst, the
 //! rest go back to the allocator when a burst ends.
 
-/// Buffers of each size kept for reuse.
-const KEEP: usize = 16;
+/// Bytes of free buffers kept for reuse; beyond that, buffers given back go
+/// back to the allocator, so a burst's memory does not outlive it.
+const KEEP_BYTES: usize = 8 * 1024 * 1024;
 
 pub(crate) struct Buffers {
     /// Free buffers by size class: `free[k]` holds buffers of `min << k` bytes.
     free: Vec<Vec<Box<[u8]>>>,
     min: usize,
+    /// Bytes in `free`.
+    held: usize,
 }
 
 impl Buffers {
@@ -21,6 +24,7 @@ impl Buffers {
         Buffers {
             free: (0..classes).map(|_| Vec::new()).collect(),
             min,
+            held: 0,
         }
     }
 
@@ -42,18 +46,24 @@ impl Buffers {
     /// A buffer of `size` bytes (rounded to its class), reused if one is free.
     pub(crate) fn take(&mut self, size: usize) -> Box<[u8]> {
         let class = self.class(size);
-        self.free[class]
-            .pop()
-            .unwrap_or_else(|| vec![0; self.min << class].into_boxed_slice())
+        match self.free[class].pop() {
+            Some(buffer) => {
+                self.held -= buffer.len();
+                buffer
+            }
+            None => vec![0; self.min << class].into_boxed_slice(),
+        }
     }
 
-    /// Takes a buffer back; beyond a few of its size, it is freed.
+    /// Takes a buffer back; it is freed when enough are kept already.
     pub(crate) fn give(&mut self, buffer: Box<[u8]>) {
         if buffer.is_empty() {
             return;
         }
         let class = self.class(buffer.len());
-        if self.min << class == buffer.len() && self.free[class].len() < KEEP {
+        let fits = self.held + buffer.len() <= KEEP_BYTES;
+        if self.min << class == buffer.len() && fits {
+            self.held += buffer.len();
             self.free[class].push(buffer);
         }
     }
@@ -61,17 +71,17 @@ impl Buffers {
     /// Bytes held for reuse.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.free
-            .iter()
-            .enumerate()
-            .map(|(class, list)| list.len() * (self.min << class))
-            .sum()
+        self.held
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn buffers_of(len: usize) -> Box<[u8]> {
+        vec![0; len].into_boxed_slice()
+    }
 
     #[test]
     fn sizes_are_powers_of_two_within_bounds() {
@@ -86,18 +96,22 @@ mod tests {
 
     #[test]
     fn freed_buffers_are_reused_and_only_a_few_kept() {
-        let mut buffers = Buffers::new(1024, 4096);
+        let mut buffers = Buffers::new(1024, 1024 * 1024);
         let first = buffers.take(1024);
         let address = first.as_ptr();
         buffers.give(first);
         let again = buffers.take(1024);
         assert_eq!(again.as_ptr(), address, "reused");
         for _ in 0..100 {
-            buffers.give(vec![0; 4096].into_boxed_slice());
+            buffers.give(vec![0; 1024 * 1024].into_boxed_slice());
         }
-        assert_eq!(buffers.held(), KEEP * 4096, "the rest went back");
+        assert_eq!(buffers.held(), KEEP_BYTES, "the rest went back");
         // A buffer of a size no class has is not kept.
+        let mut buffers = Buffers::new(1024, 4096);
         buffers.give(vec![0; 3000].into_boxed_slice());
-        assert_eq!(buffers.held(), KEEP * 4096);
+        assert_eq!(buffers.held(), 0);
+        buffers.give(buffers_of(4096));
+        assert_eq!(buffers.take(4096).len(), 4096);
+        assert_eq!(buffers.held(), 0, "taken back out");
     }
 }

@@ -33,7 +33,7 @@ use crate::tape::Direction;
 /// least one round): a bulk transfer's turn stays about a millisecond, so a
 /// new or idle session on the same loop is answered within a few turns.
 /// The proxy resumes it after the sockets were polled again.
-const BUDGET: u64 = 1024 * 1024;
+const BUDGET: u64 = 256 * 1024;
 
 const DIRECTIONS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
 

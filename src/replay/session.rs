@@ -26,7 +26,7 @@ const GATHER: usize = 64 * 1024;
 const MAX_ROUNDS: usize = 32;
 /// Bytes moved per wake-up (either way) before yielding, at least one round:
 /// a bulk session's turn stays about a millisecond.
-const BUDGET: u64 = 1024 * 1024;
+const BUDGET: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
