@@ -4,6 +4,10 @@
 //! are powers of two; a few of each size are kept for the next burst, the
 //! rest go back to the allocator when a burst ends.
 
+/// Bytes freed, in all, before the allocator is asked to return its free
+/// pages to the system.
+const RECLAIM_AFTER: usize = 4 * 1024 * 1024;
+
 /// Bytes of free buffers kept for reuse; beyond that, buffers given back go
 /// back to the allocator, so a burst's memory does not outlive it.
 const KEEP_BYTES: usize = 8 * 1024 * 1024;
@@ -14,6 +18,7 @@ pub(crate) struct Buffers {
     min: usize,
     /// Bytes in `free`.
     held: usize,
+    reclaim: Reclaim,
 }
 
 impl Buffers {
@@ -25,6 +30,7 @@ impl Buffers {
             free: (0..classes).map(|_| Vec::new()).collect(),
             min,
             held: 0,
+            reclaim: Reclaim::default(),
         }
     }
 
@@ -65,6 +71,8 @@ impl Buffers {
         if self.min << class == buffer.len() && fits {
             self.held += buffer.len();
             self.free[class].push(buffer);
+        } else {
+            self.reclaim.freed(buffer.len());
         }
     }
 
@@ -72,6 +80,29 @@ impl Buffers {
     #[cfg(test)]
     fn held(&self) -> usize {
         self.held
+    }
+}
+
+/// Counts bytes given back to the allocator and, every few MiB, has it
+/// return its free pages to the system. glibc keeps freed memory resident
+/// while live allocations sit between the free chunks, and that is what a
+/// burst of sessions leaves: each freed its buffers, each kept its small
+/// state, so without this the resident size would stay at the burst's peak.
+#[derive(Default)]
+pub(crate) struct Reclaim {
+    freed: usize,
+}
+
+impl Reclaim {
+    /// Notes `bytes` freed; returns whether memory went back to the system.
+    pub(crate) fn freed(&mut self, bytes: usize) -> bool {
+        self.freed += bytes;
+        if self.freed < RECLAIM_AFTER {
+            return false;
+        }
+        self.freed = 0;
+        crate::sys::release_free_memory();
+        true
     }
 }
 
@@ -113,5 +144,15 @@ mod tests {
         buffers.give(buffers_of(4096));
         assert_eq!(buffers.take(4096).len(), 4096);
         assert_eq!(buffers.held(), 0, "taken back out");
+    }
+
+    #[test]
+    fn memory_goes_back_to_the_system_every_few_mib_freed() {
+        let mut reclaim = Reclaim::default();
+        assert!(!reclaim.freed(0));
+        assert!(!reclaim.freed(RECLAIM_AFTER - 1));
+        assert!(reclaim.freed(1), "the total reached the mark");
+        assert!(!reclaim.freed(RECLAIM_AFTER / 2), "counting starts over");
+        assert!(reclaim.freed(RECLAIM_AFTER));
     }
 }

@@ -269,7 +269,7 @@ impl Session {
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
                     Err(err) => {
-                        let err = peer_error(self.number, "read from", side, &source.addr, err);
+                        let err = peer_error("read from", side, &source.addr, err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -290,7 +290,7 @@ impl Session {
                 match forward(pipe, dest, self.number, dir) {
                     Ok(moved) => progress |= moved,
                     Err(err) => {
-                        let err = peer_error(self.number, "write to", dest_side, &dest.addr, err);
+                        let err = peer_error("write to", dest_side, &dest.addr, err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -394,15 +394,14 @@ fn peer<'a>(client: &'a mut Socket, server: &'a mut Socket, side: Side) -> &'a m
     }
 }
 
-fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Error) -> Error {
+/// The session's number is not part of the message: whoever reports the
+/// error puts it in front.
+fn peer_error(action: &str, side: Side, addr: &Address, err: io::Error) -> Error {
     let who = match side {
         Side::Client => "client",
         Side::Server => "server",
     };
-    Error::Session(format!(
-        "session {number}: cannot {action} {who} {addr}: {}",
-        os_reason(&err)
-    ))
+    Error::Session(format!("cannot {action} {who} {addr}: {}", os_reason(&err)))
 }
 
 /// Reads from the source into the ring until it would block, the ring is

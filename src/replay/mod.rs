@@ -33,6 +33,7 @@ use mio::{Interest, Token};
 
 use crate::cassette;
 use crate::engine::addr::Endpoint;
+use crate::engine::buffers::Reclaim;
 use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Socket, Stream};
 use crate::engine::slab::Slab;
@@ -196,6 +197,15 @@ impl Conn {
         }
     }
 
+    /// Bytes of buffers the connection gave back since the last call.
+    fn take_freed(&mut self) -> usize {
+        match self {
+            Conn::Choosing(_) => 0,
+            Conn::Deciding(p) => p.take_freed(),
+            Conn::Playing(s, _) => s.take_freed(),
+        }
+    }
+
     fn addr(&self) -> &Address {
         match self {
             Conn::Choosing(c) => &c.addr,
@@ -222,6 +232,7 @@ pub(crate) struct Replayer {
     accept_paused: bool,
     conns: Slab<Conn>,
     scratch: Box<[u8]>,
+    reclaim: Reclaim,
     /// Connections so far: their numbers.
     started: u64,
     /// Sessions that ended (probes are not sessions).
@@ -331,6 +342,7 @@ impl Replayer {
             accept_paused: false,
             conns: Slab::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            reclaim: Reclaim::default(),
             started: 0,
             ended: 0,
             connect_to: None,
@@ -975,9 +987,10 @@ impl Replayer {
     }
 
     fn update_pool(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: PoolStatus) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        self.reclaim.freed(conn.take_freed());
         let number = conn.number();
         match status {
             PoolStatus::Running => {}
@@ -993,9 +1006,10 @@ impl Replayer {
     }
 
     fn update(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: Status) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        self.reclaim.freed(conn.take_freed());
         let number = conn.number();
         match status {
             Status::Running => {}

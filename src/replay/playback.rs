@@ -192,10 +192,9 @@ impl<S: Source + Clone> Playback<S> {
         }
     }
 
-    /// Gives the read buffers back while waiting.
-    pub fn park(&mut self) {
-        self.expect.release_buffer();
-        self.play.release_buffer();
+    /// Gives the read buffers back while waiting; returns the bytes freed.
+    pub fn park(&mut self) -> usize {
+        self.expect.release_buffer() + self.play.release_buffer()
     }
 
     /// What a fault means for the session: a mismatch report, or a failure.

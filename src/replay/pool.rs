@@ -71,6 +71,8 @@ pub struct Pool<S: Source> {
     sent: u64,
     started: Instant,
     pub last_activity: u64,
+    /// Bytes of buffers given back since the owner last asked.
+    freed: usize,
 }
 
 impl<S: Source + Clone> Pool<S> {
@@ -95,6 +97,7 @@ impl<S: Source + Clone> Pool<S> {
             sent: 0,
             started: Instant::now(),
             last_activity: now,
+            freed: 0,
         };
         pool.feed(received);
         if eof {
@@ -217,12 +220,17 @@ impl<S: Source + Clone> Pool<S> {
         self.resume(registry, now, scratch)
     }
 
+    /// Bytes of buffers the candidates gave back since the last call.
+    pub fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
+    }
+
     /// Does whatever the socket and the candidates allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> PoolStatus {
         let status = self.rounds(now, scratch);
         if matches!(status, PoolStatus::Running | PoolStatus::Sleep { .. }) {
             for candidate in &mut self.candidates {
-                candidate.playback.park();
+                self.freed += candidate.playback.park();
             }
         }
         let sending =

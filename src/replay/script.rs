@@ -272,9 +272,9 @@ impl<S: Source + Clone> Expect<S> {
         matches!(self.next, Expected::Closed | Expected::End)
     }
 
-    /// Gives the read buffer back while the session waits.
-    pub fn release_buffer(&mut self) {
-        self.reader.release_buffer();
+    /// Gives the read buffer back while the session waits; returns its size.
+    pub fn release_buffer(&mut self) -> usize {
+        self.reader.release_buffer()
     }
 
     /// Moves to the peer's next frame that owes something.
@@ -696,9 +696,9 @@ impl<S: Source> Play<S> {
         self.sent
     }
 
-    /// Gives the read buffer back while the session waits.
-    pub fn release_buffer(&mut self) {
-        self.reader.release_buffer();
+    /// Gives the read buffer back while the session waits; returns its size.
+    pub fn release_buffer(&mut self) -> usize {
+        self.reader.release_buffer()
     }
 
     /// True when everything the peer had sent before our next action, in

@@ -76,6 +76,8 @@ pub struct Session<S: Source> {
     received: u64,
     /// The tick of the last byte moved either way, for `--timeout`.
     pub last_activity: u64,
+    /// Bytes of buffers given back since the owner last asked.
+    freed: usize,
 }
 
 impl<S: Source + Clone> Session<S> {
@@ -122,6 +124,7 @@ impl<S: Source + Clone> Session<S> {
             started: Instant::now(),
             received,
             last_activity: now,
+            freed: 0,
         }
     }
 
@@ -199,10 +202,16 @@ impl<S: Source + Clone> Session<S> {
     /// The session waits for its peer or a timer: it gives back what it
     /// buffered, so an idle session costs little more than its socket.
     fn park(&mut self) {
-        self.playback.park();
+        self.freed += self.playback.park();
         if self.outgoing.is_empty() {
+            self.freed += self.outgoing.capacity();
             self.outgoing = Vec::new();
         }
+    }
+
+    /// Bytes of buffers the session gave back since the last call.
+    pub fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
     }
 
     fn play_rounds(&mut self, now: u64, scratch: &mut [u8]) -> Result<Status, Fault> {

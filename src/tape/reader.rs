@@ -254,10 +254,13 @@ impl<S: Source> Reader<S> {
 
     /// Gives the read buffer back to the allocator; the next read fills a
     /// new one. For a cursor that will sit idle: a thousand idle sessions
-    /// should not hold a thousand read-ahead buffers.
-    pub fn release_buffer(&mut self) {
+    /// should not hold a thousand read-ahead buffers. Returns the bytes
+    /// given back.
+    pub fn release_buffer(&mut self) -> usize {
+        let freed = self.buf.capacity();
         self.buf = Vec::new();
         self.buf_len = 0;
+        freed
     }
 
     /// Offset of the next unread byte.
