@@ -188,6 +188,27 @@ impl Span {
     }
 }
 
+/// As `describe` lists it: `vary, 29 bytes`, `capture token, 12 bytes`,
+/// and for a variable span `vary, 29 bytes recorded, 20..40 live`.
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            SpanKind::Vary => write!(f, "vary")?,
+            SpanKind::Capture(name) => write!(f, "capture {name}")?,
+            SpanKind::Echo(name) => write!(f, "echo {name}")?,
+        }
+        if self.is_fixed() {
+            write!(f, ", {} bytes", self.len)
+        } else {
+            write!(
+                f,
+                ", {} bytes recorded, {}..{} live",
+                self.len, self.min, self.max
+            )
+        }
+    }
+}
+
 /// Names are short and plain, so they read the same in text tapes, logs
 /// and reports.
 pub fn check_name(name: &str) -> Result<(), SpanError> {
@@ -224,6 +245,21 @@ mod tests {
             Span::fixed(SpanKind::Vary, 29).emit(),
             [1, 0, 0, 0, 29, 0, 0, 0, 29, 0, 0, 0, 29, 0]
         );
+    }
+
+    #[test]
+    fn display_says_kind_and_lengths() {
+        let vary = Span {
+            kind: SpanKind::Vary,
+            len: 29,
+            min: 20,
+            max: 40,
+        };
+        assert_eq!(vary.to_string(), "vary, 29 bytes recorded, 20..40 live");
+        let capture = Span::fixed(SpanKind::Capture("token".into()), 12);
+        assert_eq!(capture.to_string(), "capture token, 12 bytes");
+        let echo = Span::fixed(SpanKind::Echo("token".into()), 12);
+        assert_eq!(echo.to_string(), "echo token, 12 bytes");
     }
 
     #[test]
