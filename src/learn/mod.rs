@@ -290,13 +290,16 @@ fn annotate(
 
 /// The comment after the header: where the tape comes from.
 fn intro(names: &[&str]) -> String {
-    let clean = |name: &str| name.replace(|c: char| c.is_control(), "?");
-    let others: Vec<String> = names[1..].iter().map(|n| clean(n)).collect();
-    format!(
-        "# learned by tcptape learn: {}, with what differs in {} as spans\n",
-        clean(names[0]),
-        others.join(", ")
-    )
+    let mut intro = format!(
+        "# learned by tcptape learn from {} recordings: the first, with the bytes\n\
+         # that differ between them as spans\n",
+        names.len()
+    );
+    for name in names {
+        let name = name.replace(|c: char| c.is_control(), "?");
+        intro.push_str(&format!("#   {name}\n"));
+    }
+    intro
 }
 
 /// `varies in 3 of 3 recordings, 29 bytes` (or `29..31 bytes`, the lengths
@@ -415,6 +418,16 @@ fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
             tapes.len()
         )));
     }
+    let names: Vec<String> = cassettes[0]
+        .0
+        .iter()
+        .map(|path| {
+            path.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
     let recordings: Vec<Vec<Recording>> = cassettes.into_iter().map(|(_, r)| r).collect();
     let groups = pair(&recordings, inputs)?;
     // Everything is learned before anything is written.
@@ -431,15 +444,6 @@ fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
             .collect();
         learned.push(learn(&set).map_err(Error::Session)?);
     }
-    let names: Vec<String> = cassette::tapes(&inputs[0])?
-        .iter()
-        .map(|path| {
-            path.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
     let written = write_cassette(out, &names, &learned, &inputs[0]);
     if written.is_err() && new {
         let _ = std::fs::remove_dir_all(out);
@@ -573,15 +577,18 @@ mod tests {
         assert_eq!(
             learned.text,
             "tcptape text 1\n\
-             # learned by tcptape learn: a.tape, with what differs in b.tape as spans\n\
+             # learned by tcptape learn from 2 recordings: the first, with the bytes\n\
+             # that differ between them as spans\n\
+             #   a.tape\n\
+             #   b.tape\n\
              > \"HELLO\\r\\n\"\n\
              < \"OK token=\"\n\
-             < [capture token \"x81kQ0aa\"]   # capture token: varies in 2 of 2 recordings, 8 bytes; echoed by the client at line 11\n\
+             < [capture token \"x81kQ0aa\"]   # capture token: varies in 2 of 2 recordings, 8 bytes; echoed by the client at line 14\n\
              < \"\\r\\n\"\n  \"Date: \"\n\
              < [vary \"Wed 09:31\"]   # varies in 2 of 2 recordings, 9 bytes\n\
              < \"\\r\\n\"\n\
              > \"USE \"\n\
-             > [echo token \"x81kQ0aa\"]   # echo token: the value the server sent at line 5\n\
+             > [echo token \"x81kQ0aa\"]   # echo token: the value the server sent at line 8\n\
              > \"\\r\\n\"\n\
              eof >\n\
              eof <\n"
@@ -614,6 +621,46 @@ mod tests {
         let a = recording("a.tape", &[(C2S, b"1234")]);
         let b = recording("b.tape", &[(C2S, b"5678")]);
         assert!(learn(&[a, b]).is_ok());
+    }
+
+    #[test]
+    fn values_longer_than_a_span_are_cut_or_left_as_recorded() {
+        // A large answer, alike but for two long stretches: one of the same
+        // length in both recordings, one not, far apart.
+        let text = |from: usize, to: usize| -> Vec<u8> {
+            (from..to)
+                .flat_map(|i| format!("{i}\n").into_bytes())
+                .collect()
+        };
+        let blob = |seed: u8, len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 0x80)
+                .collect()
+        };
+        let answer = |seed: u8, variable: usize| {
+            let fixed = blob(seed, 70_000);
+            let other = blob(seed ^ 0x55, variable);
+            [
+                text(0, 50_000),
+                fixed,
+                text(50_000, 51_000),
+                other,
+                text(51_000, 52_000),
+            ]
+            .concat()
+        };
+        let a = recording("a.tape", &[(C2S, b"GET\r\n"), (S2C, &answer(1, 70_000))]);
+        let b = recording("b.tape", &[(C2S, b"GET\r\n"), (S2C, &answer(2, 70_010))]);
+        let learned = learn(&[a, b]).unwrap();
+        let spans: Vec<&str> = learned
+            .text
+            .lines()
+            .filter(|l| l.starts_with("< [vary"))
+            .collect();
+        assert_eq!(spans.len(), 2, "the fixed stretch in two spans");
+        assert!(spans[0].ends_with("# varies in 2 of 2 recordings, 70000 bytes (part 1 of 2)"));
+        assert!(spans[1].ends_with("# varies in 2 of 2 recordings, 70000 bytes (part 2 of 2)"));
+        assert_eq!(learned.spans, 2, "the variable stretch is left as recorded");
     }
 
     #[test]
