@@ -1,88 +1,169 @@
-//! Recording throughput: an upload through `tcptape proxy` with the tape
-//! written to a file on disk, against a direct loopback connection and a
-//! `socat` relay (which records nothing). Also the proxy's peak RSS.
+//! Recording throughput: a 1 GiB upload through `tcptape proxy` with the
+//! tape written to a file on disk, against a direct loopback connection and
+//! `socat` relays that record nothing (with their default 8 KiB blocks, and
+//! with `-b 262144`), interleaved round by round; medians, every round
+//! printed. Also the proxy's peak RSS while recording.
+//!
+//! `TCPTAPE_BENCH_BUFFERS=256K,2M` adds a proxy per `--buffer` value.
 
 mod common;
 
+use std::net::SocketAddr;
+use std::path::Path;
+
 use common::*;
+
+/// One upload through a proxy daemon recording to `dir`; checks the tape
+/// holds the upload, then removes it.
+fn through_proxy(proxy: &mut Running, dir: &Path, session: &mut u64, total: usize) -> f64 {
+    *session += 1;
+    let elapsed = upload(proxy.addr(), total);
+    proxy.wait_for_line(&format!("session {session}: closed"));
+    let tape = dir.join(format!("upload-{session}.tape"));
+    let tape_len = std::fs::metadata(&tape).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        tape_len >= total as u64,
+        "tape holds {tape_len} bytes of {total}"
+    );
+    let _ = std::fs::remove_file(&tape);
+    mib_per_s(total, elapsed)
+}
+
+fn proxy(upstream: SocketAddr, dir: &Path, buffer: Option<&str>) -> Running {
+    let template = dir.join("upload-{n}.tape");
+    let upstream = upstream.to_string();
+    let mut args = vec![
+        "proxy",
+        "127.0.0.1:0",
+        &upstream,
+        template.to_str().unwrap(),
+    ];
+    if let Some(buffer) = buffer {
+        args.extend(["--buffer", buffer]);
+    }
+    tcptape(&args)
+}
 
 fn main() {
     let total = size(1024 * MIB, 16 * MIB);
+    let rounds = size(5, 1);
     let upstream = sink();
-    let mut rows = Vec::new();
+    let socat = socat_installed();
 
-    let direct = best_of(|| upload(upstream, total));
-    rows.push(row(
-        "direct loopback",
-        Some(mib_per_s(total, direct)),
-        "MiB/s",
-    ));
+    let dirs: Vec<_> = (0..3).map(|i| work_dir(&format!("record-{i}"))).collect();
+    let mut default_proxy = proxy(upstream, &dirs[0], None);
+    let extra: Vec<String> = std::env::var("TCPTAPE_BENCH_BUFFERS")
+        .map(|v| v.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let mut extra_proxies: Vec<(String, Running, u64)> = extra
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(i, b)| (b.clone(), proxy(upstream, &dirs[i + 1], Some(b)), 0))
+        .collect();
 
-    if socat_installed() {
-        let elapsed = best_of(|| {
-            let (child, listen) = socat(upstream).expect("socat starts");
-            let elapsed = upload(listen, total);
-            kill(child);
-            elapsed
-        });
+    let mut session = 0;
+    let mut direct = || Some(mib_per_s(total, upload(upstream, total)));
+    let mut socat_default = || {
+        let (child, listen) = socat_with(upstream, &[]).filter(|_| socat)?;
+        let rate = mib_per_s(total, upload(listen, total));
+        kill(child);
+        Some(rate)
+    };
+    let mut socat_big = || {
+        let (child, listen) = socat_with(upstream, &["-b", "262144"]).filter(|_| socat)?;
+        let rate = mib_per_s(total, upload(listen, total));
+        kill(child);
+        Some(rate)
+    };
+    let mut tcptape_default = || {
+        Some(through_proxy(
+            &mut default_proxy,
+            &dirs[0],
+            &mut session,
+            total,
+        ))
+    };
+    let mut extra_measures: Vec<Box<dyn FnMut() -> Option<f64> + '_>> = extra_proxies
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (_, proxy, session))| {
+            let dir = &dirs[i + 1];
+            Box::new(move || Some(through_proxy(proxy, dir, session, total)))
+                as Box<dyn FnMut() -> Option<f64>>
+        })
+        .collect();
+    let extra_names: Vec<String> = extra
+        .iter()
+        .take(2)
+        .map(|b| format!("--buffer {b}"))
+        .collect();
+
+    println!(
+        "record: {} MiB uploads, {rounds} interleaved rounds (MiB/s)",
+        total / MIB
+    );
+    let values = {
+        let mut contenders: Vec<(&str, &mut dyn FnMut() -> Option<f64>)> = vec![
+            ("direct", &mut direct),
+            ("socat", &mut socat_default),
+            ("socat -b 262144", &mut socat_big),
+            ("tcptape", &mut tcptape_default),
+        ];
+        for (name, measure) in extra_names.iter().zip(extra_measures.iter_mut()) {
+            contenders.push((name.as_str(), measure.as_mut()));
+        }
+        interleaved(rounds, "MiB/s", &mut contenders)
+    };
+    drop(extra_measures);
+    let rss = peak_rss_kib(default_proxy.child.id());
+    default_proxy.kill();
+    for (_, mut proxy, _) in extra_proxies {
+        proxy.kill();
+    }
+    for dir in &dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    let median_of = |i: usize| (!values[i].is_empty()).then(|| median(&values[i]));
+    let mut rows = vec![
+        row("direct loopback", median_of(0), "MiB/s"),
+        row(
+            "socat relay, defaults (no recording)",
+            median_of(1),
+            "MiB/s",
+        )
+        .against("direct loopback")
+        .note(if socat { "" } else { "not installed" }),
+        row(
+            "socat relay -b 262144 (no recording)",
+            median_of(2),
+            "MiB/s",
+        )
+        .against("direct loopback"),
+        row("tcptape proxy, recording to disk", median_of(3), "MiB/s").against("direct loopback"),
+        row("tcptape proxy vs socat defaults", median_of(3), "MiB/s")
+            .against("socat relay, defaults (no recording)"),
+        row("tcptape proxy vs socat -b 262144", median_of(3), "MiB/s")
+            .against("socat relay -b 262144 (no recording)"),
+    ];
+    for (i, name) in extra.iter().take(2).enumerate() {
         rows.push(
             row(
-                "socat relay (no recording)",
-                Some(mib_per_s(total, elapsed)),
+                &format!("tcptape proxy --buffer {name}"),
+                median_of(4 + i),
                 "MiB/s",
             )
             .against("direct loopback"),
         );
-    } else {
-        rows.push(row("socat relay (no recording)", None, "MiB/s").note("not installed"));
     }
-
-    let dir = work_dir("record");
-    let template = dir.join("upload-{n}.tape");
-    let mut proxy = tcptape(&[
-        "proxy",
-        "127.0.0.1:0",
-        &upstream.to_string(),
-        template.to_str().unwrap(),
-    ]);
-    let mut session = 0;
-    let elapsed = best_of(|| {
-        session += 1;
-        let elapsed = upload(proxy.addr(), total);
-        proxy.wait_for_line(&format!("session {session}: closed"));
-        let tape = dir.join(format!("upload-{session}.tape"));
-        let tape_len = std::fs::metadata(&tape).map(|m| m.len()).unwrap_or(0);
-        assert!(
-            tape_len >= total as u64,
-            "tape holds {tape_len} bytes of {total}"
-        );
-        let _ = std::fs::remove_file(&tape);
-        elapsed
-    });
-    // The daemon is still up, so its peak RSS can be read before it goes.
-    let rss = peak_rss_kib(proxy.child.id());
-    proxy.kill();
-    let _ = std::fs::remove_dir_all(&dir);
-    rows.push(
-        row(
-            "tcptape proxy, recording to disk",
-            Some(mib_per_s(total, elapsed)),
-            "MiB/s",
-        )
-        .against("direct loopback"),
-    );
-    rows.push(
-        row(
-            "tcptape proxy vs socat",
-            Some(mib_per_s(total, elapsed)),
-            "MiB/s",
-        )
-        .against("socat relay (no recording)"),
-    );
     rows.push(row(
         "tcptape proxy peak RSS",
         rss.map(|k| k as f64 / 1024.0),
         "MiB",
     ));
-    print_table(&format!("record: {} MiB upload", total / MIB), &rows);
+    print_table(
+        &format!("record: {} MiB upload, medians", total / MIB),
+        &rows,
+    );
 }

@@ -76,8 +76,9 @@ arguments:
   FILE      tape to write; may contain {n} in its name; or a cassette DIR/
 
 options:
-  --buffer SIZE         ring buffer per direction and session (default 256K;
-                        suffixes K and M; 1K to 1024M)
+  --buffer SIZE         largest ring buffer per direction and session (default
+                        2M; rings start at 16K and double while a transfer
+                        fills them; suffixes K and M; 1K to 1024M)
   --max-sessions N      with {n} or DIR/: stop after N sessions
   --idle-timeout SECS   end a session after SECS without traffic (default:
                         never)
@@ -334,7 +335,10 @@ pub(crate) struct ImportArgs {
     pub allow_gaps: bool,
 }
 
-pub(crate) const DEFAULT_BUFFER: usize = 256 * 1024;
+/// The largest ring per direction: rings start small and double while a
+/// transfer fills them; 2 MiB reads and writes measured fastest here (4 MiB
+/// fell out of the cache and got erratic: docs/performance.md).
+pub(crate) const DEFAULT_BUFFER: usize = 2 * 1024 * 1024;
 const MIN_BUFFER: usize = 1024;
 const MAX_BUFFER: usize = 1024 * 1024 * 1024;
 /// How long sessions may finish after a stop, unless told otherwise.

@@ -534,3 +534,139 @@ fn cassettes_that_do_not_pair_are_refused() {
     assert!(stderr.contains("is inside the cassette"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// Reads until `end` has arrived (or the peer closed).
+fn read_until(stream: &mut std::net::TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    while !got.ends_with(end) {
+        let byte = read_n(stream, 1);
+        got.extend(byte);
+    }
+    got
+}
+
+/// The value of header `name` in `head`.
+fn header<'a>(head: &'a [u8], name: &str) -> &'a [u8] {
+    let needle = format!("{name}: ");
+    let at = head
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap_or_else(|| panic!("no {name}"))
+        + needle.len();
+    let len = head[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+    &head[at..at + len]
+}
+
+/// A fourth run's client against the mock of the learned tape: its own
+/// request id, which must come back, and the session the mock gives, sent
+/// back; or, with `cheat`, another session. The mock's exit code.
+fn fourth_client(tape: &Path, request_id: &str, cheat: bool) -> (i32, String) {
+    let mock = spawn(
+        &["server", "--once", "127.0.0.1:0", tape.to_str().unwrap()],
+        true,
+    );
+    let mut c = connect(mock.addr());
+    let login =
+        format!("POST /login HTTP/1.1\r\nHost: example\r\nX-Request-Id: {request_id}\r\n\r\n");
+    write_all(&mut c, login.as_bytes());
+    let head = read_until(&mut c, b"\r\n\r\n");
+    assert_eq!(header(&head, "X-Request-Id"), request_id.as_bytes());
+    let session = header(&head, "Set-Cookie")
+        .strip_prefix(b"session=")
+        .unwrap();
+    let session = if cheat { b"0000000000000000" } else { session };
+    let get = [
+        b"GET /data HTTP/1.1\r\nCookie: session=",
+        session,
+        b"\r\n\r\n",
+    ]
+    .concat();
+    write_all(&mut c, &get);
+    half_close(&c);
+    let rest = read_to_end(&mut c);
+    let (code, _, stderr) = mock.finish();
+    if code == 0 {
+        assert_eq!(rest, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+    (code, stderr)
+}
+
+#[test]
+fn a_learned_tape_replays_a_run_it_never_saw() {
+    let dir = temp_dir("learn-replay");
+    let inputs = recordings(&dir, &RUNS);
+    let tape = dir.join("learned.txt");
+    let (code, stderr) = learn(&[
+        &inputs[0],
+        &inputs[1],
+        &inputs[2],
+        "-o",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // The recorded tape itself does not take a new run's request id.
+    let (code, stderr) = fourth_client(Path::new(&inputs[0]), "8f2a91c4", false);
+    assert_eq!(code, 0, "the recorded run itself: {stderr}");
+    let (code, _) = {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", &inputs[0]], true);
+        let mut c = connect(mock.addr());
+        write_all(
+            &mut c,
+            b"POST /login HTTP/1.1\r\nHost: example\r\nX-Request-Id: 12345678\r\n\r\n",
+        );
+        let _ = std::io::Read::read_to_end(&mut c, &mut Vec::new());
+        let (code, _, stderr) = mock.finish();
+        (code, stderr)
+    };
+    assert_eq!(code, 3, "a new request id departs from the recording");
+    // The learned one does, and checks the session comes back.
+    let (code, stderr) = fourth_client(&tape, "c0ffee42", false);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = fourth_client(&tape, "c0ffee42", true);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("'session'"), "{stderr}");
+}
+
+#[test]
+fn a_learned_tape_plays_the_client_against_a_run_it_never_saw() {
+    let dir = temp_dir("learn-client");
+    let inputs = recordings(&dir, &RUNS);
+    let tape = dir.join("learned.txt");
+    let (code, stderr) = learn(&[
+        &inputs[0],
+        &inputs[1],
+        &inputs[2],
+        "-o",
+        tape.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // A fourth run's server: its own date, message id, key and session,
+    // the client's request id echoed; it checks the session comes back.
+    let (addr, server) = serve_once(|mut s| {
+        let login = read_until(&mut s, b"\r\n\r\n");
+        let request_id = header(&login, "X-Request-Id").to_vec();
+        let head = [
+            &b"HTTP/1.1 200 OK\r\nDate: Fri, 19 Feb 2027 06:07:08 GMT\r\nMessage-ID: <q9w8e7r6t5y4u3i2@mail.example>\r\nX-Request-Id: "[..],
+            &request_id,
+            b"\r\nSet-Cookie: session=NEWsession123456\r\nX-Key: ",
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        write_all(&mut s, &head);
+        let get = read_until(&mut s, b"\r\n\r\n");
+        assert_eq!(header(&get, "Cookie"), b"session=NEWsession123456");
+        write_all(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(read_to_end(&mut s), b"");
+        half_close(&s);
+    });
+    let (code, _, stderr) = run(&[
+        "client",
+        "--timeout",
+        "10",
+        &addr.to_string(),
+        tape.to_str().unwrap(),
+    ]);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+}

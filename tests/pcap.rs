@@ -1217,3 +1217,28 @@ fn tshark_dissects_http_on_port_80() {
     assert!(!expert.contains("Warn"), "{expert}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn packets_centuries_apart_make_one_capped_delay_not_gigabytes() {
+    // Found by the pcap_import fuzz target: pcapng timestamps are 64 bits,
+    // and a jump of ~10^16 ms once became a billion DELAY frames.
+    let dir = temp_dir("pcap-centuries");
+    let out = format!("{}/", dir.join("c").display());
+    let capture = fixture("captures/centuries-apart.pcapng");
+    let (code, _, stderr) = run(&[
+        "import",
+        capture.to_str().unwrap(),
+        "-o",
+        &out,
+        "--allow-gaps",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let tape = dir.join("c/0001.tape");
+    let frames = tape_frames(&tape);
+    let delays: Vec<u32> = frames.iter().filter(|f| f.0 == 3).map(|f| f.1).collect();
+    assert!(
+        !delays.is_empty() && delays.len() < frames.len(),
+        "{delays:?}"
+    );
+    assert!(std::fs::metadata(&tape).unwrap().len() < 64 * 1024);
+}

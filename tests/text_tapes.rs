@@ -286,6 +286,12 @@ fn syntax_errors_name_line_and_column_with_a_caret() {
             "a wildcard counts at most 4294967295 bytes",
         ),
         (
+            "tcptape text 1\n> any 1125899906842624\n",
+            2,
+            7,
+            "a wildcard counts at most 4294967295 bytes",
+        ),
+        (
             "tcptape text 1\n> any 4294967296\n",
             2,
             7,
@@ -544,6 +550,7 @@ fn numbers_at_their_limits_build_single_frames() {
     let (code, stderr, tape) = build_text(&dir, "delay", "tcptape text 1\ndelay 16777215ms\n");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(tape, [MAGIC, b"\x03\xff\xff\xff"].concat());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -572,6 +579,8 @@ fn payloads_over_the_frame_limit_are_refused_where_they_overflow() {
         assert_eq!(tape.len(), MAGIC.len() + 4 + 16_777_215);
         assert_eq!(&tape[MAGIC.len() + 1..MAGIC.len() + 4], b"\xff\xff\xff");
     }
+    // Megabytes of test files: not left behind.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Writes `frames` (raw binary frames) after the magic, then prints the
@@ -625,6 +634,7 @@ fn print_then_build_keeps_every_frame() {
         let frames = [&[op][..], &len.to_be_bytes()[1..], payload].concat();
         assert_print_build_is_lossless(&dir, &format!("payload-{op:02x}"), &frames);
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Builds `text` through the library and says how long it took.
@@ -717,6 +727,7 @@ fn a_file_that_is_no_tape_is_not_quoted() {
             stderr.lines().find(|l| l.contains("not a tape"))
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -785,6 +796,7 @@ fn places_in_a_text_tape_name_the_line_of_the_byte() {
         stderr.contains("(frame 1, line 7, byte 31 of its stream)"),
         "{stderr}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A session with every kind of span, as `learn` writes them.

@@ -126,22 +126,85 @@ pub fn socat_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// `socat TCP-LISTEN:... TCP:upstream` relaying one connection, or `None`
-/// when socat is not installed.
+/// `socat TCP-LISTEN:... TCP:upstream` relaying one connection with its
+/// defaults (8 KiB blocks), or `None` when socat is not installed.
 pub fn socat(upstream: SocketAddr) -> Option<(Child, SocketAddr)> {
+    socat_with(upstream, &[])
+}
+
+/// `socat` with extra options before its addresses (`-b 262144`).
+pub fn socat_with(upstream: SocketAddr, options: &[&str]) -> Option<(Child, SocketAddr)> {
     let listen = free_addr();
     let child = Command::new("socat")
+        .args(options)
         .arg(format!(
             "TCP-LISTEN:{},bind=127.0.0.1,reuseaddr",
             listen.port()
         ))
-        .arg(format!("TCP:{upstream},nodelay"))
+        .arg(format!("TCP:{upstream}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
+    // socat listens a moment after it starts; `upload` retries its connect.
     Some((child, listen))
+}
+
+/// Raises this process's descriptor limit to the hard limit: benches with
+/// thousands of sessions hold thousands of sockets.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+/// Current resident memory of a process, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The median of some numbers.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Runs each contender once per round, interleaved, `rounds` times, and
+/// prints every round: on a noisy machine only ratios within one run say
+/// anything. Returns each contender's values, in order.
+pub fn interleaved(
+    rounds: usize,
+    unit: &str,
+    contenders: &mut [(&str, &mut dyn FnMut() -> Option<f64>)],
+) -> Vec<Vec<f64>> {
+    let mut values: Vec<Vec<f64>> = contenders.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        let mut line = format!("  round {round}:");
+        for (i, (name, measure)) in contenders.iter_mut().enumerate() {
+            if let Some(value) = measure() {
+                values[i].push(value);
+                line.push_str(&format!(" {name} {value:.0} {unit};"));
+            }
+        }
+        println!("{line}");
+    }
+    values
 }
 
 /// Peak resident memory of a process, in KiB (`VmHWM`).
@@ -231,6 +294,18 @@ pub fn tcptape_quiet(args: &[&str]) -> (Running, SocketAddr) {
     let running = harness::spawn_logged(&args, false, "warn");
     // Ready once it accepts; this probe is one extra session.
     drop(connect_retrying(addr));
+    (running, addr)
+}
+
+/// Starts tcptape with warnings only and waits for its ready line; `LISTEN`
+/// in `args` becomes `127.0.0.1:0`. Returns it and its address.
+pub fn tcptape_quiet_listening(args: &[&str]) -> (Running, SocketAddr) {
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "LISTEN" { "127.0.0.1:0" } else { a })
+        .collect();
+    let running = harness::spawn_logged(&args, true, "warn");
+    let addr = running.addr();
     (running, addr)
 }
 

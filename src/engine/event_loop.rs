@@ -72,9 +72,16 @@ pub struct Context<'a, T> {
 impl<T> Context<'_, T> {
     /// Runs `timer` after the current round of events and timers, behind
     /// every other session that is ready: how a busy session yields. The
-    /// loop polls (without waiting) before it comes back to it.
-    pub fn defer(&mut self, timer: T) {
-        self.deferred.push(timer);
+    /// loop polls (without waiting) before it comes back to it. A timer
+    /// deferred twice in a round runs once: a session that yields from an
+    /// event and from its own resume must not multiply its turns.
+    pub fn defer(&mut self, timer: T)
+    where
+        T: PartialEq,
+    {
+        if !self.deferred.contains(&timer) {
+            self.deferred.push(timer);
+        }
     }
 
     /// The tick `after` from this instant. Measured on the precise clock
@@ -231,5 +238,76 @@ impl<T> EventLoop<T> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose "sessions" always have more work: each turn yields.
+    struct Busy {
+        turns: Vec<u32>,
+        rounds: u32,
+    }
+
+    impl Service for Busy {
+        type Timer = usize;
+
+        fn ready(&mut self, _: &mut Context<'_, usize>, _: &Event) {}
+
+        fn expired(&mut self, cx: &mut Context<'_, usize>, session: usize) {
+            self.turns[session] += 1;
+            // Yields twice, as a session woken by an event and by its own
+            // resume in the same round would.
+            cx.defer(session);
+            cx.defer(session);
+        }
+
+        fn stop(&mut self, _: &mut Context<'_, usize>, _: Stop) {}
+
+        fn is_done(&self) -> bool {
+            self.turns.iter().sum::<u32>() >= self.rounds * self.turns.len() as u32
+        }
+    }
+
+    #[test]
+    fn a_session_that_yields_gets_one_turn_a_round() {
+        let mut event_loop = EventLoop::new().unwrap();
+        let mut busy = Busy {
+            turns: vec![0; 3],
+            rounds: 50,
+        };
+        {
+            let mut cx = event_loop.context();
+            for session in 0..3 {
+                cx.defer(session);
+            }
+        }
+        event_loop.run(&mut busy).unwrap();
+        assert_eq!(busy.turns, vec![50, 50, 50], "turns do not multiply");
+    }
+
+    #[test]
+    fn a_stop_from_another_thread_reaches_the_service() {
+        struct Waiting(Option<Stop>);
+        impl Service for Waiting {
+            type Timer = ();
+            fn ready(&mut self, _: &mut Context<'_, ()>, _: &Event) {}
+            fn expired(&mut self, _: &mut Context<'_, ()>, _: ()) {}
+            fn stop(&mut self, _: &mut Context<'_, ()>, how: Stop) {
+                self.0 = Some(how);
+            }
+            fn is_done(&self) -> bool {
+                self.0.is_some()
+            }
+        }
+        let mut event_loop = EventLoop::new().unwrap();
+        let handle = event_loop.stop_handle();
+        let stopper = std::thread::spawn(move || handle.stop(Stop::Graceful));
+        let mut service = Waiting(None);
+        event_loop.run(&mut service).unwrap();
+        stopper.join().unwrap();
+        assert_eq!(service.0, Some(Stop::Graceful));
     }
 }

@@ -3,6 +3,7 @@
 //! It knows nothing of tapes' meaning, the command line or the library API.
 
 pub(crate) mod addr;
+pub(crate) mod buffers;
 pub(crate) mod event_loop;
 pub(crate) mod net;
 pub(crate) mod ring;

@@ -26,6 +26,7 @@ pub struct Ring {
 }
 
 impl Ring {
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Ring {
         assert!(capacity > 0, "a ring needs room for at least one byte");
         Ring {
@@ -36,8 +37,43 @@ impl Ring {
         }
     }
 
+    /// A ring with no storage yet: `attach` gives it some.
+    pub fn unallocated() -> Ring {
+        Ring {
+            storage: Box::new([]),
+            head: 0,
+            len: 0,
+            recorded: 0,
+        }
+    }
+
+    pub fn has_storage(&self) -> bool {
+        !self.storage.is_empty()
+    }
+
+    /// Gives an empty ring its storage.
+    pub fn attach(&mut self, storage: Box<[u8]>) {
+        assert!(self.is_empty(), "attaching storage to a ring holding bytes");
+        self.storage = storage;
+        self.head = 0;
+    }
+
+    /// Takes the storage of an empty ring back; `None` while bytes are in it.
+    pub fn detach(&mut self) -> Option<Box<[u8]>> {
+        if !self.is_empty() || !self.has_storage() {
+            return None;
+        }
+        self.head = 0;
+        Some(std::mem::take(&mut self.storage))
+    }
+
     pub fn capacity(&self) -> usize {
         self.storage.len()
+    }
+
+    /// The storage, whatever it holds: for a ring that is done.
+    pub fn into_storage(self) -> Box<[u8]> {
+        self.storage
     }
 
     #[cfg(test)]
@@ -108,6 +144,9 @@ impl Ring {
     /// The stored bytes from `from` (relative to head) to the end, as up to
     /// two slices.
     fn slices(&self, from: usize, to: usize) -> (&[u8], &[u8]) {
+        if from == to {
+            return (&[], &[]);
+        }
         let capacity = self.capacity();
         let start = (self.head + from) % capacity;
         let count = to - from;
@@ -143,6 +182,9 @@ impl Ring {
     /// `n` recorded bytes were forwarded and leave the ring.
     pub fn consume(&mut self, n: usize) {
         assert!(n <= self.recorded, "forwarding unrecorded bytes");
+        if n == 0 {
+            return;
+        }
         self.head = (self.head + n) % self.capacity();
         self.len -= n;
         self.recorded -= n;
@@ -217,6 +259,22 @@ mod tests {
         ring.mark_recorded(4);
         let (first, second) = ring.recorded_slices();
         assert_eq!((first, second), (&b"56ab"[..], &b"cd"[..]));
+    }
+
+    #[test]
+    fn storage_comes_and_goes_while_empty() {
+        let mut ring = Ring::unallocated();
+        assert!(!ring.has_storage() && ring.is_empty());
+        assert_eq!(ring.recorded_slices(), (&[][..], &[][..]));
+        ring.consume(0);
+        assert!(ring.detach().is_none(), "nothing to give back");
+        ring.attach(vec![0; 8].into_boxed_slice());
+        put(&mut ring, b"abc");
+        assert!(ring.detach().is_none(), "bytes are in it");
+        ring.mark_recorded(3);
+        ring.consume(3);
+        assert_eq!(ring.detach().map(|s| s.len()), Some(8));
+        assert!(!ring.has_storage());
     }
 
     #[test]

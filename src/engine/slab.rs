@@ -75,6 +75,17 @@ impl<T> Slab<T> {
         }
     }
 
+    /// Every occupied slot with its key, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(key, e)| match e {
+                Entry::Occupied(value) => Some((key, value)),
+                Entry::Vacant(_) => None,
+            })
+    }
+
     /// The keys of every occupied slot, in slot order.
     pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.entries

@@ -20,6 +20,7 @@ use mio::{Interest, Token};
 
 use crate::cassette::{self, Index};
 use crate::engine::addr::Endpoint;
+use crate::engine::buffers::Buffers;
 use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Stream};
 use crate::engine::slab::Slab;
@@ -30,6 +31,9 @@ use recorder::Recorder;
 use session::{Session, Side, Status};
 
 const LISTENER: Token = Token(0);
+/// A session's first ring per direction: small, for request and answer;
+/// it doubles up to `--buffer` while a transfer keeps filling it.
+const FIRST_RING: usize = 16 * 1024;
 /// Placeholder in a tape path that turns the proxy into a daemon.
 pub(crate) const NUMBER: &str = "{n}";
 
@@ -148,6 +152,8 @@ pub(crate) struct Proxy {
     /// Tapes created: the tape numbers.
     taped: u64,
     cassette: Option<CassetteState>,
+    /// Ring storage, lent to sessions while they move bytes.
+    buffers: Buffers,
     /// The tick the first session was accepted: index times count from it.
     first_accept: Option<u64>,
     stopping: bool,
@@ -175,7 +181,9 @@ impl Proxy {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|err| Error::address(&local, "listen on", err))?;
         info!("listening on {local}, forwarding to {upstream}");
+        let buffers = Buffers::new(FIRST_RING.min(options.buffer), options.buffer);
         Ok(Proxy {
+            buffers,
             listener: Some(listener),
             local,
             upstream,
@@ -262,7 +270,6 @@ impl Proxy {
                 self.upstream.clone(),
                 Token(client_token(key).0 + 1),
             ),
-            self.options.buffer,
             cx.now,
         );
         match started {
@@ -311,7 +318,7 @@ impl Proxy {
                     Ok(tape) => {
                         let session = self.sessions.get_mut(key).expect("session checked above");
                         session.attach(tape);
-                        session.resume(cx.registry, cx.now)
+                        session.resume(cx.registry, cx.now, &mut self.buffers)
                     }
                     Err(err) => Status::Failed(err),
                 };
@@ -336,7 +343,7 @@ impl Proxy {
             session.number,
             session.client_addr()
         );
-        session.close(cx.registry);
+        session.close(cx.registry, &mut self.buffers);
         // The probe may have held the only place: take the next client.
         self.accept(cx);
         self.close_when_full(cx);
@@ -368,7 +375,7 @@ impl Proxy {
         let peer = session.client_addr().clone();
         let bytes = session.bytes();
         let number = session.number;
-        session.close(cx.registry);
+        session.close(cx.registry, &mut self.buffers);
         match (outcome, err) {
             (_, Some(err)) => self.failed(number, &peer, summary.map(|s| s.tape), bytes, err),
             (outcome, None) => self.report.push(SessionReport {
@@ -541,7 +548,7 @@ impl Service for Proxy {
         }
         let (key, side) = session_of(event.token());
         if let Some(session) = self.sessions.get_mut(key) {
-            let status = session.ready(cx.registry, side, event, cx.now);
+            let status = session.ready(cx.registry, side, event, cx.now, &mut self.buffers);
             self.update(cx, key, status);
         }
     }
@@ -557,7 +564,7 @@ impl Service for Proxy {
                 if let Some(session) = self.sessions.get_mut(key)
                     && session.number == number
                 {
-                    let status = session.resume(cx.registry, cx.now);
+                    let status = session.resume(cx.registry, cx.now, &mut self.buffers);
                     self.update(cx, key, status);
                 }
             }

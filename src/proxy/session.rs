@@ -23,14 +23,17 @@ use mio::event::Event;
 use mio::{Registry, Token};
 
 use super::recorder::{Pending, Recorder};
+use crate::engine::buffers::Buffers;
 use crate::engine::net::{Address, Socket, Stream};
 use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
 use crate::tape::Direction;
 
-/// Rounds of read-record-forward per wake-up before a busy session yields to
-/// the others; the proxy resumes it right after the current batch.
-const MAX_ROUNDS: usize = 32;
+/// Bytes a session reads per wake-up before it yields to the others (at
+/// least one round): a bulk transfer's turn stays about a millisecond, so a
+/// new or idle session on the same loop is answered within a few turns.
+/// The proxy resumes it after the sockets were polled again.
+const BUDGET: u64 = 256 * 1024;
 
 const DIRECTIONS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
 
@@ -80,7 +83,13 @@ pub enum Status {
 
 /// One direction: the ring its bytes pass through and how far it has closed.
 struct Pipe {
+    /// Storage only while bytes move: taken from `Buffers` to read, given
+    /// back once empty.
     ring: Ring,
+    /// The ring size to take next: it doubles each time a read fills the
+    /// ring, so a bulk transfer gets large reads and writes while a chatty
+    /// session keeps small ones.
+    size: usize,
     flow: Flow,
     bytes: u64,
     /// An EOF was read and is not on tape yet.
@@ -106,7 +115,6 @@ pub struct Session {
     client: Socket,
     server: Socket,
     phase: Phase,
-    buffer: usize,
     opened: Instant,
     /// The tick the session was accepted.
     started: u64,
@@ -131,7 +139,6 @@ impl Session {
         number: u64,
         (client, client_addr, client_token): (Stream, Address, Token),
         (server, server_addr, server_token): (Stream, Address, Token),
-        buffer: usize,
         now: u64,
     ) -> io::Result<Session> {
         let client = Socket::register(registry, client, client_addr, client_token, false)?;
@@ -142,7 +149,6 @@ impl Session {
             client,
             server,
             phase: Phase::Connecting,
-            buffer,
             opened: Instant::now(),
             started: now,
             last_activity: now,
@@ -154,29 +160,45 @@ impl Session {
     }
 
     /// Handles readiness of one of the session's sockets.
-    pub fn ready(&mut self, registry: &Registry, side: Side, event: &Event, now: u64) -> Status {
+    pub fn ready(
+        &mut self,
+        registry: &Registry,
+        side: Side,
+        event: &Event,
+        now: u64,
+        buffers: &mut Buffers,
+    ) -> Status {
         match side {
             Side::Client => self.client.note(event),
             Side::Server => self.server.note(event),
         }
-        self.resume(registry, now)
+        self.resume(registry, now, buffers)
     }
 
     /// Does whatever the sockets allow now.
-    pub fn resume(&mut self, registry: &Registry, now: u64) -> Status {
+    pub fn resume(&mut self, registry: &Registry, now: u64, buffers: &mut Buffers) -> Status {
         if let Phase::Connecting = &self.phase {
             match self.server.stream.connect_finished() {
                 Ok(false) => return Status::Running,
-                Ok(true) => self.start_relay(),
+                Ok(true) => self.start_relay(buffers.min()),
                 Err(err) => {
                     return Status::Failed(Error::address(&self.server.addr, "connect to", err));
                 }
             }
         }
-        match self.relay(registry, now) {
+        let status = match self.relay(registry, now, buffers) {
             Ok(status) => status,
             Err(err) => Status::Failed(err),
+        };
+        // Rings that are empty go back: an idle session holds no buffer.
+        if let Phase::Relaying(relay) = &mut self.phase {
+            for pipe in &mut relay.pipes {
+                if let Some(storage) = pipe.ring.detach() {
+                    buffers.give(storage);
+                }
+            }
         }
+        status
     }
 
     /// Gives the session the tape it asked for with `NeedsTape`.
@@ -191,7 +213,7 @@ impl Session {
         }
     }
 
-    fn start_relay(&mut self) {
+    fn start_relay(&mut self, size: usize) {
         // Recorded sessions are often chatty request/response protocols;
         // Nagle's algorithm would add delays that end up on tape.
         for peer in [&self.client, &self.server] {
@@ -207,7 +229,8 @@ impl Session {
             self.number, self.client.addr, self.server.addr,
         );
         let pipe = || Pipe {
-            ring: Ring::new(self.buffer),
+            ring: Ring::unallocated(),
+            size,
             flow: Flow::Open,
             bytes: 0,
             eof_read: false,
@@ -218,13 +241,20 @@ impl Session {
         });
     }
 
-    fn relay(&mut self, registry: &Registry, now: u64) -> Result<Status, Error> {
+    fn relay(
+        &mut self,
+        registry: &Registry,
+        now: u64,
+        buffers: &mut Buffers,
+    ) -> Result<Status, Error> {
         let Phase::Relaying(relay) = &mut self.phase else {
             return Ok(Status::Running);
         };
         let mut status = Status::Running;
-        for round in 0.. {
-            if round == MAX_ROUNDS {
+        let read_before: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
+        loop {
+            let read: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
+            if read - read_before >= BUDGET {
                 status = Status::Yielded;
                 break;
             }
@@ -234,7 +264,7 @@ impl Session {
                 let silent = relay.pipes.iter().all(|p| p.bytes == 0);
                 let source = peer(&mut self.client, &mut self.server, side);
                 let pipe = &mut relay.pipes[dir.index()];
-                match fill(pipe, source) {
+                match fill(pipe, source, buffers) {
                     Ok(moved) => progress |= moved,
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
@@ -330,7 +360,13 @@ impl Session {
     }
 
     /// Logs the session's end and unregisters its sockets; dropping closes them.
-    pub fn close(mut self, registry: &Registry) {
+    pub fn close(mut self, registry: &Registry, buffers: &mut Buffers) {
+        if let Phase::Relaying(relay) = &mut self.phase {
+            for pipe in &mut relay.pipes {
+                let storage = std::mem::replace(&mut pipe.ring, Ring::unallocated());
+                buffers.give(storage.into_storage());
+            }
+        }
         self.client.deregister(registry);
         self.server.deregister(registry);
         if let Phase::Relaying(Relay {
@@ -372,7 +408,11 @@ fn peer_error(number: u64, action: &str, side: Side, addr: &Address, err: io::Er
 /// Reads from the source into the ring until it would block, the ring is
 /// full or the source ends. Returns whether bytes were read; an EOF is
 /// noted in the pipe.
-fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<bool> {
+fn fill(pipe: &mut Pipe, source: &mut Socket, buffers: &mut Buffers) -> io::Result<bool> {
+    let can_read = pipe.flow == Flow::Open && !pipe.eof_read && source.readable;
+    if can_read && !pipe.ring.has_storage() {
+        pipe.ring.attach(buffers.take(pipe.size));
+    }
     let mut moved = false;
     while pipe.flow == Flow::Open && !pipe.eof_read && source.readable && !pipe.ring.is_full() {
         let mut window = 0;
@@ -386,6 +426,10 @@ fn fill(pipe: &mut Pipe, source: &mut Socket) -> io::Result<bool> {
                 pipe.bytes += n as u64;
                 moved = true;
                 source.read_done(n, window);
+                if pipe.ring.is_full() {
+                    // More may wait: the next ring is twice as large.
+                    pipe.size = (pipe.ring.capacity() * 2).min(buffers.max());
+                }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => source.readable = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

@@ -1,22 +1,47 @@
 //! The tapes a `server` plays: one tape for every client, or a cassette
 //! whose tapes each serve one connection.
 //!
-//! Choosing a cassette tape for a new connection:
+//! Narrowing down the cassette tapes for a new connection:
 //! - if the lowest-numbered unused tape lets the server speak first (its
-//!   client sends nothing before the server's first frame), it is taken at
-//!   once: a client of a server-first protocol waits for its banner;
-//! - otherwise the client's first bytes decide among the unused client-first
-//!   tapes: a tape is chosen once it is the only one they agree with, or
-//!   its whole first message has arrived (the lowest-numbered such tape).
-//!   Wildcard bytes agree with anything.
+//!   client sends nothing before the server's first frame), the unused
+//!   server-first tapes are the candidates at once: a client of a
+//!   server-first protocol waits for its banner;
+//! - otherwise the client's first bytes narrow down the unused client-first
+//!   tapes, until one is left, or one's whole first message has arrived,
+//!   or the client closed its side. Wildcard and fixed span bytes agree
+//!   with anything.
+//!
+//! The candidates then play side by side until they differ (`pool`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::TapeFile;
+use super::pool::MAX_CANDIDATES;
 use crate::error::Error;
 use crate::hexdump;
-use crate::tape::{Direction, Kind, Reader};
+use crate::tape::span::MAX_PAYLOAD;
+use crate::tape::{Direction, Kind, Reader, Source, Span, SpanKind, TapeError};
+
+/// Moves past the `len` recorded client bytes a span covers; the reader
+/// is then inside a client data frame whose rest (if any) follows the span.
+fn skip_client_bytes<S: Source>(reader: &mut Reader<S>, mut len: u32) -> Result<(), TapeError> {
+    let mut in_client_data = false;
+    while len > 0 {
+        let left = reader.payload_left() as u32;
+        if in_client_data && left > 0 {
+            let n = left.min(len);
+            reader.consume_payload(n as usize);
+            len -= n;
+            continue;
+        }
+        match reader.next_frame()? {
+            Some(frame) => in_client_data = frame.kind == Kind::Data(Direction::ClientToServer),
+            None => return Ok(()),
+        }
+    }
+    Ok(())
+}
 
 /// Bytes of a tape's first client message kept for choosing: enough for
 /// any request line or handshake, small enough for a cassette of tens of
@@ -52,11 +77,39 @@ impl Prefix {
                     let count = count.min(PREFIX_LIMIT - bytes.len());
                     bytes.extend(std::iter::repeat_n(None, count));
                 }
+                // A fixed vary span or capture agrees with any bytes of its
+                // length; where the length is not known, the prefix ends.
+                Kind::Span(Direction::ClientToServer) => {
+                    let payload = reader.read_payload(MAX_PAYLOAD).map_err(tape_error)?;
+                    let span = Span::parse(payload).map_err(|err| {
+                        Error::Session(format!(
+                            "{}: span frame {}: {err}",
+                            path.display(),
+                            frame.index
+                        ))
+                    })?;
+                    if !span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
+                        break;
+                    }
+                    let count = (span.len as usize).min(PREFIX_LIMIT - bytes.len());
+                    bytes.extend(std::iter::repeat_n(None, count));
+                    skip_client_bytes(&mut reader, span.len).map_err(tape_error)?;
+                    // The rest of the frame the span ended in.
+                    loop {
+                        let want = PREFIX_LIMIT.saturating_sub(bytes.len());
+                        let chunk = reader.read_payload(want).map_err(tape_error)?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        bytes.extend(chunk.iter().copied().map(Some));
+                    }
+                }
                 Kind::Data(Direction::ServerToClient)
                 | Kind::Any(Direction::ServerToClient)
+                | Kind::Span(Direction::ServerToClient)
                 | Kind::Eof(_)
                 | Kind::Cut => break,
-                Kind::Noop | Kind::Delay | Kind::Span(_) | Kind::Extension(_) => {}
+                Kind::Noop | Kind::Delay | Kind::Extension(_) => {}
             }
         }
         Ok(Prefix(bytes))
@@ -102,8 +155,9 @@ pub struct Entry {
 /// What to do with a new or waiting connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Choice {
-    /// Serve it with entry `i`.
-    Tape(usize),
+    /// Serve it with one of these entries, in order: the tapes that agree
+    /// with what it sent (at most `pool::MAX_CANDIDATES`).
+    Tapes(Vec<usize>),
     /// Read more of the client's first bytes.
     Wait,
     /// No tape is free now: every one was served (and `--reuse` is off),
@@ -221,7 +275,12 @@ impl Catalog {
         let free: Vec<usize> = self.free().collect();
         match free.first() {
             None => Choice::Exhausted,
-            Some(&i) if self.entries[i].prefix.len() == 0 => Choice::Tape(i),
+            Some(&i) if self.entries[i].prefix.len() == 0 => Choice::Tapes(
+                free.into_iter()
+                    .filter(|&i| self.entries[i].prefix.len() == 0)
+                    .take(MAX_CANDIDATES)
+                    .collect(),
+            ),
             Some(_) => {
                 candidates.0 = free
                     .into_iter()
@@ -252,28 +311,31 @@ impl Catalog {
                 c.1 = agreed;
             }
         }
-        let Some(&(first, _)) = candidates.0.first() else {
+        if candidates.0.is_empty() {
             closest.retain(|(i, _)| self.entries[*i].state == Use::Free);
             return if closest.is_empty() {
                 Choice::Exhausted
             } else {
                 Choice::NoMatch(self.closest(&mut closest, received))
             };
-        };
-        // Of the tapes whose whole first message arrived, the one with the
-        // longest: "GET 30" is not served to a client that sent "GET 300".
+        }
         let complete = candidates
             .0
             .iter()
-            .filter(|(i, _)| received.len() >= self.entries[*i].prefix.len())
-            .min_by_key(|(i, _)| (std::cmp::Reverse(self.entries[*i].prefix.len()), *i));
-        match complete {
-            Some(&(i, _)) => Choice::Tape(i),
-            None if candidates.0.len() == 1 || eof || received.len() >= PREFIX_LIMIT => {
-                Choice::Tape(first)
-            }
-            None => Choice::Wait,
+            .any(|(i, _)| received.len() >= self.entries[*i].prefix.len());
+        let decided = complete || candidates.0.len() == 1 || eof || received.len() >= PREFIX_LIMIT;
+        if !decided {
+            return Choice::Wait;
         }
+        // Of the tapes whose whole first message arrived, the longest first:
+        // "GET 30" is not the best guess for a client that sent "GET 300".
+        let mut tapes: Vec<usize> = candidates.0.iter().map(|(i, _)| *i).collect();
+        tapes.sort_by_key(|&i| {
+            let len = self.entries[i].prefix.len();
+            (received.len() < len, std::cmp::Reverse(len), i)
+        });
+        tapes.truncate(MAX_CANDIDATES);
+        Choice::Tapes(tapes)
     }
 
     /// Names the candidates that agree longest and where they diverge.
@@ -315,7 +377,7 @@ fn describe(byte: Option<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::Writer;
+    use crate::tape::{Span, SpanKind, Writer};
     use std::rc::Rc;
 
     const C2S: Direction = Direction::ClientToServer;
@@ -372,10 +434,13 @@ mod tests {
         assert_eq!(c.on_accept(&mut candidates), Choice::Wait);
         assert_eq!(c.choose(&mut candidates, b"GET /", false), Choice::Wait);
         assert_eq!(candidates.0, vec![(0, 5), (1, 5)], "PUT dropped out");
-        assert_eq!(c.choose(&mut candidates, b"GET /b", false), Choice::Tape(1));
+        assert_eq!(
+            c.choose(&mut candidates, b"GET /b", false),
+            Choice::Tapes(vec![1])
+        );
         assert_eq!(
             choose(&mut c, b"P", false),
-            Choice::Tape(2),
+            Choice::Tapes(vec![2]),
             "only one agrees"
         );
     }
@@ -383,15 +448,19 @@ mod tests {
     #[test]
     fn a_complete_first_message_wins_over_a_longer_one() {
         let mut c = catalog(vec![request(b"GET /a/b"), request(b"GET /a")], false);
-        assert_eq!(choose(&mut c, b"GET /a", false), Choice::Tape(1));
+        assert_eq!(
+            choose(&mut c, b"GET /a", false),
+            Choice::Tapes(vec![1, 0]),
+            "the complete one first, the longer one still in the running"
+        );
         assert_eq!(
             choose(&mut c, b"GET /a/b", false),
-            Choice::Tape(0),
+            Choice::Tapes(vec![0, 1]),
             "the longest complete first message"
         );
         assert_eq!(
             choose(&mut c, b"GET /", true),
-            Choice::Tape(0),
+            Choice::Tapes(vec![0, 1]),
             "at EOF: the first that agrees"
         );
     }
@@ -403,7 +472,10 @@ mod tests {
         c.on_accept(&mut candidates);
         assert_eq!(c.choose(&mut candidates, b"A", false), Choice::Wait);
         c.take(1);
-        assert_eq!(c.choose(&mut candidates, b"A", false), Choice::Tape(0));
+        assert_eq!(
+            c.choose(&mut candidates, b"A", false),
+            Choice::Tapes(vec![0])
+        );
     }
 
     #[test]
@@ -411,11 +483,11 @@ mod tests {
         let mut c = catalog(vec![request(b"A"), request(b"A")], false);
         c.take(0);
         c.release(0, true);
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(1));
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![1]));
         c.take(1);
         c.release(1, false);
         assert!(!c.all_served(), "a probe does not use a tape up");
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(1));
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![1]));
         c.take(1);
         c.release(1, true);
         assert!(c.all_served());
@@ -424,7 +496,7 @@ mod tests {
         let mut c = catalog(vec![request(b"A")], true);
         c.take(0);
         c.release(0, true);
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tape(0));
+        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![0]));
     }
 
     #[test]
@@ -437,10 +509,45 @@ mod tests {
         };
         let mut c = catalog(vec![banner(), banner()], false);
         let mut candidates = Candidates::default();
-        assert_eq!(c.on_accept(&mut candidates), Choice::Tape(0));
+        assert_eq!(c.on_accept(&mut candidates), Choice::Tapes(vec![0, 1]));
         c.take(0);
-        assert_eq!(c.on_accept(&mut candidates), Choice::Tape(1));
+        assert_eq!(c.on_accept(&mut candidates), Choice::Tapes(vec![1]));
         assert_eq!(c.never_served(), ["0001.tape", "0002.tape"]);
+    }
+
+    #[test]
+    fn fixed_spans_agree_with_anything_and_a_variable_one_ends_the_prefix() {
+        let span = |w: &mut Writer<&mut Vec<u8>>, span: Span| {
+            w.extension(C2S.span_opcode(), &span.emit()).unwrap();
+        };
+        let fixed = tape(|w| {
+            w.data(C2S, b"GET /").unwrap();
+            span(w, Span::fixed(SpanKind::Vary, 3));
+            w.data(C2S, b"abc?x").unwrap();
+            w.data(S2C, b"ok").unwrap();
+        });
+        let prefix = Prefix::of(&fixed, Path::new("t")).unwrap();
+        let want: Vec<Option<u8>> = b"GET /"
+            .iter()
+            .map(|&b| Some(b))
+            .chain([None, None, None])
+            .chain(b"?x".iter().map(|&b| Some(b)))
+            .collect();
+        assert_eq!(prefix.0, want);
+        let variable = tape(|w| {
+            w.data(C2S, b"id=").unwrap();
+            span(
+                w,
+                Span {
+                    kind: SpanKind::Vary,
+                    len: 2,
+                    min: 1,
+                    max: 9,
+                },
+            );
+            w.data(C2S, b"42;").unwrap();
+        });
+        assert_eq!(Prefix::of(&variable, Path::new("t")).unwrap().len(), 3);
     }
 
     #[test]
@@ -451,7 +558,7 @@ mod tests {
             w.data(S2C, b"ok").unwrap();
         });
         let mut c = catalog(vec![nonce, request(b"N=zz!")], false);
-        assert_eq!(choose(&mut c, b"N=xy", false), Choice::Tape(0));
+        assert_eq!(choose(&mut c, b"N=xy", false), Choice::Tapes(vec![0]));
     }
 
     #[test]

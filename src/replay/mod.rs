@@ -17,6 +17,8 @@
 //! a peer and, with `--once`, for the next connection.
 
 mod catalog;
+mod playback;
+mod pool;
 mod report;
 mod script;
 mod session;
@@ -32,7 +34,7 @@ use mio::{Interest, Token};
 use crate::cassette;
 use crate::engine::addr::Endpoint;
 use crate::engine::event_loop::{Context, Service, Stop};
-use crate::engine::net::{self, Accept, Address, Listener, Stream};
+use crate::engine::net::{self, Accept, Address, Listener, Socket, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
 use crate::job::Finish;
@@ -40,7 +42,9 @@ use crate::report::{Outcome, Report, SessionReport, Verdict};
 use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
 use catalog::{Candidates, Catalog, Choice, Prefix};
-use session::{Session, Settings, Status};
+use playback::{Playback, Settings};
+use pool::{Candidate, Pool, PoolStatus};
+use session::{Session, Status};
 
 pub(crate) use report::peer_name;
 
@@ -123,6 +127,8 @@ pub(crate) enum ReplayTimer {
     ConnectionWait,
     /// The grace period after a stop is over.
     Grace,
+    /// `client` with a cassette: time to open the connection of tape `index`.
+    Connect { index: usize },
 }
 
 /// When the run ends (and, with `--abort`, at the first mismatch).
@@ -146,6 +152,19 @@ enum Tapes {
     },
     /// A cassette: a tape per connection.
     Cassette(Catalog),
+    /// A cassette played by `client`: a connection per tape, each started
+    /// when it was in the recording.
+    Schedule(Vec<Planned>),
+}
+
+/// A connection `client` makes for a cassette tape.
+struct Planned {
+    path: PathBuf,
+    name: String,
+    /// When it started in the recording, after the first one.
+    start_ms: u64,
+    /// Its connection was opened in this run.
+    opened: bool,
 }
 
 /// A cassette connection whose tape is not chosen yet: the client's first
@@ -162,6 +181,8 @@ struct Chooser {
 
 enum Conn {
     Choosing(Chooser),
+    /// Several cassette tapes agree with the connection so far.
+    Deciding(Box<Pool<TapeFile>>),
     /// A session, and the cassette entry it plays (if any).
     Playing(Box<Session<TapeFile>>, Option<usize>),
 }
@@ -170,7 +191,16 @@ impl Conn {
     fn number(&self) -> u64 {
         match self {
             Conn::Choosing(c) => c.number,
+            Conn::Deciding(p) => p.number,
             Conn::Playing(s, _) => s.number,
+        }
+    }
+
+    fn addr(&self) -> &Address {
+        match self {
+            Conn::Choosing(c) => &c.addr,
+            Conn::Deciding(p) => p.addr(),
+            Conn::Playing(s, _) => s.addr(),
         }
     }
 }
@@ -196,6 +226,10 @@ pub(crate) struct Replayer {
     started: u64,
     /// Sessions that ended (probes are not sessions).
     ended: u64,
+    /// `client` with a cassette: where to connect, and the connections
+    /// not opened yet.
+    connect_to: Option<Address>,
+    unstarted: usize,
     /// The tick a connection last started or ended, for `--once`'s wait.
     last_progress: u64,
     stopping: bool,
@@ -299,6 +333,8 @@ impl Replayer {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             started: 0,
             ended: 0,
+            connect_to: None,
+            unstarted: 0,
             last_progress: 0,
             stopping: false,
             report: Report::default(),
@@ -326,7 +362,7 @@ impl Replayer {
         };
         let until = match (&tapes, options.once) {
             (Tapes::One { .. }, true) => Until::OneSession,
-            (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
+            (Tapes::Cassette(_) | Tapes::Schedule(_), true) => Until::EveryTapeOnce,
             (_, false) => Until::Stopped,
         };
         let listen = options.listen.resolve()?;
@@ -344,6 +380,7 @@ impl Replayer {
                 options.tape.display(),
                 catalog.len()
             ),
+            Tapes::Schedule(_) => {}
         }
         let mut replayer = Replayer::new(&options.tape, tapes, own, &options.replay, until);
         replayer.abort = options.abort;
@@ -362,6 +399,9 @@ impl Replayer {
         cx: &mut Context<'_, ReplayTimer>,
     ) -> Result<Replayer, Error> {
         let own = Direction::ClientToServer;
+        if cassette::is_cassette(&options.tape) {
+            return Replayer::client_of_cassette(options, cx);
+        }
         let (tape, locator) = load(&options.tape, own)?;
         let addr = options.connect.resolve()?;
         let tapes = Tapes::One {
@@ -392,6 +432,105 @@ impl Replayer {
         Ok(replayer)
     }
 
+    /// `client DIR/`: every tape of the cassette, each on a connection of
+    /// its own opened when it was in the recording (the index's start
+    /// times, divided by `--speed`), so a pool connects as it did.
+    fn client_of_cassette(
+        options: ClientOptions,
+        cx: &mut Context<'_, ReplayTimer>,
+    ) -> Result<Replayer, Error> {
+        let dir = &options.tape;
+        let index = cassette::read_index(dir)?;
+        let mut planned = Vec::new();
+        let mut previous = 0;
+        for path in cassette::tapes(dir)? {
+            load(&path, Direction::ClientToServer)?;
+            let name = file_name(&path);
+            // A tape the index does not know starts with the one before it.
+            let start_ms = index
+                .iter()
+                .find(|e| e.tape == name)
+                .map_or(previous, |e| e.start_ms);
+            previous = start_ms;
+            planned.push(Planned {
+                path,
+                name,
+                start_ms,
+                opened: false,
+            });
+        }
+        if planned.is_empty() {
+            return Err(Error::Session(format!(
+                "{}: the cassette holds no tapes (*.tape files)",
+                dir.display()
+            )));
+        }
+        let addr = options.connect.resolve()?;
+        let speed = options.replay.speed.unwrap_or(1.0);
+        for (index, plan) in planned.iter().enumerate() {
+            let after = Duration::from_secs_f64(plan.start_ms as f64 / 1000.0 / speed);
+            cx.timers
+                .insert(cx.deadline_after(after), ReplayTimer::Connect { index });
+        }
+        info!(
+            "playing the {} tapes of {} against {addr}",
+            planned.len(),
+            dir.display()
+        );
+        let mut replayer = Replayer::new(
+            dir,
+            Tapes::Schedule(Vec::new()),
+            Direction::ClientToServer,
+            &options.replay,
+            Until::EveryTapeOnce,
+        );
+        replayer.unstarted = planned.len();
+        replayer.tapes = Tapes::Schedule(planned);
+        replayer.connect_to = Some(addr);
+        Ok(replayer)
+    }
+
+    /// Opens the connection of scheduled tape `index`.
+    fn connect(&mut self, cx: &mut Context<'_, ReplayTimer>, index: usize) {
+        self.unstarted = self.unstarted.saturating_sub(1);
+        let Some(addr) = self.connect_to.clone() else {
+            return;
+        };
+        if self.stopping {
+            return;
+        }
+        if let Tapes::Schedule(planned) = &mut self.tapes {
+            planned[index].opened = true;
+        }
+        self.started += 1;
+        let number = self.started;
+        let started = Stream::connect(&addr)
+            .map_err(|err| Error::address(&addr, "connect to", err))
+            .and_then(|stream| {
+                let start = Start {
+                    stream,
+                    addr: addr.clone(),
+                    number,
+                    connecting: true,
+                    received: Vec::new(),
+                    eof: false,
+                };
+                let tape = self.tape_of(Some(index))?;
+                self.start_session(cx, start, tape, Some(index))
+            });
+        if let Err(err) = started {
+            error!("session {number}: {err}");
+            self.session_failed(&addr, number, self.planned_path(index), err);
+        }
+    }
+
+    fn planned_path(&self, index: usize) -> Option<PathBuf> {
+        match &self.tapes {
+            Tapes::Schedule(planned) => planned.get(index).map(|p| p.path.clone()),
+            _ => None,
+        }
+    }
+
     /// The tape to play for cassette entry `entry`, or the one tape.
     fn tape_of(&self, entry: Option<usize>) -> Result<(String, TapeFile, Locator), Error> {
         match (&self.tapes, entry) {
@@ -408,7 +547,14 @@ impl Replayer {
                 },
                 _,
             ) => Ok((file_name(path), tape.clone(), locator.clone())),
-            (Tapes::Cassette(_), None) => Err(Error::Session("no tape chosen".into())),
+            (Tapes::Schedule(planned), Some(i)) => {
+                let plan = &planned[i];
+                let (tape, locator) = tape::open_located(&plan.path)?;
+                Ok((plan.name.clone(), tape, locator))
+            }
+            (Tapes::Cassette(_) | Tapes::Schedule(_), None) => {
+                Err(Error::Session("no tape chosen".into()))
+            }
         }
     }
 
@@ -421,21 +567,20 @@ impl Replayer {
     ) -> Result<(), Error> {
         let key = self.conns.vacant_key();
         let token = Token(key + 1);
-        let mut session = Session::start(
-            cx.registry,
-            start.number,
-            (start.stream, start.addr, token),
-            tape,
-            self.settings,
-            start.connecting,
-            cx.now,
-        )
-        .map_err(|err| match err {
+        let playback = Playback::new(tape, self.settings).map_err(|err| match err {
             Error::Session(message) => {
                 Error::Session(format!("{}: {message}", self.path.display()))
             }
             other => other,
         })?;
+        let mut session = Session::start(
+            cx.registry,
+            start.number,
+            (start.stream, start.addr, token),
+            playback,
+            start.connecting,
+            cx.now,
+        )?;
         let early = session.feed(&start.received, start.eof);
         let key = self.conns.insert(Conn::Playing(Box::new(session), entry));
         if let Some(status) = early {
@@ -489,6 +634,7 @@ impl Replayer {
                 catalog.never_served().len(),
                 self.path.display()
             ),
+            Tapes::Schedule(_) => format!("the connections of {}", self.path.display()),
         };
         let message = format!(
             "timed out after {:.1}s waiting for {what} (--timeout; 0 waits forever)",
@@ -549,11 +695,11 @@ impl Replayer {
     fn place(&mut self, cx: &mut Context<'_, ReplayTimer>, mut start: Start) {
         let mut candidates = Candidates::default();
         let choice = match &mut self.tapes {
-            Tapes::One { .. } => return self.serve(cx, start, None),
+            Tapes::One { .. } | Tapes::Schedule(_) => return self.serve(cx, start, None),
             Tapes::Cassette(catalog) => catalog.on_accept(&mut candidates),
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, Some(i)),
+            Choice::Tapes(entries) => self.serve_candidates(cx, start, entries),
             Choice::Wait => {
                 let key = self.conns.vacant_key();
                 if let Err(err) =
@@ -583,6 +729,110 @@ impl Replayer {
             ),
             Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
         }
+    }
+
+    /// Serves `start` with one of the cassette `entries`: at once when there
+    /// is one, else by playing them side by side until they differ.
+    fn serve_candidates(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        mut start: Start,
+        entries: Vec<usize>,
+    ) {
+        if entries.len() == 1 {
+            return self.serve(cx, start, entries.first().copied());
+        }
+        let mut candidates = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let playback = self
+                .tape_of(Some(entry))
+                .and_then(|tape| Playback::new(tape, self.settings));
+            match playback {
+                Ok(playback) => candidates.push(Candidate { entry, playback }),
+                Err(err) => error!("session {}: {err}", start.number),
+            }
+        }
+        let key = self.conns.vacant_key();
+        let socket = start.stream.set_nodelay().and_then(|()| {
+            Socket::register(
+                cx.registry,
+                start.stream,
+                start.addr.clone(),
+                Token(key + 1),
+                true,
+            )
+        });
+        let socket = match socket {
+            Ok(socket) => socket,
+            Err(err) => {
+                let err = Error::address(&start.addr, "poll", err);
+                return self.session_failed(&start.addr, start.number, None, err);
+            }
+        };
+        start.received.shrink_to_fit();
+        let pool = Pool::new(
+            start.number,
+            socket,
+            candidates,
+            (&start.received, start.eof),
+            cx.now,
+        );
+        let number = start.number;
+        let key = self.conns.insert(Conn::Deciding(Box::new(pool)));
+        self.arm_timeout(cx, key, number);
+        self.resume(cx, key);
+    }
+
+    /// The pool in `key` must commit to one of `preferred`: the first that
+    /// leaves every other undecided connection a tape of its own (when
+    /// that is possible at all).
+    fn decide(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, preferred: Vec<usize>) {
+        let others: Vec<Vec<usize>> = self
+            .conns
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .filter_map(|(_, conn)| match conn {
+                Conn::Deciding(pool) => Some(pool.entries().collect()),
+                _ => None,
+            })
+            .collect();
+        let Some(&first) = preferred.first() else {
+            return;
+        };
+        let entry = preferred
+            .iter()
+            .copied()
+            .find(|&t| pool::has_distinct_tapes(&others, t))
+            .unwrap_or(first);
+        let Some(Conn::Deciding(pool)) = self.conns.remove(key) else {
+            return;
+        };
+        let number = pool.number;
+        let Some(session) = pool.commit(entry, cx.now) else {
+            return;
+        };
+        if let Tapes::Cassette(catalog) = &mut self.tapes {
+            catalog.take(entry);
+            info!(
+                "session {number}: serving {} with {}",
+                session.addr(),
+                catalog.entry(entry).name
+            );
+        }
+        let key = self
+            .conns
+            .insert(Conn::Playing(Box::new(session), Some(entry)));
+        // The tape is this connection's now: the others look elsewhere.
+        let keys: Vec<usize> = self.conns.keys().filter(|&k| k != key).collect();
+        for other in keys {
+            if let Some(Conn::Deciding(pool)) = self.conns.get_mut(other)
+                && !pool.remove_entry(entry)
+            {
+                let status = pool.failure();
+                self.update(cx, other, status);
+            }
+        }
+        self.resume(cx, key);
     }
 
     /// Starts the session of `start` with cassette entry `entry`, or the
@@ -697,7 +947,7 @@ impl Replayer {
             eof: chooser.eof,
         };
         match choice {
-            Choice::Tape(i) => self.serve(cx, start, Some(i)),
+            Choice::Tapes(entries) => self.serve_candidates(cx, start, entries),
             Choice::NoMatch(text) => self.reject(cx, &start.addr, start.number, &text),
             Choice::Exhausted => self.reject(
                 cx,
@@ -711,9 +961,34 @@ impl Replayer {
     }
 
     fn resume(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
-            let status = session.resume(cx.registry, cx.now, &mut self.scratch);
-            self.update(cx, key, status);
+        match self.conns.get_mut(key) {
+            Some(Conn::Playing(session, _)) => {
+                let status = session.resume(cx.registry, cx.now, &mut self.scratch);
+                self.update(cx, key, status);
+            }
+            Some(Conn::Deciding(pool)) => {
+                let status = pool.resume(cx.registry, cx.now, &mut self.scratch);
+                self.update_pool(cx, key, status);
+            }
+            _ => {}
+        }
+    }
+
+    fn update_pool(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: PoolStatus) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let number = conn.number();
+        match status {
+            PoolStatus::Running => {}
+            PoolStatus::Yielded => cx.defer(ReplayTimer::Resume { key, number }),
+            PoolStatus::Sleep { due_ms } => {
+                let deadline = cx.deadline_after(Duration::from_millis(due_ms));
+                cx.timers
+                    .insert(deadline, ReplayTimer::Delay { key, number });
+            }
+            PoolStatus::Decide(preferred) => self.decide(cx, key, preferred),
+            PoolStatus::Failed(status) => self.update(cx, key, status),
         }
     }
 
@@ -731,9 +1006,15 @@ impl Replayer {
                     .insert(deadline, ReplayTimer::Delay { key, number });
             }
             Status::Passed => self.end(cx, key, Outcome::Passed, None),
-            Status::Mismatch { summary, report } => {
+            Status::Mismatch {
+                summary, report, ..
+            } => {
                 let probe = self.settings.own == Direction::ServerToClient
-                    && matches!(self.conns.get(key), Some(Conn::Playing(s, _)) if s.heard_nothing());
+                    && match self.conns.get(key) {
+                        Some(Conn::Playing(s, _)) => s.heard_nothing(),
+                        Some(Conn::Deciding(p)) => p.heard_nothing(),
+                        _ => false,
+                    };
                 if probe {
                     return self.end_probe(cx, key);
                 }
@@ -746,10 +1027,7 @@ impl Replayer {
                 }
             }
             Status::Failed(err) => {
-                let peer = match conn {
-                    Conn::Playing(session, _) => session.addr(),
-                    Conn::Choosing(chooser) => &chooser.addr,
-                };
+                let peer = conn.addr();
                 // An address error names the peer already.
                 let message = match err {
                     Error::Address { .. } => format!("session {number}: {err}"),
@@ -775,6 +1053,11 @@ impl Replayer {
             Some(Conn::Choosing(mut chooser)) => {
                 let _ = cx.registry.deregister(&mut chooser.stream);
                 self.probe(cx, chooser.number, &chooser.addr);
+            }
+            Some(Conn::Deciding(pool)) => {
+                let (number, addr) = (pool.number, pool.addr().clone());
+                pool.close(cx.registry);
+                self.probe(cx, number, &addr);
             }
             None => {}
         }
@@ -805,6 +1088,7 @@ impl Replayer {
                 }
                 let tape = match (&self.tapes, entry) {
                     (Tapes::Cassette(catalog), Some(i)) => Some(catalog.entry(i).path.clone()),
+                    (Tapes::Schedule(planned), Some(i)) => planned.get(i).map(|p| p.path.clone()),
                     (Tapes::One { path, .. }, _) => Some(path.clone()),
                     _ => None,
                 };
@@ -818,6 +1102,19 @@ impl Replayer {
                     bytes: session.bytes(),
                 });
                 session.close(cx.registry);
+            }
+            Some(Conn::Deciding(pool)) => {
+                pool.log_end(outcome.as_str());
+                self.report.push(SessionReport {
+                    number: pool.number,
+                    peer: pool.addr().to_string(),
+                    tape: None,
+                    outcome,
+                    message,
+                    details: details.flatten(),
+                    bytes: pool.bytes(),
+                });
+                pool.close(cx.registry);
             }
             Some(Conn::Choosing(mut chooser)) => {
                 let _ = cx.registry.deregister(&mut chooser.stream);
@@ -879,6 +1176,7 @@ impl Replayer {
         }
         let (last_activity, waiting) = match conn {
             Conn::Playing(session, _) => (session.last_activity, session.waiting_for()),
+            Conn::Deciding(pool) => (pool.last_activity, pool.waiting_for()),
             Conn::Choosing(chooser) => (
                 chooser.last_activity,
                 Some(format!(
@@ -928,6 +1226,15 @@ impl Replayer {
                 Some(Conn::Choosing(chooser)) => {
                     (chooser.number, "its tape to be chosen".to_string())
                 }
+                Some(Conn::Deciding(pool)) if pool.heard_nothing() => {
+                    self.end_probe(cx, key);
+                    continue;
+                }
+                Some(Conn::Deciding(pool)) => (
+                    pool.number,
+                    pool.waiting_for()
+                        .unwrap_or_else(|| "its tape to be decided".to_string()),
+                ),
                 None => continue,
             };
             let message = format!(
@@ -968,6 +1275,10 @@ impl Service for Replayer {
                 let status = session.ready(cx.registry, event, cx.now, &mut self.scratch);
                 self.update(cx, key, status);
             }
+            Some(Conn::Deciding(pool)) => {
+                let status = pool.ready(cx.registry, event, cx.now, &mut self.scratch);
+                self.update_pool(cx, key, status);
+            }
             Some(Conn::Choosing(_)) => self.choose(cx, key),
             None => {}
         }
@@ -979,9 +1290,16 @@ impl Service for Replayer {
                 if !self.holds(key, number) {
                     return;
                 }
-                if let Some(Conn::Playing(session, _)) = self.conns.get_mut(key) {
-                    let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
-                    self.update(cx, key, status);
+                match self.conns.get_mut(key) {
+                    Some(Conn::Playing(session, _)) => {
+                        let status = session.delay_over(cx.registry, cx.now, &mut self.scratch);
+                        self.update(cx, key, status);
+                    }
+                    Some(Conn::Deciding(pool)) => {
+                        let status = pool.delay_over(cx.registry, cx.now, &mut self.scratch);
+                        self.update_pool(cx, key, status);
+                    }
+                    _ => {}
                 }
             }
             ReplayTimer::Resume { key, number } => {
@@ -996,6 +1314,7 @@ impl Service for Replayer {
             }
             ReplayTimer::ConnectionWait => self.check_connection_wait(cx),
             ReplayTimer::Grace => self.cut_all(cx),
+            ReplayTimer::Connect { index } => self.connect(cx, index),
         }
     }
 
@@ -1018,7 +1337,7 @@ impl Service for Replayer {
     }
 
     fn is_done(&self) -> bool {
-        self.listener.is_none() && self.conns.is_empty()
+        self.listener.is_none() && self.conns.is_empty() && (self.unstarted == 0 || self.stopping)
     }
 }
 
@@ -1028,8 +1347,13 @@ impl Finish for Replayer {
     }
 
     fn finish(mut self) -> Report {
-        if let Tapes::Cassette(catalog) = &self.tapes {
-            self.report.unused = catalog.never_served();
+        match &self.tapes {
+            Tapes::Cassette(catalog) => self.report.unused = catalog.never_served(),
+            Tapes::Schedule(planned) => {
+                let unopened = planned.iter().filter(|p| !p.opened);
+                self.report.unused = unopened.map(|p| p.name.clone()).collect();
+            }
+            Tapes::One { .. } => {}
         }
         if !self.require_all {
             return self.report;
@@ -1039,7 +1363,7 @@ impl Finish for Replayer {
                 let message = format!("{} was never played: no client connected", path.display());
                 self.report.fail(Verdict::Mismatch, message);
             }
-            Tapes::Cassette(_) if !self.report.unused.is_empty() => {
+            Tapes::Cassette(_) | Tapes::Schedule(_) if !self.report.unused.is_empty() => {
                 let message = format!(
                     "{} of the tapes of {} were never played: {}",
                     self.report.unused.len(),

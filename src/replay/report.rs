@@ -10,7 +10,13 @@ use crate::linediff;
 use crate::tape::{Direction, Frame, Kind, Locator, Reader, Source, frame::HEADER_LEN};
 
 /// Bytes of context shown on each side of the departure in hexdumps.
-const SHOWN: usize = 32;
+/// Bytes of context shown before the departure: enough to see where the
+/// line or message it is in starts.
+const SHOWN_BEFORE: usize = 48;
+/// Bytes shown from the departure on: enough to read an error message a
+/// server sent in place of what the tape has ("FATAL: password
+/// authentication failed for user ...", "Access denied for user ...").
+const SHOWN_AFTER: usize = 160;
 /// A text diff reads at most this many bytes of the tape on each side of
 /// the departure, and compares at most `DIFF_LINES` lines on each side:
 /// a report costs milliseconds and kilobytes whatever the frame holds.
@@ -37,7 +43,7 @@ pub fn summary(
 ) -> String {
     let who = peer_name(peer);
     let at = deviation.stream_offset;
-    match deviation.kind {
+    match deviation.kind.clone() {
         DeviationKind::Differ {
             frame,
             at: in_frame,
@@ -72,6 +78,21 @@ pub fn summary(
         DeviationKind::Reset => format!(
             "mismatch with {who} {addr}: it reset the connection at byte {at} of its stream before the tape's end"
         ),
+        DeviationKind::SpanTooLong { frame, max } => format!(
+            "mismatch with {who} {addr}: a value that varies went on past its longest, {max} bytes, at byte {at} of its stream, without the bytes that end it (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
+        DeviationKind::SpanTooShort { frame, min, got } => format!(
+            "mismatch with {who} {addr}: it closed its side {got} bytes into a value that varies, shorter than its shortest, {min} bytes (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
+        DeviationKind::EchoDiffers { frame, name, .. } => format!(
+            "mismatch with {who} {addr}: byte {at} of its stream differs from the value captured as '{name}' that it echoes there (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
     }
 }
 
@@ -86,11 +107,11 @@ pub fn render<S: Source>(
     let mut out = summary(deviation, peer, addr, locator);
     out.push('\n');
     let received = &deviation.received;
-    let shown_from = received.mismatch.saturating_sub(SHOWN);
-    let shown_to = received.bytes.len().min(received.mismatch + SHOWN);
+    let shown_from = received.mismatch.saturating_sub(SHOWN_BEFORE);
+    let shown_to = received.bytes.len().min(received.mismatch + SHOWN_AFTER);
     let received_start = deviation.stream_offset - (received.mismatch - shown_from) as u64;
 
-    match deviation.kind {
+    match deviation.kind.clone() {
         DeviationKind::EarlyEof {
             frame, remaining, ..
         } if matches!(frame.kind, Kind::Any(_)) => {
@@ -101,8 +122,8 @@ pub fn render<S: Source>(
             );
         }
         DeviationKind::Differ { frame, at } | DeviationKind::EarlyEof { frame, at, .. } => {
-            let from = at.saturating_sub(SHOWN as u32);
-            let to = frame.len.min(at + SHOWN as u32);
+            let from = at.saturating_sub(SHOWN_BEFORE as u32);
+            let to = frame.len.min(at + SHOWN_AFTER as u32);
             let expected = read_payload(tape, &frame, from, to);
             let start = deviation.stream_offset - u64::from(at - from);
             section(&mut out, "expected (tape)", start, &expected);
@@ -110,9 +131,36 @@ pub fn render<S: Source>(
         DeviationKind::DataInsteadOfEof { .. } => out.push_str("  expected: EOF\n"),
         DeviationKind::DataAfterEnd => out.push_str("  expected: nothing more\n"),
         DeviationKind::Reset => out.push_str("  expected: the rest of the tape\n"),
+        DeviationKind::SpanTooLong { max, .. } => {
+            let _ = writeln!(
+                out,
+                "  expected: a value of any bytes, at most {max} of them, then the recorded bytes after it"
+            );
+        }
+        DeviationKind::SpanTooShort { min, .. } => {
+            let _ = writeln!(
+                out,
+                "  expected: a value of any bytes, at least {min} of them"
+            );
+        }
+        DeviationKind::EchoDiffers {
+            name, at, value, ..
+        } => {
+            let from = (at as usize).saturating_sub(SHOWN_BEFORE);
+            let to = value.len().min(at as usize + SHOWN_AFTER);
+            let start = deviation.stream_offset - (at as usize - from) as u64;
+            section(
+                &mut out,
+                &format!("expected (captured as '{name}')"),
+                start,
+                &value[from..to],
+            );
+        }
     }
     match deviation.kind {
-        DeviationKind::EarlyEof { .. } => out.push_str("  received: EOF\n"),
+        DeviationKind::EarlyEof { .. } | DeviationKind::SpanTooShort { .. } => {
+            out.push_str("  received: EOF\n")
+        }
         DeviationKind::Reset => out.push_str("  received: connection reset\n"),
         _ => section(
             &mut out,
@@ -318,7 +366,7 @@ fn as_text(bytes: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::script::{Excerpt, Expect, Fault};
+    use crate::replay::script::{Captures, Excerpt, Expect, Fault};
     use crate::tape::{Reader, Writer};
 
     const C2S: Direction = Direction::ClientToServer;
@@ -333,7 +381,7 @@ mod tests {
 
     fn deviation(tape: &[u8], received: &[u8]) -> Deviation {
         let mut expect = Expect::new(Reader::new(tape), C2S).unwrap();
-        match expect.receive(received, true) {
+        match expect.receive(received, true, &mut Captures::default()) {
             Err(Fault::Deviation(d)) => *d,
             other => panic!("expected a deviation, got {other:?}"),
         }
@@ -436,7 +484,7 @@ mod tests {
             report.contains("    - line 99000\\r\\n\n    + line X9000\\r\\n\n"),
             "{report}"
         );
-        assert!(report.lines().count() < 30, "{report}");
+        assert!(report.lines().count() < 60, "{report}");
 
         // Everything differs from line 10 on: the diff stops DIFF_LINES
         // lines after the departure.
@@ -450,7 +498,7 @@ mod tests {
         );
         assert!(report.contains("    - line 10\\r\\n\n"), "{report}");
         assert!(report.contains("    + other 0\\r\\n\n"), "{report}");
-        assert!(report.lines().count() < 2 * DIFF_LINES + 30, "{report}");
+        assert!(report.lines().count() < 2 * DIFF_LINES + 60, "{report}");
         assert!(report.len() < 64 * 1024, "{} bytes", report.len());
 
         let took = start.elapsed();
@@ -469,8 +517,10 @@ mod tests {
     fn early_eof_report_shows_what_was_owed() {
         let tape = tape_with(b"0123456789");
         let mut expect = Expect::new(Reader::new(tape.as_slice()), C2S).unwrap();
-        expect.receive(b"0123", true).unwrap();
-        let Err(Fault::Deviation(d)) = expect.receive_eof() else {
+        expect
+            .receive(b"0123", true, &mut Captures::default())
+            .unwrap();
+        let Err(Fault::Deviation(d)) = expect.receive_eof(&mut Captures::default()) else {
             panic!("early EOF must deviate")
         };
         let report = report_of(&d, &tape, false);

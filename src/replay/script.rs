@@ -2,11 +2,39 @@
 //! file: [`Expect`] walks the peer's frames and checks what arrives, [`Play`]
 //! walks our own frames and says what to send next and when it may go.
 //!
-//! Causality comes from counting: `Play` notes how many of the peer's bytes
-//! (and whether its EOF) were recorded before each of our frames; the frame
-//! may go once `Expect` has matched that many.
+//! Causality comes from counting: `Play` notes how many of the peer's
+//! recorded bytes (and whether its EOF) came before each of our frames; the
+//! frame may go once `Expect` has accounted for that many. Both count in
+//! the tape's terms: a span whose live value is longer or shorter than the
+//! recorded one counts as its recorded length once it is complete.
+//!
+//! Spans (`tape::span`): a vary span of the peer is not compared and may
+//! take `min..=max` live bytes, ending where the recorded bytes after it
+//! appear; a capture keeps its live value in [`Captures`]; an echo of the
+//! peer must repeat a captured value, and an echo of ours sends it.
 
-use crate::tape::{Direction, Frame, Kind, Reader, Source, TapeError};
+use std::collections::HashMap;
+
+use crate::tape::span::MAX_PAYLOAD;
+use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind, TapeError};
+
+/// Bytes after a variable span that end it: the recorded bytes that follow
+/// it, up to this many.
+const DELIMITER: usize = 16;
+
+/// Values captured during a session, by name; both cursors fill and read it.
+#[derive(Debug, Default)]
+pub struct Captures(HashMap<String, Vec<u8>>);
+
+impl Captures {
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+
+    fn insert(&mut self, name: &str, value: Vec<u8>) {
+        self.0.insert(name.to_string(), value);
+    }
+}
 
 /// What the peer owes us next, according to the tape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +43,8 @@ pub enum Expected {
     Data { frame: Frame, remaining: u32 },
     /// `remaining` more bytes of wildcard `frame`: counted, never compared.
     Any { frame: Frame, remaining: u32 },
+    /// A value that varies (span `frame`): `received` live bytes of it so far.
+    Span { frame: Frame, received: u32 },
     /// The peer's half-close, recorded as `frame`.
     Eof { frame: Frame },
     /// The peer's EOF came where the tape has it.
@@ -27,13 +57,13 @@ pub enum Expected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deviation {
     pub kind: DeviationKind,
-    /// Offset in the peer's byte stream where it departed.
+    /// Offset in the peer's live byte stream where it departed.
     pub stream_offset: u64,
     /// What arrived, from a little before the departure.
     pub received: Excerpt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviationKind {
     /// A received byte differs from byte `at` of data frame `frame`'s payload.
     Differ { frame: Frame, at: u32 },
@@ -50,6 +80,19 @@ pub enum DeviationKind {
     },
     /// The peer reset the connection while the tape expected more.
     Reset,
+    /// A varying value (span `frame`) went on past its longest, `max`,
+    /// without the bytes that end it.
+    SpanTooLong { frame: Frame, max: u32 },
+    /// The peer closed inside a varying value shorter than its `min`.
+    SpanTooShort { frame: Frame, min: u32, got: u32 },
+    /// Byte `at` of an echo (span `frame`) differs from the value
+    /// captured as `name`, `value`.
+    EchoDiffers {
+        frame: Frame,
+        name: String,
+        at: u32,
+        value: Vec<u8>,
+    },
 }
 
 /// A window of received bytes; `mismatch` is the index of the first byte
@@ -60,8 +103,9 @@ pub struct Excerpt {
     pub mismatch: usize,
 }
 
-/// Context kept before the departure point, in bytes.
-pub const CONTEXT_BEFORE: usize = 32;
+/// Context kept before the departure point, in bytes: enough to read the
+/// line a server's error message is on.
+pub const CONTEXT_BEFORE: usize = 256;
 /// Context kept after it: enough for a line diff of a text protocol.
 pub const CONTEXT_AFTER: usize = 4096;
 
@@ -70,6 +114,9 @@ pub const CONTEXT_AFTER: usize = 4096;
 pub enum Fault {
     Deviation(Box<Deviation>),
     Tape(TapeError),
+    /// The tape's spans do not make sense (checked at load; this is what a
+    /// tape that slipped past the check gets).
+    BadSpan(String),
 }
 
 impl From<TapeError> for Fault {
@@ -78,28 +125,137 @@ impl From<TapeError> for Fault {
     }
 }
 
+/// Reads a span frame's payload.
+fn read_span<S: Source>(reader: &mut Reader<S>, frame: &Frame) -> Result<Span, Fault> {
+    if frame.len as usize > MAX_PAYLOAD {
+        return Err(Fault::BadSpan(format!(
+            "span frame {} with a {}-byte payload",
+            frame.index, frame.len
+        )));
+    }
+    let payload = reader.read_payload(MAX_PAYLOAD)?;
+    Span::parse(payload).map_err(|err| Fault::BadSpan(format!("span frame {}: {err}", frame.index)))
+}
+
+/// Moves `reader` past the next `len` bytes of `dir`'s data, from the
+/// current frame's unread payload on. Returns the data frame it stopped
+/// in when bytes of it are left over.
+fn skip_covered<S: Source>(
+    reader: &mut Reader<S>,
+    dir: Direction,
+    mut len: u32,
+    current: &mut Option<Frame>,
+) -> Result<Option<Frame>, Fault> {
+    loop {
+        let left = reader.payload_left() as u32;
+        let in_frame = matches!(current, Some(f) if f.kind == Kind::Data(dir));
+        if in_frame && left > 0 {
+            let n = left.min(len);
+            reader.consume_payload(n as usize);
+            len -= n;
+            if len == 0 {
+                return Ok((left > n).then_some(current.unwrap()));
+            }
+        } else if len == 0 {
+            return Ok(None);
+        }
+        match reader.next_frame()? {
+            Some(frame) => *current = Some(frame),
+            None => {
+                return Err(Fault::BadSpan(format!(
+                    "a span covers {len} bytes more than the tape holds"
+                )));
+            }
+        }
+    }
+}
+
+/// The recorded bytes of `dir` from the reader's place on, up to
+/// `DELIMITER` of them, before anything that is not plain data (a span,
+/// a wildcard, an EOF) and before the other side's next move: what the
+/// peer sends after that may wait for us, so it cannot end the span.
+fn literal_after<S: Source + Clone>(
+    reader: &Reader<S>,
+    dir: Direction,
+    current: Option<Frame>,
+) -> Result<Vec<u8>, Fault> {
+    let mut ahead = reader.fork();
+    let mut out = Vec::new();
+    let mut in_data = matches!(current, Some(f) if f.kind == Kind::Data(dir));
+    while out.len() < DELIMITER {
+        if in_data {
+            let chunk = ahead.read_payload(DELIMITER - out.len())?;
+            if !chunk.is_empty() {
+                out.extend_from_slice(chunk);
+                continue;
+            }
+        }
+        let Some(frame) = ahead.next_frame()? else {
+            break;
+        };
+        match frame.kind {
+            Kind::Data(d) if d == dir => in_data = true,
+            Kind::Data(_) if frame.len == 0 => {}
+            Kind::Data(_) | Kind::Any(_) | Kind::Eof(_) | Kind::Span(_) | Kind::Cut => break,
+            Kind::Noop | Kind::Delay | Kind::Extension(_) => in_data = false,
+        }
+    }
+    Ok(out)
+}
+
+/// A span of the peer's that is being received.
+#[derive(Debug)]
+struct Receiving {
+    span: Span,
+    frame: Frame,
+    /// Live bytes so far (a capture's value, a variable span's search
+    /// window); for a fixed vary span only its count matters.
+    value: Vec<u8>,
+    received: u32,
+    /// The live stream offset where the span began.
+    started_at: u64,
+    /// The recorded bytes after a variable span, which end it.
+    delimiter: Vec<u8>,
+    /// The data frame whose rest follows the span, if it ended mid-frame.
+    resume: Option<Frame>,
+}
+
 pub struct Expect<S: Source> {
     reader: Reader<S>,
     peer: Direction,
+    /// The peer's recorded bytes accounted for (the tape's terms).
     matched: u64,
+    /// Live bytes received from the peer.
+    received: u64,
     next: Expected,
+    /// The frame read last, for spans that end inside it.
+    current: Option<Frame>,
+    span: Option<Receiving>,
 }
 
-impl<S: Source> Expect<S> {
-    pub fn new(reader: Reader<S>, peer: Direction) -> Result<Expect<S>, TapeError> {
+impl<S: Source + Clone> Expect<S> {
+    pub fn new(reader: Reader<S>, peer: Direction) -> Result<Expect<S>, Fault> {
         let mut expect = Expect {
             reader,
             peer,
             matched: 0,
+            received: 0,
             next: Expected::End,
+            current: None,
+            span: None,
         };
         expect.advance()?;
         Ok(expect)
     }
 
-    /// Bytes of the peer's stream that arrived and matched.
+    /// The peer's recorded bytes accounted for: what `Play` counts against.
     pub fn matched(&self) -> u64 {
         self.matched
+    }
+
+    /// Live bytes received from the peer so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// True once the peer's EOF arrived where the tape has it.
@@ -116,9 +272,15 @@ impl<S: Source> Expect<S> {
         matches!(self.next, Expected::Closed | Expected::End)
     }
 
+    /// Gives the read buffer back while the session waits.
+    pub fn release_buffer(&mut self) {
+        self.reader.release_buffer();
+    }
+
     /// Moves to the peer's next frame that owes something.
-    fn advance(&mut self) -> Result<(), TapeError> {
+    fn advance(&mut self) -> Result<(), Fault> {
         while let Some(frame) = self.reader.next_frame()? {
+            self.current = Some(frame);
             match frame.kind {
                 Kind::Data(dir) if dir == self.peer && frame.len > 0 => {
                     self.next = Expected::Data {
@@ -137,6 +299,7 @@ impl<S: Source> Expect<S> {
                         return Ok(());
                     }
                 }
+                Kind::Span(dir) if dir == self.peer => return self.enter_span(frame),
                 Kind::Eof(dir) if dir == self.peer => {
                     self.next = Expected::Eof { frame };
                     return Ok(());
@@ -148,9 +311,59 @@ impl<S: Source> Expect<S> {
         Ok(())
     }
 
+    /// The peer's span `frame` is next: its recorded bytes are skipped and
+    /// the live value awaited.
+    fn enter_span(&mut self, frame: Frame) -> Result<(), Fault> {
+        let span = read_span(&mut self.reader, &frame)?;
+        self.current = Some(frame);
+        let resume = skip_covered(&mut self.reader, self.peer, span.len, &mut self.current)?;
+        let delimiter = if span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
+            Vec::new()
+        } else {
+            literal_after(&self.reader, self.peer, resume)?
+        };
+        self.span = Some(Receiving {
+            span,
+            frame,
+            value: Vec::new(),
+            received: 0,
+            started_at: self.received,
+            delimiter,
+            resume,
+        });
+        self.next = Expected::Span { frame, received: 0 };
+        Ok(())
+    }
+
+    /// The span is complete with `value`: it counts as its recorded bytes.
+    fn leave_span(&mut self, captures: &mut Captures) -> Result<(), Fault> {
+        let Some(receiving) = self.span.take() else {
+            return Ok(());
+        };
+        self.matched += u64::from(receiving.span.len);
+        if let SpanKind::Capture(name) = &receiving.span.kind {
+            captures.insert(name, receiving.value);
+        }
+        match receiving.resume {
+            Some(frame) => {
+                self.next = Expected::Data {
+                    frame,
+                    remaining: self.reader.payload_left() as u32,
+                };
+                Ok(())
+            }
+            None => self.advance(),
+        }
+    }
+
     /// Checks bytes that just arrived. With `compare` off only their count
     /// is checked (`--no-assert`).
-    pub fn receive(&mut self, data: &[u8], compare: bool) -> Result<(), Fault> {
+    pub fn receive(
+        &mut self,
+        data: &[u8],
+        compare: bool,
+        captures: &mut Captures,
+    ) -> Result<(), Fault> {
         let mut done = 0;
         while done < data.len() {
             match self.next {
@@ -166,13 +379,15 @@ impl<S: Source> Expect<S> {
                     {
                         // The bytes before the difference did match.
                         self.matched += i as u64;
+                        self.received += i as u64;
                         let at = frame.len - remaining + i as u32;
                         let kind = DeviationKind::Differ { frame, at };
-                        return Err(self.deviate(kind, data, done + i, self.matched));
+                        return Err(self.deviate(kind, data, done + i));
                     }
                     let n = chunk.len();
                     done += n;
                     self.matched += n as u64;
+                    self.received += n as u64;
                     if remaining as usize == n {
                         self.advance()?;
                     } else {
@@ -186,6 +401,7 @@ impl<S: Source> Expect<S> {
                     let n = (remaining as usize).min(data.len() - done);
                     done += n;
                     self.matched += n as u64;
+                    self.received += n as u64;
                     if remaining as usize == n {
                         self.advance()?;
                     } else {
@@ -195,25 +411,151 @@ impl<S: Source> Expect<S> {
                         };
                     }
                 }
+                Expected::Span { .. } => {
+                    done += self.receive_span(data, done, compare, captures)?
+                }
                 Expected::Eof { frame } => {
                     let kind = DeviationKind::DataInsteadOfEof { frame };
-                    return Err(self.deviate(kind, data, done, self.matched));
+                    return Err(self.deviate(kind, data, done));
                 }
                 Expected::Closed | Expected::End => {
-                    return Err(self.deviate(
-                        DeviationKind::DataAfterEnd,
-                        data,
-                        done,
-                        self.matched,
-                    ));
+                    return Err(self.deviate(DeviationKind::DataAfterEnd, data, done));
                 }
             }
         }
         Ok(())
     }
 
+    /// Takes bytes of `data` from `from` on into the span being received;
+    /// returns how many it took.
+    fn receive_span(
+        &mut self,
+        data: &[u8],
+        from: usize,
+        compare: bool,
+        captures: &mut Captures,
+    ) -> Result<usize, Fault> {
+        let Some(receiving) = self.span.as_mut() else {
+            return Ok(0);
+        };
+        let frame = receiving.frame;
+        let input = &data[from..];
+        if let SpanKind::Echo(name) = &receiving.span.kind {
+            let Some(value) = captures.get(name) else {
+                return Err(Fault::BadSpan(format!(
+                    "span frame {} echoes '{name}', which was never captured",
+                    frame.index
+                )));
+            };
+            let at = receiving.received as usize;
+            let n = (value.len() - at).min(input.len());
+            let want = &value[at..at + n];
+            if compare && let Some(i) = want.iter().zip(input).position(|(a, b)| a != b) {
+                let kind = DeviationKind::EchoDiffers {
+                    frame,
+                    name: name.clone(),
+                    at: (at + i) as u32,
+                    value: value.to_vec(),
+                };
+                self.received += i as u64;
+                return Err(self.deviate(kind, data, from + i));
+            }
+            receiving.received += n as u32;
+            self.received += n as u64;
+            let complete = receiving.received as usize == value.len();
+            if complete {
+                self.leave_span(captures)?;
+            } else {
+                self.next = Expected::Span {
+                    frame,
+                    received: receiving.received,
+                };
+            }
+            return Ok(n);
+        }
+        let span = &receiving.span;
+        if span.is_fixed() {
+            let n = ((span.len - receiving.received) as usize).min(input.len());
+            if matches!(span.kind, SpanKind::Capture(_)) {
+                receiving.value.extend_from_slice(&input[..n]);
+            }
+            receiving.received += n as u32;
+            self.received += n as u64;
+            if receiving.received == span.len {
+                self.leave_span(captures)?;
+            } else {
+                self.next = Expected::Span {
+                    frame,
+                    received: receiving.received,
+                };
+            }
+            return Ok(n);
+        }
+        // A variable span: its value goes on until the bytes after it
+        // (the delimiter), which must come within `max` bytes.
+        let delimiter = receiving.delimiter.clone();
+        let started_at = receiving.started_at;
+        for (i, &byte) in input.iter().enumerate() {
+            receiving.value.push(byte);
+            let value_len = receiving.value.len().saturating_sub(delimiter.len());
+            let ended = !delimiter.is_empty()
+                && receiving.value.ends_with(&delimiter)
+                && value_len >= span.min as usize;
+            if ended {
+                receiving.value.truncate(value_len);
+                receiving.received = value_len as u32;
+                self.received = started_at + value_len as u64;
+                self.leave_span(captures)?;
+                // The bytes that ended the span are the recorded bytes
+                // after it: they are matched as such.
+                self.receive(&delimiter, compare, captures)?;
+                return Ok(i + 1);
+            }
+            if value_len > span.max as usize {
+                let max = span.max;
+                self.received = started_at + span.max as u64;
+                return Err(self.deviate(
+                    DeviationKind::SpanTooLong { frame, max },
+                    data,
+                    from + i,
+                ));
+            }
+        }
+        receiving.received = receiving.value.len() as u32;
+        self.next = Expected::Span {
+            frame,
+            received: receiving.received,
+        };
+        self.received = started_at + receiving.value.len() as u64;
+        Ok(input.len())
+    }
+
     /// The peer half-closed its side.
-    pub fn receive_eof(&mut self) -> Result<(), Fault> {
+    pub fn receive_eof(&mut self, captures: &mut Captures) -> Result<(), Fault> {
+        if let Expected::Span { frame, .. } = self.next
+            && let Some(receiving) = &self.span
+        {
+            // A variable span that the tape ends (nothing after it) ends
+            // with the stream.
+            let got = receiving.value.len() as u32;
+            let open_ended = receiving.delimiter.is_empty()
+                && !receiving.span.is_fixed()
+                && !matches!(receiving.span.kind, SpanKind::Echo(_));
+            if open_ended && got >= receiving.span.min {
+                self.leave_span(captures)?;
+            } else if open_ended {
+                let min = receiving.span.min;
+                return Err(self.deviate(DeviationKind::SpanTooShort { frame, min, got }, &[], 0));
+            } else {
+                let remaining = receiving.span.len.saturating_sub(got);
+                let kind = DeviationKind::EarlyEof {
+                    frame,
+                    at: got,
+                    remaining,
+                };
+                return Err(self.deviate(kind, &[], 0));
+            }
+        }
         match self.next {
             Expected::Eof { .. } => {
                 self.next = Expected::Closed;
@@ -226,7 +568,7 @@ impl<S: Source> Expect<S> {
                     at,
                     remaining,
                 };
-                Err(self.deviate(kind, &[], 0, self.matched))
+                Err(self.deviate(kind, &[], 0))
             }
             Expected::Any { frame, remaining } => {
                 let kind = DeviationKind::EarlyEof {
@@ -234,8 +576,9 @@ impl<S: Source> Expect<S> {
                     at: 0,
                     remaining,
                 };
-                Err(self.deviate(kind, &[], 0, self.matched))
+                Err(self.deviate(kind, &[], 0))
             }
+            Expected::Span { .. } => Ok(()),
             // A peer that closes after all the tape has from it is done with
             // us; there is nothing left to check.
             Expected::End | Expected::Closed => Ok(()),
@@ -247,22 +590,22 @@ impl<S: Source> Expect<S> {
         if self.is_done() {
             return Ok(());
         }
-        Err(self.deviate(DeviationKind::Reset, &[], 0, self.matched))
+        Err(self.deviate(DeviationKind::Reset, &[], 0))
     }
 
     /// The peer went away (a failed write) before the tape's end.
     pub fn gone(&self) -> Fault {
-        self.deviate(DeviationKind::Reset, &[], 0, self.matched)
+        self.deviate(DeviationKind::Reset, &[], 0)
     }
 
-    /// Builds the deviation at index `at` of the received `data`, which is
-    /// byte `stream_offset` of the peer's stream.
-    fn deviate(&self, kind: DeviationKind, data: &[u8], at: usize, stream_offset: u64) -> Fault {
+    /// Builds the deviation at index `at` of the received `data`; the live
+    /// stream offset is what was received before it.
+    fn deviate(&self, kind: DeviationKind, data: &[u8], at: usize) -> Fault {
         let start = at.saturating_sub(CONTEXT_BEFORE);
         let end = data.len().min(at + CONTEXT_AFTER);
         Fault::Deviation(Box::new(Deviation {
             kind,
-            stream_offset,
+            stream_offset: self.received,
             received: Excerpt {
                 bytes: data[start..end].to_vec(),
                 mismatch: at - start,
@@ -274,7 +617,8 @@ impl<S: Source> Expect<S> {
 /// Our next move according to the tape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Send `remaining` more bytes of data frame `frame`.
+    /// Send `remaining` more bytes of data frame `frame` (or of the value
+    /// an echo span `frame` sends in place of its recorded bytes).
     Send { frame: Frame, remaining: u32 },
     /// Half-close our side, as recorded in `frame`.
     Shutdown { frame: Frame },
@@ -293,22 +637,47 @@ pub struct Needs {
     pub delay_ms: u64,
 }
 
+/// One of our spans being played.
+#[derive(Debug)]
+enum Playing {
+    /// Recorded bytes go out; a capture keeps what went (`left` to go).
+    Capture {
+        name: String,
+        value: Vec<u8>,
+        left: u32,
+    },
+    /// The captured value goes out in place of `len` recorded bytes;
+    /// `value` is taken when the first byte is due (the peer's capture
+    /// arrives before that: it is among what the echo waits for).
+    Echo {
+        frame: Frame,
+        name: String,
+        len: u32,
+        value: Option<Vec<u8>>,
+        sent: usize,
+    },
+}
+
 pub struct Play<S: Source> {
     reader: Reader<S>,
     own: Direction,
     needs: Needs,
     action: Action,
     sent: u64,
+    current: Option<Frame>,
+    playing: Option<Playing>,
 }
 
 impl<S: Source> Play<S> {
-    pub fn new(reader: Reader<S>, own: Direction) -> Result<Play<S>, TapeError> {
+    pub fn new(reader: Reader<S>, own: Direction) -> Result<Play<S>, Fault> {
         let mut play = Play {
             reader,
             own,
             needs: Needs::default(),
             action: Action::End,
             sent: 0,
+            current: None,
+            playing: None,
         };
         play.advance()?;
         Ok(play)
@@ -327,6 +696,11 @@ impl<S: Source> Play<S> {
         self.sent
     }
 
+    /// Gives the read buffer back while the session waits.
+    pub fn release_buffer(&mut self) {
+        self.reader.release_buffer();
+    }
+
     /// True when everything the peer had sent before our next action, in
     /// the recording, has arrived.
     pub fn is_ready(&self, matched: u64, peer_closed: bool) -> bool {
@@ -334,9 +708,10 @@ impl<S: Source> Play<S> {
     }
 
     /// Moves to our next frame, noting what the peer did in between.
-    fn advance(&mut self) -> Result<(), TapeError> {
+    fn advance(&mut self) -> Result<(), Fault> {
         self.needs.delay_ms = 0;
         while let Some(frame) = self.reader.next_frame()? {
+            self.current = Some(frame);
             match frame.kind {
                 Kind::Delay => self.needs.delay_ms += u64::from(frame.len),
                 // A peer's frame is what we wait for; pauses before it were
@@ -353,6 +728,33 @@ impl<S: Source> Play<S> {
                     self.needs.peer_eof = true;
                     self.needs.delay_ms = 0;
                 }
+                Kind::Span(dir) if dir == self.own => {
+                    let span = read_span(&mut self.reader, &frame)?;
+                    match span.kind {
+                        SpanKind::Vary => {}
+                        SpanKind::Capture(name) => {
+                            self.playing = Some(Playing::Capture {
+                                name,
+                                value: Vec::new(),
+                                left: span.len,
+                            });
+                        }
+                        SpanKind::Echo(name) => {
+                            self.playing = Some(Playing::Echo {
+                                frame,
+                                name,
+                                len: span.len,
+                                value: None,
+                                sent: 0,
+                            });
+                            self.action = Action::Send {
+                                frame,
+                                remaining: span.len,
+                            };
+                            return Ok(());
+                        }
+                    }
+                }
                 Kind::Data(_) if frame.len > 0 => {
                     self.action = Action::Send {
                         frame,
@@ -366,6 +768,7 @@ impl<S: Source> Play<S> {
                 }
                 // Our own wildcards have nothing to send; tapes holding
                 // them are refused before replay starts (`replay::load`).
+                // The peer's spans cover bytes counted in its data frames.
                 Kind::Data(_)
                 | Kind::Any(_)
                 | Kind::Noop
@@ -379,20 +782,79 @@ impl<S: Source> Play<S> {
     }
 
     /// The next bytes to send of the current `Send` action, at most `max`.
-    pub fn peek(&mut self, max: usize) -> Result<&[u8], TapeError> {
+    pub fn peek(&mut self, max: usize, captures: &Captures) -> Result<&[u8], Fault> {
+        if let Some(Playing::Echo {
+            frame,
+            name,
+            value,
+            sent,
+            ..
+        }) = &mut self.playing
+        {
+            if value.is_none() {
+                let Some(captured) = captures.get(name) else {
+                    return Err(Fault::BadSpan(format!(
+                        "span frame {} echoes '{name}', which was never captured",
+                        frame.index
+                    )));
+                };
+                *value = Some(captured.to_vec());
+            }
+            let value = value.as_deref().unwrap_or_default();
+            let end = value.len().min(*sent + max);
+            return Ok(&value[*sent..end]);
+        }
         match self.action {
-            Action::Send { remaining, .. } => self.reader.peek_payload(max.min(remaining as usize)),
+            Action::Send { remaining, .. } => {
+                Ok(self.reader.peek_payload(max.min(remaining as usize))?)
+            }
             _ => Ok(&[]),
         }
     }
 
     /// `n` bytes of the current `Send` action went out.
-    pub fn consume(&mut self, n: usize) -> Result<(), TapeError> {
+    pub fn consume(&mut self, n: usize, captures: &mut Captures) -> Result<(), Fault> {
         let Action::Send { frame, remaining } = self.action else {
             return Ok(());
         };
-        self.reader.consume_payload(n);
         self.sent += n as u64;
+        if let Some(Playing::Echo {
+            len, value, sent, ..
+        }) = &mut self.playing
+        {
+            *sent += n;
+            let total = value.as_ref().map_or(0, Vec::len);
+            if *sent < total {
+                self.action = Action::Send {
+                    frame,
+                    remaining: (total - *sent) as u32,
+                };
+                return Ok(());
+            }
+            // The value went: its recorded stand-in is skipped.
+            let len = *len;
+            self.playing = None;
+            return match skip_covered(&mut self.reader, self.own, len, &mut self.current)? {
+                Some(frame) => {
+                    self.action = Action::Send {
+                        frame,
+                        remaining: self.reader.payload_left() as u32,
+                    };
+                    Ok(())
+                }
+                None => self.advance(),
+            };
+        }
+        if let Some(Playing::Capture { name, value, left }) = &mut self.playing {
+            let take = (*left as usize).min(n);
+            value.extend_from_slice(&self.reader.peek_payload(take)?[..take]);
+            *left -= take as u32;
+            if *left == 0 {
+                captures.insert(name, std::mem::take(value));
+                self.playing = None;
+            }
+        }
+        self.reader.consume_payload(n);
         let remaining = remaining - n as u32;
         if remaining == 0 {
             self.advance()
@@ -403,7 +865,7 @@ impl<S: Source> Play<S> {
     }
 
     /// Our half-close went out.
-    pub fn shut_down(&mut self) -> Result<(), TapeError> {
+    pub fn shut_down(&mut self) -> Result<(), Fault> {
         self.advance()
     }
 }
@@ -447,6 +909,7 @@ mod tests {
         match fault {
             Fault::Deviation(d) => *d,
             Fault::Tape(err) => panic!("tape error {err}"),
+            Fault::BadSpan(why) => panic!("bad span: {why}"),
         }
     }
 
@@ -456,11 +919,11 @@ mod tests {
         for chunk in 1..=8 {
             let mut e = expect(&bytes, C2S);
             for piece in b"qqq\nwww\n".chunks(chunk) {
-                e.receive(piece, true).unwrap();
+                e.receive(piece, true, &mut Captures::default()).unwrap();
             }
             assert_eq!(e.matched(), 8);
             assert!(matches!(e.next(), Expected::Eof { .. }));
-            e.receive_eof().unwrap();
+            e.receive_eof(&mut Captures::default()).unwrap();
             assert!(e.peer_closed() && e.is_done());
         }
     }
@@ -469,8 +932,12 @@ mod tests {
     fn expect_reports_first_differing_byte() {
         let bytes = echo_tape();
         let mut e = expect(&bytes, C2S);
-        e.receive(b"qqq\nw", true).unwrap();
-        let d = deviation(e.receive(b"wX\n", true).unwrap_err());
+        e.receive(b"qqq\nw", true, &mut Captures::default())
+            .unwrap();
+        let d = deviation(
+            e.receive(b"wX\n", true, &mut Captures::default())
+                .unwrap_err(),
+        );
         let DeviationKind::Differ { frame, at } = d.kind else {
             panic!("{d:?}")
         };
@@ -485,9 +952,13 @@ mod tests {
     fn expect_without_compare_counts_only() {
         let bytes = echo_tape();
         let mut e = expect(&bytes, C2S);
-        e.receive(b"XXXXYYYY", false).unwrap();
+        e.receive(b"XXXXYYYY", false, &mut Captures::default())
+            .unwrap();
         assert_eq!(e.matched(), 8);
-        let d = deviation(e.receive(b"!", false).unwrap_err());
+        let d = deviation(
+            e.receive(b"!", false, &mut Captures::default())
+                .unwrap_err(),
+        );
         assert!(matches!(d.kind, DeviationKind::DataInsteadOfEof { .. }));
     }
 
@@ -495,8 +966,8 @@ mod tests {
     fn expect_early_eof_and_data_after_end() {
         let bytes = echo_tape();
         let mut e = expect(&bytes, S2C);
-        e.receive(b"qq", true).unwrap();
-        let d = deviation(e.receive_eof().unwrap_err());
+        e.receive(b"qq", true, &mut Captures::default()).unwrap();
+        let d = deviation(e.receive_eof(&mut Captures::default()).unwrap_err());
         assert!(
             matches!(
                 d.kind,
@@ -511,9 +982,12 @@ mod tests {
 
         let only_c2s = tape(|w| w.data(C2S, b"hi").unwrap());
         let mut e = expect(&only_c2s, C2S);
-        e.receive(b"hi", true).unwrap();
+        e.receive(b"hi", true, &mut Captures::default()).unwrap();
         assert!(e.is_done());
-        let d = deviation(e.receive(b"more", true).unwrap_err());
+        let d = deviation(
+            e.receive(b"more", true, &mut Captures::default())
+                .unwrap_err(),
+        );
         assert_eq!(d.kind, DeviationKind::DataAfterEnd);
         assert_eq!(d.stream_offset, 2);
     }
@@ -523,8 +997,9 @@ mod tests {
         let bytes = echo_tape();
         let mut e = expect(&bytes, C2S);
         assert!(e.receive_reset().is_err());
-        e.receive(b"qqq\nwww\n", true).unwrap();
-        e.receive_eof().unwrap();
+        e.receive(b"qqq\nwww\n", true, &mut Captures::default())
+            .unwrap();
+        e.receive_eof(&mut Captures::default()).unwrap();
         assert!(e.receive_reset().is_ok());
     }
 
@@ -537,18 +1012,22 @@ mod tests {
             w.data(S2C, b"ok").unwrap();
         });
         let mut e = expect(&bytes, C2S);
-        e.receive(b"nonce=", true).unwrap();
-        e.receive(b"\x01\x02", true).unwrap();
+        e.receive(b"nonce=", true, &mut Captures::default())
+            .unwrap();
+        e.receive(b"\x01\x02", true, &mut Captures::default())
+            .unwrap();
         assert!(matches!(e.next(), Expected::Any { remaining: 2, .. }));
-        e.receive(b"\xff\x00;", true).unwrap();
+        e.receive(b"\xff\x00;", true, &mut Captures::default())
+            .unwrap();
         assert!(e.is_done());
         assert_eq!(e.matched(), 11);
         let p = play(&bytes, S2C);
         assert_eq!(p.needs().peer_bytes, 11);
 
         let mut e = expect(&bytes, C2S);
-        e.receive(b"nonce=ab", true).unwrap();
-        let d = deviation(e.receive_eof().unwrap_err());
+        e.receive(b"nonce=ab", true, &mut Captures::default())
+            .unwrap();
+        let d = deviation(e.receive_eof(&mut Captures::default()).unwrap_err());
         assert!(
             matches!(d.kind, DeviationKind::EarlyEof { remaining: 2, .. }),
             "{d:?}"
@@ -563,13 +1042,13 @@ mod tests {
         assert_eq!(p.needs().peer_bytes, 4);
         assert!(!p.is_ready(3, false));
         assert!(p.is_ready(4, false));
-        assert_eq!(p.peek(100).unwrap(), b"qqq\n");
-        p.consume(4).unwrap();
+        assert_eq!(p.peek(100, &Captures::default()).unwrap(), b"qqq\n");
+        p.consume(4, &mut Captures::default()).unwrap();
         // The 150 ms pause came before the client's second line: the
         // client's, not ours.
         assert_eq!(p.needs().peer_bytes, 8);
         assert_eq!(p.needs().delay_ms, 0);
-        p.consume(4).unwrap();
+        p.consume(4, &mut Captures::default()).unwrap();
         assert!(matches!(p.action(), Action::Shutdown { .. }));
         assert!(p.needs().peer_eof);
         assert!(!p.is_ready(8, false));
@@ -584,9 +1063,9 @@ mod tests {
         let bytes = echo_tape();
         let mut p = play(&bytes, C2S);
         assert_eq!(p.needs(), Needs::default());
-        p.consume(2).unwrap();
-        assert_eq!(p.peek(100).unwrap(), b"q\n");
-        p.consume(2).unwrap();
+        p.consume(2, &mut Captures::default()).unwrap();
+        assert_eq!(p.peek(100, &Captures::default()).unwrap(), b"q\n");
+        p.consume(2, &mut Captures::default()).unwrap();
         assert_eq!(p.needs().delay_ms, 150);
         assert_eq!(p.needs().peer_bytes, 4);
     }
@@ -607,6 +1086,226 @@ mod tests {
                 peer_eof: true,
                 delay_ms: 0
             }
+        );
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use crate::tape::{Span, SpanKind, Writer};
+
+    const C2S: Direction = Direction::ClientToServer;
+    const S2C: Direction = Direction::ServerToClient;
+
+    fn span(w: &mut Writer<&mut Vec<u8>>, dir: Direction, span: Span) {
+        w.extension(dir.span_opcode(), &span.emit()).unwrap();
+    }
+
+    fn variable(kind: SpanKind, len: u32, min: u32, max: u32) -> Span {
+        Span {
+            kind,
+            len,
+            min,
+            max,
+        }
+    }
+
+    fn tape(build: impl FnOnce(&mut Writer<&mut Vec<u8>>)) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        build(&mut Writer::new(&mut bytes).unwrap());
+        bytes
+    }
+
+    /// `Date: <29 bytes>\r\n` from the server, a fixed span.
+    fn dated() -> Vec<u8> {
+        tape(|w| {
+            w.data(S2C, b"Date: ").unwrap();
+            span(w, S2C, Span::fixed(SpanKind::Vary, 29));
+            w.data(S2C, b"Wed, 25 Nov 2026 09:31:29 GMT\r\nok").unwrap();
+        })
+    }
+
+    fn deviation(fault: Fault) -> Deviation {
+        match fault {
+            Fault::Deviation(d) => *d,
+            other => panic!("not a deviation: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fixed_vary_span_takes_any_bytes_of_its_length() {
+        let bytes = dated();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        let mut captures = Captures::default();
+        e.receive(
+            b"Date: Thu, 26 Nov 2026 10:00:00 GMT\r\nok",
+            true,
+            &mut captures,
+        )
+        .unwrap();
+        assert!(e.is_done());
+        assert_eq!(e.matched(), 39);
+        // One byte short of the span, then the literal: the literal differs.
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        let d = deviation(
+            e.receive(
+                b"Date: Thu, 26 Nov 2026 10:00:00 GM\r\nok!",
+                true,
+                &mut captures,
+            )
+            .unwrap_err(),
+        );
+        assert!(matches!(d.kind, DeviationKind::Differ { .. }), "{d:?}");
+    }
+
+    /// `Message-ID: <...>\r\nQUIT` from the client, the id 1 to 64 bytes.
+    fn message_id() -> Vec<u8> {
+        tape(|w| {
+            w.data(C2S, b"Message-ID: <").unwrap();
+            span(w, C2S, variable(SpanKind::Vary, 10, 1, 64));
+            w.data(C2S, b"0123456789>\r\nQUIT").unwrap();
+            w.data(S2C, b"bye").unwrap();
+        })
+    }
+
+    #[test]
+    fn a_variable_span_ends_where_the_recorded_bytes_after_it_appear() {
+        let bytes = message_id();
+        let live = b"Message-ID: <a-much-longer-id-than-recorded@host>\r\nQUIT";
+        for chunk in [1, 3, 7, live.len()] {
+            let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+            let mut captures = Captures::default();
+            for piece in live.chunks(chunk) {
+                e.receive(piece, true, &mut captures).unwrap();
+            }
+            assert!(e.is_done(), "chunk {chunk}");
+            // The tape's terms: the span counts as its 10 recorded bytes.
+            assert_eq!(e.matched(), 13 + 10 + 7, "chunk {chunk}");
+            assert_eq!(e.received(), live.len() as u64);
+        }
+        // What Play waits for is counted the same way.
+        let p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        assert_eq!(p.needs().peer_bytes, 30);
+    }
+
+    #[test]
+    fn a_variable_span_past_its_longest_is_a_departure() {
+        let bytes = message_id();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let long = [b"Message-ID: <".as_slice(), &[b'x'; 100]].concat();
+        let d = deviation(
+            e.receive(&long, true, &mut Captures::default())
+                .unwrap_err(),
+        );
+        assert!(
+            matches!(d.kind, DeviationKind::SpanTooLong { max: 64, .. }),
+            "{d:?}"
+        );
+        assert_eq!(d.stream_offset, 13 + 64);
+    }
+
+    #[test]
+    fn a_span_the_stream_ends_with_takes_everything_to_the_eof() {
+        let bytes = tape(|w| {
+            w.data(C2S, b"id=").unwrap();
+            span(w, C2S, variable(SpanKind::Vary, 3, 2, 10));
+            w.data(C2S, b"abc").unwrap();
+            w.eof(C2S).unwrap();
+        });
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        e.receive(b"id=wxyz", true, &mut captures).unwrap();
+        e.receive_eof(&mut captures).unwrap();
+        assert!(e.peer_closed());
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        e.receive(b"id=w", true, &mut captures).unwrap();
+        let d = deviation(e.receive_eof(&mut captures).unwrap_err());
+        assert!(
+            matches!(d.kind, DeviationKind::SpanTooShort { min: 2, got: 1, .. }),
+            "{d:?}"
+        );
+    }
+
+    /// The server chooses a token, the client sends it back.
+    fn token_tape() -> Vec<u8> {
+        tape(|w| {
+            w.data(S2C, b"token=").unwrap();
+            span(w, S2C, variable(SpanKind::Capture("tok".into()), 6, 1, 40));
+            w.data(S2C, b"abc123\r\n").unwrap();
+            w.data(C2S, b"AUTH ").unwrap();
+            span(w, C2S, Span::fixed(SpanKind::Echo("tok".into()), 6));
+            w.data(C2S, b"abc123\r\n").unwrap();
+            w.data(S2C, b"welcome\r\n").unwrap();
+        })
+    }
+
+    /// Plays what `play` may send once the peer sent `matched` bytes, the
+    /// way a session does, collecting it.
+    fn sent_by(play: &mut Play<&[u8]>, matched: u64, captures: &mut Captures) -> Vec<u8> {
+        let mut out = Vec::new();
+        while matches!(play.action(), Action::Send { .. }) && play.is_ready(matched, false) {
+            let chunk = play.peek(3, captures).unwrap().to_vec();
+            out.extend_from_slice(&chunk);
+            play.consume(chunk.len(), captures).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_mock_client_sends_back_the_token_the_server_chose() {
+        let bytes = token_tape();
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        let mut p = Play::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        assert!(!p.is_ready(e.matched(), false), "the token comes first");
+        e.receive(b"token=Zq9-longer-token\r\n", true, &mut captures)
+            .unwrap();
+        assert_eq!(captures.get("tok"), Some(&b"Zq9-longer-token"[..]));
+        assert!(p.is_ready(e.matched(), false));
+        assert_eq!(
+            sent_by(&mut p, e.matched(), &mut captures),
+            b"AUTH Zq9-longer-token\r\n"
+        );
+        e.receive(b"welcome\r\n", true, &mut captures).unwrap();
+        assert!(e.is_done());
+    }
+
+    #[test]
+    fn a_mock_server_checks_the_token_it_chose_comes_back() {
+        let bytes = token_tape();
+        let mut captures = Captures::default();
+        let mut p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        assert_eq!(sent_by(&mut p, 0, &mut captures), b"token=abc123\r\n");
+        assert_eq!(captures.get("tok"), Some(&b"abc123"[..]), "what it sent");
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        e.receive(b"AUTH abc123\r\n", true, &mut captures).unwrap();
+        assert!(e.is_done());
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let d = deviation(
+            e.receive(b"AUTH abc124\r\n", true, &mut captures)
+                .unwrap_err(),
+        );
+        let DeviationKind::EchoDiffers { name, at, .. } = &d.kind else {
+            panic!("{d:?}")
+        };
+        assert_eq!((name.as_str(), *at), ("tok", 5));
+        assert_eq!(d.stream_offset, 10);
+    }
+
+    #[test]
+    fn an_echo_of_a_value_never_captured_is_a_fault_not_a_panic() {
+        let bytes = tape(|w| {
+            span(w, C2S, Span::fixed(SpanKind::Echo("ghost".into()), 2));
+            w.data(C2S, b"hi").unwrap();
+        });
+        let mut p = Play::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let Err(Fault::BadSpan(why)) = p.peek(10, &Captures::default()) else {
+            panic!("expected a bad span")
+        };
+        assert!(
+            why.contains("echoes 'ghost', which was never captured"),
+            "{why}"
         );
     }
 }

@@ -11,11 +11,11 @@ use log::{debug, info};
 use mio::event::Event;
 use mio::{Registry, Token};
 
-use super::report;
-use super::script::{Action, Expect, Expected, Fault, Play};
+use super::playback::Playback;
+use super::script::{Action, Fault};
 use crate::engine::net::{Address, Socket, Stream};
 use crate::error::Error;
-use crate::tape::{Direction, Frame, Locator, Reader, Source, TapeError};
+use crate::tape::{Direction, Source};
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -24,29 +24,9 @@ const SEND_CHUNK: usize = 256 * 1024;
 const GATHER: usize = 64 * 1024;
 /// Rounds of receive-and-send per wake-up before yielding to other sessions.
 const MAX_ROUNDS: usize = 32;
-
-/// Settings every session of a run shares.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// The direction we play; the other one is checked.
-    pub own: Direction,
-    pub compare: bool,
-    /// Recorded delays are honoured, divided by this, when set.
-    pub speed: Option<f64>,
-    /// Mismatch reports carry a line diff when both sides are text.
-    pub text_diff: bool,
-}
-
-/// Where the session stands with the delay before its next own frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pause {
-    /// The next action's recorded delay has not started counting yet.
-    Pending,
-    /// A timer runs until the delay is over.
-    Waiting,
-    /// The delay is over, or there is none to honour.
-    Over,
-}
+/// Bytes moved per wake-up (either way) before yielding, at least one round:
+/// a bulk session's turn stays about a millisecond.
+const BUDGET: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -72,6 +52,8 @@ pub enum Status {
     Mismatch {
         summary: String,
         report: String,
+        /// Live bytes the peer sent before it departed.
+        received: u64,
     },
     Failed(Error),
 }
@@ -83,19 +65,11 @@ pub struct Session<S: Source> {
     /// The peer's direction has ended (EOF, reset, or a failed write):
     /// nothing more is read.
     peer_done: bool,
-    pause: Pause,
     /// Bytes of small frames taken from the tape to go out in one write,
     /// and how many of them went. They go before anything else.
     outgoing: Vec<u8>,
     outgoing_sent: usize,
-    expect: Expect<S>,
-    play: Play<S>,
-    tape: S,
-    /// The tape's file name, for logs.
-    tape_name: String,
-    /// Names places in the tape as the user's file has them.
-    locator: Locator,
-    settings: Settings,
+    playback: Playback<S>,
     started: Instant,
     /// Bytes that arrived from the peer, matched or not.
     received: u64,
@@ -109,15 +83,10 @@ impl<S: Source + Clone> Session<S> {
         registry: &Registry,
         number: u64,
         (stream, addr, token): (Stream, Address, Token),
-        (tape_name, tape, locator): (String, S, Locator),
-        settings: Settings,
+        playback: Playback<S>,
         connecting: bool,
         now: u64,
     ) -> Result<Session<S>, Error> {
-        let expect = Expect::new(Reader::new(tape.clone()), settings.own.reverse())
-            .map_err(|err| tape_error(&tape_name, &err))?;
-        let play = Play::new(Reader::new(tape.clone()), settings.own)
-            .map_err(|err| tape_error(&tape_name, &err))?;
         if !connecting {
             let _ = stream.set_nodelay();
         }
@@ -125,28 +94,34 @@ impl<S: Source + Clone> Session<S> {
         // a connect in flight finishes with a WRITABLE event.
         let socket = Socket::register(registry, stream, addr.clone(), token, true)
             .map_err(|err| Error::address(&addr, "poll", err))?;
-        Ok(Session {
+        let mut session = Session::resumed(number, socket, playback, 0, now);
+        if connecting {
+            session.phase = Phase::Connecting;
+        }
+        Ok(session)
+    }
+
+    /// A session that goes on with a playback already under way (a
+    /// cassette connection whose tape was just decided).
+    pub fn resumed(
+        number: u64,
+        socket: Socket,
+        playback: Playback<S>,
+        received: u64,
+        now: u64,
+    ) -> Session<S> {
+        Session {
             number,
             socket,
-            phase: if connecting {
-                Phase::Connecting
-            } else {
-                Phase::Playing
-            },
+            phase: Phase::Playing,
             peer_done: false,
-            pause: Pause::Pending,
             outgoing: Vec::new(),
             outgoing_sent: 0,
-            expect,
-            play,
-            tape,
-            tape_name,
-            locator,
-            settings,
+            playback,
             started: Instant::now(),
-            received: 0,
+            received,
             last_activity: now,
-        })
+        }
     }
 
     pub fn addr(&self) -> &Address {
@@ -157,18 +132,21 @@ impl<S: Source + Clone> Session<S> {
     /// while its cassette tape was being chosen. A departure ends it at once.
     pub fn feed(&mut self, received: &[u8], eof: bool) -> Option<Status> {
         self.received += received.len() as u64;
-        let fed = self
-            .expect
-            .receive(received, self.settings.compare)
-            .and_then(|()| {
-                if eof {
-                    self.peer_done = true;
-                    self.expect.receive_eof()
-                } else {
-                    Ok(())
-                }
-            });
-        fed.err().map(|fault| self.fault_status(fault))
+        let fed = self.playback.receive(received).and_then(|()| {
+            if eof {
+                self.peer_done = true;
+                self.playback.receive_eof()
+            } else {
+                Ok(())
+            }
+        });
+        fed.err()
+            .map(|fault| self.playback.fault_status(fault, &self.socket.addr))
+    }
+
+    /// The peer's direction ended before the session started.
+    pub fn set_peer_done(&mut self) {
+        self.peer_done = true;
     }
 
     /// Handles readiness of the session's socket.
@@ -185,9 +163,7 @@ impl<S: Source + Clone> Session<S> {
 
     /// The delay before our next frame is over.
     pub fn delay_over(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
-        if self.pause == Pause::Waiting {
-            self.pause = Pause::Over;
-        }
+        self.playback.delay_over();
         self.resume(registry, now, scratch)
     }
 
@@ -208,51 +184,44 @@ impl<S: Source + Clone> Session<S> {
         }
         let status = match self.play_rounds(now, scratch) {
             Ok(status) => status,
-            Err(fault) => return self.fault_status(fault),
+            Err(fault) => return self.playback.fault_status(fault, &self.socket.addr),
         };
+        if matches!(status, Status::Running | Status::Sleep { .. }) {
+            self.park();
+        }
         match self.update_interest(registry) {
             Ok(()) => status,
             Err(err) => Status::Failed(Error::address(&self.socket.addr, "poll", err)),
         }
     }
 
-    fn fault_status(&self, fault: Fault) -> Status {
-        match fault {
-            Fault::Deviation(deviation) => {
-                let peer = self.settings.own.reverse();
-                let text_diff = self.settings.text_diff;
-                Status::Mismatch {
-                    summary: report::summary(&deviation, peer, &self.socket.addr, &self.locator),
-                    report: report::render(
-                        &deviation,
-                        peer,
-                        &self.socket.addr,
-                        (&self.tape, &self.locator),
-                        text_diff,
-                    ),
-                }
-            }
-            Fault::Tape(err) => Status::Failed(tape_error(&self.tape_name, &err)),
+    /// The session waits for its peer or a timer: it gives back what it
+    /// buffered, so an idle session costs little more than its socket.
+    fn park(&mut self) {
+        self.playback.park();
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
         }
     }
 
     fn play_rounds(&mut self, now: u64, scratch: &mut [u8]) -> Result<Status, Fault> {
+        let moved_before = self.received + self.playback.sent();
         for _ in 0..MAX_ROUNDS {
+            if self.received + self.playback.sent() - moved_before >= BUDGET {
+                break;
+            }
             let received = self.receive(scratch)?;
             let sent = self.send()?;
             if received || sent {
                 self.last_activity = now;
             }
-            if self.play.action() == Action::End
-                && self.expect.is_done()
-                && self.outgoing.is_empty()
-            {
+            if self.playback.is_finished() && self.outgoing.is_empty() {
                 // One last look: bytes beyond the tape are a departure too.
                 self.receive(scratch)?;
                 return Ok(Status::Passed);
             }
-            if let Some(status) = self.wants_pause() {
-                return Ok(status);
+            if let Some(due_ms) = self.playback.wants_pause() {
+                return Ok(Status::Sleep { due_ms });
             }
             if !received && !sent {
                 return Ok(Status::Running);
@@ -264,17 +233,18 @@ impl<S: Source + Clone> Session<S> {
     /// Reads everything available and checks it against the tape.
     fn receive(&mut self, scratch: &mut [u8]) -> Result<bool, Fault> {
         let mut moved = false;
-        while self.socket.readable && !self.peer_done {
+        let before = self.received;
+        while self.socket.readable && !self.peer_done && self.received - before < BUDGET {
             match self.socket.stream.read(scratch) {
                 Ok(0) => {
                     debug!("session {}: {} half-closed", self.number, self.socket.addr);
                     self.peer_done = true;
-                    self.expect.receive_eof()?;
+                    self.playback.receive_eof()?;
                     moved = true;
                 }
                 Ok(n) => {
                     self.received += n as u64;
-                    self.expect.receive(&scratch[..n], self.settings.compare)?;
+                    self.playback.receive(&scratch[..n])?;
                     moved = true;
                     self.socket.read_done(n, scratch.len());
                 }
@@ -286,7 +256,7 @@ impl<S: Source + Clone> Session<S> {
                         self.number, self.socket.addr
                     );
                     self.peer_done = true;
-                    self.expect.receive_reset()?;
+                    self.playback.receive_reset()?;
                     moved = true;
                 }
             }
@@ -297,7 +267,11 @@ impl<S: Source + Clone> Session<S> {
     /// Sends our frames for as long as the tape's order and the socket allow.
     fn send(&mut self) -> Result<bool, Fault> {
         let mut moved = false;
+        let before = self.playback.sent();
         loop {
+            if self.playback.sent() - before >= BUDGET {
+                return Ok(moved);
+            }
             if !self.outgoing.is_empty() {
                 if !self.socket.writable {
                     return Ok(moved);
@@ -305,16 +279,10 @@ impl<S: Source + Clone> Session<S> {
                 moved |= self.write_outgoing()?;
                 continue;
             }
-            let action = self.play.action();
-            if action == Action::End
-                || !self
-                    .play
-                    .is_ready(self.expect.matched(), self.expect.peer_closed())
-                || self.pause != Pause::Over && self.delay_ms() > 0
-            {
+            if !self.playback.may_go() {
                 return Ok(moved);
             }
-            match action {
+            match self.playback.action() {
                 Action::Send { remaining, .. } => {
                     if !self.socket.writable {
                         return Ok(moved);
@@ -323,11 +291,11 @@ impl<S: Source + Clone> Session<S> {
                         self.gather()?;
                         continue;
                     }
-                    let chunk = self.play.peek(SEND_CHUNK)?;
+                    let chunk = self.playback.peek(SEND_CHUNK)?;
                     let len = chunk.len();
                     match self.socket.stream.write(chunk) {
                         Ok(n) => {
-                            self.play.consume(n)?;
+                            self.playback.consume(n)?;
                             moved = true;
                             self.socket.write_done(n, len);
                         }
@@ -339,20 +307,14 @@ impl<S: Source + Clone> Session<S> {
                     }
                 }
                 Action::Shutdown { .. } => {
-                    match self.socket.stream.shutdown(Shutdown::Write) {
-                        Ok(()) => {}
-                        Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
-                        Err(err) => return self.write_failed(err),
+                    if let Err(err) = shut_down(&self.socket) {
+                        return self.write_failed(err);
                     }
                     debug!("session {}: half-closed our side", self.number);
-                    self.play.shut_down()?;
+                    self.playback.shut_down()?;
                     moved = true;
                 }
                 Action::End => return Ok(moved),
-            }
-            if self.play.action() != action {
-                // A new action: its own recorded delay applies.
-                self.pause = Pause::Pending;
             }
         }
     }
@@ -360,23 +322,14 @@ impl<S: Source + Clone> Session<S> {
     /// Takes the current small frame, and the frames right after it that
     /// may go at once (no peer bytes or delay between), into `outgoing`.
     fn gather(&mut self) -> Result<(), Fault> {
-        while self.outgoing.len() < GATHER {
-            let action = self.play.action();
-            if !matches!(action, Action::Send { .. })
-                || !self
-                    .play
-                    .is_ready(self.expect.matched(), self.expect.peer_closed())
-                || self.pause != Pause::Over && self.delay_ms() > 0
-            {
-                break;
-            }
-            let chunk = self.play.peek(GATHER - self.outgoing.len())?;
+        while self.outgoing.len() < GATHER
+            && matches!(self.playback.action(), Action::Send { .. })
+            && self.playback.may_go()
+        {
+            let chunk = self.playback.peek(GATHER - self.outgoing.len())?;
             self.outgoing.extend_from_slice(chunk);
             let n = chunk.len();
-            self.play.consume(n)?;
-            if self.play.action() != action {
-                self.pause = Pause::Pending;
-            }
+            self.playback.consume(n)?;
         }
         Ok(())
     }
@@ -410,43 +363,13 @@ impl<S: Source + Clone> Session<S> {
             self.number, self.socket.addr
         );
         self.peer_done = true;
-        Err(self.expect.gone())
-    }
-
-    /// The recorded delay before the next action, scaled, in ms.
-    fn delay_ms(&self) -> u64 {
-        match self.settings.speed {
-            Some(speed) => (self.play.needs().delay_ms as f64 / speed).round() as u64,
-            None => 0,
-        }
-    }
-
-    /// Starts the recorded delay of the next action once it may go.
-    fn wants_pause(&mut self) -> Option<Status> {
-        if self.pause != Pause::Pending || self.play.action() == Action::End {
-            return None;
-        }
-        if !self
-            .play
-            .is_ready(self.expect.matched(), self.expect.peer_closed())
-        {
-            return None;
-        }
-        let due_ms = self.delay_ms();
-        if due_ms == 0 {
-            self.pause = Pause::Over;
-            return None;
-        }
-        self.pause = Pause::Waiting;
-        Some(Status::Sleep { due_ms })
+        Err(self.playback.gone())
     }
 
     /// Asks for WRITABLE only while our bytes wait for room in the socket.
     fn update_interest(&mut self, registry: &Registry) -> io::Result<()> {
-        let frame_due = matches!(self.play.action(), Action::Send { .. })
-            && self
-                .play
-                .is_ready(self.expect.matched(), self.expect.peer_closed());
+        let frame_due =
+            matches!(self.playback.action(), Action::Send { .. }) && self.playback.may_act();
         let sending = (frame_due || !self.outgoing.is_empty()) && !self.socket.writable;
         let connecting = self.phase == Phase::Connecting;
         self.socket.want(registry, sending || connecting)
@@ -455,47 +378,23 @@ impl<S: Source + Clone> Session<S> {
     /// What the session waits for from the peer, for `--timeout` messages;
     /// `None` when it waits for nothing the peer owes.
     pub fn waiting_for(&self) -> Option<String> {
-        let who = report::peer_name(self.settings.own.reverse());
         if self.phase == Phase::Connecting {
             return Some(format!("the connection to {}", self.socket.addr));
         }
-        if self.pause == Pause::Waiting {
+        if let Some(owed) = self.playback.owed() {
+            return Some(owed);
+        }
+        if self.socket.writable {
             return None;
         }
-        let matched = self.expect.matched();
-        match self.expect.next() {
-            Expected::Data { frame, remaining } => Some(format!(
-                "{remaining} more bytes from the {who} (frame {}, {}, byte {matched} of its stream)",
-                frame.index,
-                self.locator.place(&frame, awaited(&frame, remaining))
-            )),
-            Expected::Any { frame, remaining } => Some(format!(
-                "{remaining} more bytes (any value) from the {who} (frame {}, {}, byte {matched} of its stream)",
-                frame.index,
-                self.locator.place(&frame, frame.offset)
-            )),
-            Expected::Eof { frame } => Some(format!(
-                "the {who} to close its side (frame {}, {}, after byte {matched} of its stream)",
-                frame.index,
-                self.locator.place(&frame, frame.offset)
-            )),
-            Expected::Closed | Expected::End
-                if !self.outgoing.is_empty() && !self.socket.writable =>
-            {
-                Some(format!(
-                    "the {who} to read {} more bytes",
-                    self.outgoing.len() - self.outgoing_sent
-                ))
-            }
-            Expected::Closed | Expected::End => match self.play.action() {
-                Action::Send { frame, remaining } if !self.socket.writable => Some(format!(
-                    "the {who} to read {remaining} more bytes (frame {}, {})",
-                    frame.index,
-                    self.locator.place(&frame, awaited(&frame, remaining))
-                )),
-                _ => None,
-            },
+        if !self.outgoing.is_empty() {
+            let who = super::report::peer_name(self.playback.settings().own.reverse());
+            return Some(format!(
+                "the {who} to read {} more bytes",
+                self.outgoing.len() - self.outgoing_sent
+            ));
         }
+        self.playback.unread()
     }
 
     /// True while not a byte came from the peer: a peer that leaves so
@@ -507,13 +406,13 @@ impl<S: Source + Clone> Session<S> {
     /// Bytes of our stream that went out (gathered bytes not yet written
     /// were taken from the tape, not sent).
     fn sent(&self) -> u64 {
-        self.play.sent() - (self.outgoing.len() - self.outgoing_sent) as u64
+        self.playback.sent() - (self.outgoing.len() - self.outgoing_sent) as u64
     }
 
     /// Bytes from client to server and from server to client: what we
     /// sent and what the peer sent.
     pub fn bytes(&self) -> [u64; 2] {
-        match self.settings.own {
+        match self.playback.settings().own {
             Direction::ClientToServer => [self.sent(), self.received],
             Direction::ServerToClient => [self.received, self.sent()],
         }
@@ -525,9 +424,9 @@ impl<S: Source + Clone> Session<S> {
             "session {} with {} ({}): {verdict} after {:.3}s, checked {} bytes, sent {} bytes",
             self.number,
             self.socket.addr,
-            self.tape_name,
+            self.playback.tape_name(),
             self.started.elapsed().as_secs_f64(),
-            self.expect.matched(),
+            self.playback.matched(),
             self.sent()
         );
     }
@@ -537,21 +436,10 @@ impl<S: Source + Clone> Session<S> {
     }
 }
 
-/// A tape that read cleanly when it was loaded fails now: it was changed
-/// on disk since (sessions read it as they go).
-fn tape_error(name: &str, err: &TapeError) -> Error {
-    Error::Session(format!(
-        "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
-    ))
-}
-
-/// Where the next byte of a data frame with `remaining` bytes to go is: the
-/// frame itself until its first byte, then that byte (in a text tape, the
-/// line it is on).
-fn awaited(frame: &Frame, remaining: u32) -> u64 {
-    if remaining == frame.len {
-        frame.offset
-    } else {
-        report::payload_offset(frame, frame.len - remaining)
+/// Half-closes our side; a peer that is gone entirely has it closed anyway.
+pub fn shut_down(socket: &Socket) -> io::Result<()> {
+    match socket.stream.shutdown(Shutdown::Write) {
+        Err(err) if err.kind() != io::ErrorKind::NotConnected => Err(err),
+        _ => Ok(()),
     }
 }

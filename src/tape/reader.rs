@@ -231,6 +231,40 @@ impl<S: Source> Reader<S> {
         reader
     }
 
+    /// A second reader at this one's place, the unread payload of the
+    /// current frame included, with a buffer of its own: for looking ahead
+    /// without moving this one.
+    pub fn fork(&self) -> Reader<S>
+    where
+        S: Clone,
+    {
+        Reader {
+            src: self.src.clone(),
+            len: self.len,
+            buf: Vec::new(),
+            buf_start: 0,
+            buf_len: 0,
+            pos: self.pos,
+            payload_left: self.payload_left,
+            frame_offset: self.frame_offset,
+            frames: self.frames,
+            read_ahead: self.read_ahead,
+        }
+    }
+
+    /// Unread payload bytes of the current frame.
+    pub fn payload_left(&self) -> usize {
+        self.payload_left
+    }
+
+    /// Gives the read buffer back to the allocator; the next read fills a
+    /// new one. For a cursor that will sit idle: a thousand idle sessions
+    /// should not hold a thousand read-ahead buffers.
+    pub fn release_buffer(&mut self) {
+        self.buf = Vec::new();
+        self.buf_len = 0;
+    }
+
     /// Offset of the next unread byte.
     fn error(&self, offset: u64, kind: TapeErrorKind) -> TapeError {
         TapeError {
