@@ -101,6 +101,7 @@ fn main() {
     burst(&dir, concurrent, &mut rows);
     idle_replay_sessions(&dir, size(10_000, 200), &mut rows);
     idle_proxy_sessions(&dir, size(5_000, 100), &mut rows);
+    non_reading_clients(&dir, size(2_000, 50), &mut rows);
     let _ = std::fs::remove_dir_all(&dir);
     print_table("sessions", &rows);
 }
@@ -210,6 +211,37 @@ fn idle_replay_sessions(dir: &Path, sessions: usize, rows: &mut Vec<Row>) {
         after.map(|k| k as f64 / 1024.0),
         "MiB",
     ));
+}
+
+/// Clients that never read from a server whose tape answers with 16 MiB
+/// frames: the kernel's socket buffers fill, and the server holds no
+/// copy of the frames while its sessions wait.
+fn non_reading_clients(dir: &Path, clients: usize, rows: &mut Vec<Row>) {
+    let tape = dir.join("big.tape");
+    let frame = vec![b'z'; 16 * MIB];
+    write_tape(&tape, |w| {
+        w.data(Direction::ServerToClient, &frame).unwrap();
+        w.data(Direction::ServerToClient, &frame).unwrap();
+    });
+    let (mut server, addr) =
+        tcptape_quiet_listening(&["server", "--timeout", "0", "LISTEN", tape.to_str().unwrap()]);
+    let held: Vec<TcpStream> = (0..clients).map(|_| connect_retrying(addr)).collect();
+    thread::sleep(Duration::from_millis(1000));
+    let rss = rss_kib(server.child.id());
+    let peak = peak_rss_kib(server.child.id());
+    drop(held);
+    server.kill();
+    rows.push(
+        row(
+            &format!("{clients} clients not reading 16 MiB frames, server RSS"),
+            rss.map(|k| k as f64 / 1024.0),
+            "MiB",
+        )
+        .note(format!(
+            "peak {:.1} MiB",
+            peak.map_or(0.0, |k| k as f64 / 1024.0)
+        )),
+    );
 }
 
 fn idle_proxy_sessions(dir: &Path, sessions: usize, rows: &mut Vec<Row>) {

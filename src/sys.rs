@@ -56,6 +56,36 @@ pub(crate) fn ignore_file_size_signal() -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `count` bytes of `file` from `offset` to the socket `out` inside
+/// the kernel (no copy through user space); returns how many went, which
+/// may be fewer (a full socket buffer), or `WouldBlock`.
+pub(crate) fn sendfile(
+    out: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut offset = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+    // SAFETY: both descriptors are borrowed, so open for the call; the
+    // kernel reads and updates only the `off_t` we own.
+    let sent = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Gives the allocator's free memory back to the system: after a burst of
+/// sessions ends, their freed buffers would otherwise stay resident.
+pub(crate) fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Write end of the signal pipe, for the handler; -1 when none is installed.
 static SIGNAL_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -178,6 +208,33 @@ mod tests {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
         assert_eq!(soft, limit.rlim_cur);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn sendfile_copies_a_file_range_into_a_socket() {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("tcptape-sys-{}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"0123456789")
+            .unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(sendfile(b.as_fd(), file.as_fd(), 3, 4).unwrap(), 4);
+        drop(b);
+        let mut got = Vec::new();
+        a.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"3456");
+        let err = sendfile(a.as_fd(), a.as_fd(), 0, 1).unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn free_memory_can_be_given_back() {
+        let burst: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 64 * 1024]).collect();
+        drop(burst);
+        release_free_memory();
     }
 
     #[test]

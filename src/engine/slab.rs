@@ -8,6 +8,10 @@ pub struct Slab<T> {
     len: usize,
 }
 
+/// Sessions at once that make a burst: when the last of them is gone,
+/// the memory they used is given back (`Slab::remove` says when).
+const BURST: usize = 64;
+
 enum Entry<T> {
     Occupied(T),
     /// A vacant slot and the next vacant one after it.
@@ -69,6 +73,12 @@ impl<T> Slab<T> {
         let old = std::mem::replace(entry, Entry::Vacant(self.next_free));
         self.next_free = Some(key);
         self.len -= 1;
+        if self.len == 0 && self.entries.len() >= BURST {
+            // The last of a burst left: its slots, and what the sessions
+            // freed, go back to the system instead of staying resident.
+            *self = Slab::new();
+            crate::sys::release_free_memory();
+        }
         match old {
             Entry::Occupied(value) => Some(value),
             Entry::Vacant(_) => None,
@@ -146,6 +156,18 @@ mod tests {
         assert_eq!(slab.insert(40), 4);
         let all: Vec<_> = (0..5).map(|k| (k, *slab.get(k).unwrap())).collect();
         assert_eq!(all, vec![(0, 0), (1, 10), (2, 2), (3, 30), (4, 40)]);
+    }
+
+    #[test]
+    fn the_end_of_a_burst_gives_its_slots_back() {
+        let mut slab = Slab::new();
+        let keys: Vec<usize> = (0..BURST).map(|i| slab.insert(i)).collect();
+        for key in keys {
+            slab.remove(key);
+        }
+        assert!(slab.is_empty());
+        assert_eq!(slab.entries.capacity(), 0);
+        assert_eq!(slab.insert(7), 0, "starts over");
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl<S: Source + Clone> Playback<S> {
             && (self.pause == Pause::Over || self.delay_ms() == 0)
     }
 
+    /// The tape file and the place in it of our next bytes, when they can
+    /// go from the file to the socket directly (`sendfile`).
+    pub fn in_file(&self) -> Option<(&std::fs::File, u64, u32)> {
+        let (offset, remaining) = self.play.in_tape()?;
+        Some((self.tape.file()?, offset, remaining))
+    }
+
     pub fn peek(&mut self, max: usize) -> Result<&[u8], Fault> {
         self.play.peek(max, &self.captures)
     }

@@ -812,6 +812,16 @@ impl<S: Source> Play<S> {
         }
     }
 
+    /// Where the next bytes of the current `Send` action are in the tape,
+    /// and how many: when they go out as recorded (not an echo's value,
+    /// not a capture, which needs them in memory).
+    pub fn in_tape(&self) -> Option<(u64, u32)> {
+        match (self.action, &self.playing) {
+            (Action::Send { remaining, .. }, None) => Some((self.reader.position(), remaining)),
+            _ => None,
+        }
+    }
+
     /// `n` bytes of the current `Send` action went out.
     pub fn consume(&mut self, n: usize, captures: &mut Captures) -> Result<(), Fault> {
         let Action::Send { frame, remaining } = self.action else {

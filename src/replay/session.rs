@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use log::{debug, info};
@@ -289,6 +290,28 @@ impl<S: Source + Clone> Session<S> {
                     }
                     if (remaining as usize) < GATHER {
                         self.gather()?;
+                        continue;
+                    }
+                    if let Some((file, offset, remaining)) = self.playback.in_file() {
+                        let len = (remaining as usize).min(SEND_CHUNK);
+                        match crate::sys::sendfile(
+                            self.socket.stream.as_fd(),
+                            file.as_fd(),
+                            offset,
+                            len,
+                        ) {
+                            Ok(0) => return self.write_failed(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => {
+                                self.playback.consume(n)?;
+                                moved = true;
+                                self.socket.write_done(n, len);
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                self.socket.writable = false
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(err) => return self.write_failed(err),
+                        }
                         continue;
                     }
                     let chunk = self.playback.peek(SEND_CHUNK)?;

@@ -95,6 +95,10 @@ impl Source for Snapshot {
     fn size(&self) -> std::io::Result<u64> {
         Ok(self.len)
     }
+
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
 }
 
 /// `open`, with the `Locator` that names places in the file as written.

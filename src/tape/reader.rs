@@ -30,6 +30,11 @@ pub trait Source {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// The tape's size in bytes.
     fn size(&self) -> io::Result<u64>;
+    /// The file the tape is read from in place, if it is one (so its bytes
+    /// can go to a socket without passing through user space).
+    fn file(&self) -> Option<&File> {
+        None
+    }
 }
 
 impl Source for File {
@@ -75,6 +80,10 @@ impl<T: Source + ?Sized> Source for &T {
     fn size(&self) -> io::Result<u64> {
         (**self).size()
     }
+
+    fn file(&self) -> Option<&File> {
+        (**self).file()
+    }
 }
 
 impl<T: Source + ?Sized> Source for Rc<T> {
@@ -84,6 +93,10 @@ impl<T: Source + ?Sized> Source for Rc<T> {
 
     fn size(&self) -> io::Result<u64> {
         (**self).size()
+    }
+
+    fn file(&self) -> Option<&File> {
+        (**self).file()
     }
 }
 
@@ -255,6 +268,11 @@ impl<S: Source> Reader<S> {
     /// Unread payload bytes of the current frame.
     pub fn payload_left(&self) -> usize {
         self.payload_left
+    }
+
+    /// The tape offset of the next unread byte.
+    pub fn position(&self) -> u64 {
+        self.pos
     }
 
     /// Gives the read buffer back to the allocator; the next read fills a
