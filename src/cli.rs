@@ -16,7 +16,7 @@ use crate::replay::{ClientOptions, ReplayOptions, ServerOptions};
 
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|describe|print|build|repair|pcap|import> [OPTIONS] [ARGS]";
+const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|describe|print|build|learn|repair|pcap|import> [OPTIONS] [ARGS]";
 pub(crate) const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
@@ -24,6 +24,7 @@ const DESCRIBE_USAGE: &str = "usage: tcptape describe [-v] FILE";
 const AUTO_USAGE: &str = "usage: tcptape auto [OPTIONS] LISTEN CONNECT PATH";
 const PRINT_USAGE: &str = "usage: tcptape print FILE [-o OUT]";
 const BUILD_USAGE: &str = "usage: tcptape build TEXT -o FILE";
+const LEARN_USAGE: &str = "usage: tcptape learn A B [C ...] -o OUT";
 const REPAIR_USAGE: &str = "usage: tcptape repair FILE|DIR/";
 const PCAP_USAGE: &str = "usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]";
 const IMPORT_USAGE: &str =
@@ -42,6 +43,7 @@ commands:
   describe  list the frames of a tape
   print     write a tape as text, for review and editing
   build     turn a text tape back into a binary tape
+  learn     mark what differs between recordings of one scenario as spans
   repair    keep the complete frames of a tape whose recording was interrupted
   pcap      export tapes as a pcap capture, for Wireshark and tshark
   import    turn the TCP connections of a pcap or pcapng capture into tapes
@@ -181,6 +183,23 @@ options:
   -h, --help         print this help
 ";
 
+const LEARN_HELP: &str = "\
+Learn from two or more recordings of one scenario (tapes, or cassettes
+recorded the same way) what changes from run to run: writes the first
+recording as a text tape in which the bytes that differ between the
+recordings are spans ([vary ...], with a length range where the lengths
+differ), and a value one side sends that the other sends back later is a
+capture and its echoes. Each span has a comment saying why it is there.
+From cassettes, OUT is a cassette folder of text tapes named as the first
+cassette's, with its index. See docs/learn.md.
+
+usage: tcptape learn A B [C ...] -o OUT
+
+options:
+  -o, --output OUT  the text tape, or cassette folder, to write (required)
+  -h, --help        print this help
+";
+
 const REPAIR_HELP: &str = "\
 Keep the complete frames of a tape whose recording was interrupted (kill -9,
 power loss, a full disk): a last frame cut short is removed and the tape is
@@ -245,6 +264,7 @@ pub(crate) enum Command {
     Describe(DescribeArgs),
     Print(PrintArgs),
     Build(BuildArgs),
+    Learn(LearnArgs),
     Repair(PathBuf),
     Pcap(PcapArgs),
     Import(ImportArgs),
@@ -286,6 +306,13 @@ pub(crate) struct PrintArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BuildArgs {
     pub text: PathBuf,
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LearnArgs {
+    /// Two or more tapes, or two or more cassettes; the first is written.
+    pub inputs: Vec<PathBuf>,
     pub output: PathBuf,
 }
 
@@ -340,6 +367,7 @@ where
             Some("print") => parse_print(&mut parser),
             Some("auto") => parse_auto(&mut parser),
             Some("build") => parse_build(&mut parser),
+            Some("learn") => parse_learn(&mut parser),
             Some("repair") => parse_repair(&mut parser),
             Some("pcap") => parse_pcap(&mut parser),
             Some("import") => parse_import(&mut parser),
@@ -805,6 +833,37 @@ fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     }
 }
 
+fn parse_learn(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+    let usage = LEARN_USAGE;
+    let err = lexopt_error(usage);
+    let mut inputs = Vec::new();
+    let mut output = None;
+    while let Some(arg) = parser.next().map_err(&err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(LEARN_HELP)),
+            Short('o') | Long("output") => {
+                output = Some(PathBuf::from(parser.value().map_err(&err)?))
+            }
+            Value(value) => inputs.push(PathBuf::from(value)),
+            other => {
+                let name = option_name(&other);
+                return Err(Error::usage(format!("invalid option '{name}'"), usage));
+            }
+        }
+    }
+    if inputs.len() < 2 {
+        return Err(Error::usage(
+            format!(
+                "learn needs two or more recordings of one scenario, {} given",
+                inputs.len()
+            ),
+            usage,
+        ));
+    }
+    let output = output.ok_or_else(|| Error::usage("missing option -o OUT", usage))?;
+    Ok(Command::Learn(LearnArgs { inputs, output }))
+}
+
 fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let usage = PCAP_USAGE;
     let mut output = None;
@@ -1205,6 +1264,34 @@ mod tests {
         }
         assert_eq!(decimal("0.5"), Some(0.5));
         assert_eq!(decimal("30"), Some(30.0));
+    }
+
+    #[test]
+    fn learn_takes_two_or_more_recordings() {
+        let Command::Learn(args) =
+            parse_ok(&["learn", "a.tape", "-o", "t.txt", "b.tape", "c.tape"])
+        else {
+            panic!("not learn")
+        };
+        let expected = LearnArgs {
+            inputs: vec!["a.tape".into(), "b.tape".into(), "c.tape".into()],
+            output: "t.txt".into(),
+        };
+        assert_eq!(args, expected);
+        assert_eq!(
+            parse_err(&["learn", "a.tape", "-o", "t.txt"]),
+            "learn needs two or more recordings of one scenario, 1 given"
+        );
+        assert_eq!(parse_err(&["learn", "a", "b"]), "missing option -o OUT");
+        assert_eq!(
+            parse_err(&["learn", "a", "b", "-o"]),
+            "missing argument for option '-o'"
+        );
+        assert_eq!(parse_err(&["learn", "a", "b", "-x"]), "invalid option '-x'");
+        assert!(matches!(
+            parse_ok(&["learn", "a", "--help"]),
+            Command::Help(LEARN_HELP)
+        ));
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Describe(args) => run_describe(&args),
         Command::Print(args) => run_print(&args),
         Command::Build(args) => run_build(&args),
+        Command::Learn(args) => crate::learn::run(&args),
         Command::Repair(path) => crate::repair::run(&path),
         Command::Pcap(args) => crate::pcap::run_pcap(&args),
         Command::Import(args) => crate::pcap::run_import(&args),

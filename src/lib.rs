@@ -38,6 +38,7 @@ mod engine;
 mod error;
 mod hexdump;
 mod job;
+mod learn;
 mod linediff;
 mod output;
 mod pcap;

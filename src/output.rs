@@ -7,6 +7,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use crate::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A name for a temporary file beside `path`, unique in this process.
@@ -46,6 +48,53 @@ pub(crate) fn check_writable_dir(dir: &Path) -> io::Result<()> {
     let probe = temp_path(&dir.join("probe"));
     File::create(&probe)?;
     std::fs::remove_file(&probe)
+}
+
+/// Refuses to write over the input, or into the cassette being read.
+pub(crate) fn refuse_input_as_output(input: &Path, output: &Path) -> Result<(), Error> {
+    let (Some(input_real), Some(output_real)) = (real_path(input), real_path(output)) else {
+        return Ok(());
+    };
+    if input_real == output_real {
+        return Err(Error::Session(format!(
+            "{} is the input: choose another output",
+            output.display()
+        )));
+    }
+    if input_real.is_dir() && output_real.starts_with(&input_real) {
+        return Err(Error::Session(format!(
+            "{} is inside the cassette {}: choose an output outside it",
+            output.display(),
+            input.display()
+        )));
+    }
+    if output_real.is_dir() && input_real.starts_with(&output_real) {
+        return Err(Error::Session(format!(
+            "{} is inside {}, which would be replaced: choose another output",
+            input.display(),
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The path with symbolic links and `..` resolved, for a file that may not
+/// exist yet (its folder must).
+fn real_path(path: &Path) -> Option<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Some(real);
+    }
+    let name = path.file_name()?;
+    std::fs::canonicalize(parent_of(path))
+        .ok()
+        .map(|dir| dir.join(name))
+}
+
+pub(crate) fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +143,26 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let err = check_writable_dir(&dir.join("missing")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn outputs_that_would_destroy_the_input_are_refused() {
+        let dir = temp_dir("refuse");
+        let tape = dir.join("t.tape");
+        std::fs::write(&tape, b"x").unwrap();
+        let same = dir.join(".").join("t.tape");
+        let err = refuse_input_as_output(&tape, &same).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("is the input: choose another output")
+        );
+        let err = refuse_input_as_output(&dir, &dir.join("out.pcap")).unwrap_err();
+        assert!(err.to_string().contains("is inside the cassette"), "{err}");
+        let err = refuse_input_as_output(&tape, &dir).unwrap_err();
+        assert!(err.to_string().contains("which would be replaced"), "{err}");
+        refuse_input_as_output(&tape, &dir.join("other.tape")).unwrap();
+        refuse_input_as_output(&tape, Path::new("/nonexistent/x/y")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tcptape::tape::text::{parse, print};
-use tcptape::tape::{Direction, Header, MAX_LEN, Reader, Writer};
+use tcptape::tape::{Direction, Header, MAX_LEN, Reader, Span, SpanKind, Writer, span};
 
 const C2S: Direction = Direction::ClientToServer;
 const S2C: Direction = Direction::ServerToClient;
@@ -120,7 +120,7 @@ fn random_tape(rng: &mut Rng, big: bool) -> Vec<u8> {
     let mut w = Writer::new(&mut bytes).unwrap();
     let dir = |rng: &mut Rng| if rng.below(2) == 0 { C2S } else { S2C };
     for _ in 0..rng.below(12) {
-        match rng.below(9) {
+        match rng.below(10) {
             0..=2 => {
                 let len = [0, 1, 15, 16, 17, 100, 300][rng.below(7) as usize];
                 let data = rng.bytes(len);
@@ -148,11 +148,16 @@ fn random_tape(rng: &mut Rng, big: bool) -> Vec<u8> {
                 w.noop(&payload).unwrap();
             }
             7 => {
-                let op = 0x83 + rng.below(0x7d) as u8;
+                // Any extension but the spans, whose payloads are checked.
+                let mut op = 0x83 + rng.below(0x7d) as u8;
+                if op == 0x84 || op == 0x85 {
+                    op = 0x90;
+                }
                 let len = rng.below(20) as usize;
                 let payload = rng.bytes(len);
                 w.extension(op, &payload).unwrap();
             }
+            8 => random_span(rng, &mut w),
             _ => w.noop(b"tcptape\0").unwrap(),
         }
     }
@@ -164,18 +169,64 @@ fn random_tape(rng: &mut Rng, big: bool) -> Vec<u8> {
     bytes
 }
 
+/// A span and (mostly) the bytes it covers: in one frame, in two, or not
+/// at all; spans of few names, so that some tapes break span rules.
+fn random_span(rng: &mut Rng, w: &mut Writer<&mut Vec<u8>>) {
+    let dir = if rng.below(2) == 0 { C2S } else { S2C };
+    let len = [0, 1, 3, 5][rng.below(4) as usize];
+    let name = ["a", "b", "token"][rng.below(3) as usize].to_string();
+    let kind = match rng.below(3) {
+        0 => SpanKind::Vary,
+        1 => SpanKind::Capture(name),
+        _ => SpanKind::Echo(name),
+    };
+    let (min, max) = match rng.below(3) {
+        0 => (len / 2, len + 3),
+        _ => (len, len),
+    };
+    w.span(
+        dir,
+        &Span {
+            kind,
+            len,
+            min,
+            max,
+        },
+    )
+    .unwrap();
+    let covered = rng.bytes(len as usize);
+    match rng.below(4) {
+        0 => {
+            let cut = rng.below(u64::from(len) + 1) as usize;
+            w.data(dir, &covered[..cut]).unwrap();
+            w.data(dir, &covered[cut..]).unwrap();
+        }
+        1 => {}
+        _ => w.data(dir, &covered).unwrap(),
+    }
+}
+
 #[test]
 fn generated_tapes_round_trip_through_text() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut refused = 0;
     for i in 0..3000 {
         let binary = random_tape(&mut rng, i == 0);
         let text = to_text(&binary);
+        // A tape whose spans break a rule prints, so that it can be fixed
+        // as text, but builds only once fixed.
+        if span::check_tape(&mut Reader::new(binary.as_slice())).is_err() {
+            assert!(parse(&text).is_err(), "tape {i} builds:\n{text}");
+            refused += 1;
+            continue;
+        }
         let rebuilt = parse(&text).unwrap_or_else(|e| panic!("tape {i}: {e}\n{text}"));
         assert!(
             rebuilt == binary,
             "tape {i} differs after print and build:\n{text}"
         );
     }
+    assert!((100..1000).contains(&refused), "{refused} tapes refused");
 }
 
 #[test]
@@ -283,6 +334,49 @@ fn syntax_errors_name_line_and_column_with_a_caret() {
         ("tcptape text 1\n> anyx 5\n", 2, 3, "two hex digits"),
         // A trailing comment starts after a space, as the grammar says.
         ("tcptape text 1\n> \"a\"# no\n", 2, 6, "expected a space"),
+        // Spans: their syntax, their numbers, and where they stand.
+        (
+            "tcptape text 1\n< \"Date: \" [vary \"Wed\"\n< \"x\"\n",
+            2,
+            12,
+            "unclosed '['",
+        ),
+        (
+            "tcptape text 1\n> [vary 1..65537 \"x\"]\n",
+            2,
+            12,
+            "a span's length is at most 65536 bytes",
+        ),
+        (
+            "tcptape text 1\n> [capture id \"1234\"]\n< [capture id \"5678\"]\n",
+            3,
+            3,
+            "'id' is captured a second time (first at line 2)",
+        ),
+        (
+            "tcptape text 1\n> \"token=\" [echo token \"abcd\"]\n",
+            2,
+            12,
+            "echo of 'token', which no span before it captures",
+        ),
+        (
+            "tcptape text 1\n< [vary 1..64 \"abc\"]\n< [vary \"d\"]\n",
+            3,
+            3,
+            "right after the variable span at line 2",
+        ),
+        (
+            "tcptape text 1\nspan < vary 5\n< \"abc\"\neof <\n",
+            2,
+            1,
+            "its direction ends (EOF) after 3 of them",
+        ),
+        (
+            "tcptape text 1\n> \"a\"\nspan < capture t 4\n",
+            3,
+            1,
+            "the tape ends after 0 of them",
+        ),
     ];
     for (i, (text, line, column, message)) in cases.into_iter().enumerate() {
         let path = write(&dir, &format!("case{i}.txt"), text);
@@ -582,6 +676,18 @@ fn parsing_takes_linear_time_in_every_construct() {
             "frames",
             "delay 5ms\neof >\n> any 7\n< \"a\"\n".repeat(LINES),
         ),
+        (
+            "spans",
+            format!(
+                "> \"x\"\n{}",
+                "  [vary \"ab\"] \"x\" [vary 1..4 \"cd\"] \"y\"\n".repeat(LINES)
+            ),
+        ),
+        (
+            "spans on one line",
+            format!("> {}\n", "[vary \"ab\"] ".repeat(LINES * 3 / 2)),
+        ),
+        ("span lines", "span < vary 2\n< \"ab\"\n".repeat(LINES)),
     ];
     for (what, body) in cases {
         let text = format!("tcptape text 1\n{body}");
@@ -691,4 +797,126 @@ fn places_in_a_text_tape_name_the_line_of_the_byte() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A session with every kind of span, as `learn` writes them.
+const SPAN_TAPE: &str = "tcptape text 1\n\
+    > \"LOGIN nonce=\" [capture nonce \"8f2a91c4\"] \"\\r\\n\"\n\
+    < \"OK session=\" [capture session 8..40 \"Zx81kQ0aa\"] \"\\r\\n\"\n\
+    \x20 \"Date: \" [vary \"Wed, 25 Nov 2026 09:31:29 GMT\"] \"\\r\\n\"\n\
+    \x20 \"Key: \" [vary de ad be ef\n\
+    \x20 00 01 02 03]\n\
+    > \"GET /data session=\" [echo session \"Zx81kQ0aa\"] \"\\r\\n\"\n\
+    < \"DATA for \" [echo nonce \"8f2a91c4\"] \"\\r\\n\"\n\
+    span < vary 3 1..10\n\
+    < \"end\" \"\\r\\n\"\n\
+    eof >\n\
+    eof <\n";
+
+#[test]
+fn span_tapes_round_trip_through_print_and_build() {
+    let dir = temp_dir("text-spans");
+    let text = write(&dir, "spans.txt", SPAN_TAPE);
+    let binary = dir.join("spans.tape");
+    let (code, _, stderr) = run(&["build", &text, "-o", binary.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, printed, stderr) = run(&["print", binary.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    // Spans print with their bytes, as written; the continuation lines and
+    // the standalone span keep their frames.
+    assert!(
+        printed.contains(
+            "> [capture nonce \"8f2a91c4\"]\n\
+             > \"\\r\\n\"\n\
+             < \"OK session=\"\n\
+             < [capture session 8..40 \"Zx81kQ0aa\"]\n"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("< [vary de ad be ef 00 01 02 03]\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("span < vary 3 1..10\n< \"end\\r\\n\"\n"),
+        "{printed}"
+    );
+    let again = write(&dir, "again.txt", &printed);
+    let rebuilt = dir.join("again.tape");
+    let (code, _, stderr) = run(&["build", &again, "-o", rebuilt.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read(&rebuilt).unwrap() == std::fs::read(&binary).unwrap());
+
+    // describe names the spans, for the text tape and the binary alike.
+    for tape in [text.as_str(), binary.to_str().unwrap()] {
+        let (code, listing, stderr) = run(&["describe", tape]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            listing.contains(
+                "2: SPAN_CLIENT_TO_SERVER (capture nonce, 8 bytes)\n3: CLIENT_TO_SERVER (8 bytes)\n"
+            ),
+            "{listing}"
+        );
+        assert!(
+            listing.contains(
+                "SPAN_SERVER_TO_CLIENT (capture session, 9 bytes recorded, 8..40 live)\n"
+            ),
+            "{listing}"
+        );
+        assert!(
+            listing.contains("SPAN_CLIENT_TO_SERVER (echo session, 9 bytes)\n"),
+            "{listing}"
+        );
+    }
+}
+
+#[test]
+fn a_binary_tape_that_breaks_a_span_rule_prints_but_does_not_build() {
+    let dir = temp_dir("text-span-rule");
+    let mut binary = Vec::new();
+    let mut w = Writer::new(&mut binary).unwrap();
+    w.data(C2S, b"id=").unwrap();
+    w.span(C2S, &Span::fixed(SpanKind::Echo("id".into()), 4))
+        .unwrap();
+    w.data(C2S, b"1234").unwrap();
+    let tape = dir.join("bad.tape");
+    std::fs::write(&tape, &binary).unwrap();
+    let text = dir.join("bad.txt");
+    let (code, _, stderr) = run(&[
+        "print",
+        tape.to_str().unwrap(),
+        "-o",
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr
+            .contains("frame 2 breaks a span rule: echo of 'id', which no span before it captures"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[
+        "build",
+        text.to_str().unwrap(),
+        "-o",
+        dir.join("x.tape").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("bad.txt:3:3: echo of 'id', which no span before it captures"),
+        "{stderr}"
+    );
+    // describe lists what it holds; a bad span payload ends the listing.
+    let (code, listing, _) = run(&["describe", tape.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(listing.contains("2: SPAN_CLIENT_TO_SERVER (echo id, 4 bytes)"));
+    let mut broken = binary.clone();
+    broken[23] = 9;
+    std::fs::write(&tape, &broken).unwrap();
+    let (code, listing, stderr) = run(&["describe", tape.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(listing, "0: NOOP\n1: CLIENT_TO_SERVER (3 bytes)\n");
+    assert!(
+        stderr.contains("bad span frame at offset 19 in frame 2: unknown span kind 9"),
+        "{stderr}"
+    );
 }

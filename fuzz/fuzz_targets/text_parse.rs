@@ -1,12 +1,13 @@
 //! Arbitrary UTF-8 as a text tape. Whatever `build` accepts must be a
-//! binary tape that reads cleanly, whose line map names lines of the text,
-//! and that prints to text which builds back to the same bytes.
+//! binary tape that reads cleanly (spans where spans may stand), whose
+//! line map names lines of the text, and that prints to text which builds
+//! back to the same bytes.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tcptape::tape::text::{build, parse, print};
-use tcptape::tape::{Kind, Reader};
+use tcptape::tape::{Kind, Reader, span};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -18,8 +19,14 @@ fuzz_target!(|data: &[u8]| {
     let lines = text.split('\n').count() as u32;
     let mut reader = Reader::new(built.bytes.as_slice());
     while let Some(frame) = reader.next_frame().expect("a built tape reads cleanly") {
-        if let Kind::Any(_) = frame.kind {
-            reader.read_wildcard().expect("a built wildcard reads");
+        match frame.kind {
+            Kind::Any(_) => {
+                reader.read_wildcard().expect("a built wildcard reads");
+            }
+            Kind::Span(_) => {
+                reader.read_span().expect("a built span reads");
+            }
+            _ => {}
         }
         let line = built
             .lines
@@ -27,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
             .expect("every frame has a line");
         assert!((1..=lines).contains(&line), "line {line} of {lines}");
     }
+    span::check_tape(&mut Reader::new(built.bytes.as_slice()))
+        .expect("a built tape's spans stand where spans may");
     let mut printed = Vec::new();
     print(&mut Reader::new(built.bytes.as_slice()), &mut printed).expect("a built tape prints");
     let printed = String::from_utf8(printed).expect("print writes UTF-8");

@@ -31,7 +31,7 @@ use log::info;
 use crate::cassette::{self, Entry};
 use crate::cli::{ImportArgs, PcapArgs};
 use crate::error::Error;
-use crate::output;
+use crate::output::{self, parent_of, refuse_input_as_output};
 use import::{Imported, Options, Sink};
 use write::{PcapWriter, Placed};
 
@@ -297,53 +297,6 @@ fn is_cassette_dir(dir: &Path) -> bool {
         .is_ok_and(|text| text.lines().next() == Some(INDEX_HEADER))
 }
 
-/// Refuses to write over the input, or into the cassette being read.
-fn refuse_input_as_output(input: &Path, output: &Path) -> Result<(), Error> {
-    let (Some(input_real), Some(output_real)) = (real_path(input), real_path(output)) else {
-        return Ok(());
-    };
-    if input_real == output_real {
-        return Err(Error::Session(format!(
-            "{} is the input: choose another output",
-            output.display()
-        )));
-    }
-    if input_real.is_dir() && output_real.starts_with(&input_real) {
-        return Err(Error::Session(format!(
-            "{} is inside the cassette {}: choose an output outside it",
-            output.display(),
-            input.display()
-        )));
-    }
-    if output_real.is_dir() && input_real.starts_with(&output_real) {
-        return Err(Error::Session(format!(
-            "{} is inside {}, which would be replaced: choose another output",
-            input.display(),
-            output.display()
-        )));
-    }
-    Ok(())
-}
-
-/// The path with symbolic links and `..` resolved, for a file that may not
-/// exist yet (its folder must).
-fn real_path(path: &Path) -> Option<PathBuf> {
-    if let Ok(real) = fs::canonicalize(path) {
-        return Some(real);
-    }
-    let name = path.file_name()?;
-    fs::canonicalize(parent_of(path))
-        .ok()
-        .map(|dir| dir.join(name))
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// A hidden folder for an import's tapes while it runs; removed with what
 /// is left in it when dropped. Being hidden, it is never taken for a tape
 /// of the cassette it sits in.
@@ -439,26 +392,6 @@ mod tests {
         );
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(read_index_starts(&dir).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn outputs_that_would_destroy_the_input_are_refused() {
-        let dir = temp("refuse");
-        let tape = dir.join("t.tape");
-        fs::write(&tape, b"x").unwrap();
-        let same = dir.join(".").join("t.tape");
-        let err = refuse_input_as_output(&tape, &same).unwrap_err();
-        assert!(
-            err.to_string()
-                .ends_with("is the input: choose another output")
-        );
-        let err = refuse_input_as_output(&dir, &dir.join("out.pcap")).unwrap_err();
-        assert!(err.to_string().contains("is inside the cassette"), "{err}");
-        let err = refuse_input_as_output(&tape, &dir).unwrap_err();
-        assert!(err.to_string().contains("which would be replaced"), "{err}");
-        refuse_input_as_output(&tape, &dir.join("other.tape")).unwrap();
-        refuse_input_as_output(&tape, Path::new("/nonexistent/x/y")).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

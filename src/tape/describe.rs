@@ -62,6 +62,10 @@ pub fn describe<S: Source>(
                     frame.kind.name()
                 )?
             }
+            Kind::Span(_) => {
+                let span = reader.read_span().map_err(DescribeError::Tape)?;
+                writeln!(out, "{n}: {} ({span})", frame.kind.name())?
+            }
             Kind::Cut => {
                 let reason = reader
                     .read_payload(REASON_SHOWN)
@@ -97,4 +101,68 @@ fn dump_payload<S: Source>(
         writeln!(out, "    ... {} more bytes not shown", len - shown)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tape::span::{Span, SpanKind};
+    use crate::tape::{Direction, Writer};
+
+    fn listing(bytes: &[u8], verbose: bool) -> String {
+        let mut out = Vec::new();
+        describe(&mut Reader::new(bytes), &mut out, verbose).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn spans_are_listed_with_their_meaning() {
+        let s2c = Direction::ServerToClient;
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes).unwrap();
+        let date = Span {
+            kind: SpanKind::Vary,
+            len: 29,
+            min: 20,
+            max: 40,
+        };
+        w.span(s2c, &date).unwrap();
+        w.data(s2c, &[b'x'; 29]).unwrap();
+        w.span(s2c, &Span::fixed(SpanKind::Capture("token".into()), 12))
+            .unwrap();
+        w.data(s2c, b"abcdefghijkl").unwrap();
+        w.span(
+            Direction::ClientToServer,
+            &Span::fixed(SpanKind::Echo("token".into()), 12),
+        )
+        .unwrap();
+        let expected = "0: NOOP\n\
+                        1: SPAN_SERVER_TO_CLIENT (vary, 29 bytes recorded, 20..40 live)\n\
+                        2: SERVER_TO_CLIENT (29 bytes)\n\
+                        3: SPAN_SERVER_TO_CLIENT (capture token, 12 bytes)\n\
+                        4: SERVER_TO_CLIENT (12 bytes)\n\
+                        5: SPAN_CLIENT_TO_SERVER (echo token, 12 bytes)\n";
+        assert_eq!(listing(&bytes, false), expected);
+        let verbose = listing(&bytes, true);
+        assert!(
+            verbose.contains("\n3: SPAN_SERVER_TO_CLIENT (capture token, 12 bytes)\n4: "),
+            "{verbose}"
+        );
+    }
+
+    #[test]
+    fn a_bad_span_ends_the_listing_with_its_error() {
+        let mut bytes = Vec::new();
+        Writer::new(&mut bytes)
+            .unwrap()
+            .extension(0x84, &[1, 0])
+            .unwrap();
+        let mut out = Vec::new();
+        let err = describe(&mut Reader::new(bytes.as_slice()), &mut out, false).unwrap_err();
+        assert_eq!(String::from_utf8(out).unwrap(), "0: NOOP\n");
+        assert_eq!(
+            err.to_string(),
+            "bad span frame at offset 12 in frame 1: span payload of 2 bytes, at least 14 expected"
+        );
+    }
 }

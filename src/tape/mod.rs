@@ -165,4 +165,27 @@ mod tests {
             format!("tape offset {}", data.offset + 6)
         );
     }
+
+    #[test]
+    fn a_span_and_its_bytes_are_placed_on_their_lines() {
+        let text = "tcptape text 1\n< \"Date: \" [vary\n  \"Wed\"\n  \", 25\"]\n";
+        let built = text::build(text).unwrap();
+        let locator = Locator::for_lines(built.lines);
+        let mut reader = Reader::new(built.bytes.as_slice());
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        let [_, date, span, value] = frames[..] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(span.kind, Kind::Span(Direction::ServerToClient));
+        assert_eq!(locator.place(&date, date.offset + 4), "line 2");
+        assert_eq!(locator.place(&span, span.offset), "line 2");
+        let at = |byte: u64| locator.place(&value, value.offset + 4 + byte);
+        assert_eq!(
+            [at(0), at(2), at(3), at(6)],
+            ["line 3", "line 3", "line 4", "line 4"]
+        );
+    }
 }

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use byteorder::{BigEndian, ByteOrder};
 
 use super::frame::{HEADER_LEN, Header, Kind, MAGIC, WILDCARD_LEN};
+use super::span::{self, Span};
 
 /// A buffer grows to this size at most; callers asking for more get chunks.
 pub const MAX_CHUNK: usize = 256 * 1024;
@@ -122,12 +123,24 @@ pub struct TapeError {
 
 #[derive(Debug)]
 pub enum TapeErrorKind {
-    NotATape { empty: bool },
-    TruncatedHeader { present: u64 },
-    TruncatedPayload { announced: u32, present: u64 },
+    NotATape {
+        empty: bool,
+    },
+    TruncatedHeader {
+        present: u64,
+    },
+    TruncatedPayload {
+        announced: u32,
+        present: u64,
+    },
     UnknownOpcode(u8),
     EofWithLength(u32),
     WildcardLength(u32),
+    /// A span frame whose payload is not a span, and why.
+    BadSpan(String),
+    /// A span that breaks a rule of where spans may be (`span::check_tape`),
+    /// and which.
+    SpanRule(String),
     Io(io::Error),
 }
 
@@ -161,6 +174,16 @@ impl fmt::Display for TapeError {
                 f,
                 "wildcard frame with length {len} at offset {offset} in frame {frame}, expected {WILDCARD_LEN}"
             ),
+            TapeErrorKind::BadSpan(reason) => write!(
+                f,
+                "bad span frame at offset {offset} in frame {frame}: {reason}"
+            ),
+            TapeErrorKind::SpanRule(reason) => {
+                write!(
+                    f,
+                    "misplaced span at offset {offset} in frame {frame}: {reason}"
+                )
+            }
             TapeErrorKind::Io(err) => write!(f, "read error at offset {offset}: {err}"),
         }
     }
@@ -363,6 +386,16 @@ impl<S: Source> Reader<S> {
         if matches!(kind, Kind::Any(_)) && header.len != WILDCARD_LEN {
             return Err(self.error(offset, TapeErrorKind::WildcardLength(header.len)));
         }
+        // Checked here, before any of it is read: a span payload is held
+        // whole, so its size is bounded.
+        if matches!(kind, Kind::Span(_)) && header.len as usize > span::MAX_PAYLOAD {
+            let reason = format!(
+                "payload of {} bytes, at most {} expected",
+                header.len,
+                span::MAX_PAYLOAD
+            );
+            return Err(self.error(offset, TapeErrorKind::BadSpan(reason)));
+        }
         let payload = header.payload_len();
         let present = left - HEADER_LEN as u64;
         let magic_len = MAGIC.len() as u64;
@@ -433,14 +466,30 @@ impl<S: Source> Reader<S> {
         }
     }
 
+    /// An error about the frame `next_frame` returned last.
+    fn frame_error(&self, kind: TapeErrorKind) -> TapeError {
+        TapeError {
+            offset: self.frame_offset,
+            frame: self.frames.saturating_sub(1),
+            kind,
+        }
+    }
+
     /// The byte count of the wildcard frame just read.
     pub fn read_wildcard(&mut self) -> Result<u32, TapeError> {
         let bytes = self.read_payload(WILDCARD_LEN as usize)?;
         if bytes.len() < WILDCARD_LEN as usize {
             let kind = TapeErrorKind::WildcardLength(bytes.len() as u32);
-            return Err(self.error(self.frame_offset, kind));
+            return Err(self.frame_error(kind));
         }
         Ok(BigEndian::read_u32(bytes))
+    }
+
+    /// The span of the span frame just read, its payload checked
+    /// (`Span::parse`).
+    pub fn read_span(&mut self) -> Result<Span, TapeError> {
+        let parsed = Span::parse(self.read_payload(span::MAX_PAYLOAD)?);
+        parsed.map_err(|err| self.frame_error(TapeErrorKind::BadSpan(err.0)))
     }
 
     /// The next chunk of the current frame's payload (at most `max` bytes),
@@ -548,6 +597,57 @@ mod tests {
             "not a tape: no tcptape magic at offset 0"
         );
         assert_eq!(err(b"\0\0"), "not a tape: no tcptape magic at offset 0");
+    }
+
+    #[test]
+    fn spans_are_read_and_checked() {
+        use crate::tape::span::{MAX_PAYLOAD, SpanKind};
+        let capture = Span {
+            kind: SpanKind::Capture("token".into()),
+            len: 12,
+            min: 8,
+            max: 40,
+        };
+        let bytes = tape(|w| {
+            w.span(Direction::ServerToClient, &capture).unwrap();
+            w.data(Direction::ServerToClient, b"abcdefghijkl").unwrap();
+        });
+        let mut reader = Reader::new(bytes.as_slice());
+        reader.next_frame().unwrap();
+        let frame = reader.next_frame().unwrap().unwrap();
+        assert_eq!(frame.kind, Kind::Span(Direction::ServerToClient));
+        assert_eq!(reader.read_span().unwrap(), capture);
+        let data = reader.next_frame().unwrap().unwrap();
+        assert_eq!(data.kind, Kind::Data(Direction::ServerToClient));
+
+        // A payload that is no span names its frame and offset.
+        let mut bad = tape(|w| w.data(Direction::ClientToServer, b"hello").unwrap());
+        let mut payload = Span::fixed(SpanKind::Vary, 3).emit();
+        payload[0] = 7;
+        bad.extend_from_slice(&[0x84, 0, 0, payload.len() as u8]);
+        bad.extend_from_slice(&payload);
+        let mut reader = Reader::new(bad.as_slice());
+        while let Some(frame) = reader.next_frame().unwrap() {
+            if matches!(frame.kind, Kind::Span(_)) {
+                let err = reader.read_span().unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    "bad span frame at offset 21 in frame 2: unknown span kind 7"
+                );
+            }
+        }
+
+        // A span payload too long to be one is refused at its header,
+        // before it is read.
+        let mut long = bad[..21].to_vec();
+        let len = MAX_PAYLOAD as u32 + 1;
+        long.extend_from_slice(&[0x85, 0, 0, len as u8]);
+        assert_eq!(
+            err(&long),
+            format!(
+                "bad span frame at offset 21 in frame 2: payload of {len} bytes, at most {MAX_PAYLOAD} expected"
+            )
+        );
     }
 
     /// A source that fails, or claims more bytes than it has.

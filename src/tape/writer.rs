@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 
 use super::frame::{Direction, Header, MAX_LEN, WILDCARD_LEN, magic_frame, opcode};
+use super::span::Span;
 
 pub struct Writer<W: Write> {
     inner: W,
@@ -80,6 +81,14 @@ impl<W: Write> Writer<W> {
         )
     }
 
+    /// A span over the next `span.len` bytes of `dir`, which the caller
+    /// writes as data after it. A span that does not `check` is refused.
+    pub fn span(&mut self, dir: Direction, span: &Span) -> io::Result<()> {
+        span.check()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.0))?;
+        self.raw(dir.span_opcode(), &span.emit())
+    }
+
     pub fn noop(&mut self, payload: &[u8]) -> io::Result<()> {
         self.raw(opcode::NOOP, payload)
     }
@@ -145,6 +154,25 @@ mod tests {
                 .is_err()
         );
         assert_eq!(w.get_ref().len(), 12, "nothing written after the magic");
+    }
+
+    #[test]
+    fn spans_are_checked_before_they_are_written() {
+        use crate::tape::span::{MAX_SPAN, SpanKind};
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.span(Direction::ClientToServer, &Span::fixed(SpanKind::Vary, 3))
+            .unwrap();
+        assert_eq!(
+            &w.get_ref()[12..],
+            b"\x84\0\0\x0e\x01\0\0\0\x03\0\0\0\x03\0\0\0\x03\0"
+        );
+        let too_long = Span::fixed(SpanKind::Vary, MAX_SPAN + 1);
+        let err = w.span(Direction::ClientToServer, &too_long).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("at most 65536"), "{err}");
+        let unnamed = Span::fixed(SpanKind::Echo(String::new()), 3);
+        assert!(w.span(Direction::ServerToClient, &unnamed).is_err());
+        assert_eq!(w.get_ref().len(), 12 + 18, "nothing written for them");
     }
 
     #[test]

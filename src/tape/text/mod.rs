@@ -21,7 +21,7 @@ mod parse;
 mod print;
 
 pub use parse::{Built, TextError, build, parse};
-pub use print::{PrintError, print};
+pub use print::{PrintError, print, print_annotated};
 
 /// The first line of every text tape.
 pub const HEADER: &str = "tcptape text 1";
@@ -39,9 +39,12 @@ pub struct LineMap {
 impl LineMap {
     /// Notes that the bytes from `offset` on come from `line`. Offsets come
     /// in order; a line noted at the offset of the one before replaces it
-    /// (that one wrote nothing).
+    /// (that one wrote nothing), and the line noted last goes on.
     fn note(&mut self, offset: u64, line: u32) {
         debug_assert!(self.offsets.last().is_none_or(|&last| last <= offset));
+        if self.lines.last() == Some(&line) {
+            return;
+        }
         if self.offsets.last() == Some(&offset) {
             if let Some(last) = self.lines.last_mut() {
                 *last = line;

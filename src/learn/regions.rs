@@ -1,0 +1,342 @@
+//! Where recordings differ: from the alignments of the first recording's
+//! stream (the base) with each other's, the places of the base where some
+//! recording has other bytes, widened to whole values, and each
+//! recording's bytes at each place.
+
+use std::ops::Range;
+
+use super::align::Block;
+use crate::tape::span::MAX_SPAN;
+
+/// Differing places this close (equal bytes between them) are one place:
+/// the parts of a date or a UUID between their separators.
+pub const MERGE_GAP: usize = 2;
+
+/// A place where the recordings differ: `ranges[i]` is recording i's bytes
+/// there (the base is recording 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub ranges: Vec<Range<usize>>,
+}
+
+impl Region {
+    pub fn base(&self) -> Range<usize> {
+        self.ranges[0].clone()
+    }
+
+    /// True when every recording has as many bytes here.
+    #[cfg(test)]
+    fn is_fixed(&self) -> bool {
+        let base = self.ranges[0].len();
+        self.ranges.iter().all(|range| range.len() == base)
+    }
+}
+
+/// One stream (one direction) of each recording, and how the base's
+/// aligns with each other's.
+pub struct Streams<'a> {
+    /// Recording 0 is the base.
+    pub bytes: Vec<&'a [u8]>,
+    /// `blocks[i]`: the alignment of the base with recording `i + 1`.
+    pub blocks: Vec<Vec<Block>>,
+}
+
+/// The places where the recordings differ, in order, each widened to the
+/// whole values it touches, and the ones a couple of bytes apart merged.
+pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
+    let base = streams.bytes[0];
+    let mut differing = Vec::new();
+    for (blocks, other) in streams.blocks.iter().zip(&streams.bytes[1..]) {
+        differing.extend(gaps(blocks, base.len(), other.len()));
+    }
+    let widened = union(differing)
+        .into_iter()
+        .map(|range| widen(base, range))
+        .collect();
+    let places = merge_close(union(widened), MERGE_GAP);
+    let maps: Vec<Map> = streams
+        .blocks
+        .iter()
+        .zip(&streams.bytes[1..])
+        .map(|(blocks, other)| Map::new(blocks, base.len(), other.len()))
+        .collect();
+    places
+        .into_iter()
+        .map(|place| {
+            let mut ranges = vec![place.clone()];
+            ranges.extend(maps.iter().map(|map| map.range(&place)));
+            Region { ranges }
+        })
+        .collect()
+}
+
+/// The base's bytes that differ from the other stream's: the gaps between
+/// blocks, empty where the other stream has bytes the base has not.
+pub fn gaps(blocks: &[Block], base_len: usize, other_len: usize) -> Vec<Range<usize>> {
+    let end = Block {
+        a: base_len,
+        b: other_len,
+        len: 0,
+    };
+    let mut gaps = Vec::new();
+    let (mut a, mut b) = (0, 0);
+    for block in blocks.iter().chain([&end]) {
+        if block.a > a || block.b > b {
+            gaps.push(a..block.a);
+        }
+        (a, b) = (block.a + block.len, block.b + block.len);
+    }
+    gaps
+}
+
+/// Ranges sorted and joined where they overlap or touch (an empty range
+/// too: it marks a place between two bytes).
+fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|range| (range.start, range.end));
+    merge_close(ranges, 0)
+}
+
+/// Sorted ranges joined where at most `gap` bytes are between them.
+fn merge_close(ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match out.last_mut() {
+            Some(last) if range.start <= last.end + gap => last.end = last.end.max(range.end),
+            _ => out.push(range),
+        }
+    }
+    out
+}
+
+/// A byte of a token: a value is a run of letters and digits.
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+}
+
+/// `range` grown to the whole tokens its ends are in: a differing digit of
+/// a number makes the whole number differ. An empty range (bytes only the
+/// other side has) grows over the tokens it touches.
+pub fn widen(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let (mut start, mut end) = (range.start, range.end);
+    let token_at_start = start == end || is_token(bytes[start]);
+    if token_at_start {
+        while start > 0 && is_token(bytes[start - 1]) {
+            start -= 1;
+        }
+    }
+    let token_at_end = start == end || is_token(bytes[end - 1]);
+    if token_at_end {
+        while end < bytes.len() && is_token(bytes[end]) {
+            end += 1;
+        }
+    }
+    start..end
+}
+
+/// Maps places of the base to places of another stream, by their
+/// alignment. Every edge of a region is at an aligned byte (regions hold
+/// all that differs), so it maps exactly.
+struct Map {
+    /// The blocks, between an empty one at the starts and one at the ends.
+    blocks: Vec<Block>,
+}
+
+impl Map {
+    fn new(blocks: &[Block], base_len: usize, other_len: usize) -> Map {
+        let mut all = Vec::with_capacity(blocks.len() + 2);
+        all.push(Block { a: 0, b: 0, len: 0 });
+        all.extend_from_slice(blocks);
+        all.push(Block {
+            a: base_len,
+            b: other_len,
+            len: 0,
+        });
+        Map { blocks: all }
+    }
+
+    /// The other stream's bytes that correspond to the base's `range`:
+    /// from as early as its start maps to, to as late as its end does, so
+    /// that bytes only the other side has at either edge are in.
+    fn range(&self, range: &Range<usize>) -> Range<usize> {
+        let start = self.earliest(range.start);
+        let end = self.latest(range.end).max(start);
+        start..end
+    }
+
+    fn earliest(&self, at: usize) -> usize {
+        let i = self
+            .blocks
+            .partition_point(|block| block.a + block.len < at);
+        let block = self.blocks[i.min(self.blocks.len() - 1)];
+        if block.a <= at {
+            block.b + (at - block.a)
+        } else {
+            // Not at an aligned byte: the gap's start.
+            let before = self.blocks[i - 1];
+            before.b + before.len
+        }
+    }
+
+    fn latest(&self, at: usize) -> usize {
+        let i = self.blocks.partition_point(|block| block.a <= at).max(1) - 1;
+        let block = self.blocks[i];
+        if block.a + block.len >= at {
+            block.b + (at - block.a)
+        } else {
+            // Not at an aligned byte: the gap's end.
+            self.blocks[i + 1].b
+        }
+    }
+}
+
+/// The live lengths a variable span allows, from the lengths seen: from
+/// half the shortest to twice the longest and 16 more, so that a further
+/// run's value fits; at most `MAX_SPAN`.
+pub fn bounds(lengths: impl Iterator<Item = usize>) -> (u32, u32) {
+    let (mut shortest, mut longest) = (usize::MAX, 0);
+    for len in lengths {
+        shortest = shortest.min(len);
+        longest = longest.max(len);
+    }
+    let min = shortest / 2;
+    let max = longest.saturating_mul(2).saturating_add(16);
+    let cap = MAX_SPAN as usize;
+    (min.min(cap) as u32, max.min(cap) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::align::align;
+
+    fn regions_of(recordings: &[&[u8]]) -> Vec<Region> {
+        let base = recordings[0];
+        let streams = Streams {
+            bytes: recordings.to_vec(),
+            blocks: recordings[1..]
+                .iter()
+                .map(|other| align(base, other))
+                .collect(),
+        };
+        regions(&streams)
+    }
+
+    /// Each recording's bytes at each region.
+    fn values<'a>(recordings: &[&'a [u8]], regions: &[Region]) -> Vec<Vec<&'a [u8]>> {
+        regions
+            .iter()
+            .map(|region| {
+                region
+                    .ranges
+                    .iter()
+                    .zip(recordings)
+                    .map(|(range, bytes)| &bytes[range.clone()])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gaps_between_blocks() {
+        let blocks = [Block { a: 0, b: 0, len: 3 }, Block { a: 3, b: 5, len: 2 }];
+        // Bytes only the other has, between the blocks; then the base's
+        // last byte, which the other has not.
+        assert_eq!(gaps(&blocks, 6, 7), [3..3, 5..6]);
+        assert_eq!(gaps(&blocks, 5, 8), [3..3, 5..5]);
+        assert_eq!(gaps(&blocks, 5, 7), vec![3..3]);
+        assert_eq!(gaps(&[], 0, 0), []);
+        assert_eq!(gaps(&[], 4, 0), vec![0..4]);
+    }
+
+    #[test]
+    fn widening_takes_whole_tokens() {
+        let bytes = b"id=abc123; n=7";
+        assert_eq!(widen(bytes, 5..6), 3..9, "a letter inside a token");
+        assert_eq!(widen(bytes, 9..9), 3..9, "bytes added after a token");
+        assert_eq!(widen(bytes, 3..3), 3..9, "bytes added before a token");
+        assert_eq!(widen(bytes, 8..10), 3..10, "a token and a separator");
+        assert_eq!(widen(bytes, 9..11), 9..11, "separators");
+        assert_eq!(widen(bytes, 10..11), 10..11, "a separator alone");
+        assert_eq!(widen(bytes, 13..14), 13..14, "the last byte");
+        assert_eq!(widen(b"\x00\x01\x02", 1..2), 1..2, "binary stays");
+    }
+
+    #[test]
+    fn close_places_merge() {
+        let ranges = vec![0..2, 3..5, 7..8, 8..8, 12..13];
+        assert_eq!(merge_close(ranges.clone(), 0), [0..2, 3..5, 7..8, 12..13]);
+        assert_eq!(merge_close(ranges, MERGE_GAP), [0..8, 12..13]);
+    }
+
+    #[test]
+    fn a_date_is_one_region() {
+        let recordings: [&[u8]; 3] = [
+            b"Date: Wed, 25 Nov 2026 09:31:29 GMT\r\n",
+            b"Date: Thu, 03 Dec 2026 17:02:11 GMT\r\n",
+            b"Date: Mon, 11 Jan 2027 23:45:01 GMT\r\n",
+        ];
+        let regions = regions_of(&recordings);
+        assert_eq!(
+            values(&recordings, &regions),
+            [[
+                &b"Wed, 25 Nov 2026 09:31:29"[..],
+                b"Thu, 03 Dec 2026 17:02:11",
+                b"Mon, 11 Jan 2027 23:45:01"
+            ]]
+        );
+        assert!(regions[0].is_fixed());
+    }
+
+    #[test]
+    fn values_of_other_lengths_map_to_their_bytes() {
+        let recordings: [&[u8]; 3] = [
+            b"Message-ID: <a8f3k2@mail.example>\r\nSubject: hi\r\n",
+            b"Message-ID: <zq81bbc7x0@mail.example>\r\nSubject: hi\r\n",
+            b"Message-ID: <7@mail.example>\r\nSubject: hi\r\n",
+        ];
+        let regions = regions_of(&recordings);
+        assert_eq!(
+            values(&recordings, &regions),
+            [[&b"a8f3k2"[..], b"zq81bbc7x0", b"7"]]
+        );
+        assert!(!regions[0].is_fixed());
+    }
+
+    #[test]
+    fn bytes_only_another_recording_has_are_a_region() {
+        // The base has an empty value; the other has one.
+        let recordings: [&[u8]; 2] = [b"x=\"\" y\r\n", b"x=\"abc\" y\r\n"];
+        let regions = regions_of(&recordings);
+        assert_eq!(values(&recordings, &regions), [[&b""[..], b"abc"]]);
+        assert_eq!(regions[0].base(), 3..3);
+        // Binary bytes are not widened beyond what differs.
+        let recordings: [&[u8]; 2] = [
+            b"\x01\x02KEY\x10\x20\x30\x40\x03",
+            b"\x01\x02KEY\x11\x22\x33\x44\x03",
+        ];
+        let regions = regions_of(&recordings);
+        assert_eq!(
+            values(&recordings, &regions),
+            [[&b"\x10\x20\x30\x40"[..], b"\x11\x22\x33\x44"]]
+        );
+    }
+
+    #[test]
+    fn places_apart_stay_apart() {
+        let recordings: [&[u8]; 2] = [b"a=1111 b=2222\r\n", b"a=3333 b=4444\r\n"];
+        let regions = regions_of(&recordings);
+        assert_eq!(
+            values(&recordings, &regions),
+            [[&b"1111"[..], b"3333"], [&b"2222"[..], b"4444"]]
+        );
+        // Equal recordings have no regions.
+        assert_eq!(regions_of(&[b"same", b"same"]), []);
+    }
+
+    #[test]
+    fn bounds_leave_room_for_another_run() {
+        assert_eq!(bounds([29, 31, 30].into_iter()), (14, 78));
+        assert_eq!(bounds([0, 1].into_iter()), (0, 18));
+        assert_eq!(bounds([40_000, 60_000].into_iter()), (20_000, MAX_SPAN));
+    }
+}
