@@ -16,7 +16,7 @@ const C2S: Direction = Direction::ClientToServer;
 const S2C: Direction = Direction::ServerToClient;
 
 fn span(w: &mut Writer<std::fs::File>, dir: Direction, span: Span, recorded: &[u8]) {
-    w.extension(dir.span_opcode(), &span.emit()).unwrap();
+    w.span(dir, &span).unwrap();
     w.data(dir, recorded).unwrap();
 }
 
@@ -254,4 +254,38 @@ fn a_value_longer_than_its_span_allows_is_a_mismatch() {
         stderr.contains("went on past its longest, 64 bytes"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_tape_whose_spans_break_the_rules_is_refused_before_anyone_connects() {
+    let dir = temp_dir("spans-rules");
+    let tape = dir.join("bad.tape");
+    let mut w = Writer::new(std::fs::File::create(&tape).unwrap()).unwrap();
+    w.data(C2S, b"hello ").unwrap();
+    // The server echoes a value nobody captured.
+    span(
+        &mut w,
+        S2C,
+        Span::fixed(SpanKind::Echo("sid".into()), 3),
+        b"abc",
+    );
+    drop(w);
+    for role in ["server", "client"] {
+        let (code, stdout, stderr) = run(&[role, "127.0.0.1:9", tape.to_str().unwrap()]);
+        assert_eq!(code, 1, "{role}: {stderr}");
+        assert!(!stdout.contains("listening"), "{role}: {stdout}");
+        assert!(
+            stderr.contains("bad.tape: frame 2")
+                && stderr.contains("echo of 'sid', which no span before it captures"),
+            "{role}: {stderr}"
+        );
+    }
+    // A span whose bytes the recording never finished.
+    let mut w = Writer::new(std::fs::File::create(&tape).unwrap()).unwrap();
+    w.span(C2S, &Span::fixed(SpanKind::Vary, 8)).unwrap();
+    w.data(C2S, b"abc").unwrap();
+    drop(w);
+    let (code, _, stderr) = run(&["server", "127.0.0.1:0", tape.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bad.tape: frame 1"), "{stderr}");
 }

@@ -41,7 +41,7 @@ use crate::error::Error;
 use crate::job::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use crate::tape::reader::MAX_CHUNK;
-use crate::tape::{self, Direction, Kind, Locator, Reader, SharedTape};
+use crate::tape::{self, Direction, Frame, Kind, Locator, Reader, SharedTape, span};
 use catalog::{Candidates, Catalog, Choice, Prefix};
 use playback::{Playback, Settings};
 use pool::{Candidate, Pool, PoolStatus};
@@ -251,15 +251,48 @@ pub(crate) struct Replayer {
 /// is reported before anyone connects rather than in the middle of a
 /// session. Refused: wildcards in the direction the role plays (there is
 /// nothing to send for them), and a direction that goes on after its EOF
-/// (tapes joined with `cat`: a tape replays as one session).
+/// (tapes joined with `cat`: a tape replays as one session), and spans that
+/// break the rules of docs/tape-format.md.
 fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
     let (tape, locator) = tape::open_located(path)?;
     let mut reader = Reader::with_read_ahead(tape.clone(), MAX_CHUNK);
     let mut frames = 0u64;
     let mut closed: [Option<u64>; 2] = [None, None];
     let mut cut = None;
+    let mut spans = span::Checker::new();
+    let span_error = |fault: span::Fault<Frame>| {
+        let place = |frame: &Frame| {
+            let line = locator.place(frame, frame.offset);
+            format!("frame {} ({line})", frame.index)
+        };
+        Error::Session(format!(
+            "{}: {}: {}",
+            path.display(),
+            place(&fault.at),
+            fault.problem.message(place)
+        ))
+    };
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         frames += 1;
+        let checked = match frame.kind {
+            Kind::Span(dir) => {
+                let span = reader.read_span().map_err(|err| Error::tape(path, err))?;
+                spans.span(dir, &span, frame)
+            }
+            Kind::Data(dir) => {
+                spans.data(dir, u64::from(frame.len));
+                Ok(())
+            }
+            Kind::Any(dir) => {
+                let count = reader
+                    .read_wildcard()
+                    .map_err(|err| Error::tape(path, err))?;
+                spans.any(dir, u64::from(count), frame)
+            }
+            Kind::Eof(dir) => spans.eof(dir),
+            _ => Ok(()),
+        };
+        checked.map_err(span_error)?;
         let place = || {
             format!(
                 "{}: frame {} ({})",
@@ -292,6 +325,7 @@ fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
             _ => {}
         }
     }
+    spans.finish().map_err(span_error)?;
     if let Some(at) = cut {
         warn!(
             "{}: the recording was cut short (frame {at}); replaying it up to the cut",

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 
-use crate::tape::span::MAX_PAYLOAD;
 use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind, TapeError};
 
 /// Bytes after a variable span that end it: the recorded bytes that follow
@@ -123,18 +122,6 @@ impl From<TapeError> for Fault {
     fn from(err: TapeError) -> Fault {
         Fault::Tape(err)
     }
-}
-
-/// Reads a span frame's payload.
-fn read_span<S: Source>(reader: &mut Reader<S>, frame: &Frame) -> Result<Span, Fault> {
-    if frame.len as usize > MAX_PAYLOAD {
-        return Err(Fault::BadSpan(format!(
-            "span frame {} with a {}-byte payload",
-            frame.index, frame.len
-        )));
-    }
-    let payload = reader.read_payload(MAX_PAYLOAD)?;
-    Span::parse(payload).map_err(|err| Fault::BadSpan(format!("span frame {}: {err}", frame.index)))
 }
 
 /// Moves `reader` past the next `len` bytes of `dir`'s data, from the
@@ -314,7 +301,7 @@ impl<S: Source + Clone> Expect<S> {
     /// The peer's span `frame` is next: its recorded bytes are skipped and
     /// the live value awaited.
     fn enter_span(&mut self, frame: Frame) -> Result<(), Fault> {
-        let span = read_span(&mut self.reader, &frame)?;
+        let span = self.reader.read_span()?;
         self.current = Some(frame);
         let resume = skip_covered(&mut self.reader, self.peer, span.len, &mut self.current)?;
         let delimiter = if span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
@@ -729,7 +716,7 @@ impl<S: Source> Play<S> {
                     self.needs.delay_ms = 0;
                 }
                 Kind::Span(dir) if dir == self.own => {
-                    let span = read_span(&mut self.reader, &frame)?;
+                    let span = self.reader.read_span()?;
                     match span.kind {
                         SpanKind::Vary => {}
                         SpanKind::Capture(name) => {
