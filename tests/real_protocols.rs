@@ -36,7 +36,7 @@ fn python_has(module: &str) -> bool {
 }
 
 /// Starts `command` and waits until `addr` accepts connections.
-fn start_peer(command: &mut Command, addr: SocketAddr) -> Peer {
+fn start_peer(command: &mut Command, addr: SocketAddr) -> Child {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -50,7 +50,7 @@ fn start_peer(command: &mut Command, addr: SocketAddr) -> Peer {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Peer(child)
+    child
 }
 
 /// Runs a client script from tests/fixtures/peers against `port`.
@@ -102,10 +102,10 @@ fn a_redis_py_pool_replays_in_any_order_every_run() {
     let dir = temp_dir("real-redis");
     let addr = dead_addr();
     let port = addr.port().to_string();
-    let redis = start_peer(
+    let redis = Peer(start_peer(
         Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
         addr,
-    );
+    ));
     record(&dir.join("pool"), addr, "redis_pool.py");
     drop(redis);
     assert_eq!(
@@ -126,11 +126,293 @@ fn concurrent_smtplib_senders_replay_against_an_aiosmtpd_recording() {
     }
     let dir = temp_dir("real-smtp");
     let addr = dead_addr();
-    let server = start_peer(
+    let server = Peer(start_peer(
         Command::new("python3").args(["-m", "aiosmtpd", "-n", "-l", &addr.to_string()]),
         addr,
-    );
+    ));
     record(&dir.join("mail"), addr, "smtp_senders.py");
     drop(server);
     replay(&dir.join("mail"), "smtp_senders.py", 4);
+}
+
+/// The bin folder of the newest PostgreSQL server installed, if any.
+fn postgres_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("postgres").exists() && bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// `program` as the `postgres` account when we are root (PostgreSQL will
+/// not run as root), as ourselves otherwise. The account is switched in the
+/// child itself, so the process we hold is the server and not a wrapper
+/// that would leave it running.
+fn as_postgres(program: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    let mut command = Command::new(program);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if let (true, Some(uid), Some(gid)) = (root, id("-u"), id("-g")) {
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+/// A PostgreSQL server, shut down (fast: SIGINT) when dropped, so its
+/// helper processes go with it.
+struct Postgres(Child);
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// psql's one query against `port`, without TLS (the mock does not speak
+/// it, and the server here is not set up for it); returns what it printed.
+fn psql(port: u16) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-X", "-A", "-t"])
+        .args(["-c", "select 41 + 1 as answer"])
+        .env("PGSSLMODE", "disable")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
+    let Some(bin) = postgres_bin().filter(|_| installed("psql", &["--version"])) else {
+        eprintln!("skipped: needs PostgreSQL's server and psql (.ci/run installs them)");
+        return;
+    };
+    let dir = temp_dir("real-postgres");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    // The server runs as `postgres` when we are root: it owns its files.
+    let _ = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(&*dir)
+        .status();
+    let init = as_postgres(&bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let addr = dead_addr();
+    let server = Postgres(start_peer(
+        as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &addr.port().to_string(), "-k"])
+            .arg(&*dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+        addr,
+    ));
+
+    // Two runs recorded: each connection's BackendKeyData (the backend's
+    // pid and a random key) differs.
+    let mut tapes = Vec::new();
+    for run in 1..=2 {
+        let tape = dir.join(format!("run{run}.tape"));
+        let proxy = spawn(
+            &[
+                "proxy",
+                "127.0.0.1:0",
+                &addr.to_string(),
+                tape.to_str().unwrap(),
+            ],
+            true,
+        );
+        assert_eq!(psql(proxy.addr().port()), Ok("42".into()));
+        let (code, _, stderr) = proxy.finish();
+        assert_eq!(code, 0, "{stderr}");
+        tapes.push(tape);
+    }
+    let learned = dir.join("psql.txt");
+    let (code, _, stderr) = run(&[
+        "learn",
+        tapes[0].to_str().unwrap(),
+        tapes[1].to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // As the client, against the real server: the raw recording departs
+    // at the new BackendKeyData, the learned tape passes.
+    let (code, _, stderr) = run(&["client", &addr.to_string(), tapes[0].to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("mismatch with server"), "{stderr}");
+    let (code, _, stderr) = run(&["client", &addr.to_string(), learned.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    drop(server);
+
+    // As the server, to psql, with no PostgreSQL running.
+    let mock = spawn(
+        &["server", "--once", "127.0.0.1:0", learned.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(psql(mock.addr().port()), Ok("42".into()));
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A memcached text-protocol session: a set, a get and `stats`, whose
+/// answer (pid, uptime, time, rusage, counters) changes every run.
+fn memcached_session(addr: SocketAddr) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = TcpStream::connect(addr).map_err(|err| err.to_string())?;
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut ask = |request: &[u8], last: &str| -> Result<Vec<String>, String> {
+        out.write_all(request).map_err(|err| err.to_string())?;
+        let mut answer = Vec::new();
+        loop {
+            let mut line = String::new();
+            match lines.read_line(&mut line) {
+                Ok(0) => return Err(format!("closed after {answer:?}")),
+                Ok(_) => {}
+                Err(err) => return Err(format!("{err} after {answer:?}")),
+            }
+            let line = line.trim_end().to_string();
+            let done = line == last || line.starts_with("ERROR");
+            answer.push(line);
+            if done {
+                return Ok(answer);
+            }
+        }
+    };
+    let stored = ask(b"set greeting 0 0 5\r\nhello\r\n", "STORED")?;
+    let got = ask(b"get greeting\r\n", "END")?;
+    let stats = ask(b"stats\r\n", "END")?;
+    let expected = ["VALUE greeting 0 5", "hello", "END"];
+    if stored != ["STORED"] || got != expected || !stats[0].starts_with("STAT pid ") {
+        return Err(format!("unexpected answers: {stored:?} {got:?} {stats:?}"));
+    }
+    out.write_all(b"quit\r\n").map_err(|err| err.to_string())
+}
+
+/// Other clients' work between runs: 20,000 sets, pipelined on a
+/// connection of their own, so that the counters and the CPU times `stats`
+/// reports move from one run to the next. The kernel splits CPU time
+/// between user and system by sampling, so a little work can leave one of
+/// them equal in both recordings, and a value equal in every recording
+/// stays literal in the learned tape (docs/learn.md, "Limits").
+fn memcached_traffic(addr: SocketAddr) {
+    use std::io::{BufRead, BufReader, Write};
+    const SETS: usize = 20_000;
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let requests: String = (0..SETS)
+        .map(|i| format!("set other{i} 0 0 5\r\nworld\r\n"))
+        .collect();
+    let sending = std::thread::spawn(move || writer.write_all(requests.as_bytes()).unwrap());
+    let mut lines = BufReader::new(stream);
+    for _ in 0..SETS {
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        assert_eq!(line, "STORED\r\n");
+    }
+    sending.join().unwrap();
+}
+
+#[test]
+fn memcached_stats_learned_from_three_runs_replays_both_roles() {
+    if !installed("memcached", &["-h"]) {
+        eprintln!("skipped: needs memcached (.ci/run installs it)");
+        return;
+    }
+    let dir = temp_dir("real-memcached");
+    let addr = dead_addr();
+    let mut command = Command::new("memcached");
+    command.args(["-l", "127.0.0.1", "-p", &addr.port().to_string()]);
+    if Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+    {
+        command.args(["-u", "nobody"]);
+    }
+    let server = Peer(start_peer(&mut command, addr));
+    // Three recorded runs: `stats`' CPU times, which the kernel samples,
+    // come out equal in two runs now and then (docs/real-protocols.md).
+    let mut tapes = Vec::new();
+    for run in 1..=3 {
+        memcached_traffic(addr);
+        let tape = dir.join(format!("run{run}.tape"));
+        let proxy = spawn(
+            &[
+                "proxy",
+                "127.0.0.1:0",
+                &addr.to_string(),
+                tape.to_str().unwrap(),
+            ],
+            true,
+        );
+        assert_eq!(memcached_session(proxy.addr()), Ok(()));
+        let (code, _, stderr) = proxy.finish();
+        assert_eq!(code, 0, "{stderr}");
+        tapes.push(tape);
+        // The next run's uptime and time are other numbers.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let learned = dir.join("stats.txt");
+    let (code, _, stderr) = run(&[
+        "learn",
+        tapes[0].to_str().unwrap(),
+        tapes[1].to_str().unwrap(),
+        tapes[2].to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // As the client, against the server a fourth time: the raw recording
+    // departs at the new numbers, the learned tape passes.
+    memcached_traffic(addr);
+    let (code, _, stderr) = run(&["client", &addr.to_string(), tapes[0].to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    memcached_traffic(addr);
+    let (code, _, stderr) = run(&["client", &addr.to_string(), learned.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert_eq!(code, 0, "{stderr}\nthe learned tape:\n{text}");
+    drop(server);
+    // As the server, with no memcached running.
+    let mock = spawn(
+        &["server", "--once", "127.0.0.1:0", learned.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(memcached_session(mock.addr()), Ok(()));
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 0, "{stderr}");
 }

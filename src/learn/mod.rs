@@ -172,11 +172,12 @@ fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
             });
             plan.of.push((i, part, parts));
         };
-        if matches!(kind, SpanKind::Echo(_)) || piece.is_fixed() && len <= MAX_SPAN {
+        let fixed = piece.is_fixed() && !may_grow(recordings, pieces, i);
+        if matches!(kind, SpanKind::Echo(_)) || fixed && len <= MAX_SPAN {
             add(range, Span::fixed(kind, len), 1, 1);
             continue;
         }
-        if piece.is_fixed() {
+        if fixed {
             let parts = range.len().div_ceil(MAX_SPAN as usize);
             for (part, start) in range.clone().step_by(MAX_SPAN as usize).enumerate() {
                 let end = (start + MAX_SPAN as usize).min(range.end);
@@ -210,6 +211,25 @@ fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
         );
     }
     plan
+}
+
+/// True for a number (digits, maybe in parts: `0.25`, `11:49:01`) in every
+/// recording, with recorded bytes after it to end it: equal lengths in the
+/// recordings say nothing about the next run, where a counter or an uptime
+/// gains a digit, so it becomes a variable span (which needs those bytes
+/// after it).
+fn may_grow(recordings: &[Recording], pieces: &[Piece], i: usize) -> bool {
+    let piece = &pieces[i];
+    let range = piece.base();
+    let number = piece
+        .values(recordings)
+        .iter()
+        .all(|value| regions::is_number(value));
+    let ended = range.end < recordings[0].stream(piece.dir).len()
+        && !pieces
+            .iter()
+            .any(|other| other.dir == piece.dir && other.base().start == range.end);
+    number && ended
 }
 
 /// The learned tape as text: the header, a comment naming the recordings,
@@ -254,7 +274,10 @@ fn annotate(
     let mut notes: HashMap<u64, String> = HashMap::new();
     for (span, &(piece, part, parts)) in plan.of.iter().enumerate() {
         let piece_ref = &pieces[piece];
-        let varies = varies(recordings, piece_ref);
+        let mut varies = varies(recordings, piece_ref);
+        if piece_ref.is_fixed() && !plan.spans[span].span.is_fixed() {
+            varies.push_str(", a number that may gain digits");
+        }
         let note = match &piece_ref.kind {
             PieceKind::Vary if parts > 1 => format!("{varies} (part {part} of {parts})"),
             PieceKind::Vary => varies,
@@ -594,6 +617,27 @@ mod tests {
              eof <\n"
         );
         assert_eq!((learned.spans, learned.captures), (3, 1));
+    }
+
+    #[test]
+    fn numbers_may_gain_a_digit_where_bytes_end_them() {
+        let run = |name, uptime: &[u8], total: &[u8]| {
+            let stats = [b"STAT uptime ", uptime, b"\r\nSTAT total ", total].concat();
+            recording(name, &[(C2S, b"stats\r\n"), (S2C, &stats)])
+        };
+        let recordings = [run("a.tape", b"97", b"0.25"), run("b.tape", b"98", b"0.31")];
+        let learned = learn(&recordings).unwrap();
+        // Both two digits long, yet the uptime becomes a variable span: the
+        // next run's may be 100. The total ends the stream, where nothing
+        // would end a variable span: it stays fixed.
+        assert!(
+            learned.text.contains(
+                "< [vary 1..20 \"97\"]   # varies in 2 of 2 recordings, 2 bytes, a number that may gain digits"
+            ),
+            "{}",
+            learned.text
+        );
+        assert!(learned.text.contains("[vary \"0.25\"]"), "{}", learned.text);
     }
 
     #[test]

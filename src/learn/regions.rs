@@ -108,15 +108,82 @@ fn merge_close(ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
     out
 }
 
+/// Bytes beside a place that a binary number there may reach: a carry
+/// changes a number's other bytes in another run (PostgreSQL's backend pid
+/// `00 00 1f 33` next run is `00 00 20 01`), up to a 32-bit field's.
+pub const NUMBER_REACH: usize = 3;
+
 /// A byte of a token: a value is a run of letters and digits.
 fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
 }
 
+/// A byte no text has: not printable ASCII, a space or a line's end.
+fn is_binary(byte: u8) -> bool {
+    !(byte.is_ascii_graphic() || matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
 /// `range` grown to the whole tokens its ends are in: a differing digit of
 /// a number makes the whole number differ. An empty range (bytes only the
-/// other side has) grows over the tokens it touches.
+/// other side has) grows over the tokens it touches. Then, where binary
+/// bytes border it, over up to `NUMBER_REACH` of them each side: a binary
+/// number's high bytes that happened to be equal (the cost is a few equal
+/// bytes left unchecked, not a false mismatch on the next run).
 pub fn widen(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let Range { mut start, mut end } = widen_number(bytes, widen_tokens(bytes, range));
+    if start == end {
+        return start..end;
+    }
+    let floor = start.saturating_sub(NUMBER_REACH);
+    while start > floor && is_binary(bytes[start - 1]) {
+        start -= 1;
+    }
+    let ceiling = (end + NUMBER_REACH).min(bytes.len());
+    while end < ceiling && is_binary(bytes[end]) {
+        end += 1;
+    }
+    start..end
+}
+
+/// A byte between the parts of a number written in parts: a time
+/// (`11:49:01`), a date (`2026-11-25`), a version or an address
+/// (`3.11.7`, `127.0.0.1:8080`).
+pub fn is_number_separator(byte: u8) -> bool {
+    matches!(byte, b':' | b'-' | b'.' | b'/')
+}
+
+/// True for digits, maybe in parts: `97`, `0.25`, `11:49:01`.
+pub fn is_number(value: &[u8]) -> bool {
+    value.iter().any(u8::is_ascii_digit)
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_digit() || is_number_separator(b))
+}
+
+/// A number grown to all its parts: when the seconds of a time differed,
+/// its minutes and hours will on another run.
+fn widen_number(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let (mut start, mut end) = (range.start, range.end);
+    if !is_number(&bytes[range]) {
+        return start..end;
+    }
+    let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
+    while start >= 2 && is_number_separator(bytes[start - 1]) && digit(start - 2) {
+        start -= 1;
+        while start > 0 && digit(start - 1) {
+            start -= 1;
+        }
+    }
+    while end + 1 < bytes.len() && is_number_separator(bytes[end]) && digit(end + 1) {
+        end += 1;
+        while digit(end) {
+            end += 1;
+        }
+    }
+    start..end
+}
+
+fn widen_tokens(bytes: &[u8], range: Range<usize>) -> Range<usize> {
     let (mut start, mut end) = (range.start, range.end);
     let token_at_start = start == end || is_token(bytes[start]);
     if token_at_start {
@@ -258,7 +325,34 @@ mod tests {
         assert_eq!(widen(bytes, 9..11), 9..11, "separators");
         assert_eq!(widen(bytes, 10..11), 10..11, "a separator alone");
         assert_eq!(widen(bytes, 13..14), 13..14, "the last byte");
-        assert_eq!(widen(b"\x00\x01\x02", 1..2), 1..2, "binary stays");
+        assert_eq!(widen(b"\x00\x01\x02", 1..2), 0..3, "binary neighbours join");
+    }
+
+    #[test]
+    fn a_number_in_parts_is_widened_to_all_of_them() {
+        let date = b"Date: Wed, 25 Nov 2026 11:49:01 GMT";
+        assert_eq!(&date[widen(date, 29..31)], b"11:49:01");
+        let host = b"Host: 127.0.0.1:43371\r\n";
+        assert_eq!(&host[widen(host, 16..21)], b"127.0.0.1:43371");
+        let text = b"rev 7-beta: 12";
+        assert_eq!(&text[widen(text, 4..5)], b"7", "a word is not a part");
+        assert!(is_number(b"0.25") && is_number(b"11:49:01") && !is_number(b"1a"));
+        assert!(!is_number(b":-"), "separators alone");
+    }
+
+    #[test]
+    fn a_binary_number_is_widened_to_its_field() {
+        // PostgreSQL's BackendKeyData: 'K', length 12, pid, secret key,
+        // then ReadyForQuery 'Z'. Only the pid's low byte differed.
+        let bytes = b"K\x00\x00\x00\x0c\x00\x00\x1f\x33\x9c\xcf\xac\xd7Z\x00\x00\x00\x05I";
+        assert_eq!(widen(bytes, 8..13), 5..13, "the pid's high bytes, not 'K'");
+        // Text beside a value is never taken for a number's bytes.
+        assert_eq!(widen(b"id=\x01\x02\r\n", 4..5), 3..5);
+        assert_eq!(
+            widen(b"\x00\x00\x00\x00\x00\x07", 5..6),
+            2..6,
+            "three at most"
+        );
     }
 
     #[test]
@@ -309,7 +403,8 @@ mod tests {
         let regions = regions_of(&recordings);
         assert_eq!(values(&recordings, &regions), [[&b""[..], b"abc"]]);
         assert_eq!(regions[0].base(), 3..3);
-        // Binary bytes are not widened beyond what differs.
+        // Binary bytes next to a binary value may be its number's: they
+        // join it, text does not.
         let recordings: [&[u8]; 2] = [
             b"\x01\x02KEY\x10\x20\x30\x40\x03",
             b"\x01\x02KEY\x11\x22\x33\x44\x03",
@@ -317,7 +412,7 @@ mod tests {
         let regions = regions_of(&recordings);
         assert_eq!(
             values(&recordings, &regions),
-            [[&b"\x10\x20\x30\x40"[..], b"\x11\x22\x33\x44"]]
+            [[&b"\x10\x20\x30\x40\x03"[..], b"\x11\x22\x33\x44\x03"]]
         );
     }
 
