@@ -4,7 +4,9 @@
 //! with `-b 262144`), interleaved round by round; medians, every round
 //! printed. Also the proxy's peak RSS while recording.
 //!
-//! `TCPTAPE_BENCH_BUFFERS=256K,2M` adds a proxy per `--buffer` value.
+//! `TCPTAPE_BENCH_BUFFERS=256K,2M` adds a proxy per `--buffer` value;
+//! `TCPTAPE_BENCH_OTHER=PATH` adds a proxy run by another tcptape binary
+//! (another build profile, an older version), with default options.
 
 mod common;
 
@@ -29,19 +31,17 @@ fn through_proxy(proxy: &mut Running, dir: &Path, session: &mut u64, total: usiz
     mib_per_s(total, elapsed)
 }
 
-fn proxy(upstream: SocketAddr, dir: &Path, buffer: Option<&str>) -> Running {
+fn proxy(upstream: SocketAddr, dir: &Path, buffer: Option<&str>, program: &str) -> Running {
     let template = dir.join("upload-{n}.tape");
-    let upstream = upstream.to_string();
-    let mut args = vec![
-        "proxy",
-        "127.0.0.1:0",
-        &upstream,
-        template.to_str().unwrap(),
-    ];
+    let mut command = std::process::Command::new(program);
+    command
+        .args(["proxy", "127.0.0.1:0", &upstream.to_string()])
+        .arg(template)
+        .env("RUST_LOG", "info");
     if let Some(buffer) = buffer {
-        args.extend(["--buffer", buffer]);
+        command.args(["--buffer", buffer]);
     }
-    tcptape(&args)
+    harness::start_command(command)
 }
 
 fn main() {
@@ -50,16 +50,32 @@ fn main() {
     let upstream = sink();
     let socat = socat_installed();
 
-    let dirs: Vec<_> = (0..3).map(|i| work_dir(&format!("record-{i}"))).collect();
-    let mut default_proxy = proxy(upstream, &dirs[0], None);
-    let extra: Vec<String> = std::env::var("TCPTAPE_BENCH_BUFFERS")
-        .map(|v| v.split(',').map(String::from).collect())
+    let dirs: Vec<_> = (0..4).map(|i| work_dir(&format!("record-{i}"))).collect();
+    let mut default_proxy = proxy(upstream, &dirs[0], None, bin());
+    // Extra contenders: (name, buffer, program).
+    let mut extra: Vec<(String, Option<String>, String)> = std::env::var("TCPTAPE_BENCH_BUFFERS")
+        .map(|v| {
+            v.split(',')
+                .take(2)
+                .map(|b| {
+                    (
+                        format!("--buffer {b}"),
+                        Some(b.to_string()),
+                        bin().to_string(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    let mut extra_proxies: Vec<(String, Running, u64)> = extra
+    if let Ok(other) = std::env::var("TCPTAPE_BENCH_OTHER") {
+        extra.push(("other binary".to_string(), None, other));
+    }
+    let mut extra_proxies: Vec<(Running, u64)> = extra
         .iter()
-        .take(2)
         .enumerate()
-        .map(|(i, b)| (b.clone(), proxy(upstream, &dirs[i + 1], Some(b)), 0))
+        .map(|(i, (_, buffer, program))| {
+            (proxy(upstream, &dirs[i + 1], buffer.as_deref(), program), 0)
+        })
         .collect();
 
     let mut session = 0;
@@ -87,17 +103,13 @@ fn main() {
     let mut extra_measures: Vec<Box<dyn FnMut() -> Option<f64> + '_>> = extra_proxies
         .iter_mut()
         .enumerate()
-        .map(|(i, (_, proxy, session))| {
+        .map(|(i, (proxy, session))| {
             let dir = &dirs[i + 1];
             Box::new(move || Some(through_proxy(proxy, dir, session, total)))
                 as Box<dyn FnMut() -> Option<f64>>
         })
         .collect();
-    let extra_names: Vec<String> = extra
-        .iter()
-        .take(2)
-        .map(|b| format!("--buffer {b}"))
-        .collect();
+    let extra_names: Vec<String> = extra.iter().map(|(name, _, _)| name.clone()).collect();
 
     println!(
         "record: {} MiB uploads, {rounds} interleaved rounds (MiB/s)",
@@ -118,7 +130,7 @@ fn main() {
     drop(extra_measures);
     let rss = peak_rss_kib(default_proxy.child.id());
     default_proxy.kill();
-    for (_, mut proxy, _) in extra_proxies {
+    for (mut proxy, _) in extra_proxies {
         proxy.kill();
     }
     for dir in &dirs {
@@ -147,14 +159,10 @@ fn main() {
         row("tcptape proxy vs socat -b 262144", median_of(3), "MiB/s")
             .against("socat relay -b 262144 (no recording)"),
     ];
-    for (i, name) in extra.iter().take(2).enumerate() {
+    for (i, name) in extra_names.iter().enumerate() {
         rows.push(
-            row(
-                &format!("tcptape proxy --buffer {name}"),
-                median_of(4 + i),
-                "MiB/s",
-            )
-            .against("direct loopback"),
+            row(&format!("tcptape proxy {name}"), median_of(4 + i), "MiB/s")
+                .against("direct loopback"),
         );
     }
     rows.push(row(

@@ -60,13 +60,13 @@ fn main() {
     let block = block();
 
     let mut direct_upload = || Some(mib_per_s(total, upload(direct_addr, total)));
-    let mut server_checking = || {
-        let server = tcptape(&[
-            "server",
-            "--once",
-            "127.0.0.1:0",
-            upload_tape.to_str().unwrap(),
-        ]);
+    let server_checking = |program: &str| {
+        let mut command = std::process::Command::new(program);
+        command
+            .args(["server", "--once", "127.0.0.1:0"])
+            .arg(&upload_tape)
+            .env("RUST_LOG", "info");
+        let server = harness::start_command(command);
         let elapsed = upload(server.addr(), total);
         let (code, _, stderr) = server.finish();
         assert_eq!(code, 0, "tcptape server: {stderr}");
@@ -80,9 +80,9 @@ fn main() {
         let _ = stream.read(&mut [0; 1]);
         Some(mib_per_s(total, start.elapsed()))
     };
-    let mut client_pushing = || {
+    let client_pushing = |program: &str| {
         let start = Instant::now();
-        let out = std::process::Command::new(bin())
+        let out = std::process::Command::new(program)
             .args([
                 "client",
                 &sink_addr.to_string(),
@@ -98,19 +98,27 @@ fn main() {
         "replay: {} MiB, {rounds} interleaved rounds (MiB/s)",
         total / MIB
     );
+    // `TCPTAPE_BENCH_OTHER=PATH`: the same with another tcptape binary.
+    let other = std::env::var("TCPTAPE_BENCH_OTHER").ok();
+    let mut ours_checking = || server_checking(bin());
+    let mut ours_pushing = || client_pushing(bin());
+    let mut other_checking = || server_checking(other.as_deref()?);
+    let mut other_pushing = || client_pushing(other.as_deref()?);
     let values = interleaved(
         rounds,
         "MiB/s",
         &mut [
             ("direct upload", &mut direct_upload),
-            ("server checking", &mut server_checking),
+            ("server checking", &mut ours_checking),
             ("direct push", &mut direct_push),
-            ("client pushing", &mut client_pushing),
+            ("client pushing", &mut ours_pushing),
+            ("other binary checking", &mut other_checking),
+            ("other binary pushing", &mut other_pushing),
         ],
     );
     let _ = std::fs::remove_dir_all(&dir);
-    let median_of = |i: usize| Some(median(&values[i]));
-    let rows = vec![
+    let median_of = |i: usize| (!values[i].is_empty()).then(|| median(&values[i]));
+    let mut rows = vec![
         row("direct loopback upload", median_of(0), "MiB/s"),
         row("tcptape server checking the upload", median_of(1), "MiB/s")
             .against("direct loopback upload")
@@ -120,5 +128,17 @@ fn main() {
             .against("direct loopback push")
             .note("includes process start; target >= 0.8"),
     ];
+    if let Some(other) = &other {
+        rows.push(
+            row("other binary checking the upload", median_of(4), "MiB/s")
+                .against("direct loopback upload")
+                .note(other),
+        );
+        rows.push(
+            row("other binary pushing the tape", median_of(5), "MiB/s")
+                .against("direct loopback push")
+                .note(other),
+        );
+    }
     print_table(&format!("replay: {} MiB, medians", total / MIB), &rows);
 }

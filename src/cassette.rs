@@ -172,8 +172,14 @@ pub(crate) fn read_index(dir: &Path) -> Result<Vec<Entry>, Error> {
         .filter(|line| line.ends_with('\n') && !line.starts_with('#'))
         .filter_map(Entry::parse)
         .collect();
-    entries.sort_by_key(|e| e.order);
+    in_accept_order(&mut entries);
     Ok(entries)
+}
+
+/// Sorts index entries by accept order; entries of the same order keep
+/// theirs (the index is append-only: the later line is the later word).
+pub(crate) fn in_accept_order(entries: &mut [Entry]) {
+    entries.sort_by_key(|e| e.order);
 }
 
 /// The cassette's tapes in the order they are served: numbered tapes by
@@ -199,7 +205,7 @@ pub(crate) fn tapes(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         tapes.push((tape_number(&name), name));
     }
     // Numbered tapes first, by number (10000 after 9999), then by name.
-    tapes.sort_by(|a, b| match (a.0, b.0) {
+    tapes.sort_unstable_by(|a, b| match (a.0, b.0) {
         (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.1.cmp(&b.1)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -233,7 +239,7 @@ pub(crate) fn check_recordable(dir: &Path) -> Result<bool, Error> {
     if foreign.is_empty() {
         return Ok(false);
     }
-    foreign.sort();
+    foreign.sort_unstable();
     let shown: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
     let more = match foreign.len() {
         n if n > 3 => format!(" and {} more", n - 3),

@@ -988,13 +988,25 @@ fn path(parser: &mut lexopt::Parser, usage: &'static str) -> Result<PathBuf, Err
 }
 
 /// A plain decimal number: digits with at most one point (`30`, `0.5`),
-/// nothing else (no sign, exponent, `inf` or `nan`).
+/// nothing else (no sign, exponent, `inf` or `nan`); more than 38 digits
+/// is no number an option takes. Read by hand: std's float parser would
+/// add its tables to the binary for this one use.
 fn decimal(value: &str) -> Option<f64> {
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && value.bytes().filter(|&b| b == b'.').count() <= 1
-        && value.bytes().any(|b| b.is_ascii_digit());
-    plain.then(|| value.parse().ok()).flatten()
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = whole.len() + fraction.len();
+    let plain = (1..=38).contains(&digits)
+        && whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit());
+    if !plain {
+        return None;
+    }
+    let number = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .fold(0u128, |n, b| n * 10 + u128::from(b - b'0'));
+    Some(number as f64 / 10f64.powi(fraction.len() as i32))
 }
 
 /// Seconds, fractions allowed: `30`, `0.5`; at most about 30 years.
@@ -1259,11 +1271,18 @@ mod tests {
 
     #[test]
     fn numbers_are_plain_decimals() {
-        for bad in ["+1", "1e3", "inf", "nan", "", ".", "1.2.3", "-0"] {
+        let too_long = "9".repeat(39);
+        for bad in [
+            "+1", "1e3", "inf", "nan", "", ".", "1.2.3", "-0", " 1", &too_long,
+        ] {
             assert_eq!(decimal(bad), None, "{bad:?}");
         }
         assert_eq!(decimal("0.5"), Some(0.5));
         assert_eq!(decimal("30"), Some(30.0));
+        assert_eq!(decimal(".25"), Some(0.25));
+        assert_eq!(decimal("5."), Some(5.0));
+        assert_eq!(decimal("0.3"), Some(0.3), "rounded as the literal is");
+        assert_eq!(decimal(&"9".repeat(38)), Some(1e38));
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn repair_cassette(dir: &Path, out: &mut impl Write) -> Result<(), Error> {
         }
     }
     if changed {
-        index.sort_by_key(|e| e.order);
+        cassette::in_accept_order(&mut index);
         cassette::write_index(dir, &index)
             .map_err(|err| Error::file(&dir.join(cassette::INDEX), "write", err))?;
     }

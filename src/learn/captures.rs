@@ -83,7 +83,7 @@ pub fn pieces(recordings: &[Recording], regions: &[Vec<Region>; 2]) -> Vec<Piece
         }
     }
     // Frames are one direction's each, so this is the order of the tape.
-    order.sort_by_key(|&(frame, dir, region)| (frame, dir.index(), region.base().start));
+    order.sort_unstable_by_key(|&(frame, dir, region)| (frame, dir.index(), region.base().start));
     let mut finder = Finder {
         recordings,
         pieces: Vec::new(),

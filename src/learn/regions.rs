@@ -92,7 +92,7 @@ pub fn gaps(blocks: &[Block], base_len: usize, other_len: usize) -> Vec<Range<us
 /// Ranges sorted and joined where they overlap or touch (an empty range
 /// too: it marks a place between two bytes).
 fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
-    ranges.sort_by_key(|range| (range.start, range.end));
+    ranges.sort_unstable_by_key(|range| (range.start, range.end));
     merge_close(ranges, 0)
 }
 

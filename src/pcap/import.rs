@@ -376,7 +376,7 @@ impl<S: Sink> Importer<'_, S> {
                 }
             })
             .collect();
-        imported.sort_by_key(|c| (c.start_us, c.first_packet));
+        imported.sort_unstable_by_key(|c| (c.start_us, c.first_packet));
         if imported.is_empty() {
             let to = match &self.options.filter {
                 Some(_) => format!(" to {}", self.options.filter_text),

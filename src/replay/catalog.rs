@@ -330,7 +330,7 @@ impl Catalog {
         // Of the tapes whose whole first message arrived, the longest first:
         // "GET 30" is not the best guess for a client that sent "GET 300".
         let mut tapes: Vec<usize> = candidates.0.iter().map(|(i, _)| *i).collect();
-        tapes.sort_by_key(|&i| {
+        tapes.sort_unstable_by_key(|&i| {
             let len = self.entries[i].prefix.len();
             (received.len() < len, std::cmp::Reverse(len), i)
         });
@@ -340,7 +340,7 @@ impl Catalog {
 
     /// Names the candidates that agree longest and where they diverge.
     fn closest(&self, ranked: &mut [(usize, usize)], received: &[u8]) -> String {
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut text = format!(
             "its first {} bytes match no unused tape of {}; closest:",
             received.len(),
