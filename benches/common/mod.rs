@@ -194,9 +194,14 @@ pub fn interleaved(
     contenders: &mut [(&str, &mut dyn FnMut() -> Option<f64>)],
 ) -> Vec<Vec<f64>> {
     let mut values: Vec<Vec<f64>> = contenders.iter().map(|_| Vec::new()).collect();
+    let n = contenders.len();
     for round in 1..=rounds {
         let mut line = format!("  round {round}:");
-        for (i, (name, measure)) in contenders.iter_mut().enumerate() {
+        // Each round starts one contender later: whoever runs first, or
+        // right after a given other, measured slower or faster here by up
+        // to a factor of two (a cold start, a killed relay's teardown).
+        for i in (0..n).map(|k| (k + round - 1) % n) {
+            let (name, measure) = &mut contenders[i];
             if let Some(value) = measure() {
                 values[i].push(value);
                 line.push_str(&format!(" {name} {value:.0} {unit};"));

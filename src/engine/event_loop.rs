@@ -66,6 +66,9 @@ pub struct Context<'a, T> {
     deferred: &'a mut Vec<T>,
     /// The time this batch of events was taken, in ticks.
     pub now: Tick,
+    /// How many sessions yielded in the last round and get their turn in
+    /// this one: more than one means they compete for it.
+    pub yielded: usize,
     epoch: Instant,
 }
 
@@ -170,6 +173,7 @@ impl<T> EventLoop<T> {
             timers: &mut self.timers,
             deferred: &mut self.deferred,
             now,
+            yielded: 0,
             epoch: self.epoch,
         }
     }
@@ -202,6 +206,7 @@ impl<T> EventLoop<T> {
                 timers: &mut self.timers,
                 deferred: &mut self.deferred,
                 now,
+                yielded: ready.len(),
                 epoch: self.epoch,
             };
             for event in self.events.iter() {
@@ -249,6 +254,8 @@ mod tests {
     struct Busy {
         turns: Vec<u32>,
         rounds: u32,
+        /// What each turn saw of the competition (`cx.yielded`).
+        yielded: Vec<usize>,
     }
 
     impl Service for Busy {
@@ -258,6 +265,7 @@ mod tests {
 
         fn expired(&mut self, cx: &mut Context<'_, usize>, session: usize) {
             self.turns[session] += 1;
+            self.yielded.push(cx.yielded);
             // Yields twice, as a session woken by an event and by its own
             // resume in the same round would.
             cx.defer(session);
@@ -277,6 +285,7 @@ mod tests {
         let mut busy = Busy {
             turns: vec![0; 3],
             rounds: 50,
+            yielded: Vec::new(),
         };
         {
             let mut cx = event_loop.context();
@@ -286,6 +295,24 @@ mod tests {
         }
         event_loop.run(&mut busy).unwrap();
         assert_eq!(busy.turns, vec![50, 50, 50], "turns do not multiply");
+        assert!(
+            busy.yielded.iter().all(|&n| n == 3),
+            "each turn knows three sessions compete: {:?}",
+            busy.yielded
+        );
+    }
+
+    #[test]
+    fn a_session_alone_knows_it_is() {
+        let mut event_loop = EventLoop::new().unwrap();
+        let mut busy = Busy {
+            turns: vec![0; 1],
+            rounds: 5,
+            yielded: Vec::new(),
+        };
+        event_loop.context().defer(0);
+        event_loop.run(&mut busy).unwrap();
+        assert_eq!(busy.yielded, vec![1; 5]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::error::{Error, os_reason};
 use crate::job::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use recorder::Recorder;
-use session::{Session, Side, Status};
+use session::{Session, Side, Status, Turn};
 
 const LISTENER: Token = Token(0);
 /// A session's first ring per direction: small, for request and answer;
@@ -105,6 +105,15 @@ impl Target {
 
 fn client_token(key: usize) -> Token {
     Token(2 * key + 1)
+}
+
+/// A session's turn: with other sessions waiting for theirs (several
+/// yielded in the last round), each takes only its share.
+fn turn(cx: &Context<'_, ProxyTimer>) -> Turn {
+    Turn {
+        now: cx.now,
+        contended: cx.yielded > 1,
+    }
 }
 
 fn session_of(token: Token) -> (usize, Side) {
@@ -318,7 +327,7 @@ impl Proxy {
                     Ok(tape) => {
                         let session = self.sessions.get_mut(key).expect("session checked above");
                         session.attach(tape);
-                        session.resume(cx.registry, cx.now, &mut self.buffers)
+                        session.resume(cx.registry, turn(cx), &mut self.buffers)
                     }
                     Err(err) => Status::Failed(err),
                 };
@@ -548,7 +557,7 @@ impl Service for Proxy {
         }
         let (key, side) = session_of(event.token());
         if let Some(session) = self.sessions.get_mut(key) {
-            let status = session.ready(cx.registry, side, event, cx.now, &mut self.buffers);
+            let status = session.ready(cx.registry, side, event, turn(cx), &mut self.buffers);
             self.update(cx, key, status);
         }
     }
@@ -564,7 +573,7 @@ impl Service for Proxy {
                 if let Some(session) = self.sessions.get_mut(key)
                     && session.number == number
                 {
-                    let status = session.resume(cx.registry, cx.now, &mut self.buffers);
+                    let status = session.resume(cx.registry, turn(cx), &mut self.buffers);
                     self.update(cx, key, status);
                 }
             }

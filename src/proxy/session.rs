@@ -165,18 +165,18 @@ impl Session {
         registry: &Registry,
         side: Side,
         event: &Event,
-        now: u64,
+        turn: Turn,
         buffers: &mut Buffers,
     ) -> Status {
         match side {
             Side::Client => self.client.note(event),
             Side::Server => self.server.note(event),
         }
-        self.resume(registry, now, buffers)
+        self.resume(registry, turn, buffers)
     }
 
     /// Does whatever the sockets allow now.
-    pub fn resume(&mut self, registry: &Registry, now: u64, buffers: &mut Buffers) -> Status {
+    pub fn resume(&mut self, registry: &Registry, turn: Turn, buffers: &mut Buffers) -> Status {
         if let Phase::Connecting = &self.phase {
             match self.server.stream.connect_finished() {
                 Ok(false) => return Status::Running,
@@ -186,7 +186,7 @@ impl Session {
                 }
             }
         }
-        let status = match self.relay(registry, now, buffers) {
+        let status = match self.relay(registry, turn, buffers) {
             Ok(status) => status,
             Err(err) => Status::Failed(err),
         };
@@ -244,9 +244,10 @@ impl Session {
     fn relay(
         &mut self,
         registry: &Registry,
-        now: u64,
+        turn: Turn,
         buffers: &mut Buffers,
     ) -> Result<Status, Error> {
+        let now = turn.now;
         let Phase::Relaying(relay) = &mut self.phase else {
             return Ok(Status::Running);
         };
@@ -264,7 +265,15 @@ impl Session {
                 let silent = relay.pipes.iter().all(|p| p.bytes == 0);
                 let source = peer(&mut self.client, &mut self.server, side);
                 let pipe = &mut relay.pipes[dir.index()];
-                match fill(pipe, source, buffers) {
+                // Alone, a session reads all its ring takes (fewer, larger
+                // calls: the fastest bulk recording); with others waiting,
+                // no more than its turn, so that theirs come soon.
+                let limit = if turn.contended {
+                    BUDGET.saturating_sub(read - read_before).max(1) as usize
+                } else {
+                    usize::MAX
+                };
+                match fill(pipe, source, buffers, limit) {
                     Ok(moved) => progress |= moved,
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
@@ -404,18 +413,41 @@ fn peer_error(action: &str, side: Side, addr: &Address, err: io::Error) -> Error
     Error::Session(format!("cannot {action} {who} {addr}: {}", os_reason(&err)))
 }
 
+/// What a session's turn may do: the loop's clock, and whether other
+/// sessions wait for their turns (then it reads no more than its share).
+#[derive(Debug, Clone, Copy)]
+pub struct Turn {
+    pub now: u64,
+    pub contended: bool,
+}
+
 /// Reads from the source into the ring until it would block, the ring is
-/// full or the source ends. Returns whether bytes were read; an EOF is
+/// full, the source ends or `limit` bytes came (the rest of the session's
+/// turn when others wait: four sessions filling 2 MiB rings each turn held
+/// a new session's first reply back 150 ms). Returns whether bytes were read; an EOF is
 /// noted in the pipe.
-fn fill(pipe: &mut Pipe, source: &mut Socket, buffers: &mut Buffers) -> io::Result<bool> {
+fn fill(
+    pipe: &mut Pipe,
+    source: &mut Socket,
+    buffers: &mut Buffers,
+    limit: usize,
+) -> io::Result<bool> {
     let can_read = pipe.flow == Flow::Open && !pipe.eof_read && source.readable;
     if can_read && !pipe.ring.has_storage() {
         pipe.ring.attach(buffers.take(pipe.size));
     }
     let mut moved = false;
-    while pipe.flow == Flow::Open && !pipe.eof_read && source.readable && !pipe.ring.is_full() {
+    let mut left = limit;
+    while pipe.flow == Flow::Open
+        && !pipe.eof_read
+        && source.readable
+        && !pipe.ring.is_full()
+        && left > 0
+    {
         let mut window = 0;
         let read = pipe.ring.fill_with(|free| {
+            let len = free.len().min(left);
+            let free = &mut free[..len];
             window = free.len();
             source.stream.read(free)
         });
@@ -423,6 +455,7 @@ fn fill(pipe: &mut Pipe, source: &mut Socket, buffers: &mut Buffers) -> io::Resu
             Ok(0) => pipe.eof_read = true,
             Ok(n) => {
                 pipe.bytes += n as u64;
+                left -= n;
                 moved = true;
                 source.read_done(n, window);
                 if pipe.ring.is_full() {
