@@ -225,6 +225,45 @@ impl Drop for MockServer {
     }
 }
 
+/// The replay settings both mocks take, as builder methods: `own` is the
+/// side the tape plays, `peer` the side it checks.
+macro_rules! replay_settings {
+    (own = $own:literal, peer = $peer:literal) => {
+        #[doc = concat!("Replays the recorded delays before the ", $own, "'s sends.")]
+        pub fn delays(mut self, delays: bool) -> Self {
+            self.replay.speed = delays.then_some(self.replay.speed.unwrap_or(1.0));
+            self
+        }
+
+        /// Replays the recorded delays divided by `speed` (2.0: twice as fast).
+        pub fn speed(mut self, speed: f64) -> Self {
+            self.replay.speed = Some(speed);
+            self
+        }
+
+        #[doc = concat!(
+                    "How long to wait for the ", $peer, "'s next bytes; `None` waits forever. ",
+                    "30 s by default."
+                )]
+        pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+            self.replay.timeout = timeout;
+            self
+        }
+
+        #[doc = concat!("Counts the ", $peer, "'s bytes without comparing them.")]
+        pub fn no_assert(mut self, no_assert: bool) -> Self {
+            self.replay.no_assert = no_assert;
+            self
+        }
+
+        /// Adds a line diff to mismatch reports when both sides are text.
+        pub fn text_diff(mut self, text_diff: bool) -> Self {
+            self.replay.text_diff = text_diff;
+            self
+        }
+    };
+}
+
 /// Options of a [`MockServer`].
 ///
 /// ```
@@ -276,36 +315,7 @@ impl MockServerBuilder {
         self
     }
 
-    /// Replays the recorded delays before the server's sends.
-    pub fn delays(mut self, delays: bool) -> Self {
-        self.replay.speed = delays.then_some(self.replay.speed.unwrap_or(1.0));
-        self
-    }
-
-    /// Replays the recorded delays divided by `speed` (2.0: twice as fast).
-    pub fn speed(mut self, speed: f64) -> Self {
-        self.replay.speed = Some(speed);
-        self
-    }
-
-    /// How long a session may wait for its client's next bytes; `None`
-    /// waits forever. 30 s by default.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.replay.timeout = timeout;
-        self
-    }
-
-    /// Counts the clients' bytes without comparing them.
-    pub fn no_assert(mut self, no_assert: bool) -> Self {
-        self.replay.no_assert = no_assert;
-        self
-    }
-
-    /// Adds a line diff to mismatch reports when both sides are text.
-    pub fn text_diff(mut self, text_diff: bool) -> Self {
-        self.replay.text_diff = text_diff;
-        self
-    }
+    replay_settings!(own = "server", peer = "client");
 
     /// Cassette: serves its tapes again once all were used.
     pub fn reuse(mut self, reuse: bool) -> Self {
@@ -430,36 +440,7 @@ impl MockClientBuilder {
         self
     }
 
-    /// Replays the recorded delays before the client's sends.
-    pub fn delays(mut self, delays: bool) -> Self {
-        self.replay.speed = delays.then_some(self.replay.speed.unwrap_or(1.0));
-        self
-    }
-
-    /// Replays the recorded delays divided by `speed`.
-    pub fn speed(mut self, speed: f64) -> Self {
-        self.replay.speed = Some(speed);
-        self
-    }
-
-    /// How long to wait for the server's next bytes; `None` waits forever.
-    /// 30 s by default.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.replay.timeout = timeout;
-        self
-    }
-
-    /// Counts the server's bytes without comparing them.
-    pub fn no_assert(mut self, no_assert: bool) -> Self {
-        self.replay.no_assert = no_assert;
-        self
-    }
-
-    /// Adds a line diff to mismatch reports when both sides are text.
-    pub fn text_diff(mut self, text_diff: bool) -> Self {
-        self.replay.text_diff = text_diff;
-        self
-    }
+    replay_settings!(own = "client", peer = "server");
 
     /// Plays the tape; blocks until the session is over.
     pub fn run(self) -> Result<Report, Error> {
