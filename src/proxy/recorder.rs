@@ -241,10 +241,39 @@ mod tests {
     use crate::tape::{Kind, Reader};
     use std::time::Duration;
 
-    fn temp_tape(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tcptape-recorder-{}", std::process::id()));
+    /// A tape's path in a folder of its own, removed with it.
+    struct TempTape {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl Drop for TempTape {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl std::ops::Deref for TempTape {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    impl AsRef<Path> for TempTape {
+        fn as_ref(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn temp_tape(name: &str) -> TempTape {
+        let dir =
+            std::env::temp_dir().join(format!("tcptape-recorder-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        TempTape {
+            path: dir.join(name),
+            dir,
+        }
     }
 
     fn ring_with(bytes: &[u8], capacity: usize) -> Ring {
@@ -390,7 +419,7 @@ mod tests {
             .file
             .write_all(&[0x01, 0, 0, 9, b'a', b'b'])
             .unwrap();
-        assert_eq!(recorder.salvage("disk full"), path);
+        assert_eq!(recorder.salvage("disk full"), path.to_path_buf());
         let frames = frames(&path);
         assert_eq!(frames.len(), 2, "{frames:?}");
         assert_eq!(frames[1].0, Kind::Cut);
