@@ -89,6 +89,21 @@ fn recordings(dir: &Path, runs: &[Run]) -> Vec<String> {
         .collect()
 }
 
+/// The three runs recorded into `dir` and learned into `dir/learned.txt`.
+fn learned_from_runs(dir: &Path) -> (Vec<String>, std::path::PathBuf) {
+    let inputs = recordings(dir, &RUNS);
+    let out = dir.join("learned.txt");
+    let (code, stderr) = learn(&[
+        &inputs[0],
+        &inputs[1],
+        &inputs[2],
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    (inputs, out)
+}
+
 fn learn(args: &[&str]) -> (i32, String) {
     let mut all = vec!["learn"];
     all.extend_from_slice(args);
@@ -108,16 +123,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 #[test]
 fn values_that_change_become_spans_with_their_reasons() {
     let dir = temp_dir("learn-spans");
-    let inputs = recordings(&dir, &RUNS);
-    let out = dir.join("learned.txt");
-    let (code, stderr) = learn(&[
-        &inputs[0],
-        &inputs[1],
-        &inputs[2],
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    let (inputs, out) = learned_from_runs(&dir);
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
         text.starts_with(&format!(
@@ -594,16 +600,7 @@ fn fourth_client(tape: &Path, request_id: &str, cheat: bool) -> (i32, String) {
 #[test]
 fn a_learned_tape_replays_a_run_it_never_saw() {
     let dir = temp_dir("learn-replay");
-    let inputs = recordings(&dir, &RUNS);
-    let tape = dir.join("learned.txt");
-    let (code, stderr) = learn(&[
-        &inputs[0],
-        &inputs[1],
-        &inputs[2],
-        "-o",
-        tape.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    let (inputs, tape) = learned_from_runs(&dir);
     // The recorded tape itself does not take a new run's request id.
     let (code, stderr) = fourth_client(Path::new(&inputs[0]), "8f2a91c4", false);
     assert_eq!(code, 0, "the recorded run itself: {stderr}");
@@ -630,16 +627,7 @@ fn a_learned_tape_replays_a_run_it_never_saw() {
 #[test]
 fn a_learned_tape_plays_the_client_against_a_run_it_never_saw() {
     let dir = temp_dir("learn-client");
-    let inputs = recordings(&dir, &RUNS);
-    let tape = dir.join("learned.txt");
-    let (code, stderr) = learn(&[
-        &inputs[0],
-        &inputs[1],
-        &inputs[2],
-        "-o",
-        tape.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    let (_, tape) = learned_from_runs(&dir);
     // A fourth run's server: its own date, message id, key and session,
     // the client's request id echoed; it checks the session comes back.
     let (addr, server) = serve_once(|mut s| {
