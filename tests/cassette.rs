@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 
 use common::*;
@@ -241,7 +241,7 @@ fn reuse_serves_the_tapes_again() {
 }
 
 fn auto(args: &[&str], mode: Option<&str>) -> Running {
-    let mut command = Command::new(bin());
+    let mut command = tcptape();
     command.arg("auto").args(args).env("RUST_LOG", "info");
     match mode {
         Some(mode) => command.env("TCPTAPE_MODE", mode),
@@ -292,7 +292,7 @@ fn auto_records_when_missing_and_replays_when_present() {
 
     // TCPTAPE_MODE=replay with nothing to replay: an error, nothing recorded.
     let missing = dir.join("missing.tape");
-    let mut command = Command::new(bin());
+    let mut command = tcptape();
     command
         .args(["auto", "127.0.0.1:0", &dead, missing.to_str().unwrap()])
         .env("TCPTAPE_MODE", "replay");
@@ -303,7 +303,7 @@ fn auto_records_when_missing_and_replays_when_present() {
     assert!(!missing.exists());
 
     // A mode that does not exist is a usage error.
-    let out = Command::new(bin())
+    let out = tcptape()
         .args(["auto", "127.0.0.1:0", &dead, tape_arg])
         .env("TCPTAPE_MODE", "sometimes")
         .output()

@@ -163,10 +163,10 @@ fn unresolvable_host_is_an_error_naming_it() {
 
 #[test]
 fn describe_into_a_closed_pipe_is_not_an_error() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     // As in `tcptape describe -v big.tape | head -1`.
     let tape = fixture("bulk.tape");
-    let mut child = Command::new(bin())
+    let mut child = tcptape()
         .args(["describe", "-v", tape.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -54,7 +54,7 @@ fn recording_into_a_folder_that_is_not_a_cassette_touches_nothing() {
     );
     assert_untouched(&dir);
     // auto in record mode: the same.
-    let out = Command::new(bin())
+    let out = tcptape()
         .args(["auto", "127.0.0.1:0", "127.0.0.1:9", &folder])
         .env("TCPTAPE_MODE", "record")
         .output()
@@ -446,7 +446,7 @@ fn describe_of_a_cassette_into_a_closed_pipe_is_not_an_error() {
         )
         .unwrap();
     }
-    let mut child = Command::new(bin())
+    let mut child = tcptape()
         .args(["describe", &format!("{}/", dir.display())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

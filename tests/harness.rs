@@ -517,7 +517,7 @@ fn auto_replays_a_file_for_one_session_as_it_records_one() {
 fn in_ci_auto_never_records() {
     let dir = temp_dir("harness-ci");
     let tape = dir.join("missing.tape");
-    let mut command = std::process::Command::new(bin());
+    let mut command = tcptape();
     command
         .args(["auto", "127.0.0.1:0", "127.0.0.1:9", tape.to_str().unwrap()])
         .env("CI", "true")
@@ -545,7 +545,9 @@ fn the_python_harness_example_drives_the_binary() {
         return;
     };
     let script = fixture("harness.py");
-    let out = std::process::Command::new(python)
+    let mut command = std::process::Command::new(python);
+    isolate(&mut command);
+    let out = command
         .arg(&script)
         .arg(bin())
         .arg(fixture("banner.tape"))

@@ -21,6 +21,24 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcptape")
 }
 
+/// A command for the binary, isolated from the caller's environment.
+pub fn tcptape() -> Command {
+    let mut command = Command::new(bin());
+    isolate(&mut command);
+    command
+}
+
+/// Clears what would change tcptape's behaviour under a test: `CI`
+/// (set on CI machines, where `auto` refuses to record) and `TCPTAPE_MODE`,
+/// unless the test set them itself.
+pub fn isolate(command: &mut Command) {
+    for key in ["CI", "TCPTAPE_MODE"] {
+        if !command.get_envs().any(|(set, _)| set == key) {
+            command.env_remove(key);
+        }
+    }
+}
+
 /// A fresh folder for one test's files, removed with everything in it
 /// when the test is over.
 pub struct TempDir(PathBuf);
@@ -60,7 +78,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Runs the binary to completion: (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
+    let out = tcptape()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -92,7 +110,7 @@ pub fn spawn(args: &[&str], listens: bool) -> Running {
 
 /// `spawn` with a log level of choice (benches keep logging quiet).
 pub fn spawn_logged(args: &[&str], listens: bool, level: &str) -> Running {
-    let mut command = Command::new(bin());
+    let mut command = tcptape();
     command.args(args).env("RUST_LOG", level);
     start(command, listens)
 }
@@ -110,11 +128,10 @@ pub fn start_command(command: Command) -> Running {
     start(command, true)
 }
 
-/// `spawn` with extra environment variables (and `CI` cleared, so the
-/// tests behave the same on a CI machine).
+/// `spawn` with extra environment variables.
 pub fn spawn_env(args: &[&str], env: &[(&str, &str)], listens: bool) -> Running {
-    let mut command = Command::new(bin());
-    command.args(args).env("RUST_LOG", "debug").env_remove("CI");
+    let mut command = tcptape();
+    command.args(args).env("RUST_LOG", "debug");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -122,6 +139,7 @@ pub fn spawn_env(args: &[&str], env: &[(&str, &str)], listens: bool) -> Running 
 }
 
 fn start(mut command: Command, listens: bool) -> Running {
+    isolate(&mut command);
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
