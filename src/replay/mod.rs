@@ -286,8 +286,10 @@ fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
                 spans.span(dir, &span, frame)
             }
             Kind::Data(dir) => {
-                spans.data(dir, u64::from(frame.len));
-                Ok(())
+                let head = reader
+                    .peek_payload(spans.wanted(dir))
+                    .map_err(|err| Error::tape(path, err))?;
+                spans.data(dir, u64::from(frame.len), head)
             }
             Kind::Any(dir) => {
                 let count = reader

@@ -93,6 +93,21 @@ pub fn summary(
             frame.index,
             locator.place(&frame, frame.offset)
         ),
+        DeviationKind::NotALength { frame, encoding } => format!(
+            "mismatch with {who} {addr}: the length field before byte {at} of its stream is not a {} length (frame {}, {})",
+            encoding.name(),
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
+        DeviationKind::LengthDiffers {
+            frame,
+            said,
+            counted,
+        } => format!(
+            "mismatch with {who} {addr}: its length field said {said}, but the bytes it counts, up to byte {at} of its stream, make it {counted} (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
     }
 }
 
@@ -131,6 +146,12 @@ pub fn render<S: Source>(
         DeviationKind::DataInsteadOfEof { .. } => out.push_str("  expected: EOF\n"),
         DeviationKind::DataAfterEnd => out.push_str("  expected: nothing more\n"),
         DeviationKind::Reset => out.push_str("  expected: the rest of the tape\n"),
+        DeviationKind::NotALength { encoding, .. } => {
+            let _ = writeln!(out, "  expected: a {} length", encoding.name());
+        }
+        DeviationKind::LengthDiffers { counted, .. } => {
+            let _ = writeln!(out, "  expected: a length of {counted}");
+        }
         DeviationKind::SpanTooLong { max, .. } => {
             let _ = writeln!(
                 out,

@@ -11,11 +11,16 @@
 //! Spans (`tape::span`): a vary span of the peer is not compared and may
 //! take `min..=max` live bytes, ending where the recorded bytes after it
 //! appear; a capture keeps its live value in [`Captures`]; an echo of the
-//! peer must repeat a captured value, and an echo of ours sends it.
+//! peer must repeat a captured value, and an echo of ours sends it. A
+//! length of the peer is checked once the bytes it counts have arrived; a
+//! length of ours is sent grown or shrunk by what the echoes it counts
+//! change.
 
 use std::collections::HashMap;
 
-use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind, TapeError};
+use crate::tape::{
+    Direction, Encoding, Frame, Kind, Length, Reader, Source, Span, SpanKind, TapeError,
+};
 
 /// Bytes after a variable span that end it: the recorded bytes that follow
 /// it, up to this many.
@@ -92,6 +97,16 @@ pub enum DeviationKind {
         at: u32,
         value: Vec<u8>,
     },
+    /// The bytes of a length field (span `frame`) are not a length of its
+    /// encoding.
+    NotALength { frame: Frame, encoding: Encoding },
+    /// A length field (span `frame`) said `said`, but the bytes it counts
+    /// make it `counted`.
+    LengthDiffers {
+        frame: Frame,
+        said: u64,
+        counted: u64,
+    },
 }
 
 /// A window of received bytes; `mismatch` is the index of the first byte
@@ -157,6 +172,47 @@ fn skip_covered<S: Source>(
     }
 }
 
+/// A length field's recorded value.
+fn recorded_length(frame: Frame, encoding: Encoding, bytes: &[u8]) -> Result<u64, Fault> {
+    encoding.decode(bytes).ok_or_else(|| {
+        Fault::BadSpan(format!(
+            "span frame {}: the recorded bytes are not a {} length",
+            frame.index,
+            encoding.name()
+        ))
+    })
+}
+
+/// The `len` recorded bytes of `dir` a span covers, read ahead from the
+/// reader's place (a length field's: a few bytes).
+fn covered_bytes<S: Source + Clone>(
+    reader: &Reader<S>,
+    dir: Direction,
+    len: u32,
+    current: Option<Frame>,
+) -> Result<Vec<u8>, Fault> {
+    let mut ahead = reader.fork();
+    let mut current = current;
+    let mut out = Vec::with_capacity(len as usize);
+    while out.len() < len as usize {
+        if matches!(current, Some(f) if f.kind == Kind::Data(dir)) {
+            let chunk = ahead.read_payload(len as usize - out.len())?;
+            if !chunk.is_empty() {
+                out.extend_from_slice(chunk);
+                continue;
+            }
+        }
+        current = ahead.next_frame()?;
+        if current.is_none() {
+            return Err(Fault::BadSpan(format!(
+                "a span covers {} bytes more than the tape holds",
+                len as usize - out.len()
+            )));
+        }
+    }
+    Ok(out)
+}
+
 /// The recorded bytes of `dir` from the reader's place on, up to
 /// `DELIMITER` of them, before anything that is not plain data (a span,
 /// a wildcard, an EOF) and before the other side's next move: what the
@@ -195,9 +251,11 @@ fn literal_after<S: Source + Clone>(
 struct Receiving {
     span: Span,
     frame: Frame,
-    /// Live bytes so far (a capture's value, a variable span's search
-    /// window); for a fixed vary span only its count matters.
+    /// Live bytes so far (a capture's value, a length, a variable span's
+    /// search window); for a fixed vary span only its count matters.
     value: Vec<u8>,
+    /// A length's recorded value.
+    recorded: u64,
     received: u32,
     /// The live stream offset where the span began.
     started_at: u64,
@@ -205,6 +263,20 @@ struct Receiving {
     delimiter: Vec<u8>,
     /// The data frame whose rest follows the span, if it ended mid-frame.
     resume: Option<Frame>,
+}
+
+/// A length of the peer's whose counted bytes are arriving.
+#[derive(Debug)]
+struct Counting {
+    frame: Frame,
+    /// The length as received, and as recorded.
+    said: u64,
+    recorded: u64,
+    /// Recorded bytes it counts, and where they end (in `matched` terms).
+    region: u32,
+    end: u64,
+    /// The live stream offset where the counted bytes began.
+    live_start: u64,
 }
 
 pub struct Expect<S: Source> {
@@ -218,6 +290,13 @@ pub struct Expect<S: Source> {
     /// The frame read last, for spans that end inside it.
     current: Option<Frame>,
     span: Option<Receiving>,
+    /// Lengths whose counted bytes are still arriving, innermost last (at
+    /// most `MAX_NESTED_LENGTHS`, checked at load).
+    lengths: Vec<Counting>,
+    /// A length found wrong, reported by `receive` with the bytes around.
+    wrong_length: Option<DeviationKind>,
+    /// Whether bytes are compared (off for `--no-assert`), as last told.
+    compare: bool,
 }
 
 impl<S: Source + Clone> Expect<S> {
@@ -230,6 +309,9 @@ impl<S: Source + Clone> Expect<S> {
             next: Expected::End,
             current: None,
             span: None,
+            lengths: Vec::new(),
+            wrong_length: None,
+            compare: true,
         };
         expect.advance()?;
         Ok(expect)
@@ -303,6 +385,13 @@ impl<S: Source + Clone> Expect<S> {
     fn enter_span(&mut self, frame: Frame) -> Result<(), Fault> {
         let span = self.reader.read_span()?;
         self.current = Some(frame);
+        let recorded = match &span.kind {
+            SpanKind::Length(length) => {
+                let bytes = covered_bytes(&self.reader, self.peer, span.len, self.current)?;
+                recorded_length(frame, length.encoding, &bytes)?
+            }
+            _ => 0,
+        };
         let resume = skip_covered(&mut self.reader, self.peer, span.len, &mut self.current)?;
         let delimiter = if span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
             Vec::new()
@@ -313,6 +402,7 @@ impl<S: Source + Clone> Expect<S> {
             span,
             frame,
             value: Vec::new(),
+            recorded,
             received: 0,
             started_at: self.received,
             delimiter,
@@ -328,9 +418,25 @@ impl<S: Source + Clone> Expect<S> {
             return Ok(());
         };
         self.matched += u64::from(receiving.span.len);
-        if let SpanKind::Capture(name) = &receiving.span.kind {
-            captures.insert(name, receiving.value);
+        match &receiving.span.kind {
+            SpanKind::Capture(name) => captures.insert(name, receiving.value),
+            SpanKind::Length(length) => match length.encoding.decode(&receiving.value) {
+                Some(said) => self.lengths.push(Counting {
+                    frame: receiving.frame,
+                    said,
+                    recorded: receiving.recorded,
+                    region: length.region,
+                    end: self.matched + u64::from(length.region),
+                    live_start: self.received,
+                }),
+                None => {
+                    let (frame, encoding) = (receiving.frame, length.encoding);
+                    self.wrong_length = Some(DeviationKind::NotALength { frame, encoding });
+                }
+            },
+            SpanKind::Vary | SpanKind::Echo(_) => {}
         }
+        self.count_lengths();
         match receiving.resume {
             Some(frame) => {
                 self.next = Expected::Data {
@@ -343,6 +449,29 @@ impl<S: Source + Clone> Expect<S> {
         }
     }
 
+    /// Checks the lengths whose counted bytes are all accounted for: a
+    /// length is what was recorded, grown or shrunk as the bytes it counts
+    /// are live. Bytes accounted past a region's end came from data, live
+    /// as recorded.
+    fn count_lengths(&mut self) {
+        while let Some(counting) = self.lengths.last() {
+            if counting.end > self.matched {
+                return;
+            }
+            let counting = self.lengths.pop().expect("a length");
+            let live_end = self.received - (self.matched - counting.end);
+            let live = i128::from(live_end - counting.live_start);
+            let counted = i128::from(counting.recorded) + live - i128::from(counting.region);
+            if self.compare && counted != i128::from(counting.said) && self.wrong_length.is_none() {
+                self.wrong_length = Some(DeviationKind::LengthDiffers {
+                    frame: counting.frame,
+                    said: counting.said,
+                    counted: u64::try_from(counted).unwrap_or(0),
+                });
+            }
+        }
+    }
+
     /// Checks bytes that just arrived. With `compare` off only their count
     /// is checked (`--no-assert`).
     pub fn receive(
@@ -351,8 +480,15 @@ impl<S: Source + Clone> Expect<S> {
         compare: bool,
         captures: &mut Captures,
     ) -> Result<(), Fault> {
+        self.compare = compare;
         let mut done = 0;
-        while done < data.len() {
+        loop {
+            if let Some(kind) = self.wrong_length.take() {
+                return Err(self.deviate(kind, data, done.min(data.len())));
+            }
+            if done >= data.len() {
+                return Ok(());
+            }
             match self.next {
                 Expected::Data { frame, remaining } => {
                     let want = (remaining as usize).min(data.len() - done);
@@ -375,6 +511,7 @@ impl<S: Source + Clone> Expect<S> {
                     done += n;
                     self.matched += n as u64;
                     self.received += n as u64;
+                    self.count_lengths();
                     if remaining as usize == n {
                         self.advance()?;
                     } else {
@@ -389,6 +526,7 @@ impl<S: Source + Clone> Expect<S> {
                     done += n;
                     self.matched += n as u64;
                     self.received += n as u64;
+                    self.count_lengths();
                     if remaining as usize == n {
                         self.advance()?;
                     } else {
@@ -410,7 +548,6 @@ impl<S: Source + Clone> Expect<S> {
                 }
             }
         }
-        Ok(())
     }
 
     /// Takes bytes of `data` from `from` on into the span being received;
@@ -463,7 +600,7 @@ impl<S: Source + Clone> Expect<S> {
         let span = &receiving.span;
         if span.is_fixed() {
             let n = ((span.len - receiving.received) as usize).min(input.len());
-            if matches!(span.kind, SpanKind::Capture(_)) {
+            if matches!(span.kind, SpanKind::Capture(_) | SpanKind::Length(_)) {
                 receiving.value.extend_from_slice(&input[..n]);
             }
             receiving.received += n as u32;
@@ -530,6 +667,9 @@ impl<S: Source + Clone> Expect<S> {
                 && !matches!(receiving.span.kind, SpanKind::Echo(_));
             if open_ended && got >= receiving.span.min {
                 self.leave_span(captures)?;
+                if let Some(kind) = self.wrong_length.take() {
+                    return Err(self.deviate(kind, &[], 0));
+                }
             } else if open_ended {
                 let min = receiving.span.min;
                 return Err(self.deviate(DeviationKind::SpanTooShort { frame, min, got }, &[], 0));
@@ -633,16 +773,26 @@ enum Playing {
         value: Vec<u8>,
         left: u32,
     },
-    /// The captured value goes out in place of `len` recorded bytes;
-    /// `value` is taken when the first byte is due (the peer's capture
-    /// arrives before that: it is among what the echo waits for).
-    Echo {
+    /// A live value goes out in place of `len` recorded bytes; `value` is
+    /// worked out when its first byte is due (the peer's captures arrive
+    /// before that: they are among what the span waits for).
+    Live {
         frame: Frame,
-        name: String,
+        live: Live,
         len: u32,
         value: Option<Vec<u8>>,
         sent: usize,
     },
+}
+
+/// What a played span sends instead of its recorded bytes.
+#[derive(Debug)]
+enum Live {
+    /// The value captured under this name.
+    Echo(String),
+    /// The recorded length, grown or shrunk by what the echoes it counts
+    /// change.
+    Length(Length),
 }
 
 pub struct Play<S: Source> {
@@ -655,7 +805,17 @@ pub struct Play<S: Source> {
     playing: Option<Playing>,
 }
 
-impl<S: Source> Play<S> {
+/// The value captured as `name`, which span `frame` echoes.
+fn captured<'a>(captures: &'a Captures, name: &str, frame: Frame) -> Result<&'a [u8], Fault> {
+    captures.get(name).ok_or_else(|| {
+        Fault::BadSpan(format!(
+            "span frame {} echoes '{name}', which was never captured",
+            frame.index
+        ))
+    })
+}
+
+impl<S: Source + Clone> Play<S> {
     pub fn new(reader: Reader<S>, own: Direction) -> Result<Play<S>, Fault> {
         let mut play = Play {
             reader,
@@ -727,17 +887,11 @@ impl<S: Source> Play<S> {
                             });
                         }
                         SpanKind::Echo(name) => {
-                            self.playing = Some(Playing::Echo {
-                                frame,
-                                name,
-                                len: span.len,
-                                value: None,
-                                sent: 0,
-                            });
-                            self.action = Action::Send {
-                                frame,
-                                remaining: span.len,
-                            };
+                            self.play_live(frame, span.len, Live::Echo(name));
+                            return Ok(());
+                        }
+                        SpanKind::Length(length) => {
+                            self.play_live(frame, span.len, Live::Length(length));
                             return Ok(());
                         }
                     }
@@ -768,25 +922,97 @@ impl<S: Source> Play<S> {
         Ok(())
     }
 
+    /// Our span `frame` sends `live` in place of its recorded bytes.
+    fn play_live(&mut self, frame: Frame, len: u32, live: Live) {
+        self.playing = Some(Playing::Live {
+            frame,
+            live,
+            len,
+            value: None,
+            sent: 0,
+        });
+        self.action = Action::Send {
+            frame,
+            remaining: len,
+        };
+    }
+
+    /// The value a live span sends.
+    fn live_value(
+        &self,
+        frame: Frame,
+        live: &Live,
+        len: u32,
+        captures: &Captures,
+    ) -> Result<Vec<u8>, Fault> {
+        match live {
+            Live::Echo(name) => Ok(captured(captures, name, frame)?.to_vec()),
+            Live::Length(length) => {
+                let bytes = covered_bytes(&self.reader, self.own, len, self.current)?;
+                let recorded = recorded_length(frame, length.encoding, &bytes)?;
+                let change = self.change_in(len, length.region, captures)?;
+                let value = u64::try_from(i128::from(recorded) + change).ok();
+                value
+                    .and_then(|value| length.encoding.encode(value))
+                    .ok_or_else(|| {
+                        Fault::BadSpan(format!(
+                            "span frame {}: the length {recorded} changed by {change} does not fit a {} field",
+                            frame.index,
+                            length.encoding.name()
+                        ))
+                    })
+            }
+        }
+    }
+
+    /// How much longer than recorded the `region` bytes after our span of
+    /// `len` bytes go out: echoes send the captured values.
+    fn change_in(&self, len: u32, region: u32, captures: &Captures) -> Result<i128, Fault> {
+        let mut ahead = self.reader.fork();
+        let mut current = self.current;
+        let mut left = u64::from(region);
+        if skip_covered(&mut ahead, self.own, len, &mut current)?.is_some() {
+            left = left.saturating_sub(ahead.payload_left() as u64);
+        }
+        let mut change = 0;
+        while left > 0 {
+            let Some(frame) = ahead.next_frame()? else {
+                break;
+            };
+            match frame.kind {
+                Kind::Data(dir) if dir == self.own => left = left.saturating_sub(frame.len.into()),
+                Kind::Any(dir) if dir == self.own => {
+                    left = left.saturating_sub(ahead.read_wildcard()?.into());
+                }
+                Kind::Span(dir) if dir == self.own => {
+                    let span = ahead.read_span()?;
+                    if let SpanKind::Echo(name) = &span.kind {
+                        let value = captured(captures, name, frame)?;
+                        change += value.len() as i128 - i128::from(span.len);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(change)
+    }
+
     /// The next bytes to send of the current `Send` action, at most `max`.
     pub fn peek(&mut self, max: usize, captures: &Captures) -> Result<&[u8], Fault> {
-        if let Some(Playing::Echo {
+        if let Some(Playing::Live {
             frame,
-            name,
-            value,
-            sent,
+            live,
+            len,
+            value: None,
             ..
-        }) = &mut self.playing
+        }) = &self.playing
         {
-            if value.is_none() {
-                let Some(captured) = captures.get(name) else {
-                    return Err(Fault::BadSpan(format!(
-                        "span frame {} echoes '{name}', which was never captured",
-                        frame.index
-                    )));
-                };
-                *value = Some(captured.to_vec());
+            let value = self.live_value(*frame, live, *len, captures)?;
+            if let Some(Playing::Live { value: slot, .. }) = &mut self.playing {
+                *slot = Some(value);
             }
+        }
+        if let Some(Playing::Live { value, sent, .. }) = &self.playing {
             let value = value.as_deref().unwrap_or_default();
             let end = value.len().min(*sent + max);
             return Ok(&value[*sent..end]);
@@ -815,7 +1041,7 @@ impl<S: Source> Play<S> {
             return Ok(());
         };
         self.sent += n as u64;
-        if let Some(Playing::Echo {
+        if let Some(Playing::Live {
             len, value, sent, ..
         }) = &mut self.playing
         {
@@ -1288,6 +1514,118 @@ mod span_tests {
         };
         assert_eq!((name.as_str(), *at), ("tok", 5));
         assert_eq!(d.stream_offset, 10);
+    }
+
+    fn text(text: &str) -> Vec<u8> {
+        crate::tape::text::parse(text).unwrap()
+    }
+
+    /// A client message with a big-endian length counting a value that
+    /// varies; the server's answer echoes an id the client chose, under a
+    /// little-endian length that counts the id and its own two bytes.
+    const FRAMED: &str = r#"tcptape text 1
+> "M" [length u16be 9 "\x00\x09"] "a=" [capture id 1..16 "xyz"] ";" "\x00\x00\x00"
+< [length u24le 7 "\x05\x00\x00"] "id=" [echo id "xyz"] "!"
+"#;
+
+    #[test]
+    fn a_peer_length_is_checked_against_the_bytes_it_counts() {
+        let bytes = text(FRAMED);
+        let mut captures = Captures::default();
+        // Recorded, and with a longer id and its length grown to match,
+        // byte by byte: the length is checked where its bytes end.
+        for live in [
+            &b"M\x00\x09a=xyz;\x00\x00\x00"[..],
+            b"M\x00\x0ca=uvwxyz;\x00\x00\x00",
+        ] {
+            let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+            for byte in live.chunks(1) {
+                e.receive(byte, true, &mut captures).unwrap();
+            }
+            assert!(e.is_done() || e.next() == Expected::End, "{live:?}");
+            assert_eq!(e.matched(), 12);
+        }
+        // A longer id under the recorded length.
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let fault = e.receive(b"M\x00\x09a=uvwxyz;\x00\x00\x00", true, &mut captures);
+        let d = deviation(fault.unwrap_err());
+        let DeviationKind::LengthDiffers { said, counted, .. } = d.kind else {
+            panic!("{d:?}")
+        };
+        assert_eq!((said, counted), (9, 12));
+        assert_eq!(d.stream_offset, 15, "where the counted bytes end");
+        // `--no-assert` counts bytes only.
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        e.receive(b"M\x00\x09a=uvwxyz;\x00\x00\x00", false, &mut captures)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_length_that_is_no_length_of_its_encoding_is_a_departure() {
+        let bytes =
+            text("tcptape text 1\n> \"Content-Length: \" [length dec 2 1..5 \"5\"] \"\\r\\n\"\n");
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let fault = e.receive(b"Content-Length: 1x\r\n", true, &mut Captures::default());
+        let d = deviation(fault.unwrap_err());
+        assert!(
+            matches!(
+                d.kind,
+                DeviationKind::NotALength {
+                    encoding: Encoding::Decimal,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn our_length_grows_with_the_echo_it_counts() {
+        let bytes = text(FRAMED);
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let mut p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        e.receive(
+            b"M\x00\x13a=0123456789abc;\x00\x00\x00",
+            true,
+            &mut captures,
+        )
+        .unwrap();
+        assert_eq!(
+            sent_by(&mut p, e.matched(), &mut captures),
+            b"\x0f\x00\x00id=0123456789abc!"
+        );
+        // As recorded, it sends the recorded length.
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let mut p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        e.receive(b"M\x00\x08a=xy;\x00\x00\x00", true, &mut captures)
+            .unwrap();
+        assert_eq!(
+            sent_by(&mut p, e.matched(), &mut captures),
+            b"\x04\x00\x00id=xy!"
+        );
+    }
+
+    #[test]
+    fn a_length_that_no_longer_fits_its_field_is_a_fault_not_a_wrap() {
+        let bytes = text(
+            r#"tcptape text 1
+> [capture v 1..300 "ab"] "."
+< [length u8 2 "\x02"] [echo v "ab"] "."
+"#,
+        );
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let mut p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        let long = [b'x'; 260];
+        e.receive(&long, true, &mut captures).unwrap();
+        e.receive(b".", true, &mut captures).unwrap();
+        assert!(p.is_ready(e.matched(), false));
+        let Err(Fault::BadSpan(message)) = p.peek(16, &captures) else {
+            panic!("no fault")
+        };
+        assert!(message.contains("does not fit a u8 field"), "{message}");
     }
 
     #[test]

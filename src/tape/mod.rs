@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 pub use frame::{Direction, Header, Kind, MAGIC, MAX_LEN};
 pub use reader::{Frame, Reader, Source, TapeError, TapeErrorKind};
-pub use span::{Span, SpanKind};
+pub use span::{Encoding, Length, Span, SpanKind};
 pub use writer::Writer;
 
 use crate::error::Error;

@@ -11,17 +11,23 @@
 //! - **echo NAME**: where a value captured earlier (by either side) goes:
 //!   played, the live captured bytes are sent instead of the recorded
 //!   ones; received, they are what the peer must send.
+//! - **length ENCODING REGION**: a length field counting the `region`
+//!   recorded bytes after it. Its live value is the recorded one plus
+//!   however much longer those bytes are live (an echo of a longer value,
+//!   a variable span): played, that value is sent; received, it is checked
+//!   once the bytes it counts have arrived.
 //!
 //! Payload (docs/tape-format.md):
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 0 | kind: 1 vary, 2 capture, 3 echo |
+//! | 0 | kind: 1 vary, 2 capture, 3 echo, 4 length |
 //! | 1..5 | `len`, u32 BE: recorded bytes covered |
 //! | 5..9 | `min`, u32 BE: shortest live value |
 //! | 9..13 | `max`, u32 BE: longest live value |
 //! | 13 | name length N (0 for vary) |
-//! | 14..14+N | the name, ASCII letters, digits, `_`, `-`, `.` |
+//! | 14..14+N | the name, ASCII letters, digits, `_`, `-`, `.`; a length's encoding |
+//! | 14+N..18+N | a length's region, u32 BE (only for kind 4) |
 //!
 //! Where spans may stand (a capture before its echoes, a variable span
 //! followed by recorded bytes...) is a property of the whole tape:
@@ -42,8 +48,9 @@ pub const MAX_SPAN: u32 = 64 * 1024;
 pub const MAX_NAME: usize = 32;
 /// Payload bytes before the name.
 const FIXED: usize = 14;
-/// The largest payload a span frame may have.
-pub const MAX_PAYLOAD: usize = FIXED + MAX_NAME;
+/// The largest payload a span frame may have (a length's region follows
+/// its encoding's name).
+pub const MAX_PAYLOAD: usize = FIXED + MAX_NAME + 4;
 
 mod field {
     use std::ops::Range;
@@ -57,6 +64,14 @@ mod field {
 const VARY: u8 = 1;
 const CAPTURE: u8 = 2;
 const ECHO: u8 = 3;
+const LENGTH: u8 = 4;
+
+/// The most lengths whose regions may hold the same byte (a message in a
+/// message in a message...): each is checked at its region's end, so this
+/// bounds what a session keeps.
+pub const MAX_NESTED_LENGTHS: usize = 8;
+/// The most digits of a decimal length (u64::MAX has 20).
+const MAX_DIGITS: u32 = 20;
 
 /// What a span does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,14 +79,112 @@ pub enum SpanKind {
     Vary,
     Capture(String),
     Echo(String),
+    Length(Length),
 }
 
 impl SpanKind {
     /// The capture name this span captures or echoes.
     pub fn name(&self) -> Option<&str> {
         match self {
-            SpanKind::Vary => None,
+            SpanKind::Vary | SpanKind::Length(_) => None,
             SpanKind::Capture(name) | SpanKind::Echo(name) => Some(name),
+        }
+    }
+}
+
+/// A length field: how it is written, and how many recorded bytes after
+/// it it counts. Its recorded value need not equal `region` (a length may
+/// count its own bytes, or leave a trailer out): the live value keeps the
+/// recorded difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Length {
+    pub encoding: Encoding,
+    pub region: u32,
+}
+
+/// How a length field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// An unsigned integer of `width` bytes (1 to 4), big- or little-endian.
+    Int { width: u8, big_endian: bool },
+    /// ASCII decimal digits, as HTTP's `Content-Length`: its width changes
+    /// with the value, so it is received as a variable span.
+    Decimal,
+}
+
+impl Encoding {
+    /// Every encoding, by its name in tapes.
+    pub const ALL: [(&'static str, Encoding); 8] = [
+        ("u8", Encoding::int(1, true)),
+        ("u16be", Encoding::int(2, true)),
+        ("u16le", Encoding::int(2, false)),
+        ("u24be", Encoding::int(3, true)),
+        ("u24le", Encoding::int(3, false)),
+        ("u32be", Encoding::int(4, true)),
+        ("u32le", Encoding::int(4, false)),
+        ("dec", Encoding::Decimal),
+    ];
+
+    const fn int(width: u8, big_endian: bool) -> Encoding {
+        Encoding::Int { width, big_endian }
+    }
+
+    /// The encoding named `name` (`u16be`, `u24le`, `dec`...).
+    pub fn named(name: &str) -> Option<Encoding> {
+        Encoding::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, encoding)| encoding)
+    }
+
+    pub fn name(self) -> &'static str {
+        Encoding::ALL
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map(|(n, _)| *n)
+            .expect("every encoding has a name")
+    }
+
+    /// The value `bytes` hold, if they are a length of this encoding.
+    pub fn decode(self, bytes: &[u8]) -> Option<u64> {
+        match self {
+            Encoding::Int { width, big_endian } => {
+                if bytes.len() != usize::from(width) {
+                    return None;
+                }
+                let fold = |acc: u64, &b: &u8| acc << 8 | u64::from(b);
+                Some(if big_endian {
+                    bytes.iter().fold(0, fold)
+                } else {
+                    bytes.iter().rev().fold(0, fold)
+                })
+            }
+            Encoding::Decimal => {
+                let digits = bytes.len() as u32;
+                if digits == 0 || digits > MAX_DIGITS || !bytes.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                std::str::from_utf8(bytes).ok()?.parse().ok()
+            }
+        }
+    }
+
+    /// `value` written in this encoding, if it fits.
+    pub fn encode(self, value: u64) -> Option<Vec<u8>> {
+        match self {
+            Encoding::Int { width, big_endian } => {
+                let width = usize::from(width);
+                if width < 8 && value >> (8 * width) != 0 {
+                    return None;
+                }
+                let bytes = value.to_be_bytes();
+                let mut out = bytes[8 - width..].to_vec();
+                if !big_endian {
+                    out.reverse();
+                }
+                Some(out)
+            }
+            Encoding::Decimal => Some(value.to_string().into_bytes()),
         }
     }
 }
@@ -139,6 +252,22 @@ impl Span {
         match &self.kind {
             SpanKind::Vary => Ok(()),
             SpanKind::Capture(name) | SpanKind::Echo(name) => check_name(name),
+            SpanKind::Length(length) => match length.encoding {
+                Encoding::Int { width, .. } if !self.is_fixed() || self.len != u32::from(width) => {
+                    err(format!(
+                        "a {} length is {width} bytes, live as recorded (the span covers {}, {}..{} live)",
+                        length.encoding.name(),
+                        self.len,
+                        self.min,
+                        self.max
+                    ))
+                }
+                Encoding::Decimal if self.min == 0 || self.max > MAX_DIGITS => err(format!(
+                    "a decimal length has 1 to {MAX_DIGITS} digits ({}..{} live)",
+                    self.min, self.max
+                )),
+                _ => Ok(()),
+            },
         }
     }
 
@@ -151,14 +280,16 @@ impl Span {
             )));
         }
         let name_len = payload[field::NAME_LEN] as usize;
-        if payload.len() != FIXED + name_len {
+        // A length's region follows its encoding's name.
+        let extra = if payload[field::KIND] == LENGTH { 4 } else { 0 };
+        if payload.len() != FIXED + name_len + extra {
             return Err(SpanError(format!(
                 "span payload of {} bytes, {} expected for a {name_len}-byte name",
                 payload.len(),
-                FIXED + name_len
+                FIXED + name_len + extra
             )));
         }
-        let name = std::str::from_utf8(&payload[FIXED..])
+        let name = std::str::from_utf8(&payload[FIXED..FIXED + name_len])
             .map_err(|_| SpanError("span name is not UTF-8".into()))?
             .to_string();
         let kind = match (payload[field::KIND], name.is_empty()) {
@@ -166,6 +297,12 @@ impl Span {
             (VARY, false) => return Err(SpanError("a vary span has no name".into())),
             (CAPTURE, _) => SpanKind::Capture(name),
             (ECHO, _) => SpanKind::Echo(name),
+            (LENGTH, _) => {
+                let encoding = Encoding::named(&name)
+                    .ok_or_else(|| SpanError(format!("'{name}' is not a length encoding")))?;
+                let region = BigEndian::read_u32(&payload[FIXED + name_len..]);
+                SpanKind::Length(Length { encoding, region })
+            }
             (other, _) => return Err(SpanError(format!("unknown span kind {other}"))),
         };
         let span = Span {
@@ -184,6 +321,7 @@ impl Span {
             SpanKind::Vary => (VARY, ""),
             SpanKind::Capture(name) => (CAPTURE, name.as_str()),
             SpanKind::Echo(name) => (ECHO, name.as_str()),
+            SpanKind::Length(length) => (LENGTH, length.encoding.name()),
         };
         let mut out = vec![0; FIXED + name.len()];
         out[field::KIND] = kind;
@@ -192,6 +330,9 @@ impl Span {
         BigEndian::write_u32(&mut out[field::MAX], self.max);
         out[field::NAME_LEN] = name.len() as u8;
         out[FIXED..].copy_from_slice(name.as_bytes());
+        if let SpanKind::Length(length) = &self.kind {
+            out.extend_from_slice(&length.region.to_be_bytes());
+        }
         out
     }
 }
@@ -204,6 +345,12 @@ impl fmt::Display for Span {
             SpanKind::Vary => write!(f, "vary")?,
             SpanKind::Capture(name) => write!(f, "capture {name}")?,
             SpanKind::Echo(name) => write!(f, "echo {name}")?,
+            SpanKind::Length(length) => write!(
+                f,
+                "length {} of the next {} bytes",
+                length.encoding.name(),
+                length.region
+            )?,
         }
         if self.is_fixed() {
             write!(f, ", {} bytes", self.len)
@@ -252,6 +399,21 @@ pub enum Problem<P> {
     /// The direction's EOF, or the tape's end, came after `recorded` of the
     /// span's `len` bytes.
     Unfinished { len: u32, recorded: u32, eof: bool },
+    /// A span that begins inside the bytes a length counts and ends after.
+    AcrossLength { length: P },
+    /// A decimal length inside the bytes another length counts: played,
+    /// its width could change the other's count.
+    DecimalInLength { length: P },
+    /// More than `MAX_NESTED_LENGTHS` lengths count this span's bytes.
+    LengthsTooDeep,
+    /// An echo inside the bytes a length counts, of a value captured after
+    /// that length: played, the length could not be computed in time.
+    EchoAfterLength { name: String, length: P },
+    /// The direction's EOF, or the tape's end, came `missing` bytes before
+    /// the end of what the length counts.
+    LengthUnfinished { missing: u64, eof: bool },
+    /// A length's recorded bytes are not a length of its encoding.
+    NotALength { encoding: Encoding },
 }
 
 impl<P> Problem<P> {
@@ -285,13 +447,39 @@ impl<P> Problem<P> {
             Problem::AfterEof => "a span after its direction's EOF".to_string(),
             Problem::Unfinished { len, recorded, eof } => format!(
                 "the span covers {len} bytes, but {} after {recorded} of them",
-                if *eof {
-                    "its direction ends (EOF)"
-                } else {
-                    "the tape ends"
-                }
+                ends(*eof)
             ),
+            Problem::AcrossLength { length } => format!(
+                "a span across the end of the bytes the length at {} counts: a length counts whole spans",
+                place(length)
+            ),
+            Problem::DecimalInLength { length } => format!(
+                "a decimal length inside the bytes the length at {} counts: its width can change, and so the other's count",
+                place(length)
+            ),
+            Problem::LengthsTooDeep => {
+                format!("more than {MAX_NESTED_LENGTHS} lengths count the bytes of this span")
+            }
+            Problem::EchoAfterLength { name, length } => format!(
+                "echo of '{name}' inside the bytes the length at {} counts, but '{name}' is captured after that length: the length could not be computed when it is sent",
+                place(length)
+            ),
+            Problem::LengthUnfinished { missing, eof } => format!(
+                "the length counts {missing} bytes more than there are: {}",
+                ends(*eof)
+            ),
+            Problem::NotALength { encoding } => {
+                format!("the recorded value is not a {} length", encoding.name())
+            }
         }
+    }
+}
+
+fn ends(eof: bool) -> &'static str {
+    if eof {
+        "its direction ends (EOF)"
+    } else {
+        "the tape ends"
     }
 }
 
@@ -312,6 +500,18 @@ struct Open<P> {
     variable: bool,
     /// The name it captures.
     capture: Option<String>,
+    /// A length's encoding, and its recorded bytes so far.
+    length: Option<(Encoding, Vec<u8>)>,
+}
+
+/// A length whose counted bytes are being recorded.
+#[derive(Debug)]
+struct Region<P> {
+    at: P,
+    /// The direction's recorded offset where the counted bytes end.
+    end: u64,
+    /// Captures complete when the length came.
+    completions: u64,
 }
 
 /// What the checker knows of one direction.
@@ -322,6 +522,10 @@ struct Stream<P> {
     /// of the direction show where it ends.
     variable: Option<P>,
     eof: bool,
+    /// Recorded bytes so far (data and wildcards).
+    offset: u64,
+    /// Lengths whose counted bytes are still to come, innermost last.
+    regions: Vec<Region<P>>,
 }
 
 impl<P> Default for Stream<P> {
@@ -330,15 +534,41 @@ impl<P> Default for Stream<P> {
             open: None,
             variable: None,
             eof: false,
+            offset: 0,
+            regions: Vec::new(),
         }
     }
 }
 
-/// A capture seen, and whether its bytes are all recorded.
+impl<P: Copy> Stream<P> {
+    /// Counts `len` recorded bytes, closing the regions they complete.
+    fn advance(&mut self, len: u64) {
+        self.offset += len;
+        let offset = self.offset;
+        self.regions.retain(|region| region.end > offset);
+    }
+
+    /// A fault when the direction ends inside a length's region.
+    fn unfinished_region(&self, eof: bool) -> Result<(), Fault<P>> {
+        match self.regions.first() {
+            Some(region) => Err(Fault {
+                at: region.at,
+                problem: Problem::LengthUnfinished {
+                    missing: region.end - self.offset,
+                    eof,
+                },
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A capture seen, and when its bytes were all recorded (the count of
+/// captures complete by then, from 1).
 #[derive(Debug)]
 struct Captured<P> {
     at: P,
-    complete: bool,
+    completed: Option<u64>,
 }
 
 /// Checks where spans stand, fed a tape's frames in order (docs/tape-format.md
@@ -348,6 +578,8 @@ struct Captured<P> {
 pub struct Checker<P> {
     streams: [Stream<P>; 2],
     captures: HashMap<String, Captured<P>>,
+    /// Captures complete so far.
+    completions: u64,
 }
 
 impl<P: Copy> Default for Checker<P> {
@@ -361,6 +593,7 @@ impl<P: Copy> Checker<P> {
         Checker {
             streams: [Stream::default(), Stream::default()],
             captures: HashMap::new(),
+            completions: 0,
         }
     }
 
@@ -380,6 +613,27 @@ impl<P: Copy> Checker<P> {
                 wildcard: false,
             });
         }
+        let end = stream.offset + u64::from(span.len);
+        let counted = match &span.kind {
+            SpanKind::Length(length) => u64::from(length.region),
+            _ => 0,
+        };
+        if let Some(region) = stream.regions.iter().find(|r| end + counted > r.end) {
+            return fault(Problem::AcrossLength { length: region.at });
+        }
+        if let SpanKind::Length(length) = &span.kind {
+            if let (Some(outer), Encoding::Decimal) = (stream.regions.last(), length.encoding) {
+                return fault(Problem::DecimalInLength { length: outer.at });
+            }
+            if stream.regions.len() == MAX_NESTED_LENGTHS {
+                return fault(Problem::LengthsTooDeep);
+            }
+            stream.regions.push(Region {
+                at,
+                end: end + counted,
+                completions: self.completions,
+            });
+        }
         let mut capture = None;
         match &span.kind {
             SpanKind::Vary => {}
@@ -394,67 +648,114 @@ impl<P: Copy> Checker<P> {
                     name.clone(),
                     Captured {
                         at,
-                        complete: false,
+                        completed: None,
                     },
                 );
                 capture = Some(name.clone());
             }
             SpanKind::Echo(name) => match self.captures.get(name) {
                 None => return fault(Problem::EchoUncaptured { name: name.clone() }),
-                Some(captured) if !captured.complete => {
+                Some(Captured {
+                    at: capture,
+                    completed: None,
+                }) => {
                     return fault(Problem::EchoBeforeCaptured {
                         name: name.clone(),
-                        capture: captured.at,
+                        capture: *capture,
                     });
                 }
-                Some(_) => {}
+                Some(Captured {
+                    completed: Some(completed),
+                    ..
+                }) => {
+                    // Any length counting the echo is sent before it, and
+                    // must know the value's length by then.
+                    let regions = self.streams[dir.index()].regions.iter();
+                    if let Some(region) = regions.into_iter().find(|r| *completed > r.completions) {
+                        return fault(Problem::EchoAfterLength {
+                            name: name.clone(),
+                            length: region.at,
+                        });
+                    }
+                }
             },
+            SpanKind::Length(_) => {}
         }
         let variable = !span.is_fixed() && !matches!(span.kind, SpanKind::Echo(_));
+        let length = match &span.kind {
+            SpanKind::Length(length) => Some((length.encoding, Vec::new())),
+            _ => None,
+        };
         self.streams[dir.index()].open = Some(Open {
             at,
             len: span.len,
             left: span.len,
             variable,
             capture,
+            length,
         });
-        self.covered(dir, 0);
-        Ok(())
+        self.covered(dir, 0, &[]).map(|_| ())
     }
 
-    /// `len` recorded bytes of `dir`.
-    pub fn data(&mut self, dir: Direction, len: u64) {
-        if len == 0 {
-            return;
+    /// How many of the next data frame's first bytes `data` needs to see:
+    /// those of a length field, whose recorded value is checked.
+    pub fn wanted(&self, dir: Direction) -> usize {
+        match &self.streams[dir.index()].open {
+            Some(open) if open.length.is_some() => open.left as usize,
+            _ => 0,
         }
-        let rest = self.covered(dir, len);
+    }
+
+    /// `len` recorded bytes of `dir`, of which `head` are the first (at
+    /// least as many as `wanted` asked, or all of them).
+    pub fn data(&mut self, dir: Direction, len: u64, head: &[u8]) -> Result<(), Fault<P>> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.streams[dir.index()].advance(len);
+        let rest = self.covered(dir, len, head)?;
         if rest > 0 {
             // Recorded bytes beyond any span: a variable span before them
             // ends there.
             self.streams[dir.index()].variable = None;
         }
+        Ok(())
     }
 
-    /// Counts `len` bytes against the open span of `dir`, closing it when
-    /// they complete it; returns the bytes beyond it.
-    fn covered(&mut self, dir: Direction, len: u64) -> u64 {
+    /// Counts `len` bytes (the first of them `head`) against the open span
+    /// of `dir`, closing it when they complete it; returns the bytes
+    /// beyond it.
+    fn covered(&mut self, dir: Direction, len: u64, head: &[u8]) -> Result<u64, Fault<P>> {
         let stream = &mut self.streams[dir.index()];
         let Some(open) = &mut stream.open else {
-            return len;
+            return Ok(len);
         };
         let taken = len.min(u64::from(open.left));
+        if let Some((_, recorded)) = &mut open.length {
+            recorded.extend_from_slice(&head[..head.len().min(taken as usize)]);
+        }
         open.left -= taken as u32;
         if open.left > 0 {
-            return 0;
+            return Ok(0);
         }
         let open = stream.open.take().expect("an open span");
         if open.variable {
             stream.variable = Some(open.at);
         }
         if let Some(captured) = open.capture.and_then(|name| self.captures.get_mut(&name)) {
-            captured.complete = true;
+            self.completions += 1;
+            captured.completed = Some(self.completions);
         }
-        len - taken
+        if let Some((encoding, recorded)) = open.length
+            && encoding.decode(&recorded).is_none()
+        {
+            let problem = Problem::NotALength { encoding };
+            return Err(Fault {
+                at: open.at,
+                problem,
+            });
+        }
+        Ok(len - taken)
     }
 
     /// A wildcard of `count` bytes of `dir`, at `at`.
@@ -474,6 +775,7 @@ impl<P: Copy> Checker<P> {
             };
             return Err(Fault { at, problem });
         }
+        stream.advance(count);
         Ok(())
     }
 
@@ -483,6 +785,7 @@ impl<P: Copy> Checker<P> {
         if let Some(open) = &stream.open {
             return Err(unfinished(open, true));
         }
+        stream.unfinished_region(true)?;
         stream.eof = true;
         stream.variable = None;
         Ok(())
@@ -494,6 +797,7 @@ impl<P: Copy> Checker<P> {
             if let Some(open) = &stream.open {
                 return Err(unfinished(open, false));
             }
+            stream.unfinished_region(false)?;
         }
         Ok(())
     }
@@ -535,8 +839,8 @@ pub fn check_tape<S: Source>(reader: &mut Reader<S>) -> Result<(), TapeError> {
                 checker.span(dir, &span, at)
             }
             Kind::Data(dir) => {
-                checker.data(dir, u64::from(frame.len));
-                Ok(())
+                let head = reader.peek_payload(checker.wanted(dir))?;
+                checker.data(dir, u64::from(frame.len), head)
             }
             Kind::Any(dir) => {
                 let count = reader.read_wildcard()?;
@@ -574,6 +878,22 @@ mod tests {
                 max: 64,
             },
             Span::fixed(SpanKind::Echo("token".into()), 12),
+            Span::fixed(
+                SpanKind::Length(Length {
+                    encoding: Encoding::named("u24le").unwrap(),
+                    region: 70_000,
+                }),
+                3,
+            ),
+            Span {
+                kind: SpanKind::Length(Length {
+                    encoding: Encoding::Decimal,
+                    region: 9,
+                }),
+                len: 2,
+                min: 1,
+                max: 20,
+            },
         ];
         for span in spans {
             let bytes = span.emit();
@@ -583,6 +903,33 @@ mod tests {
             Span::fixed(SpanKind::Vary, 29).emit(),
             [1, 0, 0, 0, 29, 0, 0, 0, 29, 0, 0, 0, 29, 0]
         );
+    }
+
+    #[test]
+    fn lengths_decode_and_encode_in_every_encoding() {
+        let cases: [(&str, u64, &[u8]); 8] = [
+            ("u8", 0xfe, b"\xfe"),
+            ("u16be", 0x0102, b"\x01\x02"),
+            ("u16le", 0x0102, b"\x02\x01"),
+            ("u24be", 0x010203, b"\x01\x02\x03"),
+            ("u24le", 0x010203, b"\x03\x02\x01"),
+            ("u32be", 0x01020304, b"\x01\x02\x03\x04"),
+            ("u32le", 0x01020304, b"\x04\x03\x02\x01"),
+            ("dec", 1234, b"1234"),
+        ];
+        for (name, value, bytes) in cases {
+            let encoding = Encoding::named(name).unwrap();
+            assert_eq!(encoding.name(), name);
+            assert_eq!(encoding.decode(bytes), Some(value), "{name}");
+            assert_eq!(encoding.encode(value).as_deref(), Some(bytes), "{name}");
+        }
+        let u8 = Encoding::named("u8").unwrap();
+        assert_eq!(u8.encode(256), None, "too big for the field");
+        assert_eq!(u8.decode(b"\x01\x02"), None, "wrong width");
+        assert_eq!(Encoding::Decimal.decode(b"12a"), None);
+        assert_eq!(Encoding::Decimal.decode(b""), None);
+        assert_eq!(Encoding::Decimal.decode(b"99999999999999999999"), None);
+        assert_eq!(Encoding::named("u64be"), None);
     }
 
     #[test]
@@ -621,6 +968,28 @@ mod tests {
         assert!(err(&outside.emit()).contains("not within"));
         let bad_name = Span::fixed(SpanKind::Capture("a b".into()), 3).emit();
         assert!(err(&bad_name).contains("not a capture name"));
+        let length = |encoding, len, min, max| Span {
+            kind: SpanKind::Length(Length {
+                encoding,
+                region: 5,
+            }),
+            len,
+            min,
+            max,
+        };
+        let u16be = Encoding::named("u16be").unwrap();
+        let wide = length(u16be, 3, 3, 3).emit();
+        assert!(err(&wide).contains("a u16be length is 2 bytes"));
+        let variable = length(u16be, 2, 1, 4).emit();
+        assert!(err(&variable).contains("live as recorded"));
+        let digits = length(Encoding::Decimal, 2, 1, 21).emit();
+        assert!(err(&digits).contains("1 to 20 digits"));
+        let mut unknown = length(u16be, 2, 2, 2).emit();
+        unknown[14..19].copy_from_slice(b"u64be");
+        assert_eq!(err(&unknown), "'u64be' is not a length encoding");
+        let mut short = length(u16be, 2, 2, 2).emit();
+        short.pop();
+        assert!(err(&short).contains("23 expected"), "{}", err(&short));
     }
 }
 
@@ -651,6 +1020,20 @@ mod checker_tests {
 
     fn echo(name: &str, len: u32) -> Span {
         Span::fixed(SpanKind::Echo(name.into()), len)
+    }
+
+    fn length(name: &str, region: u32) -> Span {
+        let encoding = Encoding::named(name).unwrap();
+        let (len, min, max) = match encoding {
+            Encoding::Int { width, .. } => (u32::from(width), u32::from(width), u32::from(width)),
+            Encoding::Decimal => (1, 1, 5),
+        };
+        Span {
+            kind: SpanKind::Length(Length { encoding, region }),
+            len,
+            min,
+            max,
+        }
     }
 
     /// The tape `build` writes, checked: the error's text.
@@ -808,7 +1191,7 @@ mod checker_tests {
         // The text parser checks with lines and columns.
         let mut checker = Checker::new();
         checker.span(C2S, &capture("a", 1), (2, 3)).unwrap();
-        checker.data(C2S, 1);
+        checker.data(C2S, 1, b"x").unwrap();
         let fault = checker.span(S2C, &capture("a", 1), (5, 7)).unwrap_err();
         assert_eq!(fault.at, (5, 7));
         assert_eq!(
@@ -816,6 +1199,96 @@ mod checker_tests {
                 .problem
                 .message(|(line, column)| format!("{line}:{column}")),
             "'a' is captured a second time (first at 2:3): each capture needs a name of its own"
+        );
+    }
+
+    #[test]
+    fn lengths_count_whole_spans_and_known_values() {
+        // Nested lengths around an echo of a value captured before them.
+        check(|w| {
+            w.span(S2C, &capture("id", 2)).unwrap();
+            w.data(S2C, b"ab").unwrap();
+            w.span(C2S, &length("u16be", 8)).unwrap();
+            w.data(C2S, b"\x00\x08").unwrap();
+            w.span(C2S, &length("u8", 5)).unwrap();
+            w.data(C2S, b"\x05id=").unwrap();
+            w.span(C2S, &echo("id", 2)).unwrap();
+            w.data(C2S, b"ab;!").unwrap();
+        })
+        .unwrap();
+        let err = check(|w| {
+            w.span(C2S, &length("u8", 3)).unwrap();
+            w.data(C2S, b"\x03ab").unwrap();
+            w.span(C2S, &vary(2)).unwrap();
+            w.data(C2S, b"cd").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "in frame 3: a span across the end of the bytes the length at frame 1 counts"
+            ),
+            "{err}"
+        );
+        let err = check(|w| {
+            w.span(C2S, &length("u16le", 9)).unwrap();
+            w.data(C2S, b"\x09\x00").unwrap();
+            w.span(C2S, &length("dec", 3)).unwrap();
+            w.data(C2S, b"3abc").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("a decimal length inside the bytes the length at frame 1 counts"),
+            "{err}"
+        );
+        let err = check(|w| {
+            for i in 0..=MAX_NESTED_LENGTHS as u32 {
+                w.span(C2S, &length("u8", 100 - 2 * i)).unwrap();
+                w.data(C2S, b"\x64").unwrap();
+            }
+        })
+        .unwrap_err();
+        assert!(err.contains("more than 8 lengths count"), "{err}");
+        let err = check(|w| {
+            w.span(S2C, &length("u8", 2)).unwrap();
+            w.data(S2C, b"\x02").unwrap();
+            w.span(C2S, &capture("id", 2)).unwrap();
+            w.data(C2S, b"ab").unwrap();
+            w.span(S2C, &echo("id", 2)).unwrap();
+            w.data(S2C, b"ab").unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("echo of 'id' inside the bytes the length at frame 1 counts, but 'id' is captured after that length"), "{err}");
+        let err = check(|w| {
+            w.span(C2S, &length("u8", 5)).unwrap();
+            w.data(C2S, b"\x05ab").unwrap();
+            w.eof(C2S).unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("in frame 1: the length counts 3 bytes more than there are: its direction ends (EOF)"), "{err}");
+        let err = check(|w| {
+            w.span(C2S, &length("u8", 5)).unwrap();
+            w.data(C2S, b"\x05").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("the length counts 5 bytes more than there are: the tape ends"),
+            "{err}"
+        );
+        // A length's recorded bytes may span data frames; they must be one.
+        check(|w| {
+            w.span(C2S, &length("u16be", 1)).unwrap();
+            w.data(C2S, b"\x00").unwrap();
+            w.data(C2S, b"\x01!").unwrap();
+        })
+        .unwrap();
+        let err = check(|w| {
+            w.span(C2S, &length("dec", 1)).unwrap();
+            w.data(C2S, b"x!").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("in frame 1: the recorded value is not a dec length"),
+            "{err}"
         );
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::{HEADER, LineMap};
 use crate::tape::frame::{Direction, Header, MAX_LEN, WILDCARD_LEN, opcode};
-use crate::tape::span::{self, Checker, Fault, MAX_SPAN, Span, SpanKind};
+use crate::tape::span::{self, Checker, Encoding, Fault, Length, MAX_SPAN, Span, SpanKind};
 
 /// Where a span or wildcard is in the text: its line, and the byte where
 /// it starts in that line (turned into a column only for an error).
@@ -357,6 +357,7 @@ impl Body {
         if let Err(err) = built.check() {
             return at(span.bounds_place, &err.to_string());
         }
+
         segments[n - 2] = Segment::Span(built, span.place);
         Ok(())
     }
@@ -446,7 +447,7 @@ impl Tape {
                             self.frame(Header::data(dir, 0), &[], at, &mut starts);
                         }
                         Segment::Bytes(bytes) | Segment::Covered(bytes) => {
-                            self.checker.data(dir, bytes.len() as u64);
+                            self.checker.data(dir, bytes.len() as u64, &bytes)?;
                             for chunk in bytes.chunks(MAX_LEN as usize) {
                                 let header = Header::data(dir, chunk.len());
                                 self.frame(header, chunk, at, &mut starts);
@@ -800,12 +801,17 @@ impl<'a> Cursor<'a> {
             "vary" => None,
             "capture" => Some(SpanKind::Capture as fn(String) -> SpanKind),
             "echo" => Some(SpanKind::Echo as fn(String) -> SpanKind),
+            "length" => return self.length(),
             _ => {
+                let found = if keyword.is_empty() {
+                    self.peek_word()
+                } else {
+                    keyword
+                };
                 return Err(self.error_at(
                     at,
                     format!(
-                        "expected 'vary', 'capture NAME' or 'echo NAME', found '{}'",
-                        self.peek_word()
+                        "expected 'vary', 'capture NAME', 'echo NAME' or 'length ENCODING REGION', found '{found}'"
                     ),
                 ));
             }
@@ -830,6 +836,42 @@ impl<'a> Cursor<'a> {
         span::check_name(name).map_err(|err| self.error_at(at, err.to_string()))?;
         self.expect_separator()?;
         Ok(named(name.to_string()))
+    }
+
+    /// `ENCODING REGION` after `length`: how the field is written, and how
+    /// many recorded bytes after it it counts.
+    fn length(&mut self) -> Result<SpanKind, TextError> {
+        self.expect_separator()?;
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word();
+        let Some(encoding) = Encoding::named(word) else {
+            let names: Vec<_> = Encoding::ALL.iter().map(|(name, _)| *name).collect();
+            return Err(self.error_at(
+                at,
+                format!(
+                    "expected a length encoding ({}), found '{word}'",
+                    names.join(", ")
+                ),
+            ));
+        };
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word();
+        let word = &word[..word.find(']').unwrap_or(word.len())];
+        self.pos = at + word.len();
+        let region = decimal(word).and_then(|n| u32::try_from(n).ok());
+        let Some(region) = region else {
+            return Err(self.error_at(
+                at,
+                format!(
+                    "expected how many bytes after the length it counts (0 to {}), found '{word}'",
+                    u32::MAX
+                ),
+            ));
+        };
+        self.expect_separator()?;
+        Ok(SpanKind::Length(Length { encoding, region }))
     }
 
     /// `MIN..MAX`, each at most `MAX_SPAN`.
@@ -1391,7 +1433,37 @@ mod tests {
                 "> [oops \"x\"]\n",
                 2,
                 4,
-                "expected 'vary', 'capture NAME' or 'echo NAME'",
+                "expected 'vary', 'capture NAME', 'echo NAME' or 'length ENCODING REGION', found 'oops'",
+            ),
+            (
+                "> [length u64be 3 \"\\x00\\x00\\x03\"]\n",
+                2,
+                11,
+                "expected a length encoding (u8, u16be, u16le, u24be, u24le, u32be, u32le, dec), found 'u64be'",
+            ),
+            (
+                "> [length u16be x \"\\x00\\x03\"]\n",
+                2,
+                17,
+                "expected how many bytes after the length it counts (0 to 4294967295), found 'x'",
+            ),
+            (
+                "> [length u8 5000000000 \"\\x03\"]\n",
+                2,
+                14,
+                "expected how many bytes after the length it counts",
+            ),
+            (
+                "> [length u16be 2 \"\\x00\\x03\\x00\"] \"ab\"\n",
+                2,
+                19,
+                "a u16be length is 2 bytes, live as recorded",
+            ),
+            (
+                "> [length dec 1 \"1x\"] \"a\"\n",
+                2,
+                3,
+                "the recorded value is not a dec length",
             ),
             ("> [vary\"x\"]\n", 2, 8, "expected a space"),
             ("> [vary \"x\"]\"y\"\n", 2, 13, "expected a space"),

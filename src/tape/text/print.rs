@@ -115,7 +115,10 @@ impl<W: Write> Printer<'_, W> {
                 && inline(&pending.span);
             if holds_its_bytes {
                 let note = (self.notes)(pending.frame.index).or_else(|| (self.notes)(frame.index));
-                self.checker.data(pending.dir, u64::from(frame.len));
+                let bytes = reader.peek_payload(self.checker.wanted(pending.dir))?;
+                if let Err(fault) = self.checker.data(pending.dir, u64::from(frame.len), bytes) {
+                    self.warn(fault);
+                }
                 write!(self.out, "{} [{}", mark(pending.dir), head(&pending.span))?;
                 return print_payload(reader, self.out, frame.len as usize, "]", note);
             }
@@ -125,10 +128,11 @@ impl<W: Write> Printer<'_, W> {
         let note = (self.notes)(frame.index);
         let checked = match frame.kind {
             Kind::Data(dir) => {
-                self.checker.data(dir, u64::from(frame.len));
+                let bytes = reader.peek_payload(self.checker.wanted(dir))?;
+                let checked = self.checker.data(dir, u64::from(frame.len), bytes);
                 write!(self.out, "{}", mark(dir))?;
                 print_payload(reader, self.out, frame.len as usize, "", note)?;
-                Ok(())
+                checked
             }
             Kind::Delay => {
                 line(self.out, &format!("delay {}ms", frame.len), note)?;
@@ -197,12 +201,13 @@ fn inline(span: &Span) -> bool {
     !matches!(span.kind, SpanKind::Echo(_)) || span.is_fixed()
 }
 
-/// `vary`, `capture NAME`, `echo NAME`.
+/// `vary`, `capture NAME`, `echo NAME`, `length ENCODING REGION`.
 fn kind_words(kind: &SpanKind) -> String {
     match kind {
         SpanKind::Vary => "vary".to_string(),
         SpanKind::Capture(name) => format!("capture {name}"),
         SpanKind::Echo(name) => format!("echo {name}"),
+        SpanKind::Length(length) => format!("length {} {}", length.encoding.name(), length.region),
     }
 }
 
