@@ -246,3 +246,55 @@ fn a_tape_printed_and_built_again_keeps_its_lengths() {
         "{listing}"
     );
 }
+
+/// Records one run through the proxy: a client with an id of `id_len`
+/// letters, a server with a token of `token_len`.
+fn record(tape: &Path, id_len: usize, token_len: usize, seed: u64) {
+    let (listener, upstream) = listener();
+    let server = std::thread::spawn(move || real_server(listener, token_len, seed));
+    let proxy = spawn(
+        &[
+            "proxy",
+            "127.0.0.1:0",
+            &upstream.to_string(),
+            tape.to_str().unwrap(),
+        ],
+        true,
+    );
+    real_client(proxy.addr(), id_len, seed + 1);
+    server.join().unwrap();
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn learn_marks_the_message_lengths_of_a_binary_protocol() {
+    let dir = temp_dir("lengths-learn");
+    let (first, second) = (dir.join("run1.tape"), dir.join("run2.tape"));
+    record(&first, 5, 8, 1);
+    record(&second, 11, 20, 2);
+    let learned = dir.join("learned.txt");
+    let (code, _, stderr) = run(&[
+        "learn",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&learned).unwrap();
+    for needle in [
+        "> [length u32be 11 00 00 00 0f]   # the message's length, different in the recordings",
+        "< [length u24le 32 1f 00 00]",
+        "> [length u32be 15 00 00 00 13]",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    // describe names them.
+    let (code, listing, stderr) = run(&["describe", learned.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        listing.contains("length u32be of the next 11 bytes"),
+        "{listing}"
+    );
+}

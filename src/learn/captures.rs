@@ -419,6 +419,7 @@ mod tests {
                     .iter()
                     .map(|r| align(base, r.stream(dir)))
                     .collect(),
+                turns: Vec::new(),
             };
             regions(&streams)
         });

@@ -8,6 +8,7 @@
 //!   to whole values, and each recording's bytes there;
 //! - `captures`: values one side sends and the other sends back later,
 //!   which become captures and echoes; the rest of what differs is vary;
+//! - `lengths`: length fields of binary protocols that count those values;
 //! - `emit`: the first recording's frames with the span frames added.
 //!
 //! The tape is then printed as text, each span with a comment saying why
@@ -16,6 +17,7 @@
 mod align;
 mod captures;
 mod emit;
+mod lengths;
 mod recording;
 mod regions;
 
@@ -28,11 +30,12 @@ use crate::cassette;
 use crate::cli::LearnArgs;
 use crate::error::Error;
 use crate::output::{self, refuse_input_as_output};
-use crate::tape::span::MAX_SPAN;
+use crate::tape::span::{self, MAX_SPAN};
 use crate::tape::text::{self, HEADER};
-use crate::tape::{Direction, Reader, Span, SpanKind};
+use crate::tape::{Direction, Length, Reader, Span, SpanKind};
 use captures::{Piece, PieceKind};
 use emit::Planned;
+use lengths::{Field, Shape};
 use recording::Recording;
 use regions::{Region, Streams};
 
@@ -70,11 +73,31 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
         regions::regions(&Streams {
             bytes: recordings.iter().map(|r| r.stream(dir)).collect(),
             blocks: blocks[dir.index()].clone(),
+            turns: lengths::turns(&recordings[0], dir)
+                .into_iter()
+                .map(|turn| turn.start)
+                .collect(),
         })
     });
-    let pieces = captures::pieces(recordings, &regions);
-    let plan = plan(recordings, &pieces);
-    let written = emit::write(&recordings[0], &plan.spans);
+    let mut pieces = captures::pieces(recordings, &regions);
+    let fields = lengths::fields(recordings, &pieces);
+    let fields = lengths::cut_out(&mut pieces, fields);
+    let mut plan = plan(recordings, &pieces);
+    let without_lengths = (plan.spans.len(), plan.of.len());
+    add_lengths(&mut plan, &fields);
+    let mut written = emit::write(&recordings[0], &plan.spans);
+    if let Err(err) = span::check_tape(&mut Reader::new(written.bytes.as_slice())) {
+        // A safety net: lengths that break a span rule are left out.
+        warn!(
+            "{}: the length fields found break a span rule ({err}): they are left out",
+            recordings[0].name
+        );
+        plan.spans
+            .retain(|p| !matches!(p.span.kind, SpanKind::Length(_)));
+        plan.of.retain(|o| matches!(o, Origin::Piece { .. }));
+        debug_assert_eq!((plan.spans.len(), plan.of.len()), without_lengths);
+        written = emit::write(&recordings[0], &plan.spans);
+    }
     let names: Vec<&str> = recordings.iter().map(|r| r.name.as_str()).collect();
     let text = annotate(recordings, &names, &pieces, &plan, &written)?;
     Ok(Learned {
@@ -138,11 +161,72 @@ fn who(dir: Direction) -> &'static str {
     }
 }
 
-/// The spans to write, and for each the piece it is (part of).
+/// The spans to write, and for each where it comes from.
 struct Plan {
     spans: Vec<Planned>,
-    /// Per span: its piece, and which part of it (of how many).
-    of: Vec<(usize, usize, usize)>,
+    of: Vec<Origin>,
+}
+
+/// What a planned span stands for.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Piece `piece`, or part `part` of `parts` of it.
+    Piece {
+        piece: usize,
+        part: usize,
+        parts: usize,
+    },
+    /// A length field that counts values that vary.
+    Length { shape: Shape, differs: bool },
+}
+
+/// Adds a length span for each field that counts a value whose live
+/// length may differ from the recorded one (a variable span, an echo), or
+/// whose own bytes differ between recordings; a field that another span
+/// crosses into or out of is left out. The spans end up in order.
+fn add_lengths(plan: &mut Plan, fields: &[Field]) {
+    let mut added = Vec::new();
+    for field in fields {
+        let region = field.range.end..field.range.end + field.region;
+        let mut inside = plan.spans.iter().filter(|p| {
+            p.dir == field.dir && p.range.start < region.end && region.start <= p.range.start
+        });
+        let counts_a_change = inside
+            .clone()
+            .any(|p| !p.span.is_fixed() || matches!(p.span.kind, SpanKind::Echo(_)));
+        let crossed = plan.spans.iter().any(|p| {
+            p.dir == field.dir
+                && (lengths::overlaps(&p.range, &field.range)
+                    || (p.range.start < region.end && region.end < p.range.end))
+        }) || inside.any(|p| p.range.end > region.end);
+        let Ok(region_len) = u32::try_from(field.region) else {
+            continue;
+        };
+        if crossed || !(counts_a_change || field.differs) {
+            continue;
+        }
+        let width = field.range.len() as u32;
+        let kind = SpanKind::Length(Length {
+            encoding: field.encoding,
+            region: region_len,
+        });
+        let span = Span::fixed(kind, width);
+        added.push((
+            Planned {
+                dir: field.dir,
+                range: field.range.clone(),
+                span,
+            },
+            Origin::Length {
+                shape: field.shape,
+                differs: field.differs,
+            },
+        ));
+    }
+    let mut all: Vec<(Planned, Origin)> = plan.spans.drain(..).zip(plan.of.drain(..)).collect();
+    all.extend(added);
+    all.sort_by_key(|(p, _)| (p.dir.index(), p.range.start));
+    (plan.spans, plan.of) = all.into_iter().unzip();
 }
 
 /// The span of each piece; a fixed value longer than a span covers is
@@ -170,7 +254,11 @@ fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
                 range,
                 span,
             });
-            plan.of.push((i, part, parts));
+            plan.of.push(Origin::Piece {
+                piece: i,
+                part,
+                parts,
+            });
         };
         let fixed = piece.is_fixed() && !may_grow(recordings, pieces, i);
         if matches!(kind, SpanKind::Echo(_)) || fixed && len <= MAX_SPAN {
@@ -262,17 +350,43 @@ fn annotate(
     };
     // The first span of each piece, where its comment goes.
     let mut first_span: HashMap<usize, usize> = HashMap::new();
-    for (span, &(piece, _, _)) in plan.of.iter().enumerate() {
+    let of_pieces = || {
+        plan.of
+            .iter()
+            .enumerate()
+            .filter_map(|(span, origin)| match *origin {
+                Origin::Piece { piece, part, parts } => Some((span, piece, part, parts)),
+                Origin::Length { .. } => None,
+            })
+    };
+    for (span, piece, _, _) in of_pieces() {
         first_span.entry(piece).or_insert(span);
     }
     let mut echoes: HashMap<usize, Vec<u32>> = HashMap::new();
-    for (span, &(piece, _, _)) in plan.of.iter().enumerate() {
+    for (span, piece, _, _) in of_pieces() {
         if let PieceKind::Echo { capture } = pieces[piece].kind {
             echoes.entry(capture).or_default().push(line(span));
         }
     }
     let mut notes: HashMap<u64, String> = HashMap::new();
-    for (span, &(piece, part, parts)) in plan.of.iter().enumerate() {
+    for (span, origin) in plan.of.iter().enumerate() {
+        let (piece, part, parts) = match *origin {
+            Origin::Piece { piece, part, parts } => (piece, part, parts),
+            Origin::Length { shape, differs } => {
+                let mut note = match shape {
+                    Shape::Framing => "the message's length",
+                    Shape::Prefix => "the length of the value after it",
+                }
+                .to_string();
+                note.push_str(if differs {
+                    ", different in the recordings"
+                } else {
+                    ", which counts values that may change length"
+                });
+                notes.insert(written.frames[span].0, note);
+                continue;
+            }
+        };
         let piece_ref = &pieces[piece];
         let mut varies = varies(recordings, piece_ref);
         if piece_ref.is_fixed() && !plan.spans[span].span.is_fixed() {

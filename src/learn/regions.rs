@@ -39,6 +39,9 @@ pub struct Streams<'a> {
     pub bytes: Vec<&'a [u8]>,
     /// `blocks[i]`: the alignment of the base with recording `i + 1`.
     pub blocks: Vec<Vec<Block>>,
+    /// Where the base's turns start (its bytes after the other side's):
+    /// places on either side of one are different values.
+    pub turns: Vec<usize>,
 }
 
 /// The places where the recordings differ, in order, each widened to the
@@ -53,7 +56,7 @@ pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
         .into_iter()
         .map(|range| widen(base, range))
         .collect();
-    let places = merge_close(union(widened), MERGE_GAP);
+    let places = merge_close(union(widened), MERGE_GAP, &streams.turns);
     let maps: Vec<Map> = streams
         .blocks
         .iter()
@@ -93,15 +96,20 @@ pub fn gaps(blocks: &[Block], base_len: usize, other_len: usize) -> Vec<Range<us
 /// too: it marks a place between two bytes).
 fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     ranges.sort_unstable_by_key(|range| (range.start, range.end));
-    merge_close(ranges, 0)
+    merge_close(ranges, 0, &[])
 }
 
 /// Sorted ranges joined where at most `gap` bytes are between them.
-fn merge_close(ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
+fn merge_close(ranges: Vec<Range<usize>>, gap: usize, turns: &[usize]) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
     for range in ranges {
         match out.last_mut() {
-            Some(last) if range.start <= last.end + gap => last.end = last.end.max(range.end),
+            Some(last)
+                if range.start <= last.end + gap
+                    && !turns.iter().any(|&t| last.end <= t && t <= range.start) =>
+            {
+                last.end = last.end.max(range.end)
+            }
             _ => out.push(range),
         }
     }
@@ -284,6 +292,7 @@ mod tests {
                 .iter()
                 .map(|other| align(base, other))
                 .collect(),
+            turns: Vec::new(),
         };
         regions(&streams)
     }
@@ -358,8 +367,13 @@ mod tests {
     #[test]
     fn close_places_merge() {
         let ranges = vec![0..2, 3..5, 7..8, 8..8, 12..13];
-        assert_eq!(merge_close(ranges.clone(), 0), [0..2, 3..5, 7..8, 12..13]);
-        assert_eq!(merge_close(ranges, MERGE_GAP), [0..8, 12..13]);
+        assert_eq!(
+            merge_close(ranges.clone(), 0, &[]),
+            [0..2, 3..5, 7..8, 12..13]
+        );
+        assert_eq!(merge_close(ranges.clone(), MERGE_GAP, &[]), [0..8, 12..13]);
+        // Not across the start of a turn: the values are in two messages.
+        assert_eq!(merge_close(ranges, MERGE_GAP, &[6]), [0..5, 7..8, 12..13]);
     }
 
     #[test]

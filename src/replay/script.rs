@@ -261,6 +261,9 @@ struct Receiving {
     started_at: u64,
     /// The recorded bytes after a variable span, which end it.
     delimiter: Vec<u8>,
+    /// The live length of a variable span that ends where a length's
+    /// counted bytes do: the length says it.
+    known: Option<u32>,
     /// The data frame whose rest follows the span, if it ended mid-frame.
     resume: Option<Frame>,
 }
@@ -393,10 +396,20 @@ impl<S: Source + Clone> Expect<S> {
             _ => 0,
         };
         let resume = skip_covered(&mut self.reader, self.peer, span.len, &mut self.current)?;
-        let delimiter = if span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
-            Vec::new()
-        } else {
+        let variable = !span.is_fixed() && !matches!(span.kind, SpanKind::Echo(_));
+        let delimiter = if variable {
             literal_after(&self.reader, self.peer, resume)?
+        } else {
+            Vec::new()
+        };
+        let known = match self.lengths.last() {
+            Some(c) if variable && c.end == self.matched + u64::from(span.len) => {
+                // What the length says is left of its bytes.
+                let counted = i128::from(c.said) + i128::from(c.region) - i128::from(c.recorded);
+                let so_far = i128::from(self.received - c.live_start);
+                u32::try_from(counted - so_far).ok()
+            }
+            _ => None,
         };
         self.span = Some(Receiving {
             span,
@@ -406,6 +419,7 @@ impl<S: Source + Clone> Expect<S> {
             received: 0,
             started_at: self.received,
             delimiter,
+            known,
             resume,
         });
         self.next = Expected::Span { frame, received: 0 };
@@ -598,14 +612,21 @@ impl<S: Source + Clone> Expect<S> {
             return Ok(n);
         }
         let span = &receiving.span;
-        if span.is_fixed() {
-            let n = ((span.len - receiving.received) as usize).min(input.len());
+        if let Some(known) = receiving.known
+            && known > span.max
+        {
+            let max = span.max;
+            return Err(self.deviate(DeviationKind::SpanTooLong { frame, max }, data, from));
+        }
+        if span.is_fixed() || receiving.known.is_some() {
+            let len = receiving.known.unwrap_or(span.len);
+            let n = ((len - receiving.received) as usize).min(input.len());
             if matches!(span.kind, SpanKind::Capture(_) | SpanKind::Length(_)) {
                 receiving.value.extend_from_slice(&input[..n]);
             }
             receiving.received += n as u32;
             self.received += n as u64;
-            if receiving.received == span.len {
+            if receiving.received == len {
                 self.leave_span(captures)?;
             } else {
                 self.next = Expected::Span {
