@@ -268,7 +268,7 @@ fn record(tape: &Path, id_len: usize, token_len: usize, seed: u64) {
 }
 
 #[test]
-fn learn_marks_the_message_lengths_of_a_binary_protocol() {
+fn a_tape_learned_from_two_runs_replays_values_of_new_lengths_in_both_roles() {
     let dir = temp_dir("lengths-learn");
     let (first, second) = (dir.join("run1.tape"), dir.join("run2.tape"));
     record(&first, 5, 8, 1);
@@ -285,16 +285,42 @@ fn learn_marks_the_message_lengths_of_a_binary_protocol() {
     let text = std::fs::read_to_string(&learned).unwrap();
     for needle in [
         "> [length u32be 11 00 00 00 0f]   # the message's length, different in the recordings",
-        "< [length u24le 32 1f 00 00]",
+        "< [length u24le 32 1f 00 00]   # the message's length, different in the recordings\n< \"\\x01welcome \"",
         "> [length u32be 15 00 00 00 13]",
+        "< [length dec 12 1..20 \"8\"]   # the length of the rest of the turn",
+        "> [capture name 2..38 \"nsela\"]",
+        "< [echo name \"nsela\"]",
+        "[capture session",
+        "[echo session",
     ] {
         assert!(text.contains(needle), "no {needle} in\n{text}");
     }
-    // describe names them.
-    let (code, listing, stderr) = run(&["describe", learned.to_str().unwrap()]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        listing.contains("length u32be of the next 11 bytes"),
-        "{listing}"
+    let learned = learned.to_str().unwrap();
+
+    // The raw recording serves no client whose id has another length...
+    let mock = spawn(
+        &["server", "--once", "127.0.0.1:0", first.to_str().unwrap()],
+        true,
     );
+    let addr = mock.addr();
+    let client =
+        std::thread::spawn(move || std::panic::catch_unwind(|| real_client(addr, 30, 3)).is_ok());
+    let (code, _, _) = mock.finish();
+    assert_ne!(code, 0);
+    assert!(!client.join().unwrap(), "the client saw a wrong length");
+
+    // ...the learned tape does, and drives servers of new token lengths,
+    // within the lengths learn saw vary.
+    for (seed, id_len, token_len) in [(4, 3, 4), (5, 30, 33), (6, 8, 56)] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        real_client(mock.addr(), id_len, seed);
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(code, 0, "id of {id_len}: {stderr}\n{text}");
+
+        let (socket, addr) = listener();
+        let server = std::thread::spawn(move || real_server(socket, token_len, seed));
+        let (code, _, stderr) = run(&["client", "--timeout", "10", &addr.to_string(), learned]);
+        server.join().unwrap();
+        assert_eq!(code, 0, "token of {token_len}: {stderr}\n{text}");
+    }
 }

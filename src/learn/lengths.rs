@@ -15,9 +15,12 @@
 //!   that value's length in every recording (PostgreSQL's column values,
 //!   MySQL's length-encoded strings).
 //!
-//! Decimal lengths (HTTP's `Content-Length`) are not looked for: in text,
-//! a counter that changed by as much as the rest of its turn did looked
-//! the same (memcached's `stats`), and a wrong length fails every replay.
+//! And in any stream, a **decimal** number that changes between the
+//! recordings exactly as the length of the rest of its turn does, where
+//! what changes in the rest is values that are not numbers themselves
+//! (HTTP's `Content-Length` over a body that quotes a token). The last
+//! condition is there because in memcached's `stats`, a counter changed
+//! by exactly as much as the other counters after it did.
 //!
 //! A field is only a candidate: `mod.rs` keeps those that count a value
 //! that may change length, and that no other span crosses.
@@ -47,6 +50,7 @@ pub struct Field {
 pub enum Shape {
     Framing,
     Prefix,
+    Decimal,
 }
 
 /// How a message writes its length: `before` bytes (a type), the field,
@@ -95,6 +99,9 @@ const BINARY_PERCENT: usize = 5;
 pub fn fields(recordings: &[Recording], pieces: &[Piece]) -> Vec<Field> {
     let mut fields = Vec::new();
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+        for piece in pieces.iter().filter(|p| p.dir == dir) {
+            fields.extend(decimal(recordings, pieces, piece));
+        }
         let stream = recordings[0].stream(dir);
         if !looks_binary(stream) {
             continue;
@@ -243,11 +250,60 @@ fn prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
     None
 }
 
+/// A decimal length: `piece` is digits in every recording, they differ,
+/// and in each recording its turn ends as many bytes after where the
+/// number says; what varies in the rest of the turn is no number.
+fn decimal(recordings: &[Recording], pieces: &[Piece], piece: &Piece) -> Option<Field> {
+    if !matches!(piece.kind, PieceKind::Vary) || piece.distinct(recordings) < 2 {
+        return None;
+    }
+    let turn_of = |recording: &Recording, range: &Range<usize>| {
+        turns(recording, piece.dir)
+            .into_iter()
+            .find(|turn| turn.start <= range.start && range.end <= turn.end)
+    };
+    let mut trailer = None;
+    for (range, recording) in piece.ranges.iter().zip(recordings) {
+        let value = Encoding::Decimal.decode(&recording.stream(piece.dir)[range.clone()])?;
+        let rest = (turn_of(recording, range)?.end - range.end) as u64;
+        let extra = rest.checked_sub(value)?;
+        if *trailer.get_or_insert(extra) != extra {
+            return None;
+        }
+    }
+    let base = piece.base();
+    let region = base.end..turn_of(&recordings[0], &base)?.end;
+    let mut after = pieces
+        .iter()
+        .filter(|p| {
+            p.dir == piece.dir && region.start <= p.base().start && p.base().end <= region.end
+        })
+        .peekable();
+    after.peek()?;
+    let numbers = after.any(|p| {
+        p.values(recordings)
+            .iter()
+            .any(|v| super::regions::is_number(v))
+    });
+    (!numbers).then(|| Field {
+        dir: piece.dir,
+        range: base.clone(),
+        encoding: Encoding::Decimal,
+        region: region.len(),
+        shape: Shape::Decimal,
+        differs: true,
+    })
+}
+
 /// Cuts each field's bytes out of the vary pieces they are part of: what
 /// is left of a piece before and after the field stays a piece. Returns
 /// the fields that could be cut out (a field inside a capture or an echo,
 /// or one whose place in another recording is unclear, is dropped).
-pub fn cut_out(pieces: &mut Vec<Piece>, fields: Vec<Field>) -> Vec<Field> {
+pub fn cut_out(
+    recordings: &[Recording],
+    pieces: &mut Vec<Piece>,
+    fields: Vec<Field>,
+) -> Vec<Field> {
     let mut kept = Vec::new();
     for field in fields {
         let hit: Vec<usize> = (0..pieces.len())
@@ -268,6 +324,10 @@ pub fn cut_out(pieces: &mut Vec<Piece>, fields: Vec<Field>) -> Vec<Field> {
                 continue;
             }
             let (before, after) = split(&pieces[i], &field).expect("checked");
+            // What is left may not vary after all: the field's bytes were
+            // what differed, and the bytes beside it only joined them.
+            let varies = |piece: &Piece| piece.distinct(recordings) > 1;
+            let (before, after) = (before.filter(varies), after.filter(varies));
             match (before, after) {
                 (Some(before), after) => {
                     pieces[i] = before;

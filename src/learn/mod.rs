@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::output::{self, refuse_input_as_output};
 use crate::tape::span::{self, MAX_SPAN};
 use crate::tape::text::{self, HEADER};
-use crate::tape::{Direction, Length, Reader, Span, SpanKind};
+use crate::tape::{Direction, Encoding, Length, Reader, Span, SpanKind};
 use captures::{Piece, PieceKind};
 use emit::Planned;
 use lengths::{Field, Shape};
@@ -81,7 +81,7 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
     });
     let mut pieces = captures::pieces(recordings, &regions);
     let fields = lengths::fields(recordings, &pieces);
-    let fields = lengths::cut_out(&mut pieces, fields);
+    let fields = lengths::cut_out(recordings, &mut pieces, fields);
     let mut plan = plan(recordings, &pieces);
     let without_lengths = (plan.spans.len(), plan.of.len());
     add_lengths(&mut plan, &fields);
@@ -210,7 +210,16 @@ fn add_lengths(plan: &mut Plan, fields: &[Field]) {
             encoding: field.encoding,
             region: region_len,
         });
-        let span = Span::fixed(kind, width);
+        let span = match field.encoding {
+            // Any number of digits, ended by the bytes after them.
+            Encoding::Decimal => Span {
+                kind,
+                len: width,
+                min: 1,
+                max: 20,
+            },
+            Encoding::Int { .. } => Span::fixed(kind, width),
+        };
         added.push((
             Planned {
                 dir: field.dir,
@@ -376,6 +385,7 @@ fn annotate(
                 let mut note = match shape {
                     Shape::Framing => "the message's length",
                     Shape::Prefix => "the length of the value after it",
+                    Shape::Decimal => "the length of the rest of the turn",
                 }
                 .to_string();
                 note.push_str(if differs {

@@ -126,6 +126,15 @@ fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
 }
 
+/// A word of text, three or more letters and digits with a letter among
+/// them: no binary number's bytes, so the binary bytes around it (a NUL
+/// that ends a C string, a length) are not its high bytes.
+fn is_word(value: &[u8]) -> bool {
+    value.len() >= 3
+        && value.iter().all(|&b| is_token(b))
+        && value.iter().any(u8::is_ascii_alphabetic)
+}
+
 /// A byte no text has: not printable ASCII, a space or a line's end.
 fn is_binary(byte: u8) -> bool {
     !(byte.is_ascii_graphic() || matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
@@ -138,13 +147,19 @@ fn is_binary(byte: u8) -> bool {
 /// number's high bytes that happened to be equal (the cost is a few equal
 /// bytes left unchecked, not a false mismatch on the next run).
 pub fn widen(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let differed = range.start;
     let Range { mut start, mut end } = widen_number(bytes, widen_tokens(bytes, range));
-    if start == end {
+    if start == end || is_word(&bytes[start..end]) {
         return start..end;
     }
-    let floor = start.saturating_sub(NUMBER_REACH);
-    while start > floor && is_binary(bytes[start - 1]) {
-        start -= 1;
+    // Before it, to the farthest binary byte within reach: the bytes
+    // between are a big-endian number's too, printable or not
+    // (PostgreSQL's pid `00 00 4e 9b` is `00 00 4f 02` a few connections
+    // later). After it, over binary bytes only: what follows a value is
+    // as often the next message's type byte.
+    let floor = differed.saturating_sub(NUMBER_REACH);
+    if let Some(i) = (floor..start).find(|&i| is_binary(bytes[i])) {
+        start = i;
     }
     let ceiling = (end + NUMBER_REACH).min(bytes.len());
     while end < ceiling && is_binary(bytes[end]) {
@@ -355,8 +370,13 @@ mod tests {
         // then ReadyForQuery 'Z'. Only the pid's low byte differed.
         let bytes = b"K\x00\x00\x00\x0c\x00\x00\x1f\x33\x9c\xcf\xac\xd7Z\x00\x00\x00\x05I";
         assert_eq!(widen(bytes, 8..13), 5..13, "the pid's high bytes, not 'K'");
+        // A printable byte of the number is the number's too.
+        let bytes = b"K\x00\x00\x00\x0c\x00\x00\x4e\x33\x9c\xcf\xac\xd7Z\x00\x00\x00\x05I";
+        assert_eq!(widen(bytes, 8..13), 5..13, "'N' is the pid's");
         // Text beside a value is never taken for a number's bytes.
         assert_eq!(widen(b"id=\x01\x02\r\n", 4..5), 3..5);
+        // Nor are binary bytes beside a word: a C string's NUL, a length.
+        assert_eq!(widen(b"\x05\x00name=nsela\x00Q", 11..12), 7..12);
         assert_eq!(
             widen(b"\x00\x00\x00\x00\x00\x07", 5..6),
             2..6,
