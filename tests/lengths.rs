@@ -324,3 +324,126 @@ fn a_tape_learned_from_two_runs_replays_values_of_new_lengths_in_both_roles() {
         assert_eq!(code, 0, "token of {token_len}: {stderr}\n{text}");
     }
 }
+
+/// HTTP with JSON bodies that quote a request id the client picks (as
+/// JSON-RPC does): the client's `Content-Length` counts its id, the
+/// server's counts the id it echoes.
+mod http {
+    use super::*;
+
+    fn read_message(reader: &mut impl BufRead) -> (Vec<String>, String) {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let len: usize = head
+            .iter()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap_or_else(|| panic!("no Content-Length in {head:?}"))
+            .parse()
+            .unwrap();
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    pub fn client(server: SocketAddr, id_len: usize, seed: u64) {
+        let stream = TcpStream::connect(server).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let id = token(id_len, seed);
+        let body = format!(r#"{{"jsonrpc":"2.0","method":"ping","id":"{id}"}}"#);
+        write!(
+            writer,
+            "POST /rpc HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let (head, body) = read_message(&mut reader);
+        assert_eq!(head[0], "HTTP/1.1 200 OK");
+        assert_eq!(
+            body,
+            format!(r#"{{"jsonrpc":"2.0","result":"pong","id":"{id}"}}"#)
+        );
+        writer.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.read_to_end(&mut Vec::new()).unwrap(), 0);
+    }
+
+    pub fn server(listener: TcpListener) {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let (_, body) = read_message(&mut reader);
+        let id = body
+            .split(r#""id":""#)
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix(r#""}"#))
+            .unwrap()
+            .to_string();
+        let body = format!(r#"{{"jsonrpc":"2.0","result":"pong","id":"{id}"}}"#);
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        assert_eq!(reader.read_to_end(&mut Vec::new()).unwrap(), 0);
+        writer.shutdown(Shutdown::Write).unwrap();
+    }
+
+    pub fn record(tape: &Path, id_len: usize, seed: u64) {
+        let (socket, upstream) = listener();
+        let server = std::thread::spawn(move || server(socket));
+        let proxy = spawn(
+            &[
+                "proxy",
+                "127.0.0.1:0",
+                &upstream.to_string(),
+                tape.to_str().unwrap(),
+            ],
+            true,
+        );
+        client(proxy.addr(), id_len, seed);
+        server.join().unwrap();
+        let (code, _, stderr) = proxy.finish();
+        assert_eq!(code, 0, "{stderr}");
+    }
+}
+
+#[test]
+fn a_learned_json_rpc_tape_echoes_ids_of_new_lengths_under_their_content_length() {
+    let dir = temp_dir("lengths-http");
+    let (first, second) = (dir.join("run1.tape"), dir.join("run2.tape"));
+    http::record(&first, 6, 1);
+    http::record(&second, 13, 2);
+    let learned = dir.join("learned.txt");
+    let (code, _, stderr) = run(&[
+        "learn",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert_eq!(text.matches("[length dec ").count(), 2, "{text}");
+    assert!(text.contains("[capture id "), "{text}");
+    assert!(text.contains("[echo id "), "{text}");
+    let learned = learned.to_str().unwrap();
+    for (seed, id_len) in [(3, 3), (4, 40)] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        http::client(mock.addr(), id_len, seed);
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(code, 0, "id of {id_len}: {stderr}\n{text}");
+    }
+    let (socket, addr) = listener();
+    let server = std::thread::spawn(move || http::server(socket));
+    let (code, _, stderr) = run(&["client", "--timeout", "10", &addr.to_string(), learned]);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}\n{text}");
+}
