@@ -1,6 +1,7 @@
 //! Real clients and servers nobody here wrote, recorded and replayed: a
 //! redis-py connection pool against redis-server, concurrent smtplib
-//! senders against aiosmtpd. Each test skips, saying why, where its
+//! senders against aiosmtpd, psql against PostgreSQL, memcached, the
+//! mariadb client against MariaDB. Each test skips, saying why, where its
 //! server or client library is not installed (`.ci/run` installs them).
 
 mod common;
@@ -440,4 +441,137 @@ fn memcached_stats_learned_from_several_runs_replays_both_roles() {
     assert_eq!(memcached_session(mock.addr()), Ok(()));
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// The `mariadb` client's answer to one query against `port`, without TLS
+/// (the mock does not speak it); what it printed.
+fn mariadb_query(port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"])
+        .args(["--skip-ssl", "--connect-timeout=10", "-N", "-B", "-e", sql])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn mariadb_learned_from_two_queries_echoes_a_literal_of_any_length() {
+    let server_bin = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    // Found on PATH, not run: run bare, mariadb-install-db sets up the
+    // system's own data folder.
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).exists()))
+    };
+    let ready = installed("mariadb", &["--version"]) && on_path("mariadb-install-db");
+    let Some(server_bin) = server_bin.filter(|_| ready) else {
+        eprintln!("skipped: needs MariaDB's server and client (.ci/run installs them)");
+        return;
+    };
+    let dir = temp_dir("real-mariadb");
+    let data = dir.join("data");
+    // MariaDB runs as root only when told to.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let user: &[&str] = if root { &["--user=root"] } else { &[] };
+    let init = Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .args(user)
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+        .output()
+        .unwrap();
+    if !init.status.success() {
+        eprintln!(
+            "skipped: mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        return;
+    }
+    let addr = dead_addr();
+    // No grant tables: root with no password, and no password hash to
+    // depend on the server's random scramble (docs/real-protocols.md).
+    let server = Peer(start_peer(
+        Command::new(server_bin)
+            .arg("--no-defaults")
+            .args(user)
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--port={}", addr.port()))
+            .args(["--bind-address=127.0.0.1", "--skip-grant-tables"]),
+        addr,
+    ));
+
+    // Two queries whose literal has another length each time: the server
+    // echoes it in a column name and a row, each with its length before it,
+    // in packets with their lengths before them.
+    let mut tapes = Vec::new();
+    for (i, literal) in ["abcde", "hello-world-12"].into_iter().enumerate() {
+        let tape = dir.join(format!("run{i}.tape"));
+        let proxy = spawn(
+            &[
+                "proxy",
+                "127.0.0.1:0",
+                &addr.to_string(),
+                tape.to_str().unwrap(),
+            ],
+            true,
+        );
+        let sql = format!("select '{literal}'");
+        assert_eq!(mariadb_query(proxy.addr().port(), &sql), Ok(literal.into()));
+        let (code, _, stderr) = proxy.finish();
+        assert_eq!(code, 0, "{stderr}");
+        tapes.push(tape);
+    }
+    let learned = dir.join("mariadb.txt");
+    let (code, _, stderr) = run(&[
+        "learn",
+        tapes[0].to_str().unwrap(),
+        tapes[1].to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&learned).unwrap();
+    for needle in ["[length u24le ", "[length u8 ", "[capture ", "[echo "] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    let learned = learned.to_str().unwrap();
+
+    // As the client, against the server once more.
+    let (code, _, stderr) = run(&["client", &addr.to_string(), learned]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    drop(server);
+
+    // As the server, to the mariadb client, with literals of new lengths;
+    // the raw recording cannot answer them.
+    for literal in ["xy", "a-much-longer-literal-than-recorded"] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        let sql = format!("select '{literal}'");
+        assert_eq!(mariadb_query(mock.addr().port(), &sql), Ok(literal.into()));
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(code, 0, "{literal}: {stderr}\n{text}");
+    }
+    let raw = spawn(
+        &[
+            "server",
+            "--once",
+            "127.0.0.1:0",
+            tapes[0].to_str().unwrap(),
+        ],
+        true,
+    );
+    assert!(mariadb_query(raw.addr().port(), "select 'xy'").is_err());
+    let (code, _, _) = raw.finish();
+    assert_eq!(code, 3);
 }
