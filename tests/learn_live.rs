@@ -177,20 +177,9 @@ fn real_server(v: &Values) -> (SocketAddr, thread::JoinHandle<Result<(), String>
 /// Records one run through the proxy into `tape`.
 fn record(v: &Values, tape: &Path, seed: u64) {
     let (upstream, server_thread) = real_server(v);
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
-    let result = client(connect(proxy.addr()), v);
+    let result = record_through_proxy(upstream, tape, |proxy| client(connect(proxy), v));
     assert_eq!(result, Ok(()), "seed {seed}: client through the proxy");
     assert_eq!(server_thread.join().unwrap(), Ok(()), "seed {seed}: server");
-    let (code, _, stderr) = proxy.finish();
-    assert_eq!(code, 0, "seed {seed}: proxy: {stderr}");
 }
 
 /// A new seed each run, or `TCPTAPE_SEED` to replay a failure.
@@ -209,20 +198,14 @@ fn seed() -> u64 {
 
 /// Two recorded runs and the learned tape.
 fn learned(dir: &Path, runs: &[Values; 3], seed: u64) -> std::path::PathBuf {
+    // Shown with any failure, those of the shared helpers too.
+    eprintln!("TCPTAPE_SEED={seed}");
     let first = dir.join("run1.tape");
     let second = dir.join("run2.tape");
     record(&runs[0], &first, seed);
     record(&runs[1], &second, seed);
     let tape = dir.join("learned.txt");
-    let (code, _, stderr) = run(&[
-        "learn",
-        first.to_str().unwrap(),
-        second.to_str().unwrap(),
-        "-o",
-        tape.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "seed {seed}: learn: {stderr}");
-    let text = std::fs::read_to_string(&tape).unwrap();
+    let text = learn(&[&first, &second], &tape);
     for needle in ["[capture ", "[echo ", "[vary "] {
         assert!(text.contains(needle), "seed {seed}: no {needle} in\n{text}");
     }

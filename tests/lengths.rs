@@ -250,21 +250,12 @@ fn a_tape_printed_and_built_again_keeps_its_lengths() {
 /// Records one run through the proxy: a client with an id of `id_len`
 /// letters, a server with a token of `token_len`.
 fn record(tape: &Path, id_len: usize, token_len: usize, seed: u64) {
-    let (listener, upstream) = listener();
-    let server = std::thread::spawn(move || real_server(listener, token_len, seed));
-    let proxy = spawn(
-        &[
-            "proxy",
-            "127.0.0.1:0",
-            &upstream.to_string(),
-            tape.to_str().unwrap(),
-        ],
-        true,
-    );
-    real_client(proxy.addr(), id_len, seed + 1);
-    server.join().unwrap();
-    let (code, _, stderr) = proxy.finish();
-    assert_eq!(code, 0, "{stderr}");
+    let (socket, upstream) = listener();
+    let server = std::thread::spawn(move || real_server(socket, token_len, seed));
+    record_through_proxy(upstream, tape, |proxy| {
+        real_client(proxy, id_len, seed + 1);
+        server.join().unwrap();
+    });
 }
 
 #[test]
@@ -274,15 +265,7 @@ fn a_tape_learned_from_two_runs_replays_values_of_new_lengths_in_both_roles() {
     record(&first, 5, 8, 1);
     record(&second, 11, 20, 2);
     let learned = dir.join("learned.txt");
-    let (code, _, stderr) = run(&[
-        "learn",
-        first.to_str().unwrap(),
-        second.to_str().unwrap(),
-        "-o",
-        learned.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let text = std::fs::read_to_string(&learned).unwrap();
+    let text = learn(&[&first, &second], &learned);
     for needle in [
         "> [length u32be 11 00 00 00 0f]   # the message's length, different in the recordings",
         "< [length u24le 32 1f 00 00]   # the message's length, different in the recordings\n< \"\\x01welcome \"",
@@ -399,19 +382,10 @@ mod http {
     pub fn record(tape: &Path, id_len: usize, seed: u64) {
         let (socket, upstream) = listener();
         let server = std::thread::spawn(move || server(socket));
-        let proxy = spawn(
-            &[
-                "proxy",
-                "127.0.0.1:0",
-                &upstream.to_string(),
-                tape.to_str().unwrap(),
-            ],
-            true,
-        );
-        client(proxy.addr(), id_len, seed);
-        server.join().unwrap();
-        let (code, _, stderr) = proxy.finish();
-        assert_eq!(code, 0, "{stderr}");
+        record_through_proxy(upstream, tape, |proxy| {
+            client(proxy, id_len, seed);
+            server.join().unwrap();
+        });
     }
 }
 
@@ -422,15 +396,7 @@ fn a_learned_json_rpc_tape_echoes_ids_of_new_lengths_under_their_content_length(
     http::record(&first, 6, 1);
     http::record(&second, 13, 2);
     let learned = dir.join("learned.txt");
-    let (code, _, stderr) = run(&[
-        "learn",
-        first.to_str().unwrap(),
-        second.to_str().unwrap(),
-        "-o",
-        learned.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let text = std::fs::read_to_string(&learned).unwrap();
+    let text = learn(&[&first, &second], &learned);
     assert_eq!(text.matches("[length dec ").count(), 2, "{text}");
     assert!(text.contains("[capture id "), "{text}");
     assert!(text.contains("[echo id "), "{text}");

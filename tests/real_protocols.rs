@@ -241,32 +241,13 @@ fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
 
     // Two runs recorded: each connection's BackendKeyData (the backend's
     // pid and a random key) differs.
-    let mut tapes = Vec::new();
-    for run in 1..=2 {
-        let tape = dir.join(format!("run{run}.tape"));
-        let proxy = spawn(
-            &[
-                "proxy",
-                "127.0.0.1:0",
-                &addr.to_string(),
-                tape.to_str().unwrap(),
-            ],
-            true,
-        );
-        assert_eq!(psql(proxy.addr().port()), Ok("42".into()));
-        let (code, _, stderr) = proxy.finish();
-        assert_eq!(code, 0, "{stderr}");
-        tapes.push(tape);
+    let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
+    for tape in &tapes {
+        let answer = record_through_proxy(addr, tape, |proxy| psql(proxy.port()));
+        assert_eq!(answer, Ok("42".into()));
     }
     let learned = dir.join("psql.txt");
-    let (code, _, stderr) = run(&[
-        "learn",
-        tapes[0].to_str().unwrap(),
-        tapes[1].to_str().unwrap(),
-        "-o",
-        learned.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    learn(&[&tapes[0], &tapes[1]], &learned);
 
     // As the client, against the real server: the raw recording departs
     // at the new BackendKeyData, the learned tape passes.
@@ -515,34 +496,14 @@ fn mariadb_learned_from_two_queries_echoes_a_literal_of_any_length() {
     // Two queries whose literal has another length each time: the server
     // echoes it in a column name and a row, each with its length before it,
     // in packets with their lengths before them.
-    let mut tapes = Vec::new();
-    for (i, literal) in ["abcde", "hello-world-12"].into_iter().enumerate() {
-        let tape = dir.join(format!("run{i}.tape"));
-        let proxy = spawn(
-            &[
-                "proxy",
-                "127.0.0.1:0",
-                &addr.to_string(),
-                tape.to_str().unwrap(),
-            ],
-            true,
-        );
+    let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
+    for (tape, literal) in tapes.iter().zip(["abcde", "hello-world-12"]) {
         let sql = format!("select '{literal}'");
-        assert_eq!(mariadb_query(proxy.addr().port(), &sql), Ok(literal.into()));
-        let (code, _, stderr) = proxy.finish();
-        assert_eq!(code, 0, "{stderr}");
-        tapes.push(tape);
+        let answer = record_through_proxy(addr, tape, |proxy| mariadb_query(proxy.port(), &sql));
+        assert_eq!(answer, Ok(literal.into()));
     }
     let learned = dir.join("mariadb.txt");
-    let (code, _, stderr) = run(&[
-        "learn",
-        tapes[0].to_str().unwrap(),
-        tapes[1].to_str().unwrap(),
-        "-o",
-        learned.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let text = std::fs::read_to_string(&learned).unwrap();
+    let text = learn(&[&tapes[0], &tapes[1]], &learned);
     for needle in ["[length u24le ", "[length u8 ", "[capture ", "[echo "] {
         assert!(text.contains(needle), "no {needle} in\n{text}");
     }

@@ -369,3 +369,37 @@ pub fn tape_stream(path: &Path, opcode: u8) -> Vec<u8> {
         .flat_map(|(_, _, payload)| payload)
         .collect()
 }
+
+/// Records one session through a proxy to `upstream` into `tape`: `client`
+/// is run against the proxy's address, and its result returned once the
+/// proxy has written the tape and exited cleanly.
+pub fn record_through_proxy<T>(
+    upstream: SocketAddr,
+    tape: &Path,
+    client: impl FnOnce(SocketAddr) -> T,
+) -> T {
+    let proxy = spawn(
+        &[
+            "proxy",
+            "127.0.0.1:0",
+            &upstream.to_string(),
+            tape.to_str().unwrap(),
+        ],
+        true,
+    );
+    let result = client(proxy.addr());
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(code, 0, "proxy: {stderr}");
+    result
+}
+
+/// `tcptape learn` from `recordings` into `out`: the learned text (the
+/// test fails where learn does).
+pub fn learn(recordings: &[&Path], out: &Path) -> String {
+    let mut args = vec!["learn"];
+    args.extend(recordings.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["-o", out.to_str().unwrap()]);
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "learn: {stderr}");
+    std::fs::read_to_string(out).unwrap()
+}
