@@ -296,8 +296,10 @@ pub struct Expect<S: Source> {
     /// Lengths whose counted bytes are still arriving, innermost last (at
     /// most `MAX_NESTED_LENGTHS`, checked at load).
     lengths: Vec<Counting>,
-    /// A length found wrong, reported by `receive` with the bytes around.
-    wrong_length: Option<DeviationKind>,
+    /// A departure found away from the bytes (a length found wrong, a
+    /// value a length makes too long), reported by `receive` with the
+    /// bytes around.
+    departure: Option<DeviationKind>,
     /// Whether bytes are compared (off for `--no-assert`), as last told.
     compare: bool,
 }
@@ -313,7 +315,7 @@ impl<S: Source + Clone> Expect<S> {
             current: None,
             span: None,
             lengths: Vec::new(),
-            wrong_length: None,
+            departure: None,
             compare: true,
         };
         expect.advance()?;
@@ -411,6 +413,10 @@ impl<S: Source + Clone> Expect<S> {
             }
             _ => None,
         };
+        if known.is_some_and(|known| known > span.max) {
+            let max = span.max;
+            self.departure = Some(DeviationKind::SpanTooLong { frame, max });
+        }
         self.span = Some(Receiving {
             span,
             frame,
@@ -445,7 +451,7 @@ impl<S: Source + Clone> Expect<S> {
                 }),
                 None => {
                     let (frame, encoding) = (receiving.frame, length.encoding);
-                    self.wrong_length = Some(DeviationKind::NotALength { frame, encoding });
+                    self.departure = Some(DeviationKind::NotALength { frame, encoding });
                 }
             },
             SpanKind::Vary | SpanKind::Echo(_) => {}
@@ -476,8 +482,8 @@ impl<S: Source + Clone> Expect<S> {
             let live_end = self.received - (self.matched - counting.end);
             let live = i128::from(live_end - counting.live_start);
             let counted = i128::from(counting.recorded) + live - i128::from(counting.region);
-            if self.compare && counted != i128::from(counting.said) && self.wrong_length.is_none() {
-                self.wrong_length = Some(DeviationKind::LengthDiffers {
+            if self.compare && counted != i128::from(counting.said) && self.departure.is_none() {
+                self.departure = Some(DeviationKind::LengthDiffers {
                     frame: counting.frame,
                     said: counting.said,
                     counted: u64::try_from(counted).unwrap_or(0),
@@ -497,7 +503,7 @@ impl<S: Source + Clone> Expect<S> {
         self.compare = compare;
         let mut done = 0;
         loop {
-            if let Some(kind) = self.wrong_length.take() {
+            if let Some(kind) = self.departure.take() {
                 return Err(self.deviate(kind, data, done.min(data.len())));
             }
             if done >= data.len() {
@@ -612,12 +618,6 @@ impl<S: Source + Clone> Expect<S> {
             return Ok(n);
         }
         let span = &receiving.span;
-        if let Some(known) = receiving.known
-            && known > span.max
-        {
-            let max = span.max;
-            return Err(self.deviate(DeviationKind::SpanTooLong { frame, max }, data, from));
-        }
         if span.is_fixed() || receiving.known.is_some() {
             let len = receiving.known.unwrap_or(span.len);
             let n = ((len - receiving.received) as usize).min(input.len());
@@ -688,7 +688,7 @@ impl<S: Source + Clone> Expect<S> {
                 && !matches!(receiving.span.kind, SpanKind::Echo(_));
             if open_ended && got >= receiving.span.min {
                 self.leave_span(captures)?;
-                if let Some(kind) = self.wrong_length.take() {
+                if let Some(kind) = self.departure.take() {
                     return Err(self.deviate(kind, &[], 0));
                 }
             } else if open_ended {
@@ -1579,6 +1579,29 @@ mod span_tests {
         let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
         e.receive(b"M\x00\x09a=uvwxyz;\x00\x00\x00", false, &mut captures)
             .unwrap();
+    }
+
+    #[test]
+    fn a_variable_value_that_ends_a_length_s_bytes_ends_where_the_length_says() {
+        // Nothing recorded after the value in its turn: only the length
+        // says where it ends, before the peer waits for our answer.
+        let bytes = text(
+            "tcptape text 1\n> [length u8 5 \"\\x05\"] \"id=\" [vary 1..20 \"ab\"]\n< \"ok\"\n> \"bye\"\n",
+        );
+        let mut captures = Captures::default();
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        e.receive(b"\x09id=abcdef", true, &mut captures).unwrap();
+        assert_eq!(e.matched(), 6, "the value is complete");
+        e.receive(b"bye", true, &mut captures).unwrap();
+        assert!(e.is_done());
+        // A length that says more than the value may be is a departure.
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let fault = e.receive(b"\x40id=", true, &mut captures);
+        let d = deviation(fault.unwrap_err());
+        assert!(
+            matches!(d.kind, DeviationKind::SpanTooLong { max: 20, .. }),
+            "{d:?}"
+        );
     }
 
     #[test]
