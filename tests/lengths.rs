@@ -413,3 +413,99 @@ fn a_learned_json_rpc_tape_echoes_ids_of_new_lengths_under_their_content_length(
     server.join().unwrap();
     assert_eq!(code, 0, "{stderr}\n{text}");
 }
+
+/// A MySQL-style handshake answer whose connection attributes hold the
+/// client's pid in decimal: three lengths count the pid (the packet's, the
+/// attribute block's, the pid's own), and the two recordings' pids have
+/// as many digits, so only the recorded structure says where they are.
+mod handshake {
+    use super::*;
+
+    /// The OK packet the server answers with.
+    const OK: &[u8] = b"\x07\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00";
+
+    fn attribute(out: &mut Vec<u8>, value: &[u8]) {
+        out.push(value.len() as u8);
+        out.extend_from_slice(value);
+    }
+
+    pub fn answer(pid: &str) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        for (key, value) in [
+            ("_client_name", "libmariadb"),
+            ("_pid", pid),
+            ("_platform", "x86_64"),
+        ] {
+            attribute(&mut attrs, key.as_bytes());
+            attribute(&mut attrs, value.as_bytes());
+        }
+        let mut payload = b"\x0a\xa2\x3e\x00\x00\x00\x00\x01\x2d".to_vec();
+        payload.extend_from_slice(&[0; 23]);
+        payload.extend_from_slice(b"root\x00\x00");
+        attribute(&mut payload, &attrs);
+        mysql_packet(&payload)
+    }
+
+    pub fn client(server: SocketAddr, pid: &str) {
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.write_all(&answer(pid)).unwrap();
+        let mut ok = vec![0; OK.len()];
+        stream.read_exact(&mut ok).unwrap();
+        assert_eq!(ok, OK);
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(stream.read_to_end(&mut Vec::new()).unwrap(), 0);
+    }
+
+    pub fn server(listener: TcpListener) {
+        let (mut stream, _) = listener.accept().unwrap();
+        let payload = read_mysql_packet(&mut stream);
+        let attrs = &payload[9 + 23 + 6..];
+        assert_eq!(
+            usize::from(attrs[0]),
+            attrs.len() - 1,
+            "the attribute block's length"
+        );
+        stream.write_all(OK).unwrap();
+        assert_eq!(stream.read_to_end(&mut Vec::new()).unwrap(), 0);
+        stream.shutdown(Shutdown::Write).unwrap();
+    }
+}
+
+#[test]
+fn learn_finds_the_three_lengths_that_count_a_pid_and_serves_one_with_more_digits() {
+    let dir = temp_dir("lengths-handshake");
+    let (first, second) = (dir.join("run1.tape"), dir.join("run2.tape"));
+    for (tape, pid) in [(&first, "7558"), (&second, "7571")] {
+        let (socket, upstream) = listener();
+        let server = std::thread::spawn(move || handshake::server(socket));
+        record_through_proxy(upstream, tape, |proxy| handshake::client(proxy, pid));
+        server.join().unwrap();
+    }
+    let learned = dir.join("learned.txt");
+    let text = learn(&[&first, &second], &learned);
+    for needle in [
+        "> [length u24le ",
+        "> [length u8 51 \"3\"]   # the length of the rest of the message",
+        "> [length u8 4 04]",
+        "[vary 2..",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    let learned = learned.to_str().unwrap();
+    for pid in ["123456", "99", "7560"] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        handshake::client(mock.addr(), pid);
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(code, 0, "pid {pid}: {stderr}\n{text}");
+    }
+    // The recording as it is departs at a pid of more digits.
+    let mock = spawn(
+        &["server", "--once", "127.0.0.1:0", first.to_str().unwrap()],
+        true,
+    );
+    let mut c = connect(mock.addr());
+    write_all(&mut c, &handshake::answer("123456"));
+    let _ = c.read_to_end(&mut Vec::new());
+    let (code, _, _) = mock.finish();
+    assert_eq!(code, 3);
+}

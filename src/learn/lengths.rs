@@ -13,7 +13,11 @@
 //!   packets are;
 //! - **prefix**: an integer right before a value that varies, equal to
 //!   that value's length in every recording (PostgreSQL's column values,
-//!   MySQL's length-encoded strings).
+//!   MySQL's length-encoded strings);
+//! - **tail**: inside a message, a byte before a value that varies that
+//!   counts the rest of the message, when that rest splits exactly into
+//!   byte-length-prefixed values (MySQL's connection attributes, which
+//!   hold the client's pid).
 //!
 //! And in any stream, a **decimal** number that changes between the
 //! recordings exactly as the length of the rest of its turn does, where
@@ -50,6 +54,7 @@ pub struct Field {
 pub enum Shape {
     Framing,
     Prefix,
+    Tail,
     Decimal,
 }
 
@@ -106,14 +111,35 @@ pub fn fields(recordings: &[Recording], pieces: &[Piece]) -> Vec<Field> {
         if !looks_binary(stream) {
             continue;
         }
+        let starts: Vec<usize> = pieces
+            .iter()
+            .filter(|p| p.dir == dir)
+            .map(|p| p.base().start)
+            .collect();
         for turn in turns(&recordings[0], dir) {
-            if let Some(found) = LAYOUTS.iter().find_map(|l| tile(stream, turn.clone(), l)) {
-                fields.extend(found.into_iter().map(|(range, encoding, region)| Field {
+            let Some(found) = LAYOUTS.iter().find_map(|l| tile(stream, turn.clone(), l)) else {
+                continue;
+            };
+            for (range, encoding, region) in found {
+                let body = range.end..range.end + region;
+                let framing = Field {
                     dir,
                     range,
                     encoding,
                     region,
                     shape: Shape::Framing,
+                    differs: false,
+                };
+                fields.push(framing);
+                fields.extend(tail(stream, body, &starts).map(|(range, region)| Field {
+                    dir,
+                    range,
+                    encoding: Encoding::Int {
+                        width: 1,
+                        big_endian: true,
+                    },
+                    region,
+                    shape: Shape::Tail,
                     differs: false,
                 }));
             }
@@ -207,6 +233,28 @@ fn tile(
         at = end;
     }
     (!messages.is_empty()).then_some(messages)
+}
+
+/// The longest message body searched for a tail length: the search is
+/// quadratic in it.
+const TAIL_BODY: usize = 4096;
+
+/// A tail length in a message `body`: a byte before the first value that
+/// varies (`starts`: where values that vary start) that counts the rest of
+/// the body, at least 4 bytes, which split exactly into two or more
+/// byte-length-prefixed values. Its place and count.
+fn tail(stream: &[u8], body: Range<usize>, starts: &[usize]) -> Option<(Range<usize>, usize)> {
+    if body.len() > TAIL_BODY {
+        return None;
+    }
+    let first = starts.iter().copied().filter(|s| body.contains(s)).min()?;
+    let values = layout(0, 1, true, 0);
+    (body.start..first).find_map(|at| {
+        let rest = body.end - (at + 1);
+        let counts = usize::from(stream[at]) == rest && rest >= 4;
+        let split = counts && tile(stream, at + 1..body.end, &values).is_some_and(|v| v.len() >= 2);
+        split.then_some((at..at + 1, rest))
+    })
 }
 
 /// A prefix length of `piece`'s value: an integer ending where the value
@@ -437,6 +485,23 @@ mod tests {
         );
         // A message cut short does not tile.
         assert!(tile(&pg[..pg.len() - 1], 0..pg.len() - 1, &LAYOUTS[0]).is_none());
+    }
+
+    #[test]
+    fn a_tail_length_counts_byte_prefixed_values_to_the_message_end() {
+        // A header, then 10 bytes of two prefixed values; the pid varies.
+        let body = b"\x01\x02\x0a\x04_pid\x047558";
+        let at_pid = body.len() - 4;
+        assert_eq!(tail(body, 0..body.len(), &[at_pid]), Some((2..3, 10)));
+        // Not when the value that varies comes first, nor in text whose
+        // byte happens to count the rest.
+        assert_eq!(tail(body, 0..body.len(), &[1]), None);
+        let text = b"x\x05hello";
+        assert_eq!(
+            tail(text, 0..text.len(), &[2]),
+            None,
+            "'hello' is no prefixed value"
+        );
     }
 
     #[test]

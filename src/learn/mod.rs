@@ -385,6 +385,7 @@ fn annotate(
                 let mut note = match shape {
                     Shape::Framing => "the message's length",
                     Shape::Prefix => "the length of the value after it",
+                    Shape::Tail => "the length of the rest of the message",
                     Shape::Decimal => "the length of the rest of the turn",
                 }
                 .to_string();

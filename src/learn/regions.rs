@@ -126,13 +126,13 @@ fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
 }
 
-/// A word of text, three or more letters and digits with a letter among
-/// them: no binary number's bytes, so the binary bytes around it (a NUL
-/// that ends a C string, a length) are not its high bytes.
+/// A word of text, three or more letters or digits: no binary number's
+/// bytes, so the binary bytes around it (a NUL that ends a C string, the
+/// length byte before a decimal pid) are not its high bytes. (A binary
+/// number whose low bytes happen to be three letters or digits is rare,
+/// and then only its high bytes go unmarked.)
 fn is_word(value: &[u8]) -> bool {
-    value.len() >= 3
-        && value.iter().all(|&b| is_token(b))
-        && value.iter().any(u8::is_ascii_alphabetic)
+    value.len() >= 3 && value.iter().all(|&b| is_token(b))
 }
 
 /// A byte no text has: not printable ASCII, a space or a line's end.
@@ -377,6 +377,7 @@ mod tests {
         assert_eq!(widen(b"id=\x01\x02\r\n", 4..5), 3..5);
         // Nor are binary bytes beside a word: a C string's NUL, a length.
         assert_eq!(widen(b"\x05\x00name=nsela\x00Q", 11..12), 7..12);
+        assert_eq!(widen(b"_pid\x047558\x0f_os", 8..9), 5..9, "a decimal pid");
         assert_eq!(
             widen(b"\x00\x00\x00\x00\x00\x07", 5..6),
             2..6,
