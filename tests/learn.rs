@@ -658,3 +658,28 @@ fn a_learned_tape_plays_the_client_against_a_run_it_never_saw() {
     server.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn recordings_of_one_day_still_mark_the_whole_date() {
+    let dir = temp_dir("learn-same-day");
+    let runs = [
+        Run {
+            date: "Wed, 25 Nov 2026 09:31:29 GMT",
+            ..RUNS[0]
+        },
+        Run {
+            date: "Wed, 25 Nov 2026 09:31:47 GMT",
+            ..RUNS[1]
+        },
+    ];
+    let inputs = recordings(&dir, &runs);
+    let out = dir.join("learned.txt");
+    let (code, stderr) = learn(&[&inputs[0], &inputs[1], "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Only the seconds differed; tomorrow the day will.
+    assert!(
+        text.contains(r#"[vary "Wed, 25 Nov 2026 09:31:29"]"#),
+        "{text}"
+    );
+}

@@ -148,7 +148,8 @@ fn is_binary(byte: u8) -> bool {
 /// bytes left unchecked, not a false mismatch on the next run).
 pub fn widen(bytes: &[u8], range: Range<usize>) -> Range<usize> {
     let differed = range.start;
-    let Range { mut start, mut end } = widen_number(bytes, widen_tokens(bytes, range));
+    let Range { mut start, mut end } =
+        widen_date(bytes, widen_number(bytes, widen_tokens(bytes, range)));
     if start == end || is_word(&bytes[start..end]) {
         return start..end;
     }
@@ -181,6 +182,64 @@ pub fn is_number(value: &[u8]) -> bool {
         && value
             .iter()
             .all(|&b| b.is_ascii_digit() || is_number_separator(b))
+}
+
+/// A time of day grown to the date written before it, when one is: when
+/// the seconds differed, the day will on another run, even if every
+/// recording was made the same day (`Wed, 25 Nov 2026 11:49:01`, as HTTP
+/// and mail headers write it; `2026-11-25T11:49:01`, as ISO 8601 does).
+fn widen_date(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let time = &bytes[range.clone()];
+    let is_time = time.contains(&b':')
+        && time
+            .iter()
+            .all(|&b| b.is_ascii_digit() || matches!(b, b':' | b'.'));
+    if !is_time {
+        return range;
+    }
+    let before = &bytes[..range.start];
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+    let letters = |b: &[u8]| b.len() == 3 && b.iter().all(u8::is_ascii_alphabetic);
+    // 2026-11-25T or 2026-11-25 followed by a space.
+    if let Some(date) = before.len().checked_sub(11).map(|at| &before[at..]) {
+        let iso = digits(&date[0..4])
+            && date[4] == b'-'
+            && digits(&date[5..7])
+            && date[7] == b'-'
+            && digits(&date[8..10])
+            && matches!(date[10], b'T' | b' ');
+        if iso {
+            return range.start - 11..range.end;
+        }
+    }
+    // [Wed, ]25 Nov 2026 followed by a space.
+    let Some(rest) = before.strip_suffix(b" ") else {
+        return range;
+    };
+    let Some((rest, year)) = rest.len().checked_sub(4).map(|at| rest.split_at(at)) else {
+        return range;
+    };
+    let Some(rest) = rest.strip_suffix(b" ").filter(|_| digits(year)) else {
+        return range;
+    };
+    let Some((rest, month)) = rest.len().checked_sub(3).map(|at| rest.split_at(at)) else {
+        return range;
+    };
+    let Some(rest) = rest.strip_suffix(b" ").filter(|_| letters(month)) else {
+        return range;
+    };
+    let day = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if !(1..=2).contains(&day) {
+        return range;
+    }
+    let mut start = rest.len() - day;
+    let weekday = bytes[..start]
+        .strip_suffix(b", ")
+        .and_then(|r| r.len().checked_sub(3).map(|at| &r[at..]));
+    if weekday.is_some_and(letters) {
+        start -= 5;
+    }
+    start..range.end
 }
 
 /// A number grown to all its parts: when the seconds of a time differed,
@@ -354,8 +413,8 @@ mod tests {
 
     #[test]
     fn a_number_in_parts_is_widened_to_all_of_them() {
-        let date = b"Date: Wed, 25 Nov 2026 11:49:01 GMT";
-        assert_eq!(&date[widen(date, 29..31)], b"11:49:01");
+        let clock = b"uptime 11:49:01 up";
+        assert_eq!(&clock[widen(clock, 13..15)], b"11:49:01");
         let host = b"Host: 127.0.0.1:43371\r\n";
         assert_eq!(&host[widen(host, 16..21)], b"127.0.0.1:43371");
         let text = b"rev 7-beta: 12";
@@ -383,6 +442,23 @@ mod tests {
             2..6,
             "three at most"
         );
+    }
+
+    #[test]
+    fn a_time_of_day_takes_the_date_before_it() {
+        let http = b"Date: Wed, 25 Nov 2026 11:49:01 GMT\r\n";
+        assert_eq!(&http[widen(http, 30..31)], b"Wed, 25 Nov 2026 11:49:01");
+        let mail = b"Date: 5 Nov 2026 11:49:01 +0000\r\n";
+        assert_eq!(&mail[widen(mail, 23..24)], b"5 Nov 2026 11:49:01");
+        let iso = b"{\"at\":\"2026-11-25T11:49:01.25Z\"}";
+        assert_eq!(&iso[widen(iso, 24..25)], b"2026-11-25T11:49:01.25");
+        // A time alone stays a time; a version is no time.
+        assert_eq!(
+            &b"up 11:49:01\n"[widen(b"up 11:49:01\n", 9..10)],
+            b"11:49:01"
+        );
+        let version = b"Nov 2026 3.11.7";
+        assert_eq!(&version[widen(version, 14..15)], b"3.11.7");
     }
 
     #[test]
