@@ -479,8 +479,8 @@ impl<S: Source + Clone> Expect<S> {
                 return;
             }
             let counting = self.lengths.pop().expect("a length");
-            let live_end = self.received - (self.matched - counting.end);
-            let live = i128::from(live_end - counting.live_start);
+            let live_end = self.received.saturating_sub(self.matched - counting.end);
+            let live = i128::from(live_end.saturating_sub(counting.live_start));
             let counted = i128::from(counting.recorded) + live - i128::from(counting.region);
             if self.compare && counted != i128::from(counting.said) && self.departure.is_none() {
                 self.departure = Some(DeviationKind::LengthDiffers {
