@@ -92,6 +92,71 @@ fn replay(cassette: &Path, script: &str, runs: usize) {
     }
 }
 
+/// redis-py sets and reads back a value of `len` letters against `port`.
+fn redis_echo(port: u16, len: usize, seed: u64) -> Result<(), String> {
+    let out = Command::new("python3")
+        .arg(fixture("peers").join("redis_echo.py"))
+        .args([port.to_string(), len.to_string(), seed.to_string()])
+        .output()
+        .unwrap();
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn redis_learned_from_two_runs_echoes_values_of_new_lengths_under_their_bulk_lengths() {
+    if !installed("redis-server", &["--version"]) || !python_has("redis") {
+        eprintln!(
+            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
+        );
+        return;
+    }
+    let dir = temp_dir("real-redis-echo");
+    let addr = dead_addr();
+    let port = addr.port().to_string();
+    let redis = Peer(start_peer(
+        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
+        addr,
+    ));
+    // Values of one length in both recordings: only the protocol's own
+    // `$8\r\n` says that the value's length may change.
+    let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
+    for (seed, tape) in tapes.iter().enumerate() {
+        let result =
+            record_through_proxy(addr, tape, |proxy| redis_echo(proxy.port(), 8, seed as u64));
+        assert_eq!(result, Ok(()));
+    }
+    let learned = dir.join("redis.txt");
+    let text = learn(&[&tapes[0], &tapes[1]], &learned);
+    // Before the value the client sets, and before the value the server
+    // gives back, which echoes it.
+    assert_eq!(
+        text.matches("[length dec 10 1..20 \"8\"]").count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("any length: a length says where it ends"),
+        "{text}"
+    );
+    assert!(text.contains("[echo token1 "), "{text}");
+    let learned = learned.to_str().unwrap();
+
+    let (code, _, stderr) = run(&["client", &addr.to_string(), learned]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    drop(redis);
+
+    for (seed, len) in [(7, 1), (8, 40)] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        let result = redis_echo(mock.addr().port(), len, seed);
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(result, Ok(()), "{stderr}\n{text}");
+        assert_eq!(code, 0, "value of {len}: {stderr}");
+    }
+}
+
 #[test]
 fn a_redis_py_pool_replays_in_any_order_every_run() {
     if !installed("redis-server", &["--version"]) || !python_has("redis") {

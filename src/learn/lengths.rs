@@ -19,7 +19,10 @@
 //!   byte-length-prefixed values (MySQL's connection attributes, which
 //!   hold the client's pid).
 //!
-//! And in any stream, a **decimal** number that changes between the
+//! In any stream, a **decimal prefix**: digits and a line end right
+//! before a value, the digits saying the value's length in every
+//! recording (Redis's `$5\r\nhello`, memcached's data blocks). And a
+//! **decimal** number that changes between the
 //! recordings exactly as the length of the rest of its turn does, where
 //! what changes in the rest is values that are not numbers themselves
 //! (HTTP's `Content-Length` over a body that quotes a token). The last
@@ -105,6 +108,7 @@ pub fn fields(recordings: &[Recording], pieces: &[Piece]) -> Vec<Field> {
     let mut fields = Vec::new();
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
         for piece in pieces.iter().filter(|p| p.dir == dir) {
+            fields.extend(decimal_prefix(recordings, piece));
             fields.extend(decimal(recordings, pieces, piece));
         }
         let stream = recordings[0].stream(dir);
@@ -298,6 +302,49 @@ fn prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
     None
 }
 
+/// Line ends that may stand between a decimal length and its value.
+const LINE_ENDS: [&[u8]; 2] = [b"\r\n", b"\n"];
+
+/// A decimal prefix of `piece`'s value: digits, a line end, then the
+/// value, and in every recording the digits say the value's length.
+fn decimal_prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
+    if piece.base().is_empty() {
+        return None;
+    }
+    LINE_ENDS.iter().find_map(|line_end| {
+        let mut digits = piece
+            .ranges
+            .iter()
+            .zip(recordings)
+            .map(|(range, recording)| {
+                let stream = recording.stream(piece.dir);
+                let end = range.start.checked_sub(line_end.len())?;
+                if &stream[end..range.start] != *line_end {
+                    return None;
+                }
+                let count = stream[..end]
+                    .iter()
+                    .rev()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let says = Encoding::Decimal.decode(&stream[end - count..end])?;
+                (says == range.len() as u64).then_some(end - count..end)
+            });
+        let field = digits.next()??;
+        if !digits.all(|d| d.is_some()) {
+            return None;
+        }
+        Some(Field {
+            dir: piece.dir,
+            region: line_end.len() + piece.base().len(),
+            range: field,
+            encoding: Encoding::Decimal,
+            shape: Shape::Decimal,
+            differs: false,
+        })
+    })
+}
+
 /// A decimal length: `piece` is digits in every recording, they differ,
 /// and in each recording its turn ends as many bytes after where the
 /// number says; what varies in the rest of the turn is no number.
@@ -341,6 +388,24 @@ fn decimal(recordings: &[Recording], pieces: &[Piece], piece: &Piece) -> Option<
         shape: Shape::Decimal,
         differs: true,
     })
+}
+
+/// Per piece, whether it is a value that ends where one of `fields`
+/// counts to (and starts after that field): its end is known live.
+pub fn counted(pieces: &[Piece], fields: &[Field]) -> Vec<bool> {
+    pieces
+        .iter()
+        .map(|piece| {
+            let base = piece.base();
+            !base.is_empty()
+                && !matches!(piece.kind, PieceKind::Echo { .. })
+                && fields.iter().any(|f| {
+                    f.dir == piece.dir
+                        && f.range.end <= base.start
+                        && f.range.end + f.region == base.end
+                })
+        })
+        .collect()
 }
 
 /// Cuts each field's bytes out of the vary pieces they are part of: what
@@ -502,6 +567,32 @@ mod tests {
             None,
             "'hello' is no prefixed value"
         );
+    }
+
+    #[test]
+    fn a_decimal_prefix_says_the_length_of_the_value_after_its_line_end() {
+        let recording = |bytes: &[u8]| {
+            let mut w = crate::tape::Writer::new(Vec::new()).unwrap();
+            w.data(Direction::ClientToServer, bytes).unwrap();
+            Recording::from_bytes("r", &w.into_inner()).unwrap()
+        };
+        let recordings = [
+            recording(b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n"),
+            recording(b"*2\r\n$3\r\nGET\r\n$11\r\nhello world\r\n"),
+        ];
+        let piece = Piece {
+            dir: Direction::ClientToServer,
+            ranges: vec![17..22, 18..29],
+            kind: PieceKind::Vary,
+        };
+        let field = decimal_prefix(&recordings, &piece).unwrap();
+        assert_eq!((field.range, field.region), (14..15, 7));
+        // Digits that do not say the value's length are no length.
+        let piece = Piece {
+            ranges: vec![17..21, 18..28],
+            ..piece
+        };
+        assert_eq!(decimal_prefix(&recordings, &piece), None);
     }
 
     #[test]

@@ -82,8 +82,10 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
     let mut pieces = captures::pieces(recordings, &regions);
     let fields = lengths::fields(recordings, &pieces);
     let fields = lengths::cut_out(recordings, &mut pieces, fields);
-    let mut plan = plan(recordings, &pieces);
-    let without_lengths = (plan.spans.len(), plan.of.len());
+    // A value that ends where a length's counted bytes end may take any
+    // length: the length says where it ends.
+    let counted = lengths::counted(&pieces, &fields);
+    let mut plan = self::plan(recordings, &pieces, &counted);
     add_lengths(&mut plan, &fields);
     let mut written = emit::write(&recordings[0], &plan.spans);
     if let Err(err) = span::check_tape(&mut Reader::new(written.bytes.as_slice())) {
@@ -92,10 +94,7 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
             "{}: the length fields found break a span rule ({err}): they are left out",
             recordings[0].name
         );
-        plan.spans
-            .retain(|p| !matches!(p.span.kind, SpanKind::Length(_)));
-        plan.of.retain(|o| matches!(o, Origin::Piece { .. }));
-        debug_assert_eq!((plan.spans.len(), plan.of.len()), without_lengths);
+        plan = self::plan(recordings, &pieces, &vec![false; pieces.len()]);
         written = emit::write(&recordings[0], &plan.spans);
     }
     let names: Vec<&str> = recordings.iter().map(|r| r.name.as_str()).collect();
@@ -241,7 +240,7 @@ fn add_lengths(plan: &mut Plan, fields: &[Field]) {
 /// The span of each piece; a fixed value longer than a span covers is
 /// cut into several spans, a variable one stays as recorded (with a
 /// warning: replay compares those bytes).
-fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
+fn plan(recordings: &[Recording], pieces: &[Piece], counted: &[bool]) -> Plan {
     let mut plan = Plan {
         spans: Vec::new(),
         of: Vec::new(),
@@ -269,7 +268,7 @@ fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
                 parts,
             });
         };
-        let fixed = piece.is_fixed() && !may_grow(recordings, pieces, i);
+        let fixed = piece.is_fixed() && !may_grow(recordings, pieces, i) && !counted[i];
         if matches!(kind, SpanKind::Echo(_)) || fixed && len <= MAX_SPAN {
             add(range, Span::fixed(kind, len), 1, 1);
             continue;
@@ -294,7 +293,11 @@ fn plan(recordings: &[Recording], pieces: &[Piece]) -> Plan {
             );
             continue;
         }
-        let (min, max) = regions::bounds(piece.ranges.iter().map(|r| r.len()));
+        let (min, max) = if counted[i] {
+            (0, MAX_SPAN)
+        } else {
+            regions::bounds(piece.ranges.iter().map(|r| r.len()))
+        };
         add(
             range,
             Span {
@@ -401,7 +404,15 @@ fn annotate(
         let piece_ref = &pieces[piece];
         let mut varies = varies(recordings, piece_ref);
         if piece_ref.is_fixed() && !plan.spans[span].span.is_fixed() {
-            varies.push_str(", a number that may gain digits");
+            let numbers = piece_ref
+                .values(recordings)
+                .iter()
+                .all(|v| regions::is_number(v));
+            varies.push_str(if numbers {
+                ", a number that may gain digits"
+            } else {
+                ", any length: a length says where it ends"
+            });
         }
         let note = match &piece_ref.kind {
             PieceKind::Vary if parts > 1 => format!("{varies} (part {part} of {parts})"),

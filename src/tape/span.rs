@@ -526,6 +526,8 @@ struct Stream<P> {
     offset: u64,
     /// Lengths whose counted bytes are still to come, innermost last.
     regions: Vec<Region<P>>,
+    /// Where the regions completed by the last bytes counted ended.
+    ended: Vec<u64>,
 }
 
 impl<P> Default for Stream<P> {
@@ -536,6 +538,7 @@ impl<P> Default for Stream<P> {
             eof: false,
             offset: 0,
             regions: Vec::new(),
+            ended: Vec::new(),
         }
     }
 }
@@ -545,7 +548,15 @@ impl<P: Copy> Stream<P> {
     fn advance(&mut self, len: u64) {
         self.offset += len;
         let offset = self.offset;
-        self.regions.retain(|region| region.end > offset);
+        self.ended.clear();
+        let ended = &mut self.ended;
+        self.regions.retain(|region| {
+            let open = region.end > offset;
+            if !open {
+                ended.push(region.end);
+            }
+            open
+        });
     }
 
     /// A fault when the direction ends inside a length's region.
@@ -739,7 +750,11 @@ impl<P: Copy> Checker<P> {
             return Ok(0);
         }
         let open = stream.open.take().expect("an open span");
-        if open.variable {
+        // A variable value that ends where a length's counted bytes end
+        // needs no bytes after it to show where: the length says.
+        let span_end = stream.offset - (len - taken);
+        let length_ends_it = open.len > 0 && stream.ended.contains(&span_end);
+        if open.variable && !length_ends_it {
             stream.variable = Some(open.at);
         }
         if let Some(captured) = open.capture.and_then(|name| self.captures.get_mut(&name)) {
@@ -1272,6 +1287,30 @@ mod checker_tests {
         .unwrap_err();
         assert!(
             err.contains("the length counts 5 bytes more than there are: the tape ends"),
+            "{err}"
+        );
+        // A variable value that ends where a length's bytes end needs no
+        // recorded bytes after it: another span may follow at once.
+        check(|w| {
+            w.span(C2S, &length("u8", 2)).unwrap();
+            w.data(C2S, b"\x02").unwrap();
+            w.span(C2S, &variable(2)).unwrap();
+            w.data(C2S, b"ab").unwrap();
+            w.span(C2S, &length("u8", 1)).unwrap();
+            w.data(C2S, b"\x01c").unwrap();
+        })
+        .unwrap();
+        let err = check(|w| {
+            w.span(C2S, &length("u8", 3)).unwrap();
+            w.data(C2S, b"\x03").unwrap();
+            w.span(C2S, &variable(2)).unwrap();
+            w.data(C2S, b"ab").unwrap();
+            w.span(C2S, &vary(1)).unwrap();
+            w.data(C2S, b"c").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("right after the variable span at frame 3"),
             "{err}"
         );
         // A length's recorded bytes may span data frames; they must be one.
