@@ -1,10 +1,10 @@
-//! Length fields of binary protocols, found in the first recording: where
-//! a value that varies (or an echo) sits inside a message whose length is
-//! written before it, that length must change with the value, so it
-//! becomes a `length` span.
+//! Length fields, found in the first recording: where a value that
+//! varies (or an echo) sits inside bytes whose length is written before
+//! them, that length must change with the value, so it becomes a `length`
+//! span.
 //!
-//! Two shapes are looked for, in streams that look binary (text protocols
-//! say how long things are in words, not in bytes):
+//! In streams that look binary (text protocols say how long things are in
+//! words, not in bytes), three shapes:
 //!
 //! - **framing**: each turn of a direction (its bytes between two of the
 //!   other side's) splits exactly into messages of one layout: a length of
@@ -19,15 +19,17 @@
 //!   byte-length-prefixed values (MySQL's connection attributes, which
 //!   hold the client's pid).
 //!
-//! In any stream, a **decimal prefix**: digits and a line end right
-//! before a value, the digits saying the value's length in every
-//! recording (Redis's `$5\r\nhello`, memcached's data blocks). And a
-//! **decimal** number that changes between the
-//! recordings exactly as the length of the rest of its turn does, where
-//! what changes in the rest is values that are not numbers themselves
-//! (HTTP's `Content-Length` over a body that quotes a token). The last
-//! condition is there because in memcached's `stats`, a counter changed
-//! by exactly as much as the other counters after it did.
+//! In any stream, two decimal shapes:
+//!
+//! - **decimal prefix**: digits and a line end right before a value, the
+//!   digits saying the value's length in every recording (Redis's
+//!   `$5\r\nhello`, memcached's data blocks);
+//! - **decimal**: a number that changes between the recordings exactly as
+//!   the length of the rest of its turn does, where what changes in the
+//!   rest is no number itself (HTTP's `Content-Length` over a body that
+//!   quotes a token). The last condition is there because in memcached's
+//!   `stats`, a counter once changed by exactly as much as the counters
+//!   after it did.
 //!
 //! A field is only a candidate: `mod.rs` keeps those that count a value
 //! that may change length, and that no other span crosses.
