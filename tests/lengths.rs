@@ -483,6 +483,17 @@ fn learn_finds_the_three_lengths_that_count_a_pid_and_serves_one_with_more_digit
     }
     let learned = dir.join("learned.txt");
     let text = learn(&[&first, &second], &learned);
+    let (_, _, stderr) = run(&[
+        "learn",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "-o",
+        learned.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("learned 4 spans (0 captures, 3 lengths) from 2 recordings"),
+        "{stderr}"
+    );
     for needle in [
         "> [length u24le ",
         "> [length u8 51 \"3\"]   # the length of the rest of the message",

@@ -52,6 +52,7 @@ pub struct Learned {
     pub text: String,
     pub spans: usize,
     pub captures: usize,
+    pub lengths: usize,
 }
 
 /// Learns from `recordings` (the first is the one written): the text tape,
@@ -96,6 +97,11 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
         captures: pieces
             .iter()
             .filter(|p| matches!(p.kind, PieceKind::Capture(_)))
+            .count(),
+        lengths: plan
+            .of
+            .iter()
+            .filter(|o| matches!(o, Origin::Length { .. }))
             .count(),
     })
 }
@@ -541,9 +547,10 @@ fn run_tapes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
     output::write_atomically(out, |file| file.write_all(learned.text.as_bytes()))
         .map_err(|err| Error::file(out, "write", err))?;
     info!(
-        "learned {} spans ({} captures) from {} recordings into {}",
+        "learned {} spans ({} captures, {} lengths) from {} recordings into {}",
         learned.spans,
         learned.captures,
+        learned.lengths,
         inputs.len(),
         out.display()
     );
