@@ -26,6 +26,11 @@ use crate::tape::{
 /// it, up to this many.
 const DELIMITER: usize = 16;
 
+/// Bytes read at a time when looking a little way ahead (a length's
+/// bytes, the frames a length counts): a few frames' headers, not a full
+/// read-ahead buffer for every length field of a session.
+const SHORT_LOOK: usize = 256;
+
 /// Values captured during a session, by name; both cursors fill and read it.
 #[derive(Debug, Default)]
 pub struct Captures(HashMap<String, Vec<u8>>);
@@ -191,7 +196,7 @@ fn covered_bytes<S: Source + Clone>(
     len: u32,
     current: Option<Frame>,
 ) -> Result<Vec<u8>, Fault> {
-    let mut ahead = reader.fork();
+    let mut ahead = reader.fork_reading(SHORT_LOOK);
     let mut current = current;
     let mut out = Vec::with_capacity(len as usize);
     while out.len() < len as usize {
@@ -989,7 +994,7 @@ impl<S: Source + Clone> Play<S> {
     /// How much longer than recorded the `region` bytes after our span of
     /// `len` bytes go out: echoes send the captured values.
     fn change_in(&self, len: u32, region: u32, captures: &Captures) -> Result<i128, Fault> {
-        let mut ahead = self.reader.fork();
+        let mut ahead = self.reader.fork_reading(SHORT_LOOK);
         let mut current = self.current;
         let mut left = u64::from(region);
         if skip_covered(&mut ahead, self.own, len, &mut current)?.is_some() {

@@ -251,6 +251,16 @@ impl<S: Source> Reader<S> {
     where
         S: Clone,
     {
+        self.fork_reading(self.read_ahead)
+    }
+
+    /// `fork` with reads of about `read_ahead` bytes: for a short look
+    /// ahead (a length field's few bytes) that a full read-ahead buffer
+    /// would cost more than it saves.
+    pub fn fork_reading(&self, read_ahead: usize) -> Reader<S>
+    where
+        S: Clone,
+    {
         Reader {
             src: self.src.clone(),
             len: self.len,
@@ -261,7 +271,7 @@ impl<S: Source> Reader<S> {
             payload_left: self.payload_left,
             frame_offset: self.frame_offset,
             frames: self.frames,
-            read_ahead: self.read_ahead,
+            read_ahead,
         }
     }
 
