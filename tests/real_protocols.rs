@@ -414,13 +414,13 @@ fn cpu_times_moved(tapes: &[std::path::PathBuf]) -> bool {
         })
 }
 
-#[test]
-fn memcached_stats_learned_from_several_runs_replays_both_roles() {
+/// A memcached server of the test's own, or None (with a message) where
+/// it is not installed.
+fn memcached() -> Option<(Peer, SocketAddr)> {
     if !installed("memcached", &["-h"]) {
         eprintln!("skipped: needs memcached (.ci/run installs it)");
-        return;
+        return None;
     }
-    let dir = temp_dir("real-memcached");
     let addr = dead_addr();
     let mut command = Command::new("memcached");
     command.args(["-l", "127.0.0.1", "-p", &addr.port().to_string()]);
@@ -431,7 +431,97 @@ fn memcached_stats_learned_from_several_runs_replays_both_roles() {
     {
         command.args(["-u", "nobody"]);
     }
-    let server = Peer(start_peer(&mut command, addr));
+    Some((Peer(start_peer(&mut command, addr)), addr))
+}
+
+/// Sets a value of `len` letters drawn from `seed` and gets it back,
+/// checking memcached's answers.
+fn memcached_echo(addr: SocketAddr, len: usize, seed: u64) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let value: Vec<u8> = random_bytes(len, seed)
+        .iter()
+        .map(|b| b'a' + b % 26)
+        .collect();
+    let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let line = |reader: &mut BufReader<TcpStream>| {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).map(|_| line)
+    };
+    let set = [
+        format!("set greeting 0 0 {len}\r\n").as_bytes(),
+        &value,
+        b"\r\n",
+    ]
+    .concat();
+    writer.write_all(&set).map_err(|e| e.to_string())?;
+    let stored = line(&mut reader).map_err(|e| e.to_string())?;
+    writer
+        .write_all(b"get greeting\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.extend(line(&mut reader).map_err(|e| e.to_string())?);
+    }
+    let want = [
+        format!("VALUE greeting 0 {len}\r\n").as_bytes(),
+        &value,
+        b"\r\nEND\r\n",
+    ]
+    .concat();
+    if stored != b"STORED\r\n" || got != want {
+        return Err(format!(
+            "{:?} then {:?}",
+            String::from_utf8_lossy(&stored),
+            String::from_utf8_lossy(&got)
+        ));
+    }
+    writer
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    let _ = reader.read_to_end(&mut Vec::new());
+    Ok(())
+}
+
+#[test]
+fn memcached_values_learned_at_one_length_replay_at_others() {
+    let Some((server, addr)) = memcached() else {
+        return;
+    };
+    let dir = temp_dir("real-memcached-echo");
+    let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
+    for (tape, seed) in tapes.iter().zip([11, 7777]) {
+        let result = record_through_proxy(addr, tape, |proxy| memcached_echo(proxy, 8, seed));
+        assert_eq!(result, Ok(()));
+    }
+    let learned = dir.join("memcached.txt");
+    let text = learn(&[&tapes[0], &tapes[1]], &learned);
+    assert_eq!(
+        text.matches("[length dec 10 1..20 \"8\"]   # the length of the value after the line end")
+            .count(),
+        2,
+        "{text}"
+    );
+    let learned = learned.to_str().unwrap();
+    let (code, _, stderr) = run(&["client", &addr.to_string(), learned]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    drop(server);
+    for (seed, len) in [(505, 1), (9090, 100)] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
+        let result = memcached_echo(mock.addr(), len, seed);
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(result, Ok(()), "{stderr}\n{text}");
+        assert_eq!(code, 0, "value of {len}: {stderr}");
+    }
+}
+
+#[test]
+fn memcached_stats_learned_from_several_runs_replays_both_roles() {
+    let Some((server, addr)) = memcached() else {
+        return;
+    };
+    let dir = temp_dir("real-memcached");
     // Runs are recorded until every number that changes from run to run
     // has changed in them: the CPU times `stats` reports are sampled by
     // the kernel and come out equal in two or three runs now and then

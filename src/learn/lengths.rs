@@ -60,6 +60,7 @@ pub enum Shape {
     Framing,
     Prefix,
     Tail,
+    DecimalPrefix,
     Decimal,
 }
 
@@ -341,7 +342,7 @@ fn decimal_prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
             region: line_end.len() + piece.base().len(),
             range: field,
             encoding: Encoding::Decimal,
-            shape: Shape::Decimal,
+            shape: Shape::DecimalPrefix,
             differs: false,
         })
     })

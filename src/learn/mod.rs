@@ -404,6 +404,7 @@ fn annotate(
                     Shape::Framing => "the message's length",
                     Shape::Prefix => "the length of the value after it",
                     Shape::Tail => "the length of the rest of the message",
+                    Shape::DecimalPrefix => "the length of the value after the line end",
                     Shape::Decimal => "the length of the rest of the turn",
                 }
                 .to_string();
