@@ -82,13 +82,14 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
     });
     let mut pieces = captures::pieces(recordings, &regions);
     let fields = lengths::fields(recordings, &pieces);
+    let uncut = pieces.clone();
     let fields = lengths::cut_out(recordings, &mut pieces, fields);
     // A value that ends where a length's counted bytes end may take any
     // length: the length says where it ends.
     let counted = lengths::counted(&pieces, &fields);
     let mut plan = self::plan(recordings, &pieces, &counted);
     add_lengths(&mut plan, &fields);
-    let (plan, written) = write_checked(recordings, &pieces, plan);
+    let (plan, written, pieces) = write_checked(recordings, pieces, uncut, plan);
     let names: Vec<&str> = recordings.iter().map(|r| r.name.as_str()).collect();
     let text = annotate(recordings, &names, &pieces, &plan, &written)?;
     Ok(Learned {
@@ -106,22 +107,28 @@ pub fn learn(recordings: &[Recording]) -> Result<Learned, String> {
     })
 }
 
-/// The tape `plan` writes, checked; where its lengths break a span rule
-/// after all, the tape without them (and without the values they made of
-/// any length), with a warning. A safety net: `add_lengths` keeps to the
-/// rules it can see, but a tape that replay refuses is never written.
-fn write_checked(recordings: &[Recording], pieces: &[Piece], plan: Plan) -> (Plan, emit::Written) {
+/// The tape `plan` writes over `pieces`, checked; where its lengths break
+/// a span rule after all, the tape of the pieces as they were before the
+/// lengths were cut out of them (`uncut`), with a warning. A safety net:
+/// `add_lengths` keeps to the rules it can see, but a tape that replay
+/// refuses is never written. Returns the pieces the tape is of.
+fn write_checked(
+    recordings: &[Recording],
+    pieces: Vec<Piece>,
+    uncut: Vec<Piece>,
+    plan: Plan,
+) -> (Plan, emit::Written, Vec<Piece>) {
     let written = emit::write(&recordings[0], &plan.spans);
     let Err(err) = span::check_tape(&mut Reader::new(written.bytes.as_slice())) else {
-        return (plan, written);
+        return (plan, written, pieces);
     };
     warn!(
         "{}: the length fields found break a span rule ({err}): they are left out",
         recordings[0].name
     );
-    let plan = self::plan(recordings, pieces, &vec![false; pieces.len()]);
+    let plan = self::plan(recordings, &uncut, &vec![false; uncut.len()]);
     let written = emit::write(&recordings[0], &plan.spans);
-    (plan, written)
+    (plan, written, uncut)
 }
 
 /// Refuses recordings that do not look like runs of one scenario, saying
@@ -772,7 +779,7 @@ mod tests {
                 differs: false,
             },
         );
-        let (plan, written) = write_checked(&recordings, &pieces, plan);
+        let (plan, written, _) = write_checked(&recordings, pieces.clone(), pieces, plan);
         assert_eq!(plan.spans.len(), 1, "the vary span stays");
         assert!(matches!(plan.spans[0].span.kind, SpanKind::Vary));
         span::check_tape(&mut Reader::new(written.bytes.as_slice())).unwrap();

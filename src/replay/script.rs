@@ -409,18 +409,32 @@ impl<S: Source + Clone> Expect<S> {
         } else {
             Vec::new()
         };
-        let known = match self.lengths.last() {
-            Some(c) if variable && c.end == self.matched + u64::from(span.len) => {
-                // What the length says is left of its bytes.
-                let counted = i128::from(c.said) + i128::from(c.region) - i128::from(c.recorded);
-                let so_far = i128::from(self.received - c.live_start);
-                u32::try_from(counted - so_far).ok()
+        let mut known = None;
+        if let Some(c) = self.lengths.last()
+            && variable
+            && c.end == self.matched + u64::from(span.len)
+        {
+            // What the length says is left of its bytes.
+            let counted = i128::from(c.said) + i128::from(c.region) - i128::from(c.recorded);
+            let so_far = i128::from(self.received - c.live_start);
+            let left = counted - so_far;
+            let (min, max) = (span.min, span.max);
+            if left < 0 {
+                // Its bytes so far already make it longer than it says.
+                let at_least = i128::from(c.recorded) - i128::from(c.region) + so_far;
+                self.departure = Some(DeviationKind::LengthDiffers {
+                    frame: c.frame,
+                    said: c.said,
+                    counted: u64::try_from(at_least).unwrap_or(0),
+                });
+            } else if left > i128::from(max) {
+                self.departure = Some(DeviationKind::SpanTooLong { frame, max });
+            } else if left < i128::from(min) {
+                let got = left as u32;
+                self.departure = Some(DeviationKind::SpanTooShort { frame, min, got });
+            } else {
+                known = Some(left as u32);
             }
-            _ => None,
-        };
-        if known.is_some_and(|known| known > span.max) {
-            let max = span.max;
-            self.departure = Some(DeviationKind::SpanTooLong { frame, max });
         }
         self.span = Some(Receiving {
             span,
@@ -454,6 +468,9 @@ impl<S: Source + Clone> Expect<S> {
                     end: self.matched + u64::from(length.region),
                     live_start: self.received,
                 }),
+                // Unchecked (`--no-assert`), what is no length counts
+                // nothing.
+                None if !self.compare => {}
                 None => {
                     let (frame, encoding) = (receiving.frame, length.encoding);
                     self.departure = Some(DeviationKind::NotALength { frame, encoding });
@@ -512,7 +529,13 @@ impl<S: Source + Clone> Expect<S> {
                 return Err(self.deviate(kind, data, done.min(data.len())));
             }
             if done >= data.len() {
-                return Ok(());
+                if !self.span_needs_no_more() {
+                    return Ok(());
+                }
+                // A value its length makes empty (or that the last bytes
+                // completed) ends without waiting for more.
+                self.receive_span(data, done, compare, captures)?;
+                continue;
             }
             match self.next {
                 Expected::Data { frame, remaining } => {
@@ -573,6 +596,16 @@ impl<S: Source + Clone> Expect<S> {
                 }
             }
         }
+    }
+
+    /// True when the span being received has all its bytes, as its length
+    /// says, though none are left to take (a value of no live bytes).
+    fn span_needs_no_more(&self) -> bool {
+        matches!(self.next, Expected::Span { .. })
+            && self
+                .span
+                .as_ref()
+                .is_some_and(|r| r.known == Some(r.received))
     }
 
     /// Takes bytes of `data` from `from` on into the span being received;
@@ -686,9 +719,18 @@ impl<S: Source + Clone> Expect<S> {
             && let Some(receiving) = &self.span
         {
             // A variable span that the tape ends (nothing after it) ends
-            // with the stream.
-            let got = receiving.value.len() as u32;
+            // with the stream; one whose length says how long it is does
+            // not.
+            let got = receiving.received;
+            if receiving.known == Some(got) {
+                self.leave_span(captures)?;
+                if let Some(kind) = self.departure.take() {
+                    return Err(self.deviate(kind, &[], 0));
+                }
+                return self.receive_eof(captures);
+            }
             let open_ended = receiving.delimiter.is_empty()
+                && receiving.known.is_none()
                 && !receiving.span.is_fixed()
                 && !matches!(receiving.span.kind, SpanKind::Echo(_));
             if open_ended && got >= receiving.span.min {
@@ -700,7 +742,8 @@ impl<S: Source + Clone> Expect<S> {
                 let min = receiving.span.min;
                 return Err(self.deviate(DeviationKind::SpanTooShort { frame, min, got }, &[], 0));
             } else {
-                let remaining = receiving.span.len.saturating_sub(got);
+                let len = receiving.known.unwrap_or(receiving.span.len);
+                let remaining = len.saturating_sub(got);
                 let kind = DeviationKind::EarlyEof {
                     frame,
                     at: got,
@@ -977,9 +1020,20 @@ impl<S: Source + Clone> Play<S> {
                 let bytes = covered_bytes(&self.reader, self.own, len, self.current)?;
                 let recorded = recorded_length(frame, length.encoding, &bytes)?;
                 let change = self.change_in(len, length.region, captures)?;
+                if change == 0 {
+                    return Ok(bytes);
+                }
                 let value = u64::try_from(i128::from(recorded) + change).ok();
+                // Digits written with leading zeros keep their width.
+                let padded =
+                    length.encoding == Encoding::Decimal && bytes.len() > 1 && bytes[0] == b'0';
                 value
                     .and_then(|value| length.encoding.encode(value))
+                    .filter(|digits| !padded || digits.len() <= bytes.len())
+                    .map(|digits| match padded {
+                        true => [vec![b'0'; bytes.len() - digits.len()], digits].concat(),
+                        false => digits,
+                    })
                     .ok_or_else(|| {
                         Fault::BadSpan(format!(
                             "span frame {}: the length {recorded} changed by {change} does not fit a {} field",
@@ -1607,6 +1661,103 @@ mod span_tests {
             matches!(d.kind, DeviationKind::SpanTooLong { max: 20, .. }),
             "{d:?}"
         );
+    }
+
+    /// A value whose end only its length gives, then the server's answer.
+    fn ended_by_length(min: u32, eof: bool) -> Vec<u8> {
+        let eof = if eof { "eof >\n" } else { "" };
+        text(&format!(
+            "tcptape text 1\n> [length u8 5 \"\\x05\"] \"id=\" [vary {min}..20 \"ab\"]\n{eof}< \"ok\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_value_its_length_makes_empty_ends_without_more_bytes() {
+        let bytes = ended_by_length(0, false);
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+        e.receive(b"\x03id=", true, &mut Captures::default())
+            .unwrap();
+        assert_eq!(e.matched(), 6);
+        assert!(p.is_ready(e.matched(), false), "the answer may go");
+        // Closing right there is the end of the value too.
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let mut captures = Captures::default();
+        e.receive(b"\x03id=", true, &mut captures).unwrap();
+        e.receive_eof(&mut captures).unwrap();
+    }
+
+    #[test]
+    fn a_length_that_its_value_cannot_meet_is_a_departure_at_once() {
+        let mut captures = Captures::default();
+        // Fewer bytes than already arrived.
+        let bytes = ended_by_length(0, false);
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let d = deviation(e.receive(b"\x02id=", true, &mut captures).unwrap_err());
+        let DeviationKind::LengthDiffers { said, counted, .. } = d.kind else {
+            panic!("{d:?}")
+        };
+        assert_eq!((said, counted), (2, 3));
+        // Fewer bytes than the value's shortest.
+        let bytes = ended_by_length(2, false);
+        let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+        let d = deviation(e.receive(b"\x04id=", true, &mut captures).unwrap_err());
+        assert!(
+            matches!(d.kind, DeviationKind::SpanTooShort { min: 2, got: 1, .. }),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn an_eof_inside_a_value_its_length_says_more_of_is_early_even_unchecked() {
+        let bytes = ended_by_length(0, true);
+        for compare in [true, false] {
+            let mut captures = Captures::default();
+            let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+            e.receive(b"\x0aid=abc", compare, &mut captures).unwrap();
+            let d = deviation(e.receive_eof(&mut captures).unwrap_err());
+            assert!(
+                matches!(
+                    d.kind,
+                    DeviationKind::EarlyEof {
+                        at: 3,
+                        remaining: 4,
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_decimal_length_keeps_its_recorded_digits_and_their_width() {
+        let bytes = text(
+            r#"tcptape text 1
+> [capture v 1..200 "ab"] "."
+< "LEN " [length dec 5 1..20 "02"] ":" [echo v "ab"] "\r\n"
+"#,
+        );
+        let played = |value: &[u8]| {
+            let mut captures = Captures::default();
+            let mut e = Expect::new(Reader::new(bytes.as_slice()), C2S).unwrap();
+            let mut p = Play::new(Reader::new(bytes.as_slice()), S2C).unwrap();
+            e.receive(&[value, b"."].concat(), true, &mut captures)
+                .unwrap();
+            let mut out = Vec::new();
+            while matches!(p.action(), Action::Send { .. }) {
+                let chunk = p.peek(64, &captures)?.to_vec();
+                out.extend_from_slice(&chunk);
+                p.consume(chunk.len(), &mut captures)?;
+            }
+            Ok::<_, Fault>(out)
+        };
+        assert_eq!(played(b"ab").unwrap(), b"LEN 02:ab\r\n", "as recorded");
+        assert_eq!(played(b"xyz").unwrap(), b"LEN 03:xyz\r\n");
+        let Err(Fault::BadSpan(message)) = played(&[b'x'; 150]) else {
+            panic!("three digits in a field of two")
+        };
+        assert!(message.contains("does not fit a dec field"), "{message}");
     }
 
     #[test]

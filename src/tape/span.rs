@@ -508,7 +508,9 @@ struct Open<P> {
 #[derive(Debug)]
 struct Region<P> {
     at: P,
-    /// The direction's recorded offset where the counted bytes end.
+    /// The direction's recorded offsets where the counted bytes start and
+    /// end.
+    start: u64,
     end: u64,
     /// Captures complete when the length came.
     completions: u64,
@@ -526,8 +528,9 @@ struct Stream<P> {
     offset: u64,
     /// Lengths whose counted bytes are still to come, innermost last.
     regions: Vec<Region<P>>,
-    /// Where the regions completed by the last bytes counted ended.
-    ended: Vec<u64>,
+    /// The regions completed by the last bytes counted: where they
+    /// started and ended.
+    ended: Vec<(u64, u64)>,
 }
 
 impl<P> Default for Stream<P> {
@@ -553,7 +556,7 @@ impl<P: Copy> Stream<P> {
         self.regions.retain(|region| {
             let open = region.end > offset;
             if !open {
-                ended.push(region.end);
+                ended.push((region.start, region.end));
             }
             open
         });
@@ -641,6 +644,7 @@ impl<P: Copy> Checker<P> {
             }
             stream.regions.push(Region {
                 at,
+                start: end,
                 end: end + counted,
                 completions: self.completions,
             });
@@ -753,7 +757,12 @@ impl<P: Copy> Checker<P> {
         // A variable value that ends where a length's counted bytes end
         // needs no bytes after it to show where: the length says.
         let span_end = stream.offset - (len - taken);
-        let length_ends_it = open.len > 0 && stream.ended.contains(&span_end);
+        // (A length's own region, which starts where the span ends, does
+        // not: replay knows a length's value only once it is complete.)
+        let length_ends_it = stream
+            .ended
+            .iter()
+            .any(|&(start, end)| end == span_end && start < span_end);
         if open.variable && !length_ends_it {
             stream.variable = Some(open.at);
         }
@@ -1311,6 +1320,20 @@ mod checker_tests {
         .unwrap_err();
         assert!(
             err.contains("right after the variable span at frame 3"),
+            "{err}"
+        );
+        // A length's own bytes do not count as ending where its region
+        // (of no bytes) ends: a span right after a decimal length is still
+        // after a variable value.
+        let err = check(|w| {
+            w.span(C2S, &length("dec", 0)).unwrap();
+            w.data(C2S, b"0").unwrap();
+            w.span(C2S, &vary(2)).unwrap();
+            w.data(C2S, b"xy\r\n").unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("right after the variable span at frame 1"),
             "{err}"
         );
         // A length's recorded bytes may span data frames; they must be one.
