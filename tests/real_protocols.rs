@@ -92,6 +92,24 @@ fn replay(cassette: &Path, script: &str, runs: usize) {
     }
 }
 
+/// A redis-server of the test's own, or None (with a message) where it
+/// or redis-py is not installed.
+fn redis_server() -> Option<(Peer, SocketAddr)> {
+    if !installed("redis-server", &["--version"]) || !python_has("redis") {
+        eprintln!(
+            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
+        );
+        return None;
+    }
+    let addr = dead_addr();
+    let port = addr.port().to_string();
+    let redis = Peer(start_peer(
+        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
+        addr,
+    ));
+    Some((redis, addr))
+}
+
 /// redis-py sets and reads back a value of `len` letters against `port`.
 fn redis_echo(port: u16, len: usize, seed: u64) -> Result<(), String> {
     let out = Command::new("python3")
@@ -107,19 +125,10 @@ fn redis_echo(port: u16, len: usize, seed: u64) -> Result<(), String> {
 
 #[test]
 fn redis_learned_from_two_runs_echoes_values_of_new_lengths_under_their_bulk_lengths() {
-    if !installed("redis-server", &["--version"]) || !python_has("redis") {
-        eprintln!(
-            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
-        );
+    let Some((redis, addr)) = redis_server() else {
         return;
-    }
+    };
     let dir = temp_dir("real-redis-echo");
-    let addr = dead_addr();
-    let port = addr.port().to_string();
-    let redis = Peer(start_peer(
-        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
-        addr,
-    ));
     // Values of one length in both recordings: only the protocol's own
     // `$8\r\n` says that the value's length may change.
     let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
@@ -159,19 +168,10 @@ fn redis_learned_from_two_runs_echoes_values_of_new_lengths_under_their_bulk_len
 
 #[test]
 fn a_redis_py_pool_replays_in_any_order_every_run() {
-    if !installed("redis-server", &["--version"]) || !python_has("redis") {
-        eprintln!(
-            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
-        );
+    let Some((redis, addr)) = redis_server() else {
         return;
-    }
+    };
     let dir = temp_dir("real-redis");
-    let addr = dead_addr();
-    let port = addr.port().to_string();
-    let redis = Peer(start_peer(
-        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
-        addr,
-    ));
     record(&dir.join("pool"), addr, "redis_pool.py");
     drop(redis);
     assert_eq!(
