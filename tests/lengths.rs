@@ -143,9 +143,7 @@ fn the_mock_server_sends_lengths_that_count_the_live_values() {
     // Shorter, as long as, and longer than recorded; 64 crosses nothing
     // but makes the decimal length gain a digit.
     for (seed, id_len) in [1, 6, 17, 64].into_iter().enumerate() {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", &tape], true);
-        real_client(mock.addr(), id_len, seed as u64);
-        let (code, _, stderr) = mock.finish();
+        let ((), code, stderr) = mock_once(&tape, |mock| real_client(mock, id_len, seed as u64));
         assert_eq!(code, 0, "id of {id_len}: {stderr}");
     }
 }
@@ -295,9 +293,7 @@ fn a_tape_learned_from_two_runs_replays_values_of_new_lengths_in_both_roles() {
     // ...the learned tape does, and drives servers of new token lengths,
     // within the lengths learn saw vary.
     for (seed, id_len, token_len) in [(4, 3, 4), (5, 30, 33), (6, 8, 56)] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
-        real_client(mock.addr(), id_len, seed);
-        let (code, _, stderr) = mock.finish();
+        let ((), code, stderr) = mock_once(learned, |mock| real_client(mock, id_len, seed));
         assert_eq!(code, 0, "id of {id_len}: {stderr}\n{text}");
 
         let (socket, addr) = listener();
@@ -402,9 +398,7 @@ fn a_learned_json_rpc_tape_echoes_ids_of_new_lengths_under_their_content_length(
     assert!(text.contains("[echo id "), "{text}");
     let learned = learned.to_str().unwrap();
     for (seed, id_len) in [(3, 3), (4, 40)] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
-        http::client(mock.addr(), id_len, seed);
-        let (code, _, stderr) = mock.finish();
+        let ((), code, stderr) = mock_once(learned, |mock| http::client(mock, id_len, seed));
         assert_eq!(code, 0, "id of {id_len}: {stderr}\n{text}");
     }
     let (socket, addr) = listener();
@@ -504,9 +498,7 @@ fn learn_finds_the_three_lengths_that_count_a_pid_and_serves_one_with_more_digit
     }
     let learned = learned.to_str().unwrap();
     for pid in ["123456", "99", "7560"] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
-        handshake::client(mock.addr(), pid);
-        let (code, _, stderr) = mock.finish();
+        let ((), code, stderr) = mock_once(learned, |mock| handshake::client(mock, pid));
         assert_eq!(code, 0, "pid {pid}: {stderr}\n{text}");
     }
     // The recording as it is departs at a pid of more digits.

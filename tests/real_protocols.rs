@@ -158,9 +158,7 @@ fn redis_learned_from_two_runs_echoes_values_of_new_lengths_under_their_bulk_len
     drop(redis);
 
     for (seed, len) in [(7, 1), (8, 40)] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
-        let result = redis_echo(mock.addr().port(), len, seed);
-        let (code, _, stderr) = mock.finish();
+        let (result, code, stderr) = mock_once(learned, |mock| redis_echo(mock.port(), len, seed));
         assert_eq!(result, Ok(()), "{stderr}\n{text}");
         assert_eq!(code, 0, "value of {len}: {stderr}");
     }
@@ -508,9 +506,7 @@ fn memcached_values_learned_at_one_length_replay_at_others() {
     assert_eq!(code, 0, "{stderr}\n{text}");
     drop(server);
     for (seed, len) in [(505, 1), (9090, 100)] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
-        let result = memcached_echo(mock.addr(), len, seed);
-        let (code, _, stderr) = mock.finish();
+        let (result, code, stderr) = mock_once(learned, |mock| memcached_echo(mock, len, seed));
         assert_eq!(result, Ok(()), "{stderr}\n{text}");
         assert_eq!(code, 0, "value of {len}: {stderr}");
     }
@@ -678,10 +674,9 @@ fn mariadb_learned_from_two_queries_echoes_a_literal_of_any_length() {
     // As the server, to the mariadb client, with literals of new lengths;
     // the raw recording cannot answer them.
     for literal in ["xy", "a-much-longer-literal-than-recorded"] {
-        let mock = spawn(&["server", "--once", "127.0.0.1:0", learned], true);
         let sql = format!("select '{literal}'");
-        assert_eq!(mariadb_query(mock.addr().port(), &sql), Ok(literal.into()));
-        let (code, _, stderr) = mock.finish();
+        let (answer, code, stderr) = mock_once(learned, |mock| mariadb_query(mock.port(), &sql));
+        assert_eq!(answer, Ok(literal.into()));
         assert_eq!(code, 0, "{literal}: {stderr}\n{text}");
     }
     let raw = spawn(

@@ -403,3 +403,12 @@ pub fn learn(recordings: &[&Path], out: &Path) -> String {
     assert_eq!(code, 0, "learn: {stderr}");
     std::fs::read_to_string(out).unwrap()
 }
+
+/// Serves `tape` once as the mock server to `client`, run against its
+/// address: the client's result, then the mock's exit code and stderr.
+pub fn mock_once<T>(tape: &str, client: impl FnOnce(SocketAddr) -> T) -> (T, i32, String) {
+    let mock = spawn(&["server", "--once", "127.0.0.1:0", tape], true);
+    let result = client(mock.addr());
+    let (code, _, stderr) = mock.finish();
+    (result, code, stderr)
+}
