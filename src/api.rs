@@ -371,7 +371,7 @@ impl MockServerBuilder {
                 abort: false,
                 once: self.once,
                 reuse: self.reuse,
-                require_all: !self.allow_unused,
+                allow_unused: self.allow_unused,
                 grace: self.grace,
                 backlog: DEFAULT_BACKLOG,
             }),

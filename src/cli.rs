@@ -107,6 +107,9 @@ options:
       --once            serve one connection (a cassette: each tape once),
                         then exit with the verdict
       --reuse           cassette: serve its tapes again once all were used
+      --allow-unused    pass even if a tape was never played (by default a
+                        tape, or a cassette's tape, never played fails the
+                        run as a mismatch)
       --timeout SECS    fail a session that waits longer than SECS for its
                         peer, and --once when no client comes for SECS
                         (default 30; 0 waits forever)
@@ -155,7 +158,8 @@ A FILE is one session in either mode. A cassette is recorded until stopped
 open), and replayed until stopped (with --once: until every tape played).
 
 options: those of `server` when replaying, those of `proxy` when recording
-  -n, -d, --speed F, -a, --once, --reuse, --timeout SECS, --text-diff
+  -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --timeout SECS,
+  --text-diff
   --buffer SIZE, --max-sessions N, --idle-timeout SECS
   --grace SECS, --backlog N, --address-file PATH, --report FILE
   -h, --help   print this help
@@ -546,6 +550,7 @@ struct ServerFlags {
     abort: bool,
     once: bool,
     reuse: bool,
+    allow_unused: bool,
 }
 
 impl ServerFlags {
@@ -558,6 +563,7 @@ impl ServerFlags {
             abort: false,
             once: false,
             reuse: false,
+            allow_unused: false,
         }
     }
 
@@ -572,6 +578,7 @@ impl ServerFlags {
             "-a" | "--abort" => self.abort = true,
             "--once" => self.once = true,
             "--reuse" => self.reuse = true,
+            "--allow-unused" => self.allow_unused = true,
             _ => return replay_option(parser, name, &mut self.replay, usage),
         }
         Ok(true)
@@ -585,7 +592,7 @@ impl ServerFlags {
             abort: self.abort,
             once: self.once,
             reuse: self.reuse,
-            require_all: false,
+            allow_unused: self.allow_unused,
             grace: common.grace,
             backlog: common.backlog,
         }

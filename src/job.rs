@@ -88,7 +88,7 @@ pub(crate) fn start(spec: Spec) -> Result<Box<dyn Job>, Error> {
     }
     match spec {
         Spec::Proxy(options) => bound(|cx| proxy::Proxy::start(options, cx)),
-        Spec::Server(options) => bound(|cx| replay::Replayer::server(options, cx)),
-        Spec::Client(options) => bound(|cx| replay::Replayer::client(options, cx)),
+        Spec::Server(options) => bound(|cx| replay::Server::start(options, cx)),
+        Spec::Client(options) => bound(|cx| replay::Client::start(options, cx)),
     }
 }

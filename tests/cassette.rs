@@ -199,13 +199,7 @@ fn a_connection_that_matches_no_tape_is_reported() {
     let server = spawn(&["server", "--once", "127.0.0.1:0", &cassette], true);
     let answer = exchange(server.addr(), b"HELLO gamma");
     assert_eq!(answer, b"", "an unmatched connection gets nothing");
-    // The other tapes are still due; serve them so --once can finish.
-    for request in &requests {
-        assert_eq!(
-            exchange(server.addr(), request.as_bytes()),
-            format!("re: {request}").as_bytes()
-        );
-    }
+    // --once: the run cannot pass any more, so it ends at once.
     let (code, _, stderr) = server.finish();
     assert_eq!(code, 3, "{stderr}");
     assert!(
@@ -236,7 +230,7 @@ fn reuse_serves_the_tapes_again() {
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(&mut c, &mut answer);
     assert_eq!(answer, b"");
-    server.wait_for_line("every tape of the cassette was served");
+    server.wait_for_line("every tape of the cassette that agrees with it was served");
     server.kill();
 }
 

@@ -395,7 +395,7 @@ fn a_cassette_of_more_tapes_than_descriptors_is_served() {
     }
     let cassette = format!("{}/", dir.display());
     let script = format!(
-        "ulimit -n 64 && exec {} server 127.0.0.1:0 {cassette}",
+        "ulimit -n 64 && exec {} server --allow-unused 127.0.0.1:0 {cassette}",
         bin()
     );
     let mock = spawn_shell(&script);
@@ -473,6 +473,54 @@ fn describe_of_a_device_says_what_it_is() {
     assert_eq!(stderr, "error: /dev/zero: not a tape: not a regular file\n");
 }
 
+/// A tape zeroed in place while it streams to a client (issue 17: the
+/// client got megabytes of zeros that were never on the tape): what the
+/// client gets is a prefix of the tape, and the session fails naming it.
+#[test]
+fn a_tape_rewritten_in_place_while_it_streams_sends_nothing_that_is_not_the_tape() {
+    use std::io::{Seek, SeekFrom};
+    let dir = temp_dir("hardening-zeroed");
+    let tape = dir.join("bulk.tape");
+    const FRAME: usize = 8 << 20;
+    let pattern: Vec<u8> = (0..FRAME).map(|i| (i % 251) as u8 + 1).collect();
+    {
+        let mut w = Writer::new(std::fs::File::create(&tape).unwrap()).unwrap();
+        for _ in 0..8 {
+            w.data(Direction::ServerToClient, &pattern).unwrap();
+        }
+        w.eof(Direction::ServerToClient).unwrap();
+    }
+    let mut mock = spawn(
+        &["server", "--once", "127.0.0.1:0", tape.to_str().unwrap()],
+        true,
+    );
+    let mut c = connect(mock.addr());
+    let first = read_n(&mut c, 1 << 20);
+    assert_eq!(first, pattern[..1 << 20]);
+    // Zeros over the middle of the tape, in place: same size.
+    let mut file = std::fs::OpenOptions::new().write(true).open(&tape).unwrap();
+    file.seek(SeekFrom::Start(24 << 20)).unwrap();
+    file.write_all(&vec![0; 16 << 20]).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(
+        !rest.contains(&0),
+        "a zero byte reached the client ({} bytes after the first MiB)",
+        rest.len()
+    );
+    assert!(
+        rest.len() < 63 << 20,
+        "the session went on: {} bytes",
+        rest.len()
+    );
+    let line = mock.wait_for_line("changed on disk while it was served");
+    assert!(line.contains("bulk.tape"), "{line}");
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 1, "{stderr}");
+}
+
 #[test]
 fn a_tape_that_changes_on_disk_after_load_fails_its_sessions_with_a_log_line() {
     let dir = temp_dir("hardening-changed");
@@ -488,8 +536,9 @@ fn a_tape_that_changes_on_disk_after_load_fails_its_sessions_with_a_log_line() {
     let mut c = connect(mock.addr());
     let _ = c.write_all(b"request body");
     let _ = c.read_to_end(&mut Vec::new());
-    let line = mock.wait_for_line("did it change on disk after it was loaded?");
+    let line = mock.wait_for_line("changed on disk while it was served");
     assert!(line.contains("t.tape"), "{line}");
+    assert!(line.contains("its size went from 53 to 20 bytes"), "{line}");
     mock.signal("TERM");
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 1, "{stderr}");

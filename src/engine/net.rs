@@ -156,17 +156,42 @@ impl Source for Stream {
     }
 }
 
+/// What one non-blocking read did. With [`Sent`], this is the one place
+/// where `WouldBlock`, `Interrupted` and a read of nothing are told apart.
+#[derive(Debug)]
+pub enum Received {
+    /// This many bytes (at least one) arrived.
+    Data(usize),
+    /// The peer half-closed its side.
+    Eof,
+    /// Nothing to read now: the socket's next readiness event says when.
+    Blocked,
+    /// The read failed: a reset, most often.
+    Failed(io::Error),
+}
+
+/// What one non-blocking write did.
+#[derive(Debug)]
+pub enum Sent {
+    /// This many bytes (at least one) went.
+    Moved(usize),
+    /// No room now: the socket's next readiness event says when.
+    Blocked,
+    /// The write failed (the peer is gone), or took nothing.
+    Failed(io::Error),
+}
+
 /// A registered stream and what the OS last said about it. Readiness is a
 /// hint kept until a call answers `WouldBlock` (or a short read or write
 /// shows the socket drained or full), because edge-triggered events only
 /// report changes.
 pub struct Socket {
-    pub stream: Stream,
-    pub addr: Address,
+    stream: Stream,
+    addr: Address,
     token: Token,
     interest: Interest,
-    pub readable: bool,
-    pub writable: bool,
+    readable: bool,
+    writable: bool,
     /// The OS said the peer's side is closed: an EOF (or error) waits
     /// behind any data, so reads go on until they see it.
     read_closed: bool,
@@ -194,6 +219,24 @@ impl Socket {
         })
     }
 
+    pub fn addr(&self) -> &Address {
+        &self.addr
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// True while a read may find something (or the EOF).
+    pub fn is_readable(&self) -> bool {
+        self.readable
+    }
+
+    /// True while a write may find room.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
     /// Takes in what an event says.
     pub fn note(&mut self, event: &mio::event::Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -207,19 +250,80 @@ impl Socket {
         }
     }
 
-    /// A read filled `n` of `window` bytes. A short read drained the
-    /// socket, and epoll reports new data as a new edge: no need to spend a
-    /// call to hear `WouldBlock` (unless a close is pending behind it).
-    pub fn read_done(&mut self, n: usize, window: usize) {
-        if n < window && !self.read_closed {
-            self.readable = false;
+    /// Reads into `buf` (never empty). A short read drained the socket,
+    /// and epoll reports new data as a new edge: no need to spend a call to
+    /// hear `WouldBlock` (unless a close is pending behind it).
+    pub fn read(&mut self, buf: &mut [u8]) -> Received {
+        debug_assert!(!buf.is_empty(), "a read of nothing would look like an EOF");
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return Received::Eof,
+                Ok(n) => {
+                    if n < buf.len() && !self.read_closed {
+                        self.readable = false;
+                    }
+                    return Received::Data(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Received::Blocked;
+                }
+                Err(err) => return Received::Failed(err),
+            }
         }
     }
 
-    /// A write took `n` of `len` bytes; a short write filled the buffer.
-    pub fn write_done(&mut self, n: usize, len: usize) {
-        if n < len {
-            self.writable = false;
+    /// Writes from `buf` (never empty); a short write filled the buffer.
+    pub fn write(&mut self, buf: &[u8]) -> Sent {
+        self.write_with(buf.len(), |stream| stream.write(buf))
+    }
+
+    /// Writes from up to several slices in one call.
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Sent {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.write_with(len, |stream| stream.write_vectored(bufs))
+    }
+
+    /// Sends `len` bytes of `file` from `offset` without copying them
+    /// through user space.
+    pub fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> Sent {
+        self.write_with(len, |stream| {
+            crate::sys::sendfile(stream.as_fd(), file.as_fd(), offset, len)
+        })
+    }
+
+    fn write_with(
+        &mut self,
+        len: usize,
+        mut call: impl FnMut(&mut Stream) -> io::Result<usize>,
+    ) -> Sent {
+        debug_assert!(len > 0, "a write of nothing says nothing");
+        loop {
+            match call(&mut self.stream) {
+                Ok(0) => return Sent::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    if n < len {
+                        self.writable = false;
+                    }
+                    return Sent::Moved(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Sent::Blocked;
+                }
+                Err(err) => return Sent::Failed(err),
+            }
+        }
+    }
+
+    /// Half-closes our side; a peer that is gone entirely has it closed
+    /// anyway.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self.stream.shutdown(Shutdown::Write) {
+            Err(err) if err.kind() != io::ErrorKind::NotConnected => Err(err),
+            _ => Ok(()),
         }
     }
 

@@ -13,8 +13,6 @@
 //! Only recorded bytes may be forwarded (write-ahead). Windows are lent out
 //! as slices, contiguous where possible; on wrap-around a view is two slices.
 
-use std::io;
-
 pub struct Ring {
     storage: Box<[u8]>,
     /// Index of the oldest stored byte.
@@ -127,20 +125,6 @@ impl Ring {
         self.len += n;
     }
 
-    /// Lends the free window to `f` (a socket read) and commits what it
-    /// filled. Returns Ok(0) without calling `f` when the ring is full.
-    pub fn fill_with<F>(&mut self, f: F) -> io::Result<usize>
-    where
-        F: FnOnce(&mut [u8]) -> io::Result<usize>,
-    {
-        if self.is_full() {
-            return Ok(0);
-        }
-        let n = f(self.free_window())?;
-        self.commit(n);
-        Ok(n)
-    }
-
     /// The stored bytes from `from` (relative to head) to the end, as up to
     /// two slices.
     fn slices(&self, from: usize, to: usize) -> (&[u8], &[u8]) {
@@ -240,8 +224,6 @@ mod tests {
         put(&mut ring, b"wxyz");
         assert!(ring.is_full());
         assert!(ring.free_window().is_empty());
-        let called = ring.fill_with(|_| panic!("must not read into a full ring"));
-        assert_eq!(called.unwrap(), 0);
     }
 
     #[test]

@@ -65,6 +65,25 @@ impl<T> Slab<T> {
         }
     }
 
+    /// Replaces the value in `key` with what `f` makes of it, in place: the
+    /// key, and every token and timer that names it, stays valid. False
+    /// (and `f` not called) when the slot is vacant.
+    pub fn transition(&mut self, key: usize, f: impl FnOnce(T) -> T) -> bool {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return false;
+        };
+        match std::mem::replace(entry, Entry::Vacant(None)) {
+            Entry::Occupied(value) => {
+                *entry = Entry::Occupied(f(value));
+                true
+            }
+            vacant => {
+                *entry = vacant;
+                false
+            }
+        }
+    }
+
     pub fn remove(&mut self, key: usize) -> Option<T> {
         let entry = self.entries.get_mut(key)?;
         if matches!(entry, Entry::Vacant(_)) {
@@ -156,6 +175,24 @@ mod tests {
         assert_eq!(slab.insert(40), 4);
         let all: Vec<_> = (0..5).map(|k| (k, *slab.get(k).unwrap())).collect();
         assert_eq!(all, vec![(0, 0), (1, 10), (2, 2), (3, 30), (4, 40)]);
+    }
+
+    #[test]
+    fn a_transition_keeps_the_key_even_after_a_burst_drained() {
+        let mut slab = Slab::new();
+        let keys: Vec<usize> = (0..100).map(|i| slab.insert(i)).collect();
+        let kept = keys[70];
+        for &key in &keys {
+            if key != kept {
+                slab.remove(key);
+            }
+        }
+        assert!(slab.transition(kept, |value| value * 10));
+        assert_eq!(slab.get(kept), Some(&700));
+        assert_eq!(slab.len(), 1);
+        assert!(!slab.transition(keys[0], |value| value), "a vacant slot");
+        assert_eq!(slab.get(keys[0]), None);
+        assert_eq!(slab.insert(5), keys[99], "the free list is intact");
     }
 
     #[test]

@@ -13,8 +13,7 @@
 //! connect: a client that leaves before anything was said either way (a
 //! readiness probe) leaves no tape and is not counted as a session.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::io::{self, IoSlice};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -24,7 +23,7 @@ use mio::{Registry, Token};
 
 use super::recorder::{Pending, Recorder};
 use crate::engine::buffers::Buffers;
-use crate::engine::net::{Address, Socket, Stream};
+use crate::engine::net::{Address, Received, Sent, Socket, Stream};
 use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
 use crate::tape::Direction;
@@ -157,7 +156,7 @@ impl Session {
     }
 
     pub fn client_addr(&self) -> &Address {
-        &self.client.addr
+        self.client.addr()
     }
 
     /// Handles readiness of one of the session's sockets.
@@ -179,11 +178,11 @@ impl Session {
     /// Does whatever the sockets allow now.
     pub fn resume(&mut self, registry: &Registry, turn: Turn, buffers: &mut Buffers) -> Status {
         if let Phase::Connecting = &self.phase {
-            match self.server.stream.connect_finished() {
+            match self.server.stream().connect_finished() {
                 Ok(false) => return Status::Running,
                 Ok(true) => self.start_relay(buffers.min()),
                 Err(err) => {
-                    return Status::Failed(Error::address(&self.server.addr, "connect to", err));
+                    return Status::Failed(Error::address(self.server.addr(), "connect to", err));
                 }
             }
         }
@@ -218,16 +217,19 @@ impl Session {
         // Recorded sessions are often chatty request/response protocols;
         // Nagle's algorithm would add delays that end up on tape.
         for peer in [&self.client, &self.server] {
-            if let Err(err) = peer.stream.set_nodelay() {
+            if let Err(err) = peer.stream().set_nodelay() {
                 debug!(
                     "session {}: TCP_NODELAY on {}: {err}",
-                    self.number, peer.addr
+                    self.number,
+                    peer.addr()
                 );
             }
         }
         info!(
             "session {}: connected {} to {}",
-            self.number, self.client.addr, self.server.addr,
+            self.number,
+            self.client.addr(),
+            self.server.addr(),
         );
         let pipe = || Pipe {
             ring: Ring::unallocated(),
@@ -279,7 +281,7 @@ impl Session {
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
                     Err(err) => {
-                        let err = peer_error("read from", side, &source.addr, err);
+                        let err = peer_error("read from", side, source.addr(), err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -300,7 +302,7 @@ impl Session {
                 match forward(pipe, dest, self.number, dir) {
                     Ok(moved) => progress |= moved,
                     Err(err) => {
-                        let err = peer_error("write to", dest_side, &dest.addr, err);
+                        let err = peer_error("write to", dest_side, dest.addr(), err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -321,7 +323,7 @@ impl Session {
         ];
         for (peer, pending) in wants {
             peer.want(registry, pending).map_err(|err| {
-                Error::Session(format!("cannot poll {}: {}", peer.addr, os_reason(&err)))
+                Error::Session(format!("cannot poll {}: {}", peer.addr(), os_reason(&err)))
             })?;
         }
         Ok(status)
@@ -433,7 +435,7 @@ fn fill(
     buffers: &mut Buffers,
     limit: usize,
 ) -> io::Result<bool> {
-    let can_read = pipe.flow == Flow::Open && !pipe.eof_read && source.readable;
+    let can_read = pipe.flow == Flow::Open && !pipe.eof_read && source.is_readable();
     if can_read && !pipe.ring.has_storage() {
         pipe.ring.attach(buffers.take(pipe.size));
     }
@@ -441,32 +443,26 @@ fn fill(
     let mut left = limit;
     while pipe.flow == Flow::Open
         && !pipe.eof_read
-        && source.readable
+        && source.is_readable()
         && !pipe.ring.is_full()
         && left > 0
     {
-        let mut window = 0;
-        let read = pipe.ring.fill_with(|free| {
-            let len = free.len().min(left);
-            let free = &mut free[..len];
-            window = free.len();
-            source.stream.read(free)
-        });
-        match read {
-            Ok(0) => pipe.eof_read = true,
-            Ok(n) => {
+        let free = pipe.ring.free_window();
+        let len = free.len().min(left);
+        match source.read(&mut free[..len]) {
+            Received::Eof => pipe.eof_read = true,
+            Received::Data(n) => {
+                pipe.ring.commit(n);
                 pipe.bytes += n as u64;
                 left -= n;
                 moved = true;
-                source.read_done(n, window);
                 if pipe.ring.is_full() {
                     // More may wait: the next ring is twice as large.
                     pipe.size = (pipe.ring.capacity() * 2).min(buffers.max());
                 }
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => source.readable = false,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Received::Blocked => {}
+            Received::Failed(err) => return Err(err),
         }
     }
     Ok(moved)
@@ -528,32 +524,23 @@ fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
 /// empty, forwards its half-close. Returns whether anything moved.
 fn forward(pipe: &mut Pipe, dest: &mut Socket, number: u64, dir: Direction) -> io::Result<bool> {
     let mut moved = false;
-    while dest.writable {
+    while dest.is_writable() {
         let (first, second) = pipe.ring.recorded_slices();
         if first.is_empty() {
             break;
         }
         let slices = [IoSlice::new(first), IoSlice::new(second)];
-        let len = first.len() + second.len();
-        match dest.stream.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
+        match dest.write_vectored(&slices) {
+            Sent::Moved(n) => {
                 pipe.ring.consume(n);
                 moved = true;
-                dest.write_done(n, len);
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => dest.writable = false,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Sent::Blocked => {}
+            Sent::Failed(err) => return Err(err),
         }
     }
     if pipe.flow == Flow::Draining && pipe.ring.is_empty() {
-        match dest.stream.shutdown(Shutdown::Write) {
-            // The peer may already be gone entirely; its half is closed either way.
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
-            Err(err) => return Err(err),
-        }
+        dest.shutdown_write()?;
         set_flow(pipe, Flow::Closed, number, dir);
         moved = true;
     }

@@ -13,15 +13,19 @@
 //!
 //! The candidates then play side by side until they differ (`pool`).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
 
 use super::TapeFile;
-use super::pool::MAX_CANDIDATES;
+use super::pool::WINDOW;
 use crate::error::Error;
 use crate::hexdump;
 use crate::tape::span::MAX_PAYLOAD;
-use crate::tape::{Direction, Kind, Reader, Source, Span, SpanKind, TapeError};
+use crate::tape::{
+    self, Direction, Kind, Locator, Reader, Source, Span, SpanKind, TapeError, WeakLocator,
+};
 
 /// Moves past the `len` recorded client bytes a span covers; the reader
 /// is then inside a client data frame whose rest (if any) follows the span.
@@ -50,7 +54,7 @@ pub const PREFIX_LIMIT: usize = 4096;
 
 /// The client's bytes before the server's first move; `None` where the
 /// tape has a wildcard.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Prefix(Vec<Option<u8>>);
 
 impl Prefix {
@@ -119,6 +123,13 @@ impl Prefix {
         self.0.len()
     }
 
+    /// True when `received` agrees with the prefix where they overlap,
+    /// looking only from `from` on (the bytes before it agreed already).
+    fn agrees_from(&self, received: &[u8], from: usize) -> bool {
+        let end = self.len().min(received.len());
+        (from..end).all(|i| self.0[i].is_none_or(|want| want == received[i]))
+    }
+
     /// How many bytes of `received` agree with the prefix, looking only
     /// from `from` on (the bytes before it agreed already).
     fn agreement_from(&self, received: &[u8], from: usize) -> usize {
@@ -146,37 +157,84 @@ enum Use {
 pub struct Entry {
     pub name: String,
     pub path: PathBuf,
-    prefix: Prefix,
+    /// The group of tapes with the same first client bytes.
+    group: usize,
     state: Use,
     /// Connections served by it in this run.
     served: u64,
+    /// The tape while some connection plays it: every connection that
+    /// plays it shares one descriptor.
+    open: Option<(Weak<dyn Source>, WeakLocator)>,
+}
+
+/// Tapes whose first client bytes are the same: a connection's first
+/// bytes are checked once per group, however many tapes it holds.
+struct Group {
+    prefix: Prefix,
+    /// In catalog order.
+    entries: Vec<usize>,
 }
 
 /// What to do with a new or waiting connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Choice {
-    /// Serve it with one of these entries, in order: the tapes that agree
-    /// with what it sent (at most `pool::MAX_CANDIDATES`).
-    Tapes(Vec<usize>),
+    /// Serve it with these entries, best first (at most `pool::WINDOW`);
+    /// `more_after`: more tapes agree, after that entry in catalog order.
+    Tapes {
+        entries: Vec<usize>,
+        more_after: Option<usize>,
+    },
     /// Read more of the client's first bytes.
     Wait,
-    /// No tape is free now: every one was served (and `--reuse` is off),
-    /// or the free ones are all serving other connections.
+    /// Tapes agree, but each serves another connection now: wait until
+    /// one is given back (a probe's tape, or one `--reuse` serves again).
+    Queue,
+    /// Every tape that agrees was served, and `--reuse` is off.
     Exhausted,
-    /// No free tape agrees with what the client sent; the text says
-    /// which came closest and where they diverged.
+    /// No tape agrees with what the client sent; the text says which came
+    /// closest and where they diverged.
     NoMatch(String),
 }
 
-/// A connection's candidates while its tape is chosen, each with how many
-/// of the client's bytes it agreed with so far: new bytes are checked
-/// once, against the tapes still in the running.
+/// A connection's candidates while its tape is chosen: the groups that
+/// agree with every byte it sent so far (a bit each), and how many of its
+/// bytes were checked. New bytes are checked once, against the groups
+/// still in the running.
 #[derive(Debug, Default)]
-pub struct Candidates(Vec<(usize, usize)>);
+pub struct Candidates {
+    groups: Vec<u64>,
+    checked: usize,
+}
+
+impl Candidates {
+    fn of(groups: impl Iterator<Item = usize>, count: usize) -> Candidates {
+        let mut bits = vec![0u64; count.div_ceil(64)];
+        for g in groups {
+            bits[g / 64] |= 1 << (g % 64);
+        }
+        Candidates {
+            groups: bits,
+            checked: 0,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.groups.iter().enumerate().flat_map(|(word, &bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| word * 64 + bit)
+        })
+    }
+
+    fn remove(&mut self, group: usize) {
+        self.groups[group / 64] &= !(1 << (group % 64));
+    }
+}
 
 pub struct Catalog {
     dir: PathBuf,
     entries: Vec<Entry>,
+    groups: Vec<Group>,
     reuse: bool,
 }
 
@@ -184,37 +242,60 @@ impl Catalog {
     /// Lists and checks the tapes of a cassette; `prefix` reads each
     /// tape's first client bytes (and checks it is a tape that replays).
     /// Tapes are opened again when served: a cassette of any size holds
-    /// no descriptors.
+    /// no descriptors while idle.
     pub fn load(
         dir: &Path,
         reuse: bool,
         prefix: impl Fn(&Path) -> Result<Prefix, Error>,
     ) -> Result<Catalog, Error> {
-        let mut entries = Vec::new();
+        let mut tapes = Vec::new();
         for path in crate::cassette::tapes(dir)? {
+            let prefix = prefix(&path)?;
+            tapes.push((path, prefix));
+        }
+        if tapes.is_empty() {
+            return Err(Error::Session(format!(
+                "{}: the cassette holds no tapes (*.tape files)",
+                dir.display()
+            )));
+        }
+        Ok(Catalog::of(dir, reuse, tapes))
+    }
+
+    /// The catalog of `tapes` (in order) and their prefixes.
+    fn of(dir: &Path, reuse: bool, tapes: Vec<(PathBuf, Prefix)>) -> Catalog {
+        let mut entries = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_prefix: HashMap<Prefix, usize> = HashMap::new();
+        for (path, prefix) in tapes {
+            let index = entries.len();
+            let group = *by_prefix.entry(prefix.clone()).or_insert_with(|| {
+                groups.push(Group {
+                    prefix,
+                    entries: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[group].entries.push(index);
             entries.push(Entry {
                 name: path
                     .file_name()
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned(),
-                prefix: prefix(&path)?,
                 path,
+                group,
                 state: Use::Free,
                 served: 0,
+                open: None,
             });
         }
-        if entries.is_empty() {
-            return Err(Error::Session(format!(
-                "{}: the cassette holds no tapes (*.tape files)",
-                dir.display()
-            )));
-        }
-        Ok(Catalog {
+        Catalog {
             dir: dir.to_path_buf(),
             entries,
+            groups,
             reuse,
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -225,9 +306,33 @@ impl Catalog {
         &self.entries[i]
     }
 
+    /// Opens the tape of entry `i`, or shares the handle of a connection
+    /// that plays it already.
+    pub fn open(&mut self, i: usize) -> Result<(String, TapeFile, Locator), Error> {
+        let entry = &mut self.entries[i];
+        let shared = entry
+            .open
+            .as_ref()
+            .and_then(|(tape, locator)| Some((tape.upgrade()?, locator.upgrade()?)));
+        let (tape, locator) = match shared {
+            Some(open) => open,
+            None => {
+                let (tape, locator) = tape::open_located(&entry.path)?;
+                entry.open = Some((Rc::downgrade(&tape), locator.downgrade()));
+                (tape, locator)
+            }
+        };
+        Ok((entry.name.clone(), tape, locator))
+    }
+
     /// True once every tape was served and none is serving.
     pub fn all_served(&self) -> bool {
         self.entries.iter().all(|e| e.state == Use::Served)
+    }
+
+    /// Tapes served at least once in this run.
+    pub fn served_count(&self) -> usize {
+        self.entries.iter().filter(|e| e.served > 0).count()
     }
 
     /// Names of the tapes never served in this run.
@@ -256,90 +361,153 @@ impl Catalog {
         }
     }
 
-    /// Free entries in order; with `--reuse`, served ones come back once
-    /// none is free.
-    fn free(&mut self) -> impl Iterator<Item = usize> + '_ {
-        if self.reuse && !self.entries.iter().any(|e| e.state == Use::Free) {
-            for entry in &mut self.entries {
-                if entry.state == Use::Served {
-                    entry.state = Use::Free;
-                }
-            }
+    /// Of `agreeing` entries (catalog order), those a new connection may
+    /// take: the free ones; with `--reuse`, once none is free, the served
+    /// ones again. `Err` says why none: some serve other connections, or
+    /// all were served.
+    fn usable(&self, agreeing: &[usize]) -> Result<Vec<usize>, Choice> {
+        let with = |state: Use| -> Vec<usize> {
+            let entries = agreeing.iter().copied();
+            entries
+                .filter(|&i| self.entries[i].state == state)
+                .collect()
+        };
+        let free = with(Use::Free);
+        if !free.is_empty() {
+            return Ok(free);
         }
-        (0..self.entries.len()).filter(|&i| self.entries[i].state == Use::Free)
+        let served = with(Use::Served);
+        if self.reuse && !served.is_empty() {
+            return Ok(served);
+        }
+        match with(Use::Serving).is_empty() {
+            true => Err(Choice::Exhausted),
+            false => Err(Choice::Queue),
+        }
     }
 
-    /// A connection was accepted: serve it now (the first free tape lets
-    /// the server speak first), or wait for its bytes among `candidates`.
-    pub fn on_accept(&mut self, candidates: &mut Candidates) -> Choice {
-        let free: Vec<usize> = self.free().collect();
-        match free.first() {
-            None => Choice::Exhausted,
-            Some(&i) if self.entries[i].prefix.len() == 0 => Choice::Tapes(
-                free.into_iter()
-                    .filter(|&i| self.entries[i].prefix.len() == 0)
-                    .take(MAX_CANDIDATES)
-                    .collect(),
-            ),
-            Some(_) => {
-                candidates.0 = free
-                    .into_iter()
-                    .filter(|&i| self.entries[i].prefix.len() > 0)
-                    .map(|i| (i, 0))
-                    .collect();
-                Choice::Wait
-            }
+    /// The window of `usable` entries (catalog order) for a connection
+    /// that sent `received`, best first, and where the rest begin.
+    fn window(&self, usable: Vec<usize>, received: usize) -> Choice {
+        let more_after = (usable.len() > WINDOW).then(|| usable[WINDOW - 1]);
+        let mut entries = usable;
+        entries.truncate(WINDOW);
+        // Of the tapes whose whole first message arrived, the longest
+        // first: "GET 30" is not the best guess for a client that sent
+        // "GET 300".
+        entries.sort_by_key(|&i| {
+            let len = self.groups[self.entries[i].group].prefix.len();
+            (received < len, std::cmp::Reverse(len), i)
+        });
+        Choice::Tapes {
+            entries,
+            more_after,
         }
+    }
+
+    /// A connection was accepted: serve it now (the first usable tape
+    /// lets the server speak first), or wait for its bytes among
+    /// `candidates`.
+    pub fn on_accept(&mut self, candidates: &mut Candidates) -> Choice {
+        let all: Vec<usize> = (0..self.entries.len()).collect();
+        let usable = match self.usable(&all) {
+            Ok(usable) => usable,
+            Err(why) => return why,
+        };
+        let server_first = |i: &usize| self.groups[self.entries[*i].group].prefix.len() == 0;
+        if server_first(&usable[0]) {
+            let banner: Vec<usize> = usable.into_iter().filter(server_first).collect();
+            return self.window(banner, 0);
+        }
+        let groups = (0..self.groups.len()).filter(|&g| self.groups[g].prefix.len() > 0);
+        *candidates = Candidates::of(groups, self.groups.len());
+        Choice::Wait
     }
 
     /// The client has sent `received` (and closed its side when `eof`):
-    /// drops the candidates that disagree, or were taken meanwhile, and
-    /// decides when one is left, one's first message is complete, or
-    /// nothing more will come.
+    /// drops the groups that disagree, and decides when one is left, one's
+    /// first message is complete, or nothing more will come.
     pub fn choose(&mut self, candidates: &mut Candidates, received: &[u8], eof: bool) -> Choice {
-        let before = std::mem::take(&mut candidates.0);
-        let mut closest = before.clone();
-        for (i, agreed) in before {
-            let entry = &self.entries[i];
-            if entry.state != Use::Free {
-                continue;
-            }
-            let agreed = entry.prefix.agreement_from(received, agreed);
-            if agreed == entry.prefix.len().min(received.len()) {
-                candidates.0.push((i, agreed));
-            } else if let Some(c) = closest.iter_mut().find(|(c, _)| *c == i) {
-                c.1 = agreed;
-            }
+        if received.is_empty() && !eof {
+            return Choice::Wait;
         }
-        if candidates.0.is_empty() {
-            closest.retain(|(i, _)| self.entries[*i].state == Use::Free);
-            return if closest.is_empty() {
-                Choice::Exhausted
-            } else {
-                Choice::NoMatch(self.closest(&mut closest, received))
-            };
-        }
-        let complete = candidates
-            .0
+        let from = candidates.checked;
+        // A client that closed its side cannot send the rest of a longer
+        // first message.
+        let disagree: Vec<usize> = candidates
             .iter()
-            .any(|(i, _)| received.len() >= self.entries[*i].prefix.len());
-        let decided = complete || candidates.0.len() == 1 || eof || received.len() >= PREFIX_LIMIT;
+            .filter(|&g| {
+                let prefix = &self.groups[g].prefix;
+                !prefix.agrees_from(received, from) || (eof && prefix.len() > received.len())
+            })
+            .collect();
+        for g in disagree {
+            candidates.remove(g);
+        }
+        candidates.checked = received.len();
+        let left: Vec<usize> = candidates.iter().collect();
+        if left.is_empty() {
+            return Choice::NoMatch(self.closest(received));
+        }
+        // Groups whose every tape serves or was served count for nothing
+        // while the others are told apart.
+        let takes = |g: &usize| {
+            self.groups[*g].entries.iter().any(|&i| {
+                let state = self.entries[i].state;
+                state == Use::Free || (self.reuse && state == Use::Served)
+            })
+        };
+        let live: Vec<usize> = left.iter().copied().filter(takes).collect();
+        let complete = live
+            .iter()
+            .any(|&g| received.len() >= self.groups[g].prefix.len());
+        let decided = live.len() <= 1 || complete || eof || received.len() >= PREFIX_LIMIT;
         if !decided {
             return Choice::Wait;
         }
-        // Of the tapes whose whole first message arrived, the longest first:
-        // "GET 30" is not the best guess for a client that sent "GET 300".
-        let mut tapes: Vec<usize> = candidates.0.iter().map(|(i, _)| *i).collect();
-        tapes.sort_unstable_by_key(|&i| {
-            let len = self.entries[i].prefix.len();
-            (received.len() < len, std::cmp::Reverse(len), i)
-        });
-        tapes.truncate(MAX_CANDIDATES);
-        Choice::Tapes(tapes)
+        let mut agreeing: Vec<usize> = left
+            .iter()
+            .flat_map(|&g| self.groups[g].entries.iter().copied())
+            .collect();
+        agreeing.sort_unstable();
+        match self.usable(&agreeing) {
+            Ok(usable) => self.window(usable, received.len()),
+            Err(why) => why,
+        }
     }
 
-    /// Names the candidates that agree longest and where they diverge.
-    fn closest(&self, ranked: &mut [(usize, usize)], received: &[u8]) -> String {
+    /// Up to `want` usable entries after entry `after` whose first client
+    /// bytes agree with `received`, and the last entry looked at (`None`
+    /// when the catalog has no more).
+    pub fn more(&self, after: usize, received: &[u8], want: usize) -> (Vec<usize>, Option<usize>) {
+        let mut found = Vec::new();
+        for i in after + 1..self.entries.len() {
+            if found.len() == want {
+                return (found, Some(i - 1));
+            }
+            let entry = &self.entries[i];
+            let usable = entry.state == Use::Free || (self.reuse && entry.state == Use::Served);
+            if usable && self.groups[entry.group].prefix.agrees_from(received, 0) {
+                found.push(i);
+            }
+        }
+        (found, None)
+    }
+
+    /// Names the tapes that agree longest and where they diverge.
+    fn closest(&self, received: &[u8]) -> String {
+        let mut ranked: Vec<(usize, usize)> = self
+            .groups
+            .iter()
+            .filter(|group| group.prefix.len() > 0)
+            .filter_map(|group| {
+                let first = *group
+                    .entries
+                    .iter()
+                    .find(|&&i| self.entries[i].state != Use::Serving)?;
+                Some((first, group.prefix.agreement_from(received, 0)))
+            })
+            .collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut text = format!(
             "its first {} bytes match no unused tape of {}; closest:",
@@ -348,7 +516,12 @@ impl Catalog {
         );
         for &(i, agree) in ranked.iter().take(3) {
             let entry = &self.entries[i];
-            let expected = entry.prefix.0.get(agree).copied().flatten();
+            let expected = self.groups[entry.group]
+                .prefix
+                .0
+                .get(agree)
+                .copied()
+                .flatten();
             let _ = write!(
                 text,
                 "\n  {} agrees on {agree} bytes, then expects {} where the client sent {}",
@@ -390,21 +563,22 @@ mod tests {
     }
 
     fn catalog(tapes: Vec<TapeFile>, reuse: bool) -> Catalog {
-        let entries = tapes
+        let tapes = tapes
             .into_iter()
             .enumerate()
-            .map(|(i, tape)| Entry {
-                name: crate::cassette::tape_name(i as u64 + 1),
-                path: PathBuf::from("t"),
-                prefix: Prefix::of(&tape, Path::new("t")).unwrap(),
-                state: Use::Free,
-                served: 0,
+            .map(|(i, tape)| {
+                let name = crate::cassette::tape_name(i as u64 + 1);
+                let prefix = Prefix::of(&tape, Path::new("t")).unwrap();
+                (PathBuf::from(name), prefix)
             })
             .collect();
-        Catalog {
-            dir: PathBuf::from("pool/"),
-            entries,
-            reuse,
+        Catalog::of(Path::new("pool/"), reuse, tapes)
+    }
+
+    fn tapes(entries: &[usize]) -> Choice {
+        Choice::Tapes {
+            entries: entries.to_vec(),
+            more_after: None,
         }
     }
 
@@ -433,16 +607,13 @@ mod tests {
         let mut candidates = Candidates::default();
         assert_eq!(c.on_accept(&mut candidates), Choice::Wait);
         assert_eq!(c.choose(&mut candidates, b"GET /", false), Choice::Wait);
-        assert_eq!(candidates.0, vec![(0, 5), (1, 5)], "PUT dropped out");
         assert_eq!(
-            c.choose(&mut candidates, b"GET /b", false),
-            Choice::Tapes(vec![1])
+            candidates.iter().collect::<Vec<_>>(),
+            vec![0, 1],
+            "PUT dropped out"
         );
-        assert_eq!(
-            choose(&mut c, b"P", false),
-            Choice::Tapes(vec![2]),
-            "only one agrees"
-        );
+        assert_eq!(c.choose(&mut candidates, b"GET /b", false), tapes(&[1]));
+        assert_eq!(choose(&mut c, b"P", false), tapes(&[2]), "only one agrees");
     }
 
     #[test]
@@ -450,18 +621,22 @@ mod tests {
         let mut c = catalog(vec![request(b"GET /a/b"), request(b"GET /a")], false);
         assert_eq!(
             choose(&mut c, b"GET /a", false),
-            Choice::Tapes(vec![1, 0]),
+            tapes(&[1, 0]),
             "the complete one first, the longer one still in the running"
         );
         assert_eq!(
             choose(&mut c, b"GET /a/b", false),
-            Choice::Tapes(vec![0, 1]),
+            tapes(&[0, 1]),
             "the longest complete first message"
         );
+        assert!(
+            matches!(choose(&mut c, b"GET /", true), Choice::NoMatch(_)),
+            "at EOF: a client cannot send the rest of a longer first message"
+        );
         assert_eq!(
-            choose(&mut c, b"GET /", true),
-            Choice::Tapes(vec![0, 1]),
-            "at EOF: the first that agrees"
+            choose(&mut c, b"GET /a", true),
+            tapes(&[1]),
+            "at EOF: only the first message it completed"
         );
     }
 
@@ -472,10 +647,7 @@ mod tests {
         c.on_accept(&mut candidates);
         assert_eq!(c.choose(&mut candidates, b"A", false), Choice::Wait);
         c.take(1);
-        assert_eq!(
-            c.choose(&mut candidates, b"A", false),
-            Choice::Tapes(vec![0])
-        );
+        assert_eq!(c.choose(&mut candidates, b"A", false), tapes(&[0]));
     }
 
     #[test]
@@ -483,11 +655,11 @@ mod tests {
         let mut c = catalog(vec![request(b"A"), request(b"A")], false);
         c.take(0);
         c.release(0, true);
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![1]));
+        assert_eq!(choose(&mut c, b"A", false), tapes(&[1]));
         c.take(1);
         c.release(1, false);
         assert!(!c.all_served(), "a probe does not use a tape up");
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![1]));
+        assert_eq!(choose(&mut c, b"A", false), tapes(&[1]));
         c.take(1);
         c.release(1, true);
         assert!(c.all_served());
@@ -496,7 +668,7 @@ mod tests {
         let mut c = catalog(vec![request(b"A")], true);
         c.take(0);
         c.release(0, true);
-        assert_eq!(choose(&mut c, b"A", false), Choice::Tapes(vec![0]));
+        assert_eq!(choose(&mut c, b"A", false), tapes(&[0]));
     }
 
     #[test]
@@ -509,9 +681,9 @@ mod tests {
         };
         let mut c = catalog(vec![banner(), banner()], false);
         let mut candidates = Candidates::default();
-        assert_eq!(c.on_accept(&mut candidates), Choice::Tapes(vec![0, 1]));
+        assert_eq!(c.on_accept(&mut candidates), tapes(&[0, 1]));
         c.take(0);
-        assert_eq!(c.on_accept(&mut candidates), Choice::Tapes(vec![1]));
+        assert_eq!(c.on_accept(&mut candidates), tapes(&[1]));
         assert_eq!(c.never_served(), ["0001.tape", "0002.tape"]);
     }
 
@@ -558,7 +730,7 @@ mod tests {
             w.data(S2C, b"ok").unwrap();
         });
         let mut c = catalog(vec![nonce, request(b"N=zz!")], false);
-        assert_eq!(choose(&mut c, b"N=xy", false), Choice::Tapes(vec![0]));
+        assert_eq!(choose(&mut c, b"N=xy", false), tapes(&[0]));
     }
 
     #[test]

@@ -1,39 +1,56 @@
 //! A cassette connection whose tape is not decided yet. Every unused tape
-//! that agrees with all the client sent so far is played side by side;
-//! what they all would send next goes out (a shared banner, the same
-//! answer to the same request). Where their answers differ (redis tells
-//! each connection its own id in the same handshake), the first
-//! candidate answers for all of them and the others skip their answer:
-//! the client's next bytes tell them apart. The connection commits to one
-//! tape when their next moves differ in kind (one answers, another waits
-//! or closes), or when the session ends. So a pool of connections that
-//! start alike (a database driver's handshake, an SMTP greeting) replays
-//! in whatever order its connections come.
+//! that agrees with all the client sent so far is played side by side: one
+//! of them *speaks* (its bytes go to the client), the others *follow*: each
+//! moves its own stream on by as many bytes as the client got, so every
+//! candidate stands where the client does whoever spoke. The client's
+//! bytes are checked against every candidate, and those that depart drop
+//! out.
 //!
-//! The pool does not choose: it says which candidates could go on
-//! (`Decide`), and the replayer picks one so that other undecided
-//! connections keep a tape each where possible.
+//! Which candidate speaks never decides which tape the connection gets:
+//! the speaker is one whose next bytes are due, and when it has nothing
+//! due while another has (their recordings cut the same bytes into other
+//! frames, or answered a pipelined request earlier), the other takes
+//! over where it stands. So tapes that differ only in how the same bytes
+//! fell into frames, or in a value of the same length (a connection id),
+//! stay in the running until the client's bytes tell them apart.
+//!
+//! The pool commits to one tape when one is left, when the session is
+//! over, or when the candidates' next moves cannot all be followed by one
+//! connection (one closes while another answers). It does not choose: it
+//! says which candidates could go on (`Decide`), and the server picks one
+//! so that other undecided connections keep a tape each where possible.
+//!
+//! At most `WINDOW` candidates play at once. When more tapes agreed with
+//! the client's first bytes, the pool keeps what the client sent (up to
+//! `HISTORY_LIMIT`) and brings the next ones in as candidates drop out.
 
-use std::io::{self, Read, Write};
+use std::convert::Infallible;
 use std::time::Instant;
 
 use log::debug;
 use mio::Registry;
 use mio::event::Event;
 
-use super::playback::Playback;
+use super::peer::{Arrival, Inbound, Peer};
+use super::script::playback::Playback;
 use super::script::{Action, Fault};
-use super::session::{Session, Status, shut_down};
-use crate::engine::net::{Address, Socket};
+use super::session::Session;
+use super::status::{PoolStatus, Status};
+use crate::engine::net::{Address, Sent};
+use crate::error::Error;
 use crate::tape::{Direction, Source};
 
-/// Tapes played side by side for one connection at most: the lowest
-/// numbered that agree. Enough for any connection pool; bounded memory.
-pub const MAX_CANDIDATES: usize = 64;
-/// Bytes compared (and sent) at a time while the candidates agree.
+/// Tapes played side by side for one connection at most: enough for any
+/// connection pool; bounded work per byte the client sends.
+pub const WINDOW: usize = 64;
+/// Client bytes kept to bring tapes beyond the window up to date.
+pub const HISTORY_LIMIT: usize = 64 * 1024;
+/// Bytes sent at a time.
 const CHUNK: usize = 16 * 1024;
 /// Rounds of receive-and-send per wake-up before yielding.
 const MAX_ROUNDS: usize = 32;
+/// Bytes read per wake-up before yielding.
+const BUDGET: u64 = 256 * 1024;
 
 /// A cassette tape the connection may turn out to be.
 pub struct Candidate<S: Source> {
@@ -42,72 +59,92 @@ pub struct Candidate<S: Source> {
     pub playback: Playback<S>,
 }
 
-/// The outcome of waking a pool.
-pub enum PoolStatus {
-    Running,
-    Yielded,
-    Sleep {
-        due_ms: u64,
+/// Tapes that agreed with the client's first bytes beyond the window.
+#[derive(Debug)]
+pub enum Reserve {
+    /// There are none (left).
+    Empty,
+    /// Entries after `after`, in catalog order, may agree: the client's
+    /// bytes so far are kept to bring them up to date.
+    Waiting {
+        after: usize,
+        history: Vec<u8>,
+        eof: bool,
     },
-    /// The candidates' next moves differ (or the session is over): commit
-    /// to one of these entries, best first.
-    Decide(Vec<usize>),
-    /// Every candidate departed from what the client did: the status of
-    /// the one that went furthest.
-    Failed(Status),
+    /// There were more, but the client said more than the pool keeps
+    /// before they could be tried.
+    Lost { after: usize },
 }
 
 pub struct Pool<S: Source> {
     pub number: u64,
-    socket: Socket,
-    peer_done: bool,
+    peer: Peer,
+    /// In catalog order.
     candidates: Vec<Candidate<S>>,
-    /// The candidates' answers differed: the first one answers for all
-    /// until its turn is over (the others skipped theirs).
-    speaking: bool,
+    /// The entry whose bytes go to the client, once one spoke.
+    speaker: Option<usize>,
+    reserve: Reserve,
     /// How the candidate that went furthest departed, for when none is left.
-    best_failure: Option<(u64, String, Status)>,
-    received: u64,
+    best_failure: Option<(u64, Status)>,
     sent: u64,
     started: Instant,
-    pub last_activity: u64,
     /// Bytes of buffers given back since the owner last asked.
     freed: usize,
 }
 
+/// What the candidates do next, taken together.
+enum Move {
+    Wait,
+    Speak,
+    Sleep(u64),
+    Decide(Vec<usize>),
+}
+
 impl<S: Source + Clone> Pool<S> {
-    /// A pool over a registered socket; `received` (and `eof`) are what the
+    /// A pool over a registered peer; `received` (and `eof`) are what the
     /// client sent while the candidates were narrowed down by its first
-    /// bytes.
+    /// bytes (the peer counted them as they came).
     pub fn new(
         number: u64,
-        socket: Socket,
+        peer: Peer,
         candidates: Vec<Candidate<S>>,
+        reserve: Reserve,
         (received, eof): (&[u8], bool),
-        now: u64,
     ) -> Pool<S> {
         let mut pool = Pool {
             number,
-            socket,
-            peer_done: false,
+            peer,
             candidates,
-            speaking: false,
+            speaker: None,
+            reserve,
             best_failure: None,
-            received: 0,
             sent: 0,
             started: Instant::now(),
-            last_activity: now,
             freed: 0,
         };
-        pool.feed(received);
-        if eof {
-            pool.feed_eof();
-        }
+        let addr = pool.peer.addr().clone();
+        let mut fed = |playback: &mut Playback<S>| {
+            playback.receive(received)?;
+            if eof {
+                playback.receive_eof()?;
+            }
+            Ok(())
+        };
+        sift(
+            &mut pool.candidates,
+            &mut pool.best_failure,
+            &addr,
+            &mut fed,
+        );
         pool
     }
 
     pub fn addr(&self) -> &Address {
-        &self.socket.addr
+        self.peer.addr()
+    }
+
+    pub fn last_activity(&self) -> u64 {
+        self.peer.last_activity
     }
 
     /// The catalog entries still in the running.
@@ -115,90 +152,115 @@ impl<S: Source + Clone> Pool<S> {
         self.candidates.iter().map(|c| c.entry)
     }
 
-    /// True while not a byte came from the client.
     pub fn heard_nothing(&self) -> bool {
-        self.received == 0
+        self.peer.heard_nothing()
+    }
+
+    /// Where to look for more candidates, when the pool wants some: the
+    /// entry to look after and the client's bytes so far.
+    pub fn wanted(&self) -> Option<(usize, &[u8], bool)> {
+        match &self.reserve {
+            Reserve::Waiting {
+                after,
+                history,
+                eof,
+            } if self.candidates.len() < WINDOW => Some((*after, history, *eof)),
+            _ => None,
+        }
+    }
+
+    /// Brings in `more` candidates (fresh playbacks of the entries after
+    /// the last one tried), up to date with what the client sent; `last`
+    /// is the last entry looked at, `None` when the catalog has no more.
+    pub fn refill(&mut self, mut more: Vec<Candidate<S>>, last: Option<usize>) {
+        let Reserve::Waiting { history, eof, .. } = &self.reserve else {
+            return;
+        };
+        let (history, eof) = (history.as_slice(), *eof);
+        let addr = self.peer.addr().clone();
+        let tried = more.len();
+        // A newcomer stands where the client does: past what was said.
+        let said = self.sent;
+        sift(&mut more, &mut self.best_failure, &addr, |playback| {
+            playback.receive(history)?;
+            if eof {
+                playback.receive_eof()?;
+            }
+            match playback.skip(said)? {
+                true => Ok(()),
+                false => Err(Fault::BadSpan(
+                    "its side of the tape is shorter than what was said".into(),
+                )),
+            }
+        });
+        debug!(
+            "session {}: {tried} more tapes tried, {} of them agree",
+            self.number,
+            more.len()
+        );
+        self.candidates.append(&mut more);
+        self.candidates.sort_by_key(|c| c.entry);
+        self.reserve = match (last, std::mem::replace(&mut self.reserve, Reserve::Empty)) {
+            (Some(after), Reserve::Waiting { history, eof, .. }) => Reserve::Waiting {
+                after,
+                history,
+                eof,
+            },
+            _ => Reserve::Empty,
+        };
     }
 
     /// Drops the candidate of `entry` (another connection took it); false
-    /// when no candidate is left.
+    /// when no candidate is left and none may come.
     pub fn remove_entry(&mut self, entry: usize) -> bool {
         self.candidates.retain(|c| c.entry != entry);
-        !self.candidates.is_empty()
+        if self.speaker == Some(entry) {
+            self.speaker = None;
+        }
+        !self.candidates.is_empty() || matches!(self.reserve, Reserve::Waiting { .. })
     }
 
-    /// Becomes the session of the candidate of `entry`.
-    pub fn commit(mut self, entry: usize, now: u64) -> Option<Session<S>> {
-        let at = self.candidates.iter().position(|c| c.entry == entry)?;
+    /// Becomes the session of the candidate of `entry`; the pool back when
+    /// `entry` is none of its candidates.
+    pub fn commit(mut self: Box<Self>, entry: usize) -> Result<Session<S>, Box<Self>> {
+        let Some(at) = self.candidates.iter().position(|c| c.entry == entry) else {
+            return Err(self);
+        };
         let chosen = self.candidates.swap_remove(at);
         debug!(
             "session {}: {} is {} (of {} tapes that agreed)",
             self.number,
-            self.socket.addr,
+            self.peer.addr(),
             chosen.playback.tape_name(),
             self.candidates.len() + 1
         );
-        let mut session = Session::resumed(
-            self.number,
-            self.socket,
-            chosen.playback,
-            self.received,
-            now,
-        );
-        if self.peer_done {
-            session.set_peer_done();
-        }
-        session.last_activity = self.last_activity;
-        Some(session)
+        let Pool {
+            number,
+            peer,
+            started,
+            ..
+        } = *self;
+        Ok(Session::resumed(number, peer, chosen.playback, started))
     }
 
     /// The candidate that went furthest before departing, as a status.
     pub fn failure(&mut self) -> Status {
         match self.best_failure.take() {
-            Some((_, _, status)) => status,
-            None => Status::Failed(crate::error::Error::Session(
-                "no tape of the cassette agrees with this connection".into(),
-            )),
-        }
-    }
-
-    /// Gives every candidate bytes the client sent; those that depart drop out.
-    fn feed(&mut self, data: &[u8]) {
-        self.received += data.len() as u64;
-        self.sift(|playback| playback.receive(data));
-    }
-
-    fn feed_eof(&mut self) {
-        self.peer_done = true;
-        self.sift(|playback| playback.receive_eof());
-    }
-
-    /// Keeps the candidates for which `step` goes well; remembers how the
-    /// furthest of the others departed.
-    fn sift(&mut self, mut step: impl FnMut(&mut Playback<S>) -> Result<(), Fault>) {
-        let addr = self.socket.addr.clone();
-        let mut kept = Vec::with_capacity(self.candidates.len());
-        for mut candidate in self.candidates.drain(..) {
-            match step(&mut candidate.playback) {
-                Ok(()) => kept.push(candidate),
-                Err(fault) => {
-                    let status = candidate.playback.fault_status(fault, &addr);
-                    let got = match &status {
-                        Status::Mismatch { received, .. } => *received,
-                        _ => 0,
-                    };
-                    let better = self
-                        .best_failure
-                        .as_ref()
-                        .is_none_or(|(best, _, _)| got > *best);
-                    if better {
-                        let name = candidate.playback.tape_name().to_string();
-                        self.best_failure = Some((got, name, status));
-                    }
-                }
+            Some((_, status)) => status,
+            None => {
+                let lost = match self.reserve {
+                    Reserve::Lost { after } => format!(
+                        "; more tapes after entry {} agreed with its first bytes but were not tried: a connection plays {WINDOW} tapes at once and keeps {} KiB of what the client sent to try more",
+                        after + 1,
+                        HISTORY_LIMIT / 1024
+                    ),
+                    _ => String::new(),
+                };
+                Status::Failed(Error::Session(format!(
+                    "no tape of the cassette agrees with this connection{lost}"
+                )))
             }
         }
-        self.candidates = kept;
     }
 
     pub fn ready(
@@ -208,11 +270,11 @@ impl<S: Source + Clone> Pool<S> {
         now: u64,
         scratch: &mut [u8],
     ) -> PoolStatus {
-        self.socket.note(event);
+        self.peer.note(event);
         self.resume(registry, now, scratch)
     }
 
-    /// The shared delay is over.
+    /// The speaker's recorded delay is over.
     pub fn delay_over(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> PoolStatus {
         for candidate in &mut self.candidates {
             candidate.playback.delay_over();
@@ -233,11 +295,14 @@ impl<S: Source + Clone> Pool<S> {
                 self.freed += candidate.playback.park();
             }
         }
-        let sending =
-            !self.socket.writable && (self.speaking || self.all_may_act() && self.sends_next());
-        if let Err(err) = self.socket.want(registry, sending) {
-            return PoolStatus::Failed(Status::Failed(crate::error::Error::address(
-                &self.socket.addr,
+        let sending = !self.peer.is_writable()
+            && self
+                .candidates
+                .iter()
+                .any(|c| matches!(c.playback.action(), Action::Send { .. }) && c.playback.is_due());
+        if let Err(err) = self.peer.want(registry, sending) {
+            return PoolStatus::Failed(Status::Failed(Error::address(
+                self.peer.addr(),
                 "poll",
                 err,
             )));
@@ -245,64 +310,29 @@ impl<S: Source + Clone> Pool<S> {
         status
     }
 
-    fn all_may_act(&self) -> bool {
-        self.candidates.iter().all(|c| c.playback.may_act())
-    }
-
-    fn sends_next(&self) -> bool {
-        self.candidates
-            .iter()
-            .all(|c| matches!(c.playback.action(), Action::Send { .. }))
-    }
-
     fn rounds(&mut self, now: u64, scratch: &mut [u8]) -> PoolStatus {
         for _ in 0..MAX_ROUNDS {
             let received = self.receive(scratch);
+            if received {
+                self.peer.last_activity = now;
+            }
+            if self.wanted().is_some() {
+                return PoolStatus::Refill;
+            }
             if self.candidates.is_empty() {
                 return PoolStatus::Failed(self.failure());
             }
-            if received {
-                self.last_activity = now;
-            }
-            if self.speaking {
-                match self.speak() {
-                    Ok(true) => {
-                        self.last_activity = now;
-                        continue;
-                    }
-                    Ok(false) if self.speaking => return PoolStatus::Running,
-                    Ok(false) => continue,
-                    Err(()) => return PoolStatus::Failed(self.failure()),
-                }
-            }
-            let ready: Vec<usize> = self
-                .candidates
-                .iter()
-                .filter(|c| c.playback.may_act() || c.playback.is_finished())
-                .map(|c| c.entry)
-                .collect();
-            if ready.is_empty() {
-                if received {
-                    continue;
-                }
-                return PoolStatus::Running;
-            }
-            if ready.len() < self.candidates.len() {
-                // Some would answer now, some wait for more: the ones that
-                // answer are what the client is waiting for.
-                return PoolStatus::Decide(ready);
-            }
-            let sent = match self.step() {
-                Ok(Step::Decide) => return PoolStatus::Decide(ready),
-                Ok(Step::Sleep(due_ms)) => return PoolStatus::Sleep { due_ms },
-                Ok(Step::Moved(moved)) => moved,
-                Err(()) => return PoolStatus::Failed(self.failure()),
-            };
-            if sent {
-                self.last_activity = now;
-            }
-            if !received && !sent {
-                return PoolStatus::Running;
+            match self.next_move() {
+                Move::Decide(entries) => return PoolStatus::Decide(entries),
+                Move::Sleep(due_ms) => return PoolStatus::Sleep { due_ms },
+                Move::Wait if received => {}
+                Move::Wait => return PoolStatus::Running,
+                Move::Speak => match self.speak() {
+                    Some(true) => self.peer.last_activity = now,
+                    Some(false) if !received => return PoolStatus::Running,
+                    Some(false) => {}
+                    None => return PoolStatus::Failed(self.failure()),
+                },
             }
         }
         PoolStatus::Yielded
@@ -310,154 +340,186 @@ impl<S: Source + Clone> Pool<S> {
 
     /// Reads everything available and gives it to every candidate.
     fn receive(&mut self, scratch: &mut [u8]) -> bool {
-        let mut moved = false;
-        while self.socket.readable && !self.peer_done && !self.candidates.is_empty() {
-            match self.socket.stream.read(scratch) {
-                Ok(0) => {
-                    self.feed_eof();
-                    moved = true;
-                }
-                Ok(n) => {
-                    self.feed(&scratch[..n]);
-                    self.socket.read_done(n, scratch.len());
-                    moved = true;
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.socket.readable = false,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.peer_done = true;
-                    self.sift(|playback| playback.receive_reset());
-                    moved = true;
-                }
-            }
-        }
-        moved
-    }
-
-    /// One move every candidate agrees on, when they all may move.
-    fn step(&mut self) -> Result<Step, ()> {
-        if self.candidates.iter().all(|c| c.playback.is_finished()) {
-            return Ok(Step::Decide);
-        }
-        let first = self.candidates[0].playback.action();
-        let same_kind = self.candidates.iter().all(|c| {
-            std::mem::discriminant(&c.playback.action()) == std::mem::discriminant(&first)
+        let Pool {
+            peer,
+            candidates,
+            best_failure,
+            reserve,
+            ..
+        } = self;
+        let addr = peer.addr().clone();
+        let received = peer.receive(scratch, BUDGET, |arrival| {
+            remember(reserve, &arrival);
+            sift(candidates, best_failure, &addr, |playback| match &arrival {
+                Arrival::Data(bytes) => playback.receive(bytes),
+                Arrival::Eof => playback.receive_eof(),
+                Arrival::Reset => playback.receive_reset(),
+            });
+            Ok::<(), Infallible>(())
         });
-        if !same_kind {
-            return Ok(Step::Decide);
+        let Ok(received) = received;
+        if let Some(speaker) = self.speaker
+            && !self.candidates.iter().any(|c| c.entry == speaker)
+        {
+            self.speaker = None;
         }
-        // Recorded delays: the first candidate's stands for all.
-        if let Some(due_ms) = self.candidates[0].playback.wants_pause() {
-            for candidate in &mut self.candidates[1..] {
-                candidate.playback.wants_pause();
-            }
-            return Ok(Step::Sleep(due_ms));
-        }
-        if !self.candidates.iter().all(|c| c.playback.may_go()) {
-            return Ok(Step::Moved(false));
-        }
-        match first {
-            Action::Send { .. } => self.send_common(),
-            Action::Shutdown { .. } => {
-                if shut_down(&self.socket).is_err() {
-                    self.sift(|playback| Err(playback.gone()));
-                    return Err(());
-                }
-                self.sift(|playback| playback.shut_down());
-                Ok(Step::Moved(true))
-            }
-            Action::End => Ok(Step::Moved(false)),
-        }
+        received
     }
 
-    /// Sends the bytes every candidate would send next.
-    fn send_common(&mut self) -> Result<Step, ()> {
-        if !self.socket.writable {
-            return Ok(Step::Moved(false));
-        }
-        let mut common = match self.candidates[0].playback.peek(CHUNK) {
-            Ok(bytes) => bytes.to_vec(),
-            Err(_) => return Ok(Step::Decide),
+    fn next_move(&mut self) -> Move {
+        let entries = |indices: &[usize], candidates: &[Candidate<S>]| -> Vec<usize> {
+            indices.iter().map(|&i| candidates[i].entry).collect()
         };
-        for candidate in &mut self.candidates[1..] {
-            let Ok(theirs) = candidate.playback.peek(common.len()) else {
-                return Ok(Step::Decide);
+        let no_reserve = matches!(self.reserve, Reserve::Empty | Reserve::Lost { .. });
+        if self.candidates.len() == 1 && no_reserve {
+            return Move::Decide(vec![self.candidates[0].entry]);
+        }
+        let all: Vec<usize> = (0..self.candidates.len()).collect();
+        let finished: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| self.candidates[i].playback.is_finished())
+            .collect();
+        if finished.len() == self.candidates.len() {
+            return Move::Decide(entries(&finished, &self.candidates));
+        }
+        let due: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| self.candidates[i].playback.is_due())
+            .collect();
+        let Some(&first_due) = due.first() else {
+            return match finished.is_empty() {
+                true => Move::Wait,
+                // The session is over for some, others wait for bytes
+                // that would have to come after it.
+                false => Move::Decide(entries(&finished, &self.candidates)),
             };
-            let agree = common
-                .iter()
-                .zip(theirs)
-                .take_while(|(a, b)| a == b)
-                .count();
-            common.truncate(agree);
-        }
-        if common.is_empty() {
-            // Different answers to the same bytes: the first answers for
-            // all, the others skip their turn.
-            for candidate in &mut self.candidates[1..] {
-                if skip_turn(&mut candidate.playback).is_err() {
-                    return Ok(Step::Decide);
+        };
+        let speaker = due
+            .iter()
+            .copied()
+            .find(|&i| Some(self.candidates[i].entry) == self.speaker)
+            .unwrap_or(first_due);
+        // Only candidates whose own next move is of the speaker's kind (send
+        // or close) can follow it: one that closes here cannot follow bytes,
+        // one with more to say cannot follow a close.
+        let kind = std::mem::discriminant(&self.candidates[speaker].playback.action());
+        let same_kind =
+            |i: &usize| std::mem::discriminant(&self.candidates[*i].playback.action()) == kind;
+        if !all.iter().all(same_kind) {
+            let mut preferred = vec![speaker];
+            let rest = due.iter().chain(all.iter()).copied();
+            for i in rest.filter(|i| *i != speaker) {
+                if !preferred.contains(&i) && same_kind(&i) {
+                    preferred.push(i);
                 }
             }
-            self.speaking = true;
-            return Ok(Step::Moved(true));
+            return Move::Decide(entries(&preferred, &self.candidates));
         }
-        match self.socket.stream.write(&common) {
-            Ok(n) => {
-                self.socket.write_done(n, common.len());
-                self.sent += n as u64;
-                self.sift(|playback| playback.consume(n));
-                if self.candidates.is_empty() {
-                    return Err(());
-                }
-                Ok(Step::Moved(n > 0))
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.socket.writable = false;
-                Ok(Step::Moved(false))
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(Step::Moved(false)),
-            Err(_) => {
-                self.peer_done = true;
-                self.sift(|playback| Err(playback.gone()));
-                Err(())
-            }
+        if self.speaker != Some(self.candidates[speaker].entry) {
+            debug!(
+                "session {}: {} speaks",
+                self.number,
+                self.candidates[speaker].playback.tape_name()
+            );
+            self.speaker = Some(self.candidates[speaker].entry);
+        }
+        match self.candidates[speaker].playback.wants_pause() {
+            Some(due_ms) => Move::Sleep(due_ms),
+            None => Move::Speak,
         }
     }
 
-    /// The first candidate's turn while it answers for all: true when bytes
-    /// went; `speaking` ends with the turn.
-    fn speak(&mut self) -> Result<bool, ()> {
-        let playback = &mut self.candidates[0].playback;
-        if !matches!(playback.action(), Action::Send { .. }) || !playback.may_act() {
-            self.speaking = false;
-            return Ok(false);
-        }
-        if !playback.may_go() || !self.socket.writable {
-            return Ok(false);
-        }
-        let chunk = match playback.peek(CHUNK) {
-            Ok(chunk) => chunk.to_vec(),
-            Err(_) => return Err(()),
-        };
-        match self.socket.stream.write(&chunk) {
-            Ok(n) => {
-                self.socket.write_done(n, chunk.len());
-                self.sent += n as u64;
-                let playback = &mut self.candidates[0].playback;
-                if playback.consume(n).is_err() {
-                    return Err(());
+    /// The others follow what the speaker just did: `said` bytes, or
+    /// (`None`) its half-close.
+    fn follow(&mut self, said: Option<u64>) {
+        let speaker = self.speaker;
+        let addr = self.peer.addr().clone();
+        let mut gone = Vec::new();
+        for candidate in &mut self.candidates {
+            if Some(candidate.entry) == speaker {
+                continue;
+            }
+            let followed = match said {
+                Some(n) => candidate.playback.skip(n),
+                None => candidate.playback.shut_down().map(|()| true),
+            };
+            match followed {
+                Ok(true) => {}
+                // Its side ends where the speaker's goes on: it cannot be
+                // this connection's tape any more.
+                Ok(false) => gone.push(candidate.entry),
+                Err(fault) => {
+                    let status = candidate.playback.fault_status(fault, &addr);
+                    self.best_failure.get_or_insert((0, status));
+                    gone.push(candidate.entry);
                 }
-                Ok(n > 0)
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.socket.writable = false;
-                Ok(false)
+        }
+        self.candidates.retain(|c| !gone.contains(&c.entry));
+    }
+
+    fn speaker_index(&self) -> Option<usize> {
+        let speaker = self.speaker?;
+        self.candidates.iter().position(|c| c.entry == speaker)
+    }
+
+    /// The speaker's next move: `Some(true)` when something went, `None`
+    /// when the client is gone (every candidate with it).
+    fn speak(&mut self) -> Option<bool> {
+        let at = self.speaker_index()?;
+        let Pool {
+            peer,
+            candidates,
+            best_failure,
+            sent,
+            ..
+        } = self;
+        let addr = peer.addr().clone();
+        let playback = &mut candidates[at].playback;
+        if !playback.may_go() {
+            return Some(false);
+        }
+        let step: Result<Option<Option<u64>>, Fault> = match playback.action() {
+            Action::Send { .. } if !peer.is_writable() => Ok(None),
+            Action::Send { .. } => match playback.peek(CHUNK).map(|chunk| peer.write(chunk)) {
+                Ok(Sent::Moved(n)) => {
+                    *sent += n as u64;
+                    playback.consume(n).map(|()| Some(Some(n as u64)))
+                }
+                Ok(Sent::Blocked) => Ok(None),
+                Ok(Sent::Failed(_)) => Err(playback.gone()),
+                Err(fault) => Err(fault),
+            },
+            Action::Shutdown { .. } => match peer.shutdown() {
+                Ok(()) => playback.shut_down().map(|()| Some(None)),
+                Err(_) => Err(playback.gone()),
+            },
+            Action::End => Ok(None),
+        };
+        match step {
+            Ok(Some(said)) => {
+                self.follow(said);
+                Some(true)
             }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(_) => {
-                self.peer_done = true;
-                self.sift(|playback| Err(playback.gone()));
-                Err(())
+            Ok(None) => Some(false),
+            Err(_) if peer.inbound() == Inbound::Gone => {
+                sift(candidates, best_failure, &addr, |playback| {
+                    Err(playback.gone())
+                });
+                None
+            }
+            Err(fault) => {
+                // This tape cannot be played on (an echo of a value never
+                // captured): the others go on without it.
+                let status = candidates[at].playback.fault_status(fault, &addr);
+                candidates.remove(at);
+                if best_failure.is_none() {
+                    *best_failure = Some((0, status));
+                }
+                self.speaker = None;
+                Some(false)
             }
         }
     }
@@ -490,8 +552,8 @@ impl<S: Source + Clone> Pool<S> {
             .first()
             .map_or(Direction::ServerToClient, |c| c.playback.settings().own);
         match own {
-            Direction::ClientToServer => [self.sent, self.received],
-            Direction::ServerToClient => [self.received, self.sent],
+            Direction::ClientToServer => [self.sent, self.peer.received()],
+            Direction::ServerToClient => [self.peer.received(), self.sent],
         }
     }
 
@@ -499,94 +561,59 @@ impl<S: Source + Clone> Pool<S> {
         log::info!(
             "session {} with {}: {verdict} after {:.3}s before its tape was decided",
             self.number,
-            self.socket.addr,
+            self.peer.addr(),
             self.started.elapsed().as_secs_f64(),
         );
     }
 
-    pub fn close(mut self, registry: &Registry) {
-        self.socket.deregister(registry);
+    pub fn close(self, registry: &Registry) {
+        self.peer.close(registry);
     }
 }
 
-/// Moves a candidate past its answer without sending it: every own frame
-/// that may go before the peer says more.
-fn skip_turn<S: Source + Clone>(playback: &mut Playback<S>) -> Result<(), Fault> {
-    while matches!(playback.action(), Action::Send { .. }) && playback.may_act() {
-        let n = playback.peek(CHUNK)?.len();
-        playback.consume(n)?;
-    }
-    Ok(())
-}
-
-/// True when, with `taken` gone, each of the `others` (undecided
-/// connections, by the entries they may still be) can still get an entry
-/// no other one gets: a matching that covers them all (Kuhn's augmenting
-/// paths; pools are small).
-pub fn has_distinct_tapes(others: &[Vec<usize>], taken: usize) -> bool {
-    let mut owner: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
-    for pool in 0..others.len() {
-        let mut seen = std::collections::HashSet::new();
-        if !augment(pool, others, taken, &mut owner, &mut seen) {
-            return false;
+/// Keeps what the client sent while tapes beyond the window may still be
+/// brought in; past `HISTORY_LIMIT` they are given up.
+fn remember(reserve: &mut Reserve, arrival: &Arrival<'_>) {
+    let Reserve::Waiting {
+        after,
+        history,
+        eof,
+    } = reserve
+    else {
+        return;
+    };
+    match arrival {
+        Arrival::Data(bytes) if history.len() + bytes.len() > HISTORY_LIMIT => {
+            debug!(
+                "the client said more than {HISTORY_LIMIT} bytes: tapes beyond the window are given up"
+            );
+            *reserve = Reserve::Lost { after: *after };
         }
+        Arrival::Data(bytes) => history.extend_from_slice(bytes),
+        Arrival::Eof | Arrival::Reset => *eof = true,
     }
-    true
 }
 
-/// Finds an entry for `pool`, moving earlier pools to other entries if
-/// need be.
-fn augment(
-    pool: usize,
-    others: &[Vec<usize>],
-    taken: usize,
-    owner: &mut std::collections::HashMap<usize, usize>,
-    seen: &mut std::collections::HashSet<usize>,
-) -> bool {
-    for &entry in &others[pool] {
-        if entry == taken || !seen.insert(entry) {
-            continue;
+/// Keeps the candidates for which `step` goes well; remembers how the
+/// furthest of the others departed.
+fn sift<S: Source + Clone>(
+    candidates: &mut Vec<Candidate<S>>,
+    best_failure: &mut Option<(u64, Status)>,
+    addr: &Address,
+    mut step: impl FnMut(&mut Playback<S>) -> Result<(), Fault>,
+) {
+    candidates.retain_mut(|candidate| match step(&mut candidate.playback) {
+        Ok(()) => true,
+        Err(fault) => {
+            let status = candidate.playback.fault_status(fault, addr);
+            let got = match &status {
+                Status::Mismatch { received, .. } => *received,
+                _ => 0,
+            };
+            if best_failure.as_ref().is_none_or(|(best, _)| got > *best) {
+                *best_failure = Some((got, status));
+            }
+            false
         }
-        let free = match owner.get(&entry) {
-            None => true,
-            Some(&holder) => augment(holder, others, taken, owner, seen),
-        };
-        if free {
-            owner.insert(entry, pool);
-            return true;
-        }
-    }
-    false
-}
-
-/// What one step of agreeing candidates did.
-enum Step {
-    /// Their next moves differ: time to decide.
-    Decide,
-    /// They wait out a recorded delay of `ms`.
-    Sleep(u64),
-    /// Something went (or not).
-    Moved(bool),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tape_is_taken_only_if_the_others_keep_one_each() {
-        // Another connection can only be tape 1: taking 1 would strand it.
-        assert!(!has_distinct_tapes(&[vec![1]], 1));
-        assert!(has_distinct_tapes(&[vec![1]], 2));
-        // Two others share 2 and 3: taking 1 leaves them one each.
-        assert!(has_distinct_tapes(&[vec![1, 2], vec![2, 3]], 1));
-        // ...but taking 2 leaves them fighting over 1 and 3: still fine.
-        assert!(has_distinct_tapes(&[vec![1, 2], vec![2, 3]], 2));
-        // Three others on two tapes can never all be served.
-        assert!(!has_distinct_tapes(
-            &[vec![1, 2], vec![1, 2], vec![1, 2]],
-            9
-        ));
-        assert!(has_distinct_tapes(&[], 1));
-    }
+    });
 }

@@ -17,10 +17,10 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 pub use frame::{Direction, Header, Kind, MAGIC, MAX_LEN};
-pub use reader::{Frame, Reader, Source, TapeError, TapeErrorKind};
+pub use reader::{Changed, Frame, Reader, Source, TapeError, TapeErrorKind};
 pub use span::{Encoding, Length, Span, SpanKind};
 pub use writer::Writer;
 
@@ -37,7 +37,31 @@ pub struct Locator {
     lines: Option<Rc<text::LineMap>>,
 }
 
+/// A locator that does not keep a text tape's line map alive.
+#[derive(Debug, Clone, Default)]
+pub struct WeakLocator {
+    lines: Option<Weak<text::LineMap>>,
+}
+
+impl WeakLocator {
+    /// The locator, while its line map (if any) is still held elsewhere.
+    pub fn upgrade(&self) -> Option<Locator> {
+        match &self.lines {
+            None => Some(Locator::default()),
+            Some(lines) => Some(Locator {
+                lines: Some(lines.upgrade()?),
+            }),
+        }
+    }
+}
+
 impl Locator {
+    pub fn downgrade(&self) -> WeakLocator {
+        WeakLocator {
+            lines: self.lines.as_ref().map(Rc::downgrade),
+        }
+    }
+
     /// The locator of a text tape built with `lines`.
     pub fn for_lines(lines: text::LineMap) -> Locator {
         Locator {
@@ -83,9 +107,30 @@ pub fn open(path: &Path) -> Result<SharedTape, Error> {
 struct Snapshot {
     file: File,
     len: u64,
+    /// When the file was last modified as opened, to tell a tape rewritten
+    /// in place while it is served.
+    modified: Option<std::time::SystemTime>,
 }
 
 impl Source for Snapshot {
+    fn unchanged(&self) -> Result<(), Changed> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|err| Changed(format!("cannot look at it: {err}")))?;
+        if meta.len() != self.len {
+            return Err(Changed(format!(
+                "its size went from {} to {} bytes",
+                self.len,
+                meta.len()
+            )));
+        }
+        if meta.modified().ok() != self.modified {
+            return Err(Changed("it was written to".to_string()));
+        }
+        Ok(())
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         let left = self.len.saturating_sub(offset);
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -127,6 +172,7 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
         let tape = Snapshot {
             file,
             len: meta.len(),
+            modified: meta.modified().ok(),
         };
         return Ok((Rc::new(tape), Locator::default()));
     }

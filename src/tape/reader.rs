@@ -35,7 +35,28 @@ pub trait Source {
     fn file(&self) -> Option<&File> {
         None
     }
+    /// Fails when the bytes behind the tape changed since it was opened
+    /// (a file rewritten or truncated in place while it is served).
+    fn unchanged(&self) -> Result<(), Changed> {
+        Ok(())
+    }
 }
+
+/// A tape file changed on disk since it was opened, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed(pub String);
+
+impl fmt::Display for Changed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the tape changed on disk while it was served ({})",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Changed {}
 
 impl Source for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -84,6 +105,10 @@ impl<T: Source + ?Sized> Source for &T {
     fn file(&self) -> Option<&File> {
         (**self).file()
     }
+
+    fn unchanged(&self) -> Result<(), Changed> {
+        (**self).unchanged()
+    }
 }
 
 impl<T: Source + ?Sized> Source for Rc<T> {
@@ -97,6 +122,10 @@ impl<T: Source + ?Sized> Source for Rc<T> {
 
     fn file(&self) -> Option<&File> {
         (**self).file()
+    }
+
+    fn unchanged(&self) -> Result<(), Changed> {
+        (**self).unchanged()
     }
 }
 
@@ -141,6 +170,8 @@ pub enum TapeErrorKind {
     /// A span that breaks a rule of where spans may be (`span::check_tape`),
     /// and which.
     SpanRule(String),
+    /// The file changed on disk after it was opened.
+    Changed(Changed),
     Io(io::Error),
 }
 
@@ -184,6 +215,7 @@ impl fmt::Display for TapeError {
                     "misplaced span at offset {offset} in frame {frame}: {reason}"
                 )
             }
+            TapeErrorKind::Changed(changed) => write!(f, "{changed}"),
             TapeErrorKind::Io(err) => write!(f, "read error at offset {offset}: {err}"),
         }
     }
@@ -333,6 +365,10 @@ impl<S: Source> Reader<S> {
             let size = (n + HEADER_LEN).max(self.read_ahead).min(left.max(n));
             self.buf.resize(size, 0);
         }
+        // A tape rewritten in place would hand out bytes it never held.
+        self.src
+            .unchanged()
+            .map_err(|changed| self.error(self.pos, TapeErrorKind::Changed(changed)))?;
         let mut got = 0;
         while got < n {
             match self

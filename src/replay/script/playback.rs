@@ -1,14 +1,18 @@
 //! One tape being played to one peer: the two cursors, the values captured
 //! on the way, and where the delay before our next move stands. A session
 //! plays one; a cassette connection whose tape is not decided yet plays
-//! several side by side (`pool`) and keeps the one that fits.
+//! several side by side (`pool`) and keeps the one that fits: one of them
+//! speaks, the others follow silently.
 
-use super::report;
-use super::script::{Action, Captures, Expect, Expected, Fault, Play};
-use super::session::Status;
+use super::{Action, Captures, Expect, Expected, Fault, Play};
 use crate::engine::net::Address;
 use crate::error::Error;
+use crate::replay::report;
+use crate::replay::status::Status;
 use crate::tape::{Direction, Frame, Locator, Reader, Source};
+
+/// Bytes a follower skips at a time.
+const SKIP_CHUNK: usize = 64 * 1024;
 
 /// Settings every session of a run shares.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +115,44 @@ impl<S: Source + Clone> Playback<S> {
         self.action() != Action::End
             && self.may_act()
             && (self.pause == Pause::Over || self.delay_ms() == 0)
+    }
+
+    /// True when our next action is one to take (not the tape's end) and
+    /// everything the peer sent before it in the recording has arrived.
+    pub fn is_due(&self) -> bool {
+        self.action() != Action::End && self.may_act()
+    }
+
+    /// Moves our stream `n` bytes on without sending them: a candidate of
+    /// a pool follows what another candidate said, byte for byte, whatever
+    /// its own frames' sizes and timing. False when its stream does not
+    /// have `n` more bytes before it closes or ends.
+    pub fn skip(&mut self, mut n: u64) -> Result<bool, Fault> {
+        while n > 0 {
+            if !matches!(self.action(), Action::Send { .. }) {
+                return Ok(false);
+            }
+            let want = usize::try_from(n).unwrap_or(usize::MAX).min(SKIP_CHUNK);
+            let got = self.peek(want)?.len();
+            if got == 0 {
+                return Ok(false);
+            }
+            self.consume(got)?;
+            n -= got as u64;
+        }
+        Ok(true)
+    }
+
+    /// Fails when the tape file changed on disk since it was opened: what
+    /// goes to the peer from it directly would not be the tape's.
+    pub fn check_unchanged(&self) -> Result<(), Fault> {
+        self.tape.unchanged().map_err(|changed| {
+            Fault::Tape(crate::tape::TapeError {
+                offset: 0,
+                frame: 0,
+                kind: crate::tape::TapeErrorKind::Changed(changed),
+            })
+        })
     }
 
     /// The tape file and the place in it of our next bytes, when they can
@@ -270,6 +312,9 @@ impl<S: Source + Clone> Playback<S> {
 /// on disk since (sessions read it as they go).
 pub fn fault_error(name: &str, fault: Fault) -> Error {
     match fault {
+        Fault::Tape(err) if matches!(err.kind, crate::tape::TapeErrorKind::Changed(_)) => {
+            Error::Session(format!("{name}: {err}; the session cannot go on"))
+        }
         Fault::Tape(err) => Error::Session(format!(
             "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
         )),
