@@ -57,6 +57,19 @@ pub struct Candidate<S: Source> {
     /// Its entry in the catalog.
     pub entry: usize,
     pub playback: Playback<S>,
+    /// Every byte said so far is its own: when tapes must be decided
+    /// between, the client got what these recorded.
+    pub faithful: bool,
+}
+
+impl<S: Source> Candidate<S> {
+    pub fn new(entry: usize, playback: Playback<S>) -> Candidate<S> {
+        Candidate {
+            entry,
+            playback,
+            faithful: true,
+        }
+    }
 }
 
 /// Tapes that agreed with the client's first bytes beyond the window.
@@ -180,13 +193,17 @@ impl<S: Source + Clone> Pool<S> {
         let addr = self.peer.addr().clone();
         let tried = more.len();
         // A newcomer stands where the client does: past what was said.
+        // What was said is not kept, so it cannot count as faithful.
         let said = self.sent;
+        for candidate in &mut more {
+            candidate.faithful = said == 0;
+        }
         sift(&mut more, &mut self.best_failure, &addr, |playback| {
             playback.receive(history)?;
             if eof {
                 playback.receive_eof()?;
             }
-            match playback.skip(said)? {
+            match playback.skip_unseen(said)? {
                 true => Ok(()),
                 false => Err(Fault::BadSpan(
                     "its side of the tape is shorter than what was said".into(),
@@ -367,9 +384,6 @@ impl<S: Source + Clone> Pool<S> {
     }
 
     fn next_move(&mut self) -> Move {
-        let entries = |indices: &[usize], candidates: &[Candidate<S>]| -> Vec<usize> {
-            indices.iter().map(|&i| candidates[i].entry).collect()
-        };
         let no_reserve = matches!(self.reserve, Reserve::Empty | Reserve::Lost { .. });
         if self.candidates.len() == 1 && no_reserve {
             return Move::Decide(vec![self.candidates[0].entry]);
@@ -381,19 +395,21 @@ impl<S: Source + Clone> Pool<S> {
             .filter(|&i| self.candidates[i].playback.is_finished())
             .collect();
         if finished.len() == self.candidates.len() {
-            return Move::Decide(entries(&finished, &self.candidates));
+            return Move::Decide(self.preferred(finished));
         }
-        let due: Vec<usize> = all
+        // The faithful first: the client got what they recorded.
+        let mut due: Vec<usize> = all
             .iter()
             .copied()
             .filter(|&i| self.candidates[i].playback.is_due())
             .collect();
+        due.sort_by_key(|&i| !self.candidates[i].faithful);
         let Some(&first_due) = due.first() else {
             return match finished.is_empty() {
                 true => Move::Wait,
                 // The session is over for some, others wait for bytes
                 // that would have to come after it.
-                false => Move::Decide(entries(&finished, &self.candidates)),
+                false => Move::Decide(self.preferred(finished)),
             };
         };
         let speaker = due
@@ -408,14 +424,14 @@ impl<S: Source + Clone> Pool<S> {
         let same_kind =
             |i: &usize| std::mem::discriminant(&self.candidates[*i].playback.action()) == kind;
         if !all.iter().all(same_kind) {
-            let mut preferred = vec![speaker];
-            let rest = due.iter().chain(all.iter()).copied();
-            for i in rest.filter(|i| *i != speaker) {
-                if !preferred.contains(&i) && same_kind(&i) {
-                    preferred.push(i);
+            let mut order = vec![speaker];
+            let alike = due.iter().chain(&all).filter(|i| same_kind(i));
+            for &i in alike.chain(&all) {
+                if !order.contains(&i) {
+                    order.push(i);
                 }
             }
-            return Move::Decide(entries(&preferred, &self.candidates));
+            return Move::Decide(self.preferred(order));
         }
         if self.speaker != Some(self.candidates[speaker].entry) {
             debug!(
@@ -431,9 +447,16 @@ impl<S: Source + Clone> Pool<S> {
         }
     }
 
-    /// The others follow what the speaker just did: `said` bytes, or
-    /// (`None`) its half-close.
-    fn follow(&mut self, said: Option<u64>) {
+    /// The entries of candidates `order` (indices, best first), the
+    /// faithful ones before the rest.
+    fn preferred(&self, mut order: Vec<usize>) -> Vec<usize> {
+        order.sort_by_key(|&i| !self.candidates[i].faithful);
+        order.iter().map(|&i| self.candidates[i].entry).collect()
+    }
+
+    /// The others follow what the speaker just did: the bytes it `said`,
+    /// or (`None`) its half-close.
+    fn follow(&mut self, said: Option<&[u8]>) {
         let speaker = self.speaker;
         let addr = self.peer.addr().clone();
         let mut gone = Vec::new();
@@ -442,14 +465,14 @@ impl<S: Source + Clone> Pool<S> {
                 continue;
             }
             let followed = match said {
-                Some(n) => candidate.playback.skip(n),
-                None => candidate.playback.shut_down().map(|()| true),
+                Some(bytes) => candidate.playback.skip(bytes),
+                None => candidate.playback.shut_down().map(|()| Some(true)),
             };
             match followed {
-                Ok(true) => {}
+                Ok(Some(same)) => candidate.faithful &= same,
                 // Its side ends where the speaker's goes on: it cannot be
                 // this connection's tape any more.
-                Ok(false) => gone.push(candidate.entry),
+                Ok(None) => gone.push(candidate.entry),
                 Err(fault) => {
                     let status = candidate.playback.fault_status(fault, &addr);
                     self.best_failure.get_or_insert((0, status));
@@ -481,15 +504,18 @@ impl<S: Source + Clone> Pool<S> {
         if !playback.may_go() {
             return Some(false);
         }
-        let step: Result<Option<Option<u64>>, Fault> = match playback.action() {
+        let step: Result<Option<Option<Vec<u8>>>, Fault> = match playback.action() {
             Action::Send { .. } if !peer.is_writable() => Ok(None),
-            Action::Send { .. } => match playback.peek(CHUNK).map(|chunk| peer.write(chunk)) {
-                Ok(Sent::Moved(n)) => {
-                    *sent += n as u64;
-                    playback.consume(n).map(|()| Some(Some(n as u64)))
-                }
-                Ok(Sent::Blocked) => Ok(None),
-                Ok(Sent::Failed(_)) => Err(playback.gone()),
+            Action::Send { .. } => match playback.peek(CHUNK) {
+                Ok(chunk) => match peer.write(chunk) {
+                    Sent::Moved(n) => {
+                        let said = chunk[..n].to_vec();
+                        *sent += n as u64;
+                        playback.consume(n).map(|()| Some(Some(said)))
+                    }
+                    Sent::Blocked => Ok(None),
+                    Sent::Failed(_) => Err(playback.gone()),
+                },
                 Err(fault) => Err(fault),
             },
             Action::Shutdown { .. } => match peer.shutdown() {
@@ -500,7 +526,7 @@ impl<S: Source + Clone> Pool<S> {
         };
         match step {
             Ok(Some(said)) => {
-                self.follow(said);
+                self.follow(said.as_deref());
                 Some(true)
             }
             Ok(None) => Some(false),

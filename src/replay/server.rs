@@ -324,7 +324,7 @@ impl Server {
                 .open(entry)
                 .and_then(|tape| Playback::new(tape, settings))
             {
-                Ok(playback) => candidates.push(Candidate { entry, playback }),
+                Ok(playback) => candidates.push(Candidate::new(entry, playback)),
                 Err(err) => {
                     log::error!("session {number}: {err}");
                     first_error.get_or_insert(err);
@@ -355,7 +355,9 @@ impl Server {
             Err(err) => return self.on_status(cx, key, Status::Failed(err)),
         };
         if candidates.len() == 1 && more_after.is_none() {
-            let Candidate { entry, playback } = candidates.remove(0);
+            let Candidate {
+                entry, playback, ..
+            } = candidates.remove(0);
             let mut early = None;
             self.conns.transition(key, |conn| match conn {
                 Conn::Choosing(chooser) => {

@@ -123,22 +123,41 @@ impl<S: Source + Clone> Playback<S> {
         self.action() != Action::End && self.may_act()
     }
 
-    /// Moves our stream `n` bytes on without sending them: a candidate of
-    /// a pool follows what another candidate said, byte for byte, whatever
-    /// its own frames' sizes and timing. False when its stream does not
-    /// have `n` more bytes before it closes or ends.
-    pub fn skip(&mut self, mut n: u64) -> Result<bool, Fault> {
-        while n > 0 {
+    /// Moves our stream on by the bytes another candidate of a pool just
+    /// said, without sending them: every candidate stands where the client
+    /// does, whatever its own frames' sizes and timing. `None` when our
+    /// stream does not have that many more bytes before it closes or ends;
+    /// else whether ours are the same bytes.
+    pub fn skip(&mut self, said: &[u8]) -> Result<Option<bool>, Fault> {
+        let mut same = true;
+        let skipped = self.skip_with(said.len() as u64, |at, ours| {
+            same &= ours == &said[at..at + ours.len()];
+        })?;
+        Ok(skipped.then_some(same))
+    }
+
+    /// Moves our stream on by `n` bytes said before we were a candidate.
+    pub fn skip_unseen(&mut self, n: u64) -> Result<bool, Fault> {
+        self.skip_with(n, |_, _| {})
+    }
+
+    fn skip_with(&mut self, n: u64, mut look: impl FnMut(usize, &[u8])) -> Result<bool, Fault> {
+        let mut done = 0u64;
+        while done < n {
             if !matches!(self.action(), Action::Send { .. }) {
                 return Ok(false);
             }
-            let want = usize::try_from(n).unwrap_or(usize::MAX).min(SKIP_CHUNK);
-            let got = self.peek(want)?.len();
-            if got == 0 {
+            let want = usize::try_from(n - done)
+                .unwrap_or(usize::MAX)
+                .min(SKIP_CHUNK);
+            let ours = self.peek(want)?;
+            if ours.is_empty() {
                 return Ok(false);
             }
+            look(done as usize, ours);
+            let got = ours.len();
             self.consume(got)?;
-            n -= got as u64;
+            done += got as u64;
         }
         Ok(true)
     }
