@@ -1,0 +1,118 @@
+"""Helpers for the plugin's own tests: scripted TCP servers, a line client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+TAPES = Path(__file__).parent / "tapes"
+
+Script = Callable[[socket.socket], None]
+
+
+class ScriptedServer:
+    """A TCP server on 127.0.0.1:0 running ``script(connection)`` for each
+    connection, each on a thread of its own."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self.listener.getsockname()[:2]
+        self.address = f"{self.host}:{self.port}"
+        self.connections = 0
+        self.threads: List[threading.Thread] = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.script(conn)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop accepting, and wait for the connections' scripts to end."""
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.listener.close()
+        self.acceptor.join(timeout=10)
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def upper(conn: socket.socket) -> None:
+    """Answers each line in capitals; closes after the client's EOF."""
+    for line in conn.makefile("rb"):
+        conn.sendall(line.upper())
+    conn.shutdown(socket.SHUT_WR)
+
+
+def lower(conn: socket.socket) -> None:
+    """Like :func:`upper`, in small letters: a server that changed."""
+    for line in conn.makefile("rb"):
+        conn.sendall(line.lower())
+    conn.shutdown(socket.SHUT_WR)
+
+
+def talk(
+    host: Optional[str], port: Optional[int], lines: List[bytes], banner: bool = False, unix: Optional[str] = None
+) -> List[bytes]:
+    """Connect, read a banner line if ``banner``, send each line and read a
+    line back, half-close, read to EOF. Returns what came back, line by
+    line (``b""`` where the server closed instead of answering)."""
+    if unix is not None:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(10)
+        conn.connect(unix)
+    else:
+        assert host is not None and port is not None
+        conn = socket.create_connection((host, port), timeout=10)
+    got: List[bytes] = []
+    with conn:
+        replies = conn.makefile("rb")
+        try:
+            if banner:
+                got.append(replies.readline())
+            for line in lines:
+                if got and got[-1] == b"":
+                    return got  # closed on us
+                conn.sendall(line)
+                got.append(replies.readline())
+            if got and got[-1] == b"":
+                return got
+            conn.shutdown(socket.SHUT_WR)
+            rest = replies.read()
+            if rest:
+                got.append(rest)
+        except ConnectionError:
+            got.append(b"")
+    return got
+
+
+def fake_tcptape(folder: Path, body: str) -> str:
+    """An executable shell script standing in for tcptape."""
+    path = folder / "fake-tcptape"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def split(address: str) -> Tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
