@@ -188,9 +188,11 @@ def _read_log(path: str) -> str:
 def _verdict(describe: str, code: int, report_path: str, log_path: str) -> Tuple[Report, Optional[Error]]:
     """A finished command's JSON report, and its failure unless it exited 0.
 
-    The failure's text is what the command line prints without its log: a
-    header line, then each session that did not pass with its report, then
-    the errors.
+    An error's text is one line: what failed, from the report's errors and
+    failed sessions (or the ``error:`` lines on stderr where no report was
+    written). A mismatch's text is the report the command line prints
+    without its log: the summary line, then each mismatched session's
+    report.
     """
     try:
         with open(report_path, encoding="utf-8") as f:
@@ -204,17 +206,26 @@ def _verdict(describe: str, code: int, report_path: str, log_path: str) -> Tuple
     if report is None:
         how = f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}"
         return {}, Error(f"{describe} {how}: {_error_lines(_read_log(log_path))}")
-    parts = [f"{describe}: {report.get('summary') or 'verdict: ' + str(report.get('verdict'))}"]
-    for session in report.get("sessions") or []:
-        if session.get("verdict") != "passed":
-            text = session.get("report") or session.get("message") or f"session {session.get('number')}"
-            parts.append(str(text).rstrip("\n"))
-    parts += [f"error: {error}" for error in report.get("errors") or []]
+    sessions = report.get("sessions") or []
+    problems = [str(error) for error in report.get("errors") or []]
+    for session in sessions:
+        message = str(session.get("message") or f"session {session.get('number')}: {session.get('verdict')}")
+        if session.get("verdict") not in ("passed", "mismatch") and not any(message in p for p in problems):
+            problems.append(message)
     unused = report.get("unused_tapes") or []
     if unused:
-        parts.append("tapes never played: " + ", ".join(map(str, unused)))
+        problems.append("tapes never played: " + ", ".join(map(str, unused)))
+    summary = str(report.get("summary") or f"verdict: {report.get('verdict')}")
+    lines = [f"{describe}: {summary if code == 3 or not problems else '; '.join(problems)}"]
+    lines += [
+        str(session.get("report") or session.get("message")).rstrip("\n")
+        for session in sessions
+        if session.get("verdict") == "mismatch"
+    ]
+    if code == 3:
+        lines += [f"error: {problem}" for problem in problems]
     kind = Mismatch if code == 3 else Error
-    return report, kind("\n".join(parts), report)
+    return report, kind("\n".join(lines), report)
 
 
 class Process:
@@ -236,6 +247,7 @@ class Process:
         env: Optional[Mapping[str, str]],
         grace: float,
     ) -> None:
+        __tracebackhide__ = True
         self.command = command
         self.argv = argv
         self.describe = describe
@@ -262,6 +274,7 @@ class Process:
 
     def _ready_line(self) -> str:
         """Read ``listening on ADDR`` from stdout, or raise :class:`Error`."""
+        __tracebackhide__ = True
         stdout = self.proc.stdout
         assert stdout is not None
         deadline = time.monotonic() + READY_TIMEOUT

@@ -100,7 +100,7 @@ def talk(
             rest = replies.read()
             if rest:
                 got.append(rest)
-        except ConnectionError:
+        except OSError:  # reset, or closed under us
             got.append(b"")
     return got
 
@@ -116,3 +116,24 @@ def fake_tcptape(folder: Path, body: str) -> str:
 def split(address: str) -> Tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host, int(port)
+
+
+#: A line client for tests run by ``pytester``, which do not see this module.
+INNER_CLIENT = '''
+import socket
+
+def talk(address, lines):
+    host, _, port = address.rpartition(":")
+    got = []
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        replies = conn.makefile("rb")
+        try:
+            for line in lines:
+                conn.sendall(line)
+                got.append(replies.readline())
+            conn.shutdown(socket.SHUT_WR)
+            replies.read()
+        except OSError:  # reset, or closed under us
+            pass
+    return got
+'''
