@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
 import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import IO, Callable, List, Optional, Tuple
 
 TAPES = Path(__file__).parent / "tapes"
 
@@ -137,3 +141,34 @@ def talk(address, lines):
             pass
     return got
 '''
+
+
+def read_until(proc: "subprocess.Popen[bytes]", stream: IO[bytes], wanted: bytes, timeout: float = 30) -> bytes:
+    """Read ``stream`` (a pipe from ``proc``) until a line holding
+    ``wanted``; return that line. Raises if ``proc`` exits first or
+    ``timeout`` seconds pass; what follows is read by a thread, so the
+    process never blocks on a full pipe."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        for line in data.split(b"\n")[:-1]:
+            if wanted in line:
+                threading.Thread(target=_drain, args=(stream,), daemon=True).start()
+                return line
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{proc.args!r} printed no {wanted!r} in {timeout} s: {data!r}")
+        readable, _, _ = select.select([stream], [], [], remaining)
+        if readable:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                raise AssertionError(f"{proc.args!r} exited ({proc.wait()}) before {wanted!r}: {data!r}")
+            data += chunk
+
+
+def _drain(stream: IO[bytes]) -> None:
+    try:
+        while os.read(stream.fileno(), 4096):
+            pass
+    except (OSError, ValueError):
+        pass
