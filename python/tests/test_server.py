@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -108,7 +109,10 @@ def test_a_unix_socket(tcptape, tmp_path):
     assert not path.exists()
 
 
-def test_the_installed_executable_is_the_wheels(monkeypatch):
+def test_the_installed_package_and_its_executable(monkeypatch):
+    # The package under test is the installed wheel, not the source tree...
+    assert Path(tcptape_module.__file__).parent.parent == Path(sysconfig.get_path("purelib"))
+    # ...and its executable is the one the wheel carries.
     monkeypatch.delenv("TCPTAPE_BINARY", raising=False)
     path = tcptape_module.executable()
     assert path == os.path.join(sysconfig.get_path("scripts"), "tcptape")
