@@ -27,7 +27,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ def executable() -> str:
         if not (os.path.isfile(override) and os.access(override, os.X_OK)):
             raise Error(f"{BINARY_VARIABLE}={override} is not an executable file")
         return override
-    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    folders = [sysconfig.get_path("scripts")]
     try:
         folders.append(sysconfig.get_path("scripts", f"{os.name}_user"))
     except KeyError:  # a Python without a user scheme
@@ -366,6 +365,9 @@ class Process:
         return f"<tcptape {self.describe}>"
 
 
+_Failure = Error  # for annotations inside Tapes, where Error is its attribute
+
+
 class Tapes:
     """Starts tcptape commands for a test: what the fixture ``tcptape`` is.
 
@@ -375,6 +377,7 @@ class Tapes:
     environment's). :meth:`close` stops whatever is still running.
     """
 
+    #: The exceptions, also reachable from the fixture: ``tcptape.Mismatch``.
     Error = Error
     Mismatch = Mismatch
 
@@ -444,10 +447,10 @@ class Tapes:
             raise failure
         return report
 
-    def close(self) -> List[Error]:
+    def close(self) -> List[_Failure]:
         """Stop every command still unjudged; the failures of those whose
         verdict nobody was given yet."""
-        failures: List[Error] = []
+        failures: List[_Failure] = []
         for process in self.processes:
             if process.judged:
                 continue

@@ -143,11 +143,14 @@ def talk(address, lines):
 '''
 
 
-def read_until(proc: "subprocess.Popen[bytes]", stream: IO[bytes], wanted: bytes, timeout: float = 30) -> bytes:
+def read_until(
+    proc: "subprocess.Popen[bytes]", stream: Optional[IO[bytes]], wanted: bytes, timeout: float = 30
+) -> bytes:
     """Read ``stream`` (a pipe from ``proc``) until a line holding
     ``wanted``; return that line. Raises if ``proc`` exits first or
     ``timeout`` seconds pass; what follows is read by a thread, so the
     process never blocks on a full pipe."""
+    assert stream is not None, "the stream must be a pipe"
     deadline = time.monotonic() + timeout
     data = b""
     while True:

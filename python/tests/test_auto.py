@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Callable, Iterator, List
 
 import pytest
 
@@ -21,9 +22,9 @@ def no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tapes_in_mode(tmp_path: Path):
+def tapes_in_mode(tmp_path: Path) -> Iterator[Callable[[str], Tapes]]:
     """``Tapes`` with a mode of its own, as ``--tcptape-mode`` makes them."""
-    made = []
+    made: List[Tapes] = []
 
     def make(mode: str) -> Tapes:
         work = tmp_path / f"work-{len(made)}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -33,10 +33,11 @@ def redis_socket(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        server.stdout.close()
+        if server.stdout is not None:
+            server.stdout.close()
 
 
-def client(host: str, port: int) -> "redis.Redis":
+def client(host: str, port: int) -> Any:
     # No retries: a connection the mock closes is an error at once.
     return redis.Redis(host=host, port=port, socket_timeout=10, retry=None)
 

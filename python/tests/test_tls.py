@@ -40,7 +40,7 @@ def certificate(folder: Path, name: str) -> Tuple[Path, Path]:
 def socat() -> Iterator[Callable[..., str]]:
     """Start ``socat LISTEN-ADDRESS TARGET`` on port 0; returns the address
     it listens on (from its ``-d -d`` log). Stopped at teardown."""
-    started: List[subprocess.Popen] = []
+    started: List["subprocess.Popen[bytes]"] = []
 
     def start(listen: str, target: str) -> str:
         proc = subprocess.Popen(
@@ -54,7 +54,8 @@ def socat() -> Iterator[Callable[..., str]]:
     for proc in started:
         proc.terminate()
         proc.wait(timeout=30)
-        proc.stderr.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def tls_echo(cert: Path, key: Path) -> Callable[[socket.socket], None]:
