@@ -9,16 +9,19 @@ The tape holds the plaintext.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
 from helpers import ScriptedServer, read_until
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tls.md"
 
 if shutil.which("socat") is None or shutil.which("openssl") is None:
     pytest.skip("needs socat and openssl (.ci/run installs socat)", allow_module_level=True)
@@ -34,6 +37,15 @@ def certificate(folder: Path, name: str) -> Tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+def documented_socat_front() -> Callable[[str, Path, Path], Tuple["subprocess.Popen[str]", int]]:
+    """``socat_front`` from docs/tls.md's pytest example, as written there."""
+    found = re.search(r"```python\n(.*?def socat_front.*?)```", DOC.read_text(), re.S)
+    assert found, "docs/tls.md has no python block defining socat_front"
+    namespace: Dict[str, Any] = {}
+    exec(compile(found.group(1), str(DOC), "exec"), namespace)
+    return namespace["socat_front"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -116,21 +128,25 @@ def test_tls_recorded_and_replayed_through_socat(tcptape, socat, tmp_path):
         real.close()
 
     # Replay: the mock in plain TCP behind a TLS front; no real server at all.
+    # The front is started by docs/tls.md's socat_front, as documented.
+    socat_front = documented_socat_front()
     mock = tcptape.server(tape)
-    front = socat(
-        f"OPENSSL-LISTEN:0,bind=127.0.0.1,reuseaddr,fork,cert={front_cert},key={front_key},verify=0",
-        f"TCP:{mock.address}",
-    )
-    assert tls_client(front, front_cert, b"hello over TLS\n") == b"hello over TLS\n"
+    front, port = socat_front(mock.address, front_cert, front_key)
+    try:
+        assert tls_client(f"127.0.0.1:{port}", front_cert, b"hello over TLS\n") == b"hello over TLS\n"
+    finally:
+        front.terminate()
+        front.wait(timeout=30)
+        front.stderr.close()
     assert mock.stop()["verdict"] == "passed"
 
     # A client that says something else fails the mock, TLS or not.
     mock = tcptape.server(tape)
-    front = socat(
+    front_address = socat(
         f"OPENSSL-LISTEN:0,bind=127.0.0.1,reuseaddr,fork,cert={front_cert},key={front_key},verify=0",
         f"TCP:{mock.address}",
     )
-    assert tls_client(front, front_cert, b"HELLO over TLS\n") == b""
+    assert tls_client(front_address, front_cert, b"HELLO over TLS\n") == b""
     with pytest.raises(tcptape.Mismatch, match=r"(?s)byte 0 of its stream differs.*\|HELLO over TLS\.\|"):
         mock.stop()
 
