@@ -261,15 +261,14 @@ class Process:
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env
             )
         try:
-            line = self._ready_line()
+            self.address = self._ready_line()[len("listening on ") :]
+            self.host, self.port = parse_address(self.address)
         except BaseException:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
             self.proc.stdout.close()  # type: ignore[union-attr]
             raise
-        self.address = line[len("listening on ") :]
-        self.host, self.port = parse_address(self.address)
 
     def _ready_line(self) -> str:
         """Read ``listening on ADDR`` from stdout, or raise :class:`Error`."""

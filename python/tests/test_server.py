@@ -168,11 +168,31 @@ def test_an_executable_printing_something_else(tcptape, tmp_path, monkeypatch):
         tcptape.server("tapes/upper.txt")
 
 
-def test_an_executable_that_never_gets_ready(tcptape, tmp_path, monkeypatch):
-    monkeypatch.setenv("TCPTAPE_BINARY", fake_tcptape(tmp_path, "exec sleep 60"))
+def gone(pid_file: Path) -> bool:
+    """Whether the process whose pid a fake wrote is gone (killed and reaped)."""
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_an_executable_that_never_gets_ready_is_killed(tcptape, tmp_path, monkeypatch):
+    pid = tmp_path / "pid"
+    monkeypatch.setenv("TCPTAPE_BINARY", fake_tcptape(tmp_path, f"echo $$ > {pid}; exec sleep 60"))
     monkeypatch.setattr(tcptape_module, "READY_TIMEOUT", 0.5)
     with pytest.raises(tcptape.Error, match=r"printed no ready line within 0.5 s"):
         tcptape.server("tapes/upper.txt")
+    assert gone(pid)
+
+
+def test_an_executable_printing_a_strange_address_is_killed(tcptape, tmp_path, monkeypatch):
+    pid = tmp_path / "pid"
+    script = f"echo $$ > {pid}; echo 'listening on somewhere'; exec sleep 60"
+    monkeypatch.setenv("TCPTAPE_BINARY", fake_tcptape(tmp_path, script))
+    with pytest.raises(tcptape.Error, match=r"tcptape printed an address it could not have meant: 'somewhere'"):
+        tcptape.server("tapes/upper.txt")
+    assert gone(pid)
 
 
 def test_an_executable_that_ignores_sigterm_is_killed(tcptape, tmp_path, monkeypatch):
