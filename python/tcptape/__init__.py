@@ -425,7 +425,8 @@ class Tapes:
         elif self.mode is not None:
             env["TCPTAPE_MODE"] = self.mode
         target = format_address(upstream)
-        return self._start("auto", [listen, target, self.path(path)], f"{os.fspath(path)}, upstream {target}", options, env)
+        label = f"{os.fspath(path)}, upstream {target}"
+        return self._start("auto", [listen, target, self.path(path)], label, options, env)
 
     def client(self, address: Address, tape: TapePath, **options: Any) -> Report:
         """Run ``tcptape client``: play the client side of ``tape`` against
