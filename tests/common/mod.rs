@@ -202,6 +202,21 @@ impl Running {
         }
     }
 
+    /// Waits until `count` more stderr lines contain `needle`; returns the
+    /// last.
+    pub fn wait_for_lines(&mut self, needle: &str, count: usize) -> String {
+        let mut last = String::new();
+        for _ in 0..count {
+            last = self.wait_for_line(needle);
+        }
+        last
+    }
+
+    /// The process id, to look at it in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the first line on stdout (the ready line). Reading is
     /// blocking, so a thread does it and the wait has a deadline.
     fn ready_line(&mut self) -> String {
