@@ -4,9 +4,12 @@
 //! The proxy writes a frame before it forwards its bytes, so everything up
 //! to the last complete frame is trustworthy; only a last frame cut short
 //! is not. Repair removes that part frame and ends the tape with a CUT
-//! frame, so that it reads cleanly and says it is not a whole session.
-//! For a cassette it repairs every tape and gives the index a line for
-//! each tape it lacks (a session whose recording never ended).
+//! frame, so that it reads cleanly and says it is not a whole session. A
+//! tape of complete frames whose session did not end (a side that never
+//! closed, and no CUT frame: the recorder was killed between frames) gets
+//! its CUT frame too. For a cassette it repairs every tape and gives the
+//! index a line for each tape it lacks (a session whose recording never
+//! ended).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -15,16 +18,20 @@ use std::path::Path;
 use crate::cassette::{self, Entry};
 use crate::error::Error;
 use crate::tape::frame::{self, Header, opcode};
-use crate::tape::{Reader, TapeErrorKind};
+use crate::tape::{Kind, Reader, TapeErrorKind};
 
 /// What repairing one tape did.
 #[derive(Debug, PartialEq, Eq)]
 enum Repaired {
-    /// It read cleanly: nothing to do.
+    /// It read cleanly, and its session ended (both sides closed) or was
+    /// marked as cut: nothing to do.
     Whole,
     /// A part frame of `removed` bytes was cut off; `kept` bytes remain,
     /// then the CUT frame.
     Cut { kept: u64, removed: u64 },
+    /// Its frames were complete but its session had not ended: a CUT
+    /// frame was added after its `kept` bytes.
+    Unfinished { kept: u64 },
 }
 
 pub(crate) fn run(path: &Path) -> Result<(), Error> {
@@ -44,10 +51,16 @@ fn describe(path: &Path, done: &Repaired) -> String {
             "{}: removed {removed} bytes of an incomplete last frame, kept {kept} bytes of complete frames, marked as cut",
             path.display()
         ),
+        Repaired::Unfinished { kept } => format!(
+            "{}: its {kept} bytes are complete frames, but its session did not end: marked as cut",
+            path.display()
+        ),
     }
 }
 
 const REASON: &str = "the recording was interrupted; tcptape repair removed an incomplete frame";
+const UNFINISHED: &str =
+    "the recording was interrupted before the session ended; tcptape repair marked it";
 
 fn repair_tape(path: &Path) -> Result<Repaired, Error> {
     let file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
@@ -66,17 +79,28 @@ fn repair_tape(path: &Path) -> Result<Repaired, Error> {
         )));
     }
     let mut reader = Reader::new(file);
-    let keep = loop {
+    // The last frame read, and which sides closed.
+    let mut last = None;
+    let mut closed = [false, false];
+    let (keep, reason) = loop {
         match reader.next_frame() {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(Repaired::Whole),
+            Ok(Some(frame)) => {
+                if let Kind::Eof(dir) = frame.kind {
+                    closed[dir.index()] = true;
+                }
+                last = Some(frame.kind);
+            }
+            Ok(None) if last == Some(Kind::Cut) || closed == [true, true] => {
+                return Ok(Repaired::Whole);
+            }
+            Ok(None) => break (len, UNFINISHED),
             Err(err) => match err.kind {
                 TapeErrorKind::TruncatedHeader { .. } | TapeErrorKind::TruncatedPayload { .. } => {
-                    break err.offset;
+                    break (err.offset, REASON);
                 }
                 // Killed before the magic was whole: start the tape over.
                 TapeErrorKind::NotATape { .. } if len < frame::magic_frame().len() as u64 => {
-                    break 0;
+                    break (0, REASON);
                 }
                 _ => return Err(Error::tape(path, err)),
             },
@@ -90,15 +114,18 @@ fn repair_tape(path: &Path) -> Result<Repaired, Error> {
     if keep == 0 {
         tail.extend_from_slice(&frame::magic_frame());
     }
-    tail.extend_from_slice(&Header::new(opcode::CUT, REASON.len() as u32).emit());
-    tail.extend_from_slice(REASON.as_bytes());
+    tail.extend_from_slice(&Header::new(opcode::CUT, reason.len() as u32).emit());
+    tail.extend_from_slice(reason.as_bytes());
     file.set_len(keep)
         .and_then(|()| io::Seek::seek(&mut file, io::SeekFrom::Start(keep)))
         .and_then(|_| file.write_all(&tail))
         .map_err(|err| Error::file(path, "repair tape", err))?;
-    Ok(Repaired::Cut {
-        kept: keep,
-        removed: len - keep,
+    Ok(match keep == len {
+        true => Repaired::Unfinished { kept: keep },
+        false => Repaired::Cut {
+            kept: keep,
+            removed: len - keep,
+        },
     })
 }
 
@@ -116,7 +143,7 @@ fn repair_cassette(dir: &Path, out: &mut impl Write) -> Result<(), Error> {
             .into_owned();
         let listed = index.iter_mut().find(|e| e.tape == name);
         match (listed, &done) {
-            (Some(entry), Repaired::Cut { .. }) => {
+            (Some(entry), Repaired::Cut { .. } | Repaired::Unfinished { .. }) => {
                 entry.whole = false;
                 changed = true;
             }
@@ -171,7 +198,7 @@ fn entry_for(path: &Path, name: &str, index: &[Entry]) -> Result<Option<Entry>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::{Direction, Kind, Writer};
+    use crate::tape::{Direction, Writer};
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir =
@@ -211,6 +238,40 @@ mod tests {
         let c2s = Kind::Data(Direction::ClientToServer);
         assert_eq!(kinds(&path), [Kind::Noop, c2s, Kind::Cut]);
         assert_eq!(repair_tape(&path).unwrap(), Repaired::Whole, "idempotent");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn complete_frames_of_a_session_that_did_not_end_are_marked_cut() {
+        // Issue 17: a recorder killed between frames left a tape that read
+        // cleanly; repair called it whole and it replayed as passed.
+        let dir = temp_dir("unfinished");
+        let path = dir.join("t.tape");
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes).unwrap();
+        w.data(Direction::ClientToServer, b"hello").unwrap();
+        w.eof(Direction::ClientToServer).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let done = repair_tape(&path).unwrap();
+        assert_eq!(
+            done,
+            Repaired::Unfinished {
+                kept: bytes.len() as u64
+            }
+        );
+        let c2s = Direction::ClientToServer;
+        assert_eq!(
+            kinds(&path),
+            [Kind::Noop, Kind::Data(c2s), Kind::Eof(c2s), Kind::Cut]
+        );
+        assert_eq!(repair_tape(&path).unwrap(), Repaired::Whole, "idempotent");
+        // Both sides closed: whole.
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes).unwrap();
+        w.eof(Direction::ClientToServer).unwrap();
+        w.eof(Direction::ServerToClient).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(repair_tape(&path).unwrap(), Repaired::Whole);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

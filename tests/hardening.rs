@@ -4,8 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -260,6 +262,100 @@ fn repair_keeps_the_complete_frames_of_an_interrupted_recording() {
     let (code, stdout, _) = run(&["repair", tape.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(stdout.ends_with("whole, nothing to repair\n"), "{stdout}");
+}
+
+/// An upstream that answers every line with the same line, on any number
+/// of connections, until the test is over.
+fn echo_lines() -> SocketAddr {
+    let (listener, addr) = listener();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if writer.write_all(format!("{line}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Says a line through the proxy and waits for its echo: it is on tape.
+fn echoed(addr: SocketAddr) -> TcpStream {
+    let mut c = connect(addr);
+    write_all(&mut c, b"hello\n");
+    assert_eq!(read_n(&mut c, 6), b"hello\n");
+    c
+}
+
+#[test]
+fn repair_marks_as_cut_a_recording_killed_between_frames() {
+    // Issue 17: after kill -9 of a plain file's recording, repair said
+    // "whole, nothing to repair", and the cut session replayed as passed.
+    let dir = temp_dir("hardening-repair-killed");
+    let tape = dir.join("t.tape");
+    let upstream = echo_lines();
+    let mut proxy = spawn(
+        &[
+            "proxy",
+            "127.0.0.1:0",
+            &upstream.to_string(),
+            tape.to_str().unwrap(),
+        ],
+        true,
+    );
+    let open = echoed(proxy.addr());
+    proxy.kill();
+    drop(open);
+    let (code, stdout, stderr) = run(&["repair", tape.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.ends_with("but its session did not end: marked as cut\n"),
+        "{stdout}"
+    );
+    let frames = tape_frames(&tape);
+    assert_eq!(frames.last().unwrap().0, 0x83, "ends with a CUT frame");
+    let (code, stdout, _) = run(&["repair", tape.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.ends_with("whole, nothing to repair\n"), "{stdout}");
+}
+
+#[test]
+fn repair_of_a_killed_cassette_ends_every_tape_its_index_calls_cut_with_a_cut_frame() {
+    // Issue 17: 99-100 of 100 repaired tapes lacked the CUT frame their
+    // index line said they had.
+    let dir = temp_dir("hardening-repair-killed-cassette");
+    let cassette = format!("{}/", dir.display());
+    let upstream = echo_lines();
+    let mut proxy = spawn(
+        &["proxy", "127.0.0.1:0", &upstream.to_string(), &cassette],
+        true,
+    );
+    let open: Vec<TcpStream> = (0..20).map(|_| echoed(proxy.addr())).collect();
+    proxy.kill();
+    drop(open);
+    let (code, stdout, stderr) = run(&["repair", &cassette]);
+    assert_eq!(code, 0, "{stderr}");
+    let index = std::fs::read_to_string(dir.join("index")).unwrap();
+    let cut: Vec<&str> = index
+        .lines()
+        .filter(|line| line.ends_with(" cut"))
+        .map(|line| line.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(cut.len(), 20, "{index}\n{stdout}");
+    for tape in cut {
+        let frames = tape_frames(&dir.join(tape));
+        assert_eq!(
+            frames.last().unwrap().0,
+            0x83,
+            "{tape} ends with a CUT frame"
+        );
+    }
 }
 
 #[test]

@@ -117,8 +117,8 @@ fn a_storm_of_probes_queued_while_the_server_was_stopped_is_absorbed() {
 fn a_storm_of_probes_against_a_server_first_cassette_is_absorbed() {
     let dir = temp_dir("load-probes-banner");
     for i in 1..=2 {
-        let mut w = Writer::new(std::fs::File::create(dir.join(format!("{i:04}.tape"))).unwrap())
-            .unwrap();
+        let mut w =
+            Writer::new(std::fs::File::create(dir.join(format!("{i:04}.tape"))).unwrap()).unwrap();
         w.data(S2C, b"220 hello\r\n").unwrap();
         w.data(C2S, b"QUIT\r\n").unwrap();
         w.eof(C2S).unwrap();
@@ -138,7 +138,11 @@ fn a_storm_of_probes_against_a_server_first_cassette_is_absorbed() {
     }
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
-    assert!(stderr.contains("3000 probes"), "{}", &stderr[stderr.len() - 500..]);
+    assert!(
+        stderr.contains("3000 probes"),
+        "{}",
+        &stderr[stderr.len() - 500..]
+    );
 }
 
 #[test]
@@ -148,7 +152,10 @@ fn a_pool_decides_after_a_burst_of_other_connections_drained() {
     // its socket and timer still named the old one: the client got nothing.
     let dir = temp_dir("load-burst");
     // They part after GO: one answers, the other closes.
-    exchanges(&dir.join("0001.tape"), &[("HELLO\n", "WELCOME\n"), ("GO\n", "1\n")]);
+    exchanges(
+        &dir.join("0001.tape"),
+        &[("HELLO\n", "WELCOME\n"), ("GO\n", "1\n")],
+    );
     let mut w = Writer::new(std::fs::File::create(dir.join("0002.tape")).unwrap()).unwrap();
     w.data(C2S, b"HELLO\n").unwrap();
     w.data(S2C, b"WELCOME\n").unwrap();
@@ -158,7 +165,14 @@ fn a_pool_decides_after_a_burst_of_other_connections_drained() {
     drop(w);
     let cassette = format!("{}/", dir.display());
     let mut mock = spawn(
-        &["server", "--allow-unused", "--timeout", "60", "127.0.0.1:0", &cassette],
+        &[
+            "server",
+            "--allow-unused",
+            "--timeout",
+            "60",
+            "127.0.0.1:0",
+            &cassette,
+        ],
         true,
     );
     let idle: Vec<TcpStream> = (0..100).map(|_| connect(mock.addr())).collect();
@@ -244,7 +258,14 @@ fn once_with_a_cassette_ends_at_a_mismatch_at_once() {
     let cassette = handshake_cassette(&dir, 2);
     let started = Instant::now();
     let mock = spawn(
-        &["server", "--once", "--timeout", "15", "127.0.0.1:0", &cassette],
+        &[
+            "server",
+            "--once",
+            "--timeout",
+            "15",
+            "127.0.0.1:0",
+            &cassette,
+        ],
         true,
     );
     let mut talker = Talker::hello(mock.addr());

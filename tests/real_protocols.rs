@@ -198,7 +198,10 @@ fn a_redis_py_pool_starting_together_replays_whatever_its_frames_and_order() {
     };
     let dir = temp_dir("real-redis-together");
     let cassette = format!("{}/", dir.join("pool").display());
-    let proxy = spawn(&["proxy", "127.0.0.1:0", &addr.to_string(), &cassette], true);
+    let proxy = spawn(
+        &["proxy", "127.0.0.1:0", &addr.to_string(), &cassette],
+        true,
+    );
     client_script_with("redis_pool_together.py", proxy.addr().port(), &["1"]);
     proxy.signal("TERM");
     assert_eq!(proxy.finish().0, 0);
