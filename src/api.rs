@@ -9,14 +9,16 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::cli::{DEFAULT_BACKLOG, DEFAULT_BUFFER, DEFAULT_GRACE};
-use crate::commands::{self, AutoMode, Environment};
 use crate::engine::addr::Endpoint;
+use crate::engine::event_loop::DEFAULT_GRACE;
 use crate::engine::event_loop::{Stop, StopHandle};
 use crate::engine::net::Address;
+use crate::engine::net::DEFAULT_BACKLOG;
 use crate::error::Error;
 use crate::job::{self, Spec};
+use crate::job::{AutoMode, Environment};
 use crate::proxy;
+use crate::proxy::DEFAULT_BUFFER;
 use crate::replay::{ClientOptions, ReplayOptions, ServerOptions};
 use crate::report::{Report, Verdict};
 
@@ -349,7 +351,7 @@ impl MockServerBuilder {
     pub fn start(self) -> Result<MockServer, Error> {
         let listen = endpoint("listen address", &self.listen)?;
         let recording = match &self.record_from {
-            Some(_) => commands::auto_mode(&Environment::read(), &self.tape)? == AutoMode::Record,
+            Some(_) => crate::job::auto_mode(&Environment::read(), &self.tape)? == AutoMode::Record,
             None => false,
         };
         let spec = match (&self.record_from, recording) {

@@ -3,6 +3,7 @@
 //! the library runs on a thread of its own (with a stop handle).
 
 use std::io;
+use std::path::Path;
 
 use crate::engine::event_loop::{Context, EventLoop, Service, StopHandle};
 use crate::engine::net::Address;
@@ -90,5 +91,112 @@ pub(crate) fn start(spec: Spec) -> Result<Box<dyn Job>, Error> {
         Spec::Proxy(options) => bound(|cx| proxy::Proxy::start(options, cx)),
         Spec::Server(options) => bound(|cx| replay::Server::start(options, cx)),
         Spec::Client(options) => bound(|cx| replay::Client::start(options, cx)),
+    }
+}
+
+/// What `auto` reads of its environment.
+#[derive(Debug, Default)]
+pub(crate) struct Environment {
+    /// `TCPTAPE_MODE`.
+    pub mode: Option<String>,
+    /// `CI=true`, as CI services set it.
+    pub ci: bool,
+}
+
+impl Environment {
+    pub(crate) fn read() -> Environment {
+        Environment {
+            mode: std::env::var("TCPTAPE_MODE").ok(),
+            ci: std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        }
+    }
+}
+
+/// What `auto` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AutoMode {
+    Record,
+    Replay,
+}
+
+/// Decides `auto`'s mode from the environment and whether PATH exists.
+pub(crate) fn auto_mode(env: &Environment, path: &Path) -> Result<AutoMode, Error> {
+    let exists = path.exists();
+    let never_record = |why: &str| {
+        Err(Error::Session(format!(
+            "{why} but {} does not exist: nothing to replay, and recording is off",
+            path.display()
+        )))
+    };
+    match env.mode.as_deref().unwrap_or("") {
+        "auto" | "" if exists => Ok(AutoMode::Replay),
+        "" if env.ci => never_record("CI=true (set TCPTAPE_MODE=record to record in CI)"),
+        "auto" | "" => Ok(AutoMode::Record),
+        "record" => Ok(AutoMode::Record),
+        "replay" if exists => Ok(AutoMode::Replay),
+        "replay" => never_record("TCPTAPE_MODE=replay"),
+        other => Err(Error::usage(
+            format!("TCPTAPE_MODE: '{other}' is not record, replay or auto"),
+            "usage: TCPTAPE_MODE=record|replay|auto tcptape auto [OPTIONS] LISTEN CONNECT PATH",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_ERROR, EXIT_USAGE};
+
+    fn env(mode: Option<&str>, ci: bool) -> Environment {
+        Environment {
+            mode: mode.map(String::from),
+            ci,
+        }
+    }
+
+    #[test]
+    fn auto_mode_follows_the_path_and_the_environment() {
+        let exists = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let missing = Path::new("/nonexistent/tape");
+        let mode = |m, ci, path| auto_mode(&env(m, ci), path);
+        assert_eq!(mode(None, false, exists).unwrap(), AutoMode::Replay);
+        assert_eq!(mode(None, false, missing).unwrap(), AutoMode::Record);
+        assert_eq!(
+            mode(Some("auto"), false, missing).unwrap(),
+            AutoMode::Record
+        );
+        assert_eq!(
+            mode(Some("record"), false, exists).unwrap(),
+            AutoMode::Record
+        );
+        assert_eq!(
+            mode(Some("replay"), false, exists).unwrap(),
+            AutoMode::Replay
+        );
+        let err = mode(Some("replay"), false, missing).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_ERROR);
+        assert!(
+            err.to_string().contains("/nonexistent/tape does not exist"),
+            "{err}"
+        );
+        let err = mode(Some("playback"), false, exists).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_USAGE);
+        assert!(err.to_string().contains("'playback'"), "{err}");
+    }
+
+    #[test]
+    fn in_ci_auto_never_records_unless_told_to() {
+        let exists = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let missing = Path::new("/nonexistent/tape");
+        let err = auto_mode(&env(None, true), missing).unwrap_err();
+        assert!(err.to_string().starts_with("CI=true"), "{err}");
+        assert_eq!(
+            auto_mode(&env(None, true), exists).unwrap(),
+            AutoMode::Replay
+        );
+        assert_eq!(
+            auto_mode(&env(Some("record"), true), missing).unwrap(),
+            AutoMode::Record
+        );
     }
 }

@@ -30,10 +30,15 @@
 //! own, with an explicit state machine per connection; docs/architecture.md
 //! describes it.
 
+// Without the command line, the commands' own code (describe, print,
+// repair, learn, pcap) is not reached from the library's API.
+#![cfg_attr(not(feature = "cli"), allow(dead_code))]
+
 mod api;
 mod cassette;
+#[cfg(feature = "cli")]
 mod cli;
-mod commands;
+
 mod engine;
 mod error;
 mod hexdump;
@@ -57,9 +62,10 @@ pub use report::{Outcome, Report, SessionReport, Verdict};
 
 /// The command line, for the `tcptape` binary: runs it and returns the exit
 /// code. Not part of the library's API.
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub fn cli_main() -> i32 {
-    commands::main(std::env::args_os().skip(1))
+    cli::main(std::env::args_os().skip(1))
 }
 
 /// Entry points for fuzzing (the `fuzz/` crate); not a stable API.

@@ -20,6 +20,10 @@ use crate::engine::timer::TimerWheel;
 use crate::sys::SignalPipe;
 
 /// Tokens the loop keeps for itself, far above any session's.
+/// How long sessions may finish after a graceful stop, unless told
+/// otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 

@@ -20,6 +20,9 @@ use crate::error::{Error, os_reason};
 
 /// How long accepting pauses after the OS refused to hand out a socket.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The listen queue unless told otherwise: room for a burst of a thousand
+/// clients and more (the kernel caps it at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 4096;
 
 /// Where to listen or connect: `IP:PORT` or `unix:/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use log::{info, warn};
 
 use crate::cassette;
-use crate::cli::LearnArgs;
 use crate::error::Error;
 use crate::output::{self, refuse_input_as_output};
 use crate::tape::span::{self, MAX_SPAN};
@@ -514,7 +513,15 @@ fn lines(lines: &[u32]) -> String {
 }
 
 /// `tcptape learn`.
-pub(crate) fn run(args: &LearnArgs) -> Result<(), Error> {
+#[derive(Debug, Clone, PartialEq)]
+/// What `learn` is asked to do.
+pub(crate) struct Options {
+    /// Two or more tapes, or two or more cassettes; the first is written.
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+}
+
+pub(crate) fn run(args: &Options) -> Result<(), Error> {
     let cassettes: Vec<bool> = args
         .inputs
         .iter()

@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use log::info;
 
 use crate::cassette::{self, Entry};
-use crate::cli::{ImportArgs, PcapArgs};
 use crate::error::Error;
 use crate::output::{self, parent_of, refuse_input_as_output};
 use import::{Imported, Options, Sink};
@@ -42,7 +41,17 @@ const INDEX_HEADER: &str = "# tcptape cassette index";
 const IO_BUFFER: usize = 256 * 1024;
 
 /// `tcptape pcap`.
-pub(crate) fn run_pcap(args: &PcapArgs) -> Result<(), Error> {
+#[derive(Debug, Clone, PartialEq)]
+/// What `pcap` is asked to do: a tape or cassette exported as a capture.
+pub(crate) struct Export {
+    /// A tape or a cassette folder.
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// The synthetic server's port.
+    pub port: u16,
+}
+
+pub(crate) fn run_pcap(args: &Export) -> Result<(), Error> {
     let tapes = placed_tapes(&args.input)?;
     if args.output.is_dir() {
         return Err(Error::Session(format!(
@@ -156,7 +165,18 @@ fn read_index_starts(dir: &Path) -> Result<Vec<(String, u64)>, Error> {
 }
 
 /// `tcptape import`.
-pub(crate) fn run_import(args: &ImportArgs) -> Result<(), Error> {
+#[derive(Debug, Clone, PartialEq)]
+/// What `import` is asked to do: a capture's connections made tapes.
+pub(crate) struct Import {
+    pub capture: PathBuf,
+    /// A tape, or a cassette folder.
+    pub output: PathBuf,
+    /// HOST:PORT of the server whose connections are kept.
+    pub filter: Option<String>,
+    pub allow_gaps: bool,
+}
+
+pub(crate) fn run_import(args: &Import) -> Result<(), Error> {
     let into_cassette = cassette::is_cassette(&args.output);
     refuse_input_as_output(&args.capture, &args.output)?;
     let filter = match &args.filter {

@@ -36,6 +36,13 @@ const LISTENER: Token = Token(0);
 const FIRST_RING: usize = 16 * 1024;
 /// Placeholder in a tape path that turns the proxy into a daemon.
 pub(crate) const NUMBER: &str = "{n}";
+/// The largest ring per direction: rings start small and double while a
+/// transfer fills them; 2 MiB reads and writes measured fastest here (4 MiB
+/// fell out of the cache and got erratic: docs/performance.md).
+pub(crate) const DEFAULT_BUFFER: usize = 2 * 1024 * 1024;
+/// The bounds of `--buffer`.
+pub(crate) const MIN_BUFFER: usize = 1024;
+pub(crate) const MAX_BUFFER: usize = 1024 * 1024 * 1024;
 
 /// What the proxy is asked to do; the command line and the library fill it.
 #[derive(Debug, Clone, PartialEq)]
