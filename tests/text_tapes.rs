@@ -693,7 +693,8 @@ fn parsing_takes_linear_time_in_every_construct() {
         let text = format!("tcptape text 1\n{body}");
         assert!(text.len() > 3 << 20, "{what}: {} bytes", text.len());
         let took = timed_build(what, &text);
-        assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+        // Linear takes a second or two in a debug build; quadratic, hours.
+        assert!(took < Duration::from_secs(20), "{what} took {took:?}");
     }
 }
 
