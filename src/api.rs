@@ -49,7 +49,10 @@ impl Handle {
                     Report::default()
                 }
             })
-            .map_err(|err| Error::Session(format!("cannot start a thread: {err}")))?;
+            .map_err(|source| Error::System {
+                action: "start a thread",
+                source,
+            })?;
         match rx.recv() {
             Ok(Ok((addr, stop))) => Ok(Handle {
                 addr,
@@ -107,7 +110,7 @@ fn thread_died(panic: Option<Box<dyn std::any::Any + Send>>) -> Error {
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         })
         .unwrap_or_else(|| "no message".into());
-    Error::Session(format!("internal error, please report it: {why}"))
+    Error::Internal(why)
 }
 
 /// A passed report, or the error that carries it.
@@ -120,7 +123,7 @@ fn verdict(report: Report) -> Result<Report, Error> {
 }
 
 fn endpoint(what: &str, text: &str) -> Result<Endpoint, Error> {
-    Endpoint::parse(text).map_err(|reason| Error::Session(format!("{what}: {reason}")))
+    Endpoint::parse(text).map_err(|reason| Error::setting(what, reason))
 }
 
 /// A mock server: plays the server side of a tape (or of each tape of a
@@ -447,8 +450,9 @@ impl MockClientBuilder {
     /// Plays the tape; blocks until the session is over.
     pub fn run(self) -> Result<Report, Error> {
         let Some(connect) = &self.connect else {
-            return Err(Error::Session(
-                "MockClient: no server to connect to (connect or connect_to)".into(),
+            return Err(Error::setting(
+                "MockClient",
+                "no server to connect to (connect or connect_to)",
             ));
         };
         let spec = Spec::Client(ClientOptions {

@@ -245,11 +245,14 @@ pub(crate) fn check_recordable(dir: &Path) -> Result<bool, Error> {
         n if n > 3 => format!(" and {} more", n - 3),
         _ => String::new(),
     };
-    Err(Error::Session(format!(
-        "cannot record a cassette into {}: the folder holds files tcptape did not write ({}{more}); record into a new or empty folder",
-        dir.display(),
-        shown.join(", ")
-    )))
+    Err(Error::refused(
+        dir,
+        format!(
+            "cannot record a cassette into {}: the folder holds files tcptape did not write ({}{more}); record into a new or empty folder",
+            dir.display(),
+            shown.join(", ")
+        ),
+    ))
 }
 
 fn is_our_index(path: &Path) -> bool {

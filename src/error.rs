@@ -1,22 +1,17 @@
-//! The one error type of the library and the commands, and how each maps to
-//! an exit code.
+//! The one error type of the library: a variant for each kind of thing
+//! that goes wrong, so a caller can tell a timeout from a bad tape, each
+//! with what it is about and, where the system said why, its source.
+//! The command line maps them to exit codes (`cli`); nothing here prints.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use crate::engine::net::NetError;
 use crate::report::{Report, Verdict};
 use crate::tape::text::TextError;
-use crate::tape::{TapeError, TapeErrorKind};
-
-/// Exit code of a successful run.
-pub const EXIT_OK: i32 = 0;
-/// Exit code of any failure that is not a usage error or a verdict.
-pub const EXIT_ERROR: i32 = 1;
-/// Exit code of a command line that could not be understood.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code of a replay whose peer did not do what the tape says.
-pub const EXIT_MISMATCH: i32 = 3;
+use crate::tape::{OpenError, TapeError, TapeErrorKind};
 
 /// Everything that can go wrong. A run that went through but whose peers
 /// departed from their tapes is `Verdict`, carrying the whole report;
@@ -24,11 +19,6 @@ pub const EXIT_MISMATCH: i32 = 3;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The command line is wrong; `usage` is the command's usage line.
-    Usage {
-        message: String,
-        usage: &'static str,
-    },
     /// A file could not be opened, created, read or written.
     File {
         path: PathBuf,
@@ -39,28 +29,46 @@ pub enum Error {
     Tape { path: PathBuf, source: TapeError },
     /// A text tape has a syntax error.
     Text { path: PathBuf, source: TextError },
-    /// A socket address could not be resolved, bound or reached.
+    /// A file or folder cannot serve as asked: not a regular file, a
+    /// cassette with no tapes, a folder holding files tcptape did not
+    /// write, a tape that breaks a rule of its role, an output that would
+    /// replace its input. `reason` is the whole message, naming the path.
+    Refused { path: PathBuf, reason: String },
+    /// A socket address could not be resolved, bound or reached, or a
+    /// socket failed.
     Address {
         addr: String,
         action: &'static str,
         source: io::Error,
     },
-    /// Something failed for the reason `message` describes.
-    Session(String),
+    /// A wait lasted longer than the timeout allows.
+    Timeout {
+        after: Duration,
+        /// What was waited for.
+        waiting_for: String,
+        /// The option that set the limit, and what else it says.
+        limit: &'static str,
+    },
+    /// A setting has a value it cannot take: an option of the library's
+    /// builders, `TCPTAPE_MODE`.
+    Setting { name: String, reason: String },
+    /// Recordings `learn` cannot learn from.
+    Learn { reason: String },
+    /// Something a run needs from the system failed: polling, a thread,
+    /// signals.
+    System {
+        action: &'static str,
+        source: io::Error,
+    },
+    /// A bug in tcptape: please report it.
+    Internal(String),
     /// A run ended with a verdict other than passed: a mismatch, or a
     /// session that failed. The report says what each session did.
     Verdict(Box<Report>),
 }
 
 impl Error {
-    pub fn usage(message: impl Into<String>, usage: &'static str) -> Error {
-        Error::Usage {
-            message: message.into(),
-            usage,
-        }
-    }
-
-    pub fn file(path: &Path, action: &'static str, source: io::Error) -> Error {
+    pub(crate) fn file(path: &Path, action: &'static str, source: io::Error) -> Error {
         Error::File {
             path: path.to_path_buf(),
             action,
@@ -68,14 +76,18 @@ impl Error {
         }
     }
 
-    pub fn tape(path: &Path, source: TapeError) -> Error {
+    pub(crate) fn tape(path: &Path, source: TapeError) -> Error {
         Error::Tape {
             path: path.to_path_buf(),
             source,
         }
     }
 
-    pub fn address(addr: impl fmt::Display, action: &'static str, source: io::Error) -> Error {
+    pub(crate) fn address(
+        addr: impl fmt::Display,
+        action: &'static str,
+        source: io::Error,
+    ) -> Error {
         Error::Address {
             addr: addr.to_string(),
             action,
@@ -83,12 +95,22 @@ impl Error {
         }
     }
 
-    /// The exit code the command line ends with.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage { .. } => EXIT_USAGE,
-            Error::Verdict(report) => report.verdict().exit_code(),
-            _ => EXIT_ERROR,
+    /// A socket call on `addr` that failed.
+    pub(crate) fn net(addr: impl fmt::Display, err: NetError) -> Error {
+        Error::address(addr, err.action, err.source)
+    }
+
+    pub(crate) fn refused(path: &Path, reason: impl Into<String>) -> Error {
+        Error::Refused {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn setting(name: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Setting {
+            name: name.into(),
+            reason: reason.into(),
         }
     }
 
@@ -106,10 +128,30 @@ impl Error {
     }
 }
 
+impl From<OpenError> for Error {
+    fn from(err: OpenError) -> Error {
+        match err {
+            OpenError::Io {
+                path,
+                action,
+                source,
+            } => Error::File {
+                path,
+                action,
+                source,
+            },
+            OpenError::NotAFile(path) => Error::Refused {
+                reason: format!("{}: not a tape: not a regular file", path.display()),
+                path,
+            },
+            OpenError::Text { path, source } => Error::Text { path, source },
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage { message, .. } => write!(f, "{message}"),
             Error::File {
                 path,
                 action,
@@ -135,12 +177,27 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Text { path, source } => write!(f, "{}:{source}", path.display()),
+            Error::Refused { reason, .. } => f.write_str(reason),
             Error::Address {
                 addr,
                 action,
                 source,
             } => write!(f, "cannot {action} {addr}: {}", os_reason(source)),
-            Error::Session(message) => write!(f, "{message}"),
+            Error::Timeout {
+                after,
+                waiting_for,
+                limit,
+            } => write!(
+                f,
+                "timed out after {:.1}s waiting for {waiting_for} ({limit})",
+                after.as_secs_f64()
+            ),
+            Error::Setting { name, reason } => write!(f, "{name}: {reason}"),
+            Error::Learn { reason } => f.write_str(reason),
+            Error::System { action, source } => {
+                write!(f, "cannot {action}: {}", os_reason(source))
+            }
+            Error::Internal(why) => write!(f, "internal error, please report it: {why}"),
             Error::Verdict(report) => write_verdict(f, report),
         }
     }
@@ -162,11 +219,22 @@ fn write_verdict(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
     write!(f, "{}", report.summary())
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::File { source, .. }
+            | Error::Address { source, .. }
+            | Error::System { source, .. } => Some(source),
+            Error::Tape { source, .. } => Some(source),
+            Error::Text { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// The OS reason without Rust's " (os error N)" suffix, which means nothing
 /// to a user reading a one-line error.
-pub fn os_reason(err: &io::Error) -> String {
+pub(crate) fn os_reason(err: &io::Error) -> String {
     let text = err.to_string();
     match text.find(" (os error") {
         Some(cut) => text[..cut].to_string(),
@@ -177,24 +245,24 @@ pub fn os_reason(err: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
 
     #[test]
-    fn exit_codes_by_kind() {
-        assert_eq!(Error::usage("x", "u").exit_code(), EXIT_USAGE);
+    fn a_verdict_carries_its_report() {
         let mut report = Report::default();
         report.fail(Verdict::Mismatch, "tape never played");
         let mismatch = Error::Verdict(Box::new(report));
-        assert_eq!(mismatch.exit_code(), EXIT_MISMATCH);
         assert!(mismatch.is_mismatch());
         assert_eq!(
             mismatch.to_string(),
             "tape never played\n0 sessions; verdict: mismatch"
         );
-        assert_eq!(Error::Session("s".into()).exit_code(), EXIT_ERROR);
+        assert!(mismatch.report().is_some());
+        assert!(!Error::Internal("x".into()).is_mismatch());
     }
 
     #[test]
-    fn file_error_names_path_and_reason() {
+    fn file_error_names_path_and_reason_and_keeps_its_source() {
         let err = Error::file(
             Path::new("/nope/x.tape"),
             "open tape",
@@ -204,6 +272,8 @@ mod tests {
             err.to_string(),
             "cannot open tape /nope/x.tape: No such file or directory"
         );
+        let source = err.source().expect("an io error");
+        assert!(source.to_string().starts_with("No such file or directory"));
     }
 
     #[test]
@@ -217,5 +287,19 @@ mod tests {
             err.to_string(),
             "cannot connect to 127.0.0.1:9: Connection refused"
         );
+    }
+
+    #[test]
+    fn a_timeout_says_what_it_waited_for() {
+        let err = Error::Timeout {
+            after: Duration::from_millis(1500),
+            waiting_for: "a client".into(),
+            limit: "--timeout; 0 waits forever",
+        };
+        assert_eq!(
+            err.to_string(),
+            "timed out after 1.5s waiting for a client (--timeout; 0 waits forever)"
+        );
+        assert!(err.source().is_none());
     }
 }

@@ -7,18 +7,10 @@ use std::path::Path;
 
 use crate::engine::event_loop::{Context, EventLoop, Service, StopHandle};
 use crate::engine::net::Address;
-use crate::error::{Error, os_reason};
-use crate::report::{Report, Verdict};
+use crate::error::Error;
+use crate::report::{Finish, Report, Verdict};
 use crate::sys::SignalPipe;
 use crate::{proxy, replay};
-
-/// What a service gives back when its loop is over.
-pub(crate) trait Finish: Service {
-    /// The address it listens on, when it listens.
-    fn local_addr(&self) -> Option<&Address>;
-    /// The run's report.
-    fn finish(self) -> Report;
-}
 
 /// Any job, whatever its service: what callers hold.
 pub(crate) trait Job {
@@ -58,8 +50,11 @@ impl<S: Finish> Job for Bound<S> {
     }
 }
 
-pub(crate) fn poll_error(err: io::Error) -> Error {
-    Error::Session(format!("cannot poll: {}", os_reason(&err)))
+pub(crate) fn poll_error(source: io::Error) -> Error {
+    Error::System {
+        action: "poll",
+        source,
+    }
 }
 
 /// What to start.
@@ -123,10 +118,13 @@ pub(crate) enum AutoMode {
 pub(crate) fn auto_mode(env: &Environment, path: &Path) -> Result<AutoMode, Error> {
     let exists = path.exists();
     let never_record = |why: &str| {
-        Err(Error::Session(format!(
-            "{why} but {} does not exist: nothing to replay, and recording is off",
-            path.display()
-        )))
+        Err(Error::refused(
+            path,
+            format!(
+                "{why} but {} does not exist: nothing to replay, and recording is off",
+                path.display()
+            ),
+        ))
     };
     match env.mode.as_deref().unwrap_or("") {
         "auto" | "" if exists => Ok(AutoMode::Replay),
@@ -135,9 +133,9 @@ pub(crate) fn auto_mode(env: &Environment, path: &Path) -> Result<AutoMode, Erro
         "record" => Ok(AutoMode::Record),
         "replay" if exists => Ok(AutoMode::Replay),
         "replay" => never_record("TCPTAPE_MODE=replay"),
-        other => Err(Error::usage(
-            format!("TCPTAPE_MODE: '{other}' is not record, replay or auto"),
-            "usage: TCPTAPE_MODE=record|replay|auto tcptape auto [OPTIONS] LISTEN CONNECT PATH",
+        other => Err(Error::setting(
+            "TCPTAPE_MODE",
+            format!("'{other}' is not record, replay or auto"),
         )),
     }
 }
@@ -145,7 +143,6 @@ pub(crate) fn auto_mode(env: &Environment, path: &Path) -> Result<AutoMode, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{EXIT_ERROR, EXIT_USAGE};
 
     fn env(mode: Option<&str>, ci: bool) -> Environment {
         Environment {
@@ -174,13 +171,13 @@ mod tests {
             AutoMode::Replay
         );
         let err = mode(Some("replay"), false, missing).unwrap_err();
-        assert_eq!(err.exit_code(), EXIT_ERROR);
+        assert!(matches!(err, Error::Refused { .. }), "{err:?}");
         assert!(
             err.to_string().contains("/nonexistent/tape does not exist"),
             "{err}"
         );
         let err = mode(Some("playback"), false, exists).unwrap_err();
-        assert_eq!(err.exit_code(), EXIT_USAGE);
+        assert!(matches!(&err, Error::Setting { name, .. } if name == "TCPTAPE_MODE"));
         assert!(err.to_string().contains("'playback'"), "{err}");
     }
 

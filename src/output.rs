@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A name for a temporary file beside `path`, unique in this process.
@@ -50,30 +49,31 @@ pub(crate) fn check_writable_dir(dir: &Path) -> io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// Refuses to write over the input, or into the cassette being read.
-pub(crate) fn refuse_input_as_output(input: &Path, output: &Path) -> Result<(), Error> {
+/// Refuses to write over the input, or into the cassette being read: the
+/// reason, naming both.
+pub(crate) fn refuse_input_as_output(input: &Path, output: &Path) -> Result<(), String> {
     let (Some(input_real), Some(output_real)) = (real_path(input), real_path(output)) else {
         return Ok(());
     };
     if input_real == output_real {
-        return Err(Error::Session(format!(
+        return Err(format!(
             "{} is the input: choose another output",
             output.display()
-        )));
+        ));
     }
     if input_real.is_dir() && output_real.starts_with(&input_real) {
-        return Err(Error::Session(format!(
+        return Err(format!(
             "{} is inside the cassette {}: choose an output outside it",
             output.display(),
             input.display()
-        )));
+        ));
     }
     if output_real.is_dir() && input_real.starts_with(&output_real) {
-        return Err(Error::Session(format!(
+        return Err(format!(
             "{} is inside {}, which would be replaced: choose another output",
             input.display(),
             output.display()
-        )));
+        ));
     }
     Ok(())
 }

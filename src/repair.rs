@@ -34,10 +34,11 @@ enum Repaired {
     Unfinished { kept: u64 },
 }
 
-pub(crate) fn run(path: &Path) -> Result<(), Error> {
-    let mut out = io::stdout().lock();
+/// Repairs a tape or every tape of a cassette; says what it did to each,
+/// a line each, on `out`.
+pub(crate) fn run(path: &Path, out: &mut impl Write) -> Result<(), Error> {
     if cassette::is_cassette(path) {
-        return repair_cassette(path, &mut out);
+        return repair_cassette(path, out);
     }
     let done = repair_tape(path)?;
     let _ = writeln!(out, "{}", describe(path, &done));
@@ -73,10 +74,13 @@ fn repair_tape(path: &Path) -> Result<Repaired, Error> {
         && io::Read::read(&mut &file, &mut start).is_ok()
         && crate::tape::text::looks_like_text(&start);
     if text {
-        return Err(Error::Session(format!(
-            "{}: a text tape is not recorded, so there is nothing to repair: fix it in an editor",
-            path.display()
-        )));
+        return Err(Error::refused(
+            path,
+            format!(
+                "{}: a text tape is not recorded, so there is nothing to repair: fix it in an editor",
+                path.display()
+            ),
+        ));
     }
     let mut reader = Reader::new(file);
     // The last frame read, and which sides closed.

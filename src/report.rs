@@ -6,6 +6,18 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::engine::event_loop::Service;
+use crate::engine::net::Address;
+
+/// What a service gives back when its loop is over: every service reports
+/// what its run did.
+pub(crate) trait Finish: Service {
+    /// The address it listens on, when it listens.
+    fn local_addr(&self) -> Option<&Address>;
+    /// The run's report.
+    fn finish(self) -> Report;
+}
+
 /// The verdict of a whole run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
@@ -27,15 +39,6 @@ impl Verdict {
             Verdict::Passed => "passed",
             Verdict::Mismatch => "mismatch",
             Verdict::Error => "error",
-        }
-    }
-
-    /// The process exit code of this verdict: 0, 3 or 1.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Verdict::Passed => crate::error::EXIT_OK,
-            Verdict::Mismatch => crate::error::EXIT_MISMATCH,
-            Verdict::Error => crate::error::EXIT_ERROR,
         }
     }
 }
@@ -342,7 +345,6 @@ mod tests {
         report.fail(Verdict::Error, "cannot poll");
         assert_eq!(report.verdict(), Verdict::Error);
         assert_eq!(report.first_failure().as_deref(), Some("cannot poll"));
-        assert_eq!(report.verdict().exit_code(), 1);
     }
 
     #[test]

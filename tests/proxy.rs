@@ -402,7 +402,8 @@ fn idle_timeout_ends_a_session_whose_server_never_reads() {
     server.join().unwrap();
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("idle for 0.5s (--idle-timeout)"),
+        stderr
+            .contains("timed out after 0.5s waiting for a byte from either side (--idle-timeout)"),
         "{stderr}"
     );
     // What was recorded is a valid tape holding a prefix of what was sent.

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+use super::Usage;
 use super::flags::{AutoArgs, parse_auto, parse_client, parse_proxy, parse_server};
 use super::help::*;
 use crate::engine::addr::Endpoint;
-use crate::error::Error;
 use crate::job::Spec;
 use crate::{learn, pcap};
 
@@ -60,15 +60,15 @@ pub(crate) struct BuildArgs {
 }
 
 /// Parses the arguments after the program name.
-pub(crate) fn parse<I>(args: I) -> Result<Command, Error>
+pub(crate) fn parse<I>(args: I) -> Result<Command, Usage>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
     let mut parser = lexopt::Parser::from_args(args);
-    let usage_err = |e: lexopt::Error| Error::usage(e.to_string(), MAIN_USAGE);
+    let usage_err = |e: lexopt::Error| Usage::new(e.to_string(), MAIN_USAGE);
     match parser.next().map_err(usage_err)? {
-        None => Err(Error::usage("missing command", MAIN_USAGE)),
+        None => Err(Usage::new("missing command", MAIN_USAGE)),
         Some(Short('h') | Long("help")) => Ok(Command::Help(MAIN_HELP)),
         Some(Short('V') | Long("version")) => Ok(Command::Version),
         Some(Value(name)) => match name.to_str() {
@@ -83,7 +83,7 @@ where
             Some("repair") => parse_repair(&mut parser),
             Some("pcap") => parse_pcap(&mut parser),
             Some("import") => parse_import(&mut parser),
-            _ => Err(Error::usage(
+            _ => Err(Usage::new(
                 format!("unknown command '{}'", name.to_string_lossy()),
                 MAIN_USAGE,
             )),
@@ -92,22 +92,22 @@ where
     }
 }
 
-pub(super) fn lexopt_error(usage: &'static str) -> impl Fn(lexopt::Error) -> Error {
-    move |err| Error::usage(err.to_string(), usage)
+pub(super) fn lexopt_error(usage: &'static str) -> impl Fn(lexopt::Error) -> Usage {
+    move |err| Usage::new(err.to_string(), usage)
 }
 
 pub(super) fn endpoint(
     name: &str,
     value: OsString,
     usage: &'static str,
-) -> Result<Endpoint, Error> {
+) -> Result<Endpoint, Usage> {
     let text = value.into_string().map_err(|v| {
-        Error::usage(
+        Usage::new(
             format!("{name}: '{}' is not UTF-8", v.to_string_lossy()),
             usage,
         )
     })?;
-    Endpoint::parse(&text).map_err(|reason| Error::usage(format!("{name}: {reason}"), usage))
+    Endpoint::parse(&text).map_err(|reason| Usage::new(format!("{name}: {reason}"), usage))
 }
 
 /// Parses one command's arguments: `-h`/`--help` (then `None`), the
@@ -118,9 +118,9 @@ pub(super) fn parse_command<F>(
     usage: &'static str,
     names: &[&str],
     mut option: F,
-) -> Result<Option<Vec<OsString>>, Error>
+) -> Result<Option<Vec<OsString>>, Usage>
 where
-    F: FnMut(&mut lexopt::Parser, &str) -> Result<bool, Error>,
+    F: FnMut(&mut lexopt::Parser, &str) -> Result<bool, Usage>,
 {
     let err = lexopt_error(usage);
     let mut values = Vec::new();
@@ -131,20 +131,17 @@ where
             other => {
                 let name = option_name(&other);
                 if !option(parser, &name)? {
-                    return Err(Error::usage(format!("invalid option '{name}'"), usage));
+                    return Err(Usage::new(format!("invalid option '{name}'"), usage));
                 }
             }
         }
     }
     if let Some(extra) = values.get(names.len()) {
         let extra = extra.to_string_lossy();
-        return Err(Error::usage(
-            format!("unexpected argument '{extra}'"),
-            usage,
-        ));
+        return Err(Usage::new(format!("unexpected argument '{extra}'"), usage));
     }
     if let Some(missing) = names.get(values.len()) {
-        return Err(Error::usage(format!("missing argument {missing}"), usage));
+        return Err(Usage::new(format!("missing argument {missing}"), usage));
     }
     Ok(Some(values))
 }
@@ -159,7 +156,7 @@ pub(super) fn option_name(arg: &lexopt::Arg<'_>) -> String {
     }
 }
 
-fn parse_describe(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_describe(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let mut verbose = false;
     let parsed = parse_command(parser, DESCRIBE_USAGE, &["FILE"], |_, name| {
         let known = matches!(name, "-v" | "--verbose");
@@ -180,7 +177,7 @@ fn parse_input_output(
     parser: &mut lexopt::Parser,
     usage: &'static str,
     input: &str,
-) -> Result<Option<(PathBuf, Option<PathBuf>)>, Error> {
+) -> Result<Option<(PathBuf, Option<PathBuf>)>, Usage> {
     let mut output = None;
     let parsed = parse_command(parser, usage, &[input], |p, name| {
         if !matches!(name, "-o" | "--output") {
@@ -192,14 +189,14 @@ fn parse_input_output(
     Ok(parsed.map(|values| (PathBuf::from(next(&mut values.into_iter())), output)))
 }
 
-fn parse_print(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_print(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     Ok(match parse_input_output(parser, PRINT_USAGE, "FILE")? {
         Some((tape, output)) => Command::Print(PrintArgs { tape, output }),
         None => Command::Help(PRINT_HELP),
     })
 }
 
-fn parse_repair(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_repair(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let parsed = parse_command(parser, REPAIR_USAGE, &["FILE"], |_, _| Ok(false))?;
     Ok(match parsed {
         Some(values) => Command::Repair(PathBuf::from(next(&mut values.into_iter()))),
@@ -207,15 +204,15 @@ fn parse_repair(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     })
 }
 
-fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     match parse_input_output(parser, BUILD_USAGE, "TEXT")? {
         Some((text, Some(output))) => Ok(Command::Build(BuildArgs { text, output })),
-        Some((_, None)) => Err(Error::usage("missing option -o FILE", BUILD_USAGE)),
+        Some((_, None)) => Err(Usage::new("missing option -o FILE", BUILD_USAGE)),
         None => Ok(Command::Help(BUILD_HELP)),
     }
 }
 
-fn parse_learn(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_learn(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = LEARN_USAGE;
     let err = lexopt_error(usage);
     let mut inputs = Vec::new();
@@ -229,12 +226,12 @@ fn parse_learn(parser: &mut lexopt::Parser) -> Result<Command, Error> {
             Value(value) => inputs.push(PathBuf::from(value)),
             other => {
                 let name = option_name(&other);
-                return Err(Error::usage(format!("invalid option '{name}'"), usage));
+                return Err(Usage::new(format!("invalid option '{name}'"), usage));
             }
         }
     }
     if inputs.len() < 2 {
-        return Err(Error::usage(
+        return Err(Usage::new(
             format!(
                 "learn needs two or more recordings of one scenario, {} given",
                 inputs.len()
@@ -242,11 +239,11 @@ fn parse_learn(parser: &mut lexopt::Parser) -> Result<Command, Error> {
             usage,
         ));
     }
-    let output = output.ok_or_else(|| Error::usage("missing option -o OUT", usage))?;
+    let output = output.ok_or_else(|| Usage::new("missing option -o OUT", usage))?;
     Ok(Command::Learn(learn::Options { inputs, output }))
 }
 
-fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = PCAP_USAGE;
     let mut output = None;
     let mut port = crate::pcap::write::DEFAULT_PORT;
@@ -262,7 +259,7 @@ fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| {
-                        Error::usage(
+                        Usage::new(
                             format!("--port: '{value}' is not a port number (1-65535)"),
                             usage,
                         )
@@ -275,7 +272,7 @@ fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let Some(values) = parsed else {
         return Ok(Command::Help(PCAP_HELP));
     };
-    let output = output.ok_or_else(|| Error::usage("missing option -o OUT.pcap", usage))?;
+    let output = output.ok_or_else(|| Usage::new("missing option -o OUT.pcap", usage))?;
     Ok(Command::Pcap(pcap::Export {
         input: PathBuf::from(next(&mut values.into_iter())),
         output,
@@ -283,7 +280,7 @@ fn parse_pcap(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     }))
 }
 
-fn parse_import(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+fn parse_import(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = IMPORT_USAGE;
     let mut output = None;
     let mut filter = None;
@@ -296,13 +293,13 @@ fn parse_import(parser: &mut lexopt::Parser) -> Result<Command, Error> {
             "--filter" => {
                 let value = text(p, usage)?;
                 if value.starts_with("unix:") {
-                    return Err(Error::usage(
+                    return Err(Usage::new(
                         format!("--filter: '{value}' is not HOST:PORT"),
                         usage,
                     ));
                 }
                 Endpoint::parse(&value)
-                    .map_err(|reason| Error::usage(format!("--filter: {reason}"), usage))?;
+                    .map_err(|reason| Usage::new(format!("--filter: {reason}"), usage))?;
                 filter = Some(value);
             }
             "--allow-gaps" => allow_gaps = true,
@@ -313,7 +310,7 @@ fn parse_import(parser: &mut lexopt::Parser) -> Result<Command, Error> {
     let Some(values) = parsed else {
         return Ok(Command::Help(IMPORT_HELP));
     };
-    let output = output.ok_or_else(|| Error::usage("missing option -o TAPE|DIR/", usage))?;
+    let output = output.ok_or_else(|| Usage::new("missing option -o TAPE|DIR/", usage))?;
     Ok(Command::Import(pcap::Import {
         capture: PathBuf::from(next(&mut values.into_iter())),
         output,
@@ -328,15 +325,15 @@ pub(super) fn next(values: &mut impl Iterator<Item = OsString>) -> OsString {
 }
 
 /// The value of the option just parsed, as text.
-pub(super) fn text(parser: &mut lexopt::Parser, usage: &'static str) -> Result<String, Error> {
+pub(super) fn text(parser: &mut lexopt::Parser, usage: &'static str) -> Result<String, Usage> {
     let value = parser.value().map_err(lexopt_error(usage))?;
     value
         .into_string()
-        .map_err(|v| Error::usage(format!("'{}' is not UTF-8", v.to_string_lossy()), usage))
+        .map_err(|v| Usage::new(format!("'{}' is not UTF-8", v.to_string_lossy()), usage))
 }
 
 /// Sizes as `65536`, `64K`, `64KiB`, `1M`, `1MiB` (binary units).
-pub(super) fn parse_size(name: &str, value: &str, usage: &'static str) -> Result<usize, Error> {
+pub(super) fn parse_size(name: &str, value: &str, usage: &'static str) -> Result<usize, Usage> {
     let lower = value.to_ascii_lowercase();
     let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => lower.split_at(at),
@@ -354,7 +351,7 @@ pub(super) fn parse_size(name: &str, value: &str, usage: &'static str) -> Result
         .and_then(|n| n.checked_mul(multiplier))
         .filter(|n| (crate::proxy::MIN_BUFFER..=crate::proxy::MAX_BUFFER).contains(n));
     size.ok_or_else(|| {
-        Error::usage(
+        Usage::new(
             format!("{name}: '{value}' is not a size between 1K and 1024M"),
             usage,
         )
@@ -362,7 +359,7 @@ pub(super) fn parse_size(name: &str, value: &str, usage: &'static str) -> Result
 }
 
 /// The value of a path option.
-pub(super) fn path(parser: &mut lexopt::Parser, usage: &'static str) -> Result<PathBuf, Error> {
+pub(super) fn path(parser: &mut lexopt::Parser, usage: &'static str) -> Result<PathBuf, Usage> {
     parser
         .value()
         .map(PathBuf::from)
@@ -396,12 +393,12 @@ pub(super) fn parse_seconds(
     name: &str,
     value: &str,
     usage: &'static str,
-) -> Result<Duration, Error> {
+) -> Result<Duration, Usage> {
     decimal(value)
         .filter(|s| *s > 0.0 && *s < 1e9)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| {
-            Error::usage(
+            Usage::new(
                 format!("{name}: '{value}' is not a positive number of seconds"),
                 usage,
             )
@@ -415,7 +412,7 @@ pub(super) fn parse_duration(
     value: &str,
     usage: &'static str,
     zero_forever: bool,
-) -> Result<Option<Duration>, Error> {
+) -> Result<Option<Duration>, Usage> {
     if decimal(value) == Some(0.0) {
         return Ok((!zero_forever).then_some(Duration::ZERO));
     }

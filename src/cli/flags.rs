@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Usage;
 use super::args::{
     Command, Outputs, decimal, endpoint, next, parse_command, parse_duration, parse_seconds,
     parse_size, path, text,
 };
 use super::help::*;
 use crate::engine::addr::Endpoint;
-use crate::error::Error;
 use crate::job::Spec;
 use crate::proxy::{self, NUMBER};
 use crate::replay::{ClientOptions, ReplayOptions, ServerOptions};
@@ -46,7 +46,7 @@ impl ProxyFlags {
         parser: &mut lexopt::Parser,
         name: &str,
         usage: &'static str,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, Usage> {
         match name {
             "--buffer" => self.buffer = parse_size("--buffer", &text(parser, usage)?, usage)?,
             "--max-sessions" => {
@@ -56,7 +56,7 @@ impl ProxyFlags {
                     .ok()
                     .filter(|&n| n > 0 && value.bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| {
-                        Error::usage(
+                        Usage::new(
                             format!("--max-sessions: '{value}' is not a positive whole number"),
                             usage,
                         )
@@ -79,12 +79,12 @@ impl ProxyFlags {
         tape: PathBuf,
         common: &CommonFlags,
         usage: &'static str,
-    ) -> Result<proxy::Options, Error> {
+    ) -> Result<proxy::Options, Usage> {
         let text = tape.to_string_lossy();
         let is_folder = text.ends_with('/');
         let numbered = text.contains(NUMBER);
         if numbered && is_folder {
-            return Err(Error::usage(
+            return Err(Usage::new(
                 "FILE: a cassette folder (DIR/) takes no {n}: its tapes are numbered already",
                 usage,
             ));
@@ -93,13 +93,13 @@ impl ProxyFlags {
             .parent()
             .is_some_and(|parent| parent.to_string_lossy().contains(NUMBER));
         if in_folder_name {
-            return Err(Error::usage(
+            return Err(Usage::new(
                 "FILE: {n} may only stand in the file name, not in a folder name",
                 usage,
             ));
         }
         if self.max_sessions.is_some() && !numbered && !is_folder && !tape.is_dir() {
-            return Err(Error::usage(
+            return Err(Usage::new(
                 "--max-sessions needs a FILE with {n} or a cassette folder: a plain FILE records one session",
                 usage,
             ));
@@ -143,7 +143,7 @@ impl CommonFlags {
         name: &str,
         usage: &'static str,
         listens: bool,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, Usage> {
         match name {
             "--report" => self.outputs.report = Some(path(parser, usage)?),
             "--grace" if listens => {
@@ -157,7 +157,7 @@ impl CommonFlags {
                     .ok()
                     .filter(|&n| n > 0 && value.bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| {
-                        Error::usage(
+                        Usage::new(
                             format!("--backlog: '{value}' is not a positive whole number"),
                             usage,
                         )
@@ -199,7 +199,7 @@ impl ServerFlags {
         parser: &mut lexopt::Parser,
         name: &str,
         usage: &'static str,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, Usage> {
         match name {
             "-a" | "--abort" => self.abort = true,
             "--once" => self.once = true,
@@ -225,7 +225,7 @@ impl ServerFlags {
     }
 }
 
-pub(super) fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+pub(super) fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = PROXY_USAGE;
     let mut flags = ProxyFlags::new();
     let mut common = CommonFlags::new();
@@ -248,7 +248,7 @@ pub(super) fn parse_proxy(parser: &mut lexopt::Parser) -> Result<Command, Error>
     Ok(Command::Run(Spec::Proxy(options), common.outputs))
 }
 
-pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = SERVER_USAGE;
     let mut flags = ServerFlags::new();
     let mut common = CommonFlags::new();
@@ -269,7 +269,7 @@ pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Error
     Ok(Command::Run(Spec::Server(options), common.outputs))
 }
 
-pub(super) fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+pub(super) fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = AUTO_USAGE;
     let mut server = ServerFlags::new();
     let mut proxy = ProxyFlags::new();
@@ -289,7 +289,7 @@ pub(super) fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Error> 
     let connect = endpoint("CONNECT", connect, usage)?;
     let path = PathBuf::from(path);
     if path.to_string_lossy().contains(NUMBER) {
-        return Err(Error::usage(
+        return Err(Usage::new(
             "PATH: auto takes a tape or a cassette folder, not a {n} pattern",
             usage,
         ));
@@ -310,7 +310,7 @@ fn replay_option(
     name: &str,
     options: &mut ReplayOptions,
     usage: &'static str,
-) -> Result<bool, Error> {
+) -> Result<bool, Usage> {
     match name {
         "-n" | "--no-assert" => options.no_assert = true,
         "-d" | "--delay" => {
@@ -321,7 +321,7 @@ fn replay_option(
             let speed = decimal(&value)
                 .filter(|s| s.is_finite() && *s > 0.0)
                 .ok_or_else(|| {
-                    Error::usage(
+                    Usage::new(
                         format!("--speed: '{value}' is not a positive number"),
                         usage,
                     )
@@ -337,7 +337,7 @@ fn replay_option(
     Ok(true)
 }
 
-pub(super) fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Error> {
+pub(super) fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
     let usage = CLIENT_USAGE;
     let mut replay = ReplayOptions {
         print_reports: true,

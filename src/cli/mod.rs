@@ -19,7 +19,7 @@ mod tests;
 use std::ffi::OsString;
 use std::io::{self, Write};
 
-use crate::error::{EXIT_OK, Error};
+use crate::error::Error;
 use crate::job::{self, Environment, Spec};
 use crate::report::{Report, Verdict};
 use crate::sys::SignalPipe;
@@ -33,7 +33,13 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     let command = match args::parse(args) {
         Ok(command) => command,
-        Err(err) => return fail(&err),
+        Err(usage) => {
+            eprintln!(
+                "error: {}\n{}\nrun 'tcptape --help' for more",
+                usage.message, usage.usage
+            );
+            return EXIT_USAGE;
+        }
     };
     let result = match command {
         Command::Help(text) => print_stdout(text),
@@ -47,7 +53,7 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Print(args) => run_print(&args),
         Command::Build(args) => run_build(&args),
         Command::Learn(args) => crate::learn::run(&args),
-        Command::Repair(path) => crate::repair::run(&path),
+        Command::Repair(path) => crate::repair::run(&path, &mut io::stdout().lock()),
         Command::Pcap(args) => crate::pcap::run_pcap(&args),
         Command::Import(args) => crate::pcap::run_import(&args),
     };
@@ -57,15 +63,61 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
-/// Prints the error line (and for a usage error the usage line).
-fn fail(err: &Error) -> i32 {
-    match err {
-        Error::Usage { usage, .. } => {
-            eprintln!("error: {err}\n{usage}\nrun 'tcptape --help' for more")
+/// Exit code of a successful run.
+pub(crate) const EXIT_OK: i32 = 0;
+/// Exit code of any failure that is not a usage error or a verdict.
+pub(crate) const EXIT_ERROR: i32 = 1;
+/// Exit code of a command line (or environment) that could not be understood.
+pub(crate) const EXIT_USAGE: i32 = 2;
+/// Exit code of a replay whose peer did not do what the tape says.
+pub(crate) const EXIT_MISMATCH: i32 = 3;
+
+/// A command line that could not be understood, and the usage line of the
+/// command it was for.
+#[derive(Debug)]
+pub(crate) struct Usage {
+    pub message: String,
+    pub usage: &'static str,
+}
+
+impl Usage {
+    pub(crate) fn new(message: impl Into<String>, usage: &'static str) -> Usage {
+        Usage {
+            message: message.into(),
+            usage,
         }
-        _ => eprintln!("error: {err}"),
     }
-    err.exit_code()
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The exit code of a verdict: 0, 3 or 1.
+pub(crate) fn verdict_code(verdict: Verdict) -> i32 {
+    match verdict {
+        Verdict::Passed => EXIT_OK,
+        Verdict::Mismatch => EXIT_MISMATCH,
+        Verdict::Error => EXIT_ERROR,
+    }
+}
+
+/// The exit code of an error: a setting that cannot be understood is a
+/// usage error; a run's verdict keeps its own code.
+pub(crate) fn exit_code(err: &Error) -> i32 {
+    match err {
+        Error::Setting { .. } => EXIT_USAGE,
+        Error::Verdict(report) => verdict_code(report.verdict()),
+        _ => EXIT_ERROR,
+    }
+}
+
+/// Prints the error line.
+fn fail(err: &Error) -> i32 {
+    eprintln!("error: {err}");
+    exit_code(err)
 }
 
 /// Starts a service, announces where it listens, runs it until it is done
@@ -97,7 +149,7 @@ fn run_service(spec: Spec, outputs: &Outputs) -> i32 {
     {
         eprintln!("error: {failure}");
     }
-    report.verdict().exit_code()
+    verdict_code(report.verdict())
 }
 
 fn start_service(spec: Spec, outputs: &Outputs) -> Result<Box<dyn job::Job>, Error> {
@@ -106,8 +158,10 @@ fn start_service(spec: Spec, outputs: &Outputs) -> Result<Box<dyn job::Job>, Err
         log::debug!("cannot raise the descriptor limit: {err}");
     }
     let mut job = job::start(spec)?;
-    let signals = SignalPipe::install()
-        .map_err(|err| Error::Session(format!("cannot catch signals: {err}")))?;
+    let signals = SignalPipe::install().map_err(|source| Error::System {
+        action: "catch signals",
+        source,
+    })?;
     job.watch_signals(signals)?;
     if let Some(addr) = job.local_addr() {
         let line = addr.to_string();

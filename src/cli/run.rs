@@ -115,9 +115,6 @@ pub(super) fn print_stdout(text: &str) -> Result<(), Error> {
 fn ignore_broken_pipe(err: io::Error) -> Result<(), Error> {
     match err.kind() {
         io::ErrorKind::BrokenPipe => Ok(()),
-        _ => Err(Error::Session(format!(
-            "cannot write to stdout: {}",
-            crate::error::os_reason(&err)
-        ))),
+        _ => Err(Error::file(std::path::Path::new("stdout"), "write to", err)),
     }
 }

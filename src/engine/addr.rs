@@ -8,8 +8,8 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
+use super::net::NetError;
 use crate::engine::net::Address;
-use crate::error::Error;
 
 /// Prefix of a UNIX domain socket address.
 const UNIX: &str = "unix:";
@@ -54,16 +54,20 @@ impl Endpoint {
     }
 
     /// Resolves the address; the first result wins, as for `connect` in std.
-    pub fn resolve(&self) -> Result<Address, Error> {
+    pub fn resolve(&self) -> Result<Address, NetError> {
         if let Some(path) = self.text.strip_prefix(UNIX) {
             return Ok(Address::Unix(PathBuf::from(path)));
         }
-        let mut addrs = self
-            .text
-            .to_socket_addrs()
-            .map_err(|err| Error::address(&self.text, "resolve", err))?;
+        let resolve_error = |source| NetError {
+            action: "resolve",
+            source,
+        };
+        let mut addrs = self.text.to_socket_addrs().map_err(resolve_error)?;
         addrs.next().map(Address::Tcp).ok_or_else(|| {
-            Error::Session(format!("cannot resolve {}: no addresses found", self.text))
+            resolve_error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no addresses found",
+            ))
         })
     }
 }
@@ -127,6 +131,7 @@ mod tests {
             .unwrap()
             .resolve()
             .unwrap_err();
-        assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
+        assert_eq!(err.action, "resolve");
+        assert!(!err.source.to_string().is_empty());
     }
 }

@@ -16,8 +16,6 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::error::{Error, os_reason};
-
 /// How long accepting pauses after the OS refused to hand out a socket.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The listen queue unless told otherwise: room for a burst of a thousand
@@ -354,6 +352,26 @@ fn interest(writable: bool) -> Interest {
     }
 }
 
+/// A socket call that failed: what was being done, and the system's reason.
+#[derive(Debug)]
+pub struct NetError {
+    pub action: &'static str,
+    pub source: io::Error,
+}
+
+impl NetError {
+    fn of(action: &'static str) -> impl FnOnce(io::Error) -> NetError {
+        move |source| NetError { action, source }
+    }
+
+    fn says(action: &'static str, kind: io::ErrorKind, why: &'static str) -> NetError {
+        NetError {
+            action,
+            source: io::Error::new(kind, why),
+        }
+    }
+}
+
 /// A listening socket. A UNIX one removes its socket file when dropped.
 pub enum Listener {
     Tcp(TcpListener),
@@ -366,15 +384,15 @@ impl Listener {
     /// than having its SYNs dropped. A socket file left at a UNIX path by
     /// a process that is gone is replaced; one that a live process listens
     /// on is not.
-    pub fn bind(addr: &Address, backlog: u32) -> Result<Listener, Error> {
-        let listen_error = |err| Error::address(addr, "listen on", err);
+    pub fn bind(addr: &Address, backlog: u32) -> Result<Listener, NetError> {
+        let listen_error = || NetError::of("listen on");
         let listener = match addr {
             Address::Tcp(socket) => {
-                Listener::Tcp(TcpListener::bind(*socket).map_err(listen_error)?)
+                Listener::Tcp(TcpListener::bind(*socket).map_err(listen_error())?)
             }
             Address::Unix(path) => {
-                remove_stale_socket(path, addr)?;
-                let listener = UnixListener::bind(path).map_err(listen_error)?;
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path).map_err(listen_error())?;
                 Listener::Unix(listener, path.clone())
             }
         };
@@ -382,7 +400,7 @@ impl Listener {
             Listener::Tcp(l) => l.as_fd(),
             Listener::Unix(l, _) => l.as_fd(),
         };
-        crate::sys::set_backlog(fd, backlog).map_err(listen_error)?;
+        crate::sys::set_backlog(fd, backlog).map_err(listen_error())?;
         Ok(listener)
     }
 
@@ -395,14 +413,14 @@ impl Listener {
     }
 }
 
-fn remove_stale_socket(path: &Path, addr: &Address) -> Result<(), Error> {
+fn remove_stale_socket(path: &Path) -> Result<(), NetError> {
+    use io::ErrorKind::{AddrInUse, AlreadyExists};
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        return Err(Error::Session(format!(
-            "cannot listen on {addr}: the file exists and is not a socket"
-        )));
+        let why = "the file exists and is not a socket";
+        return Err(NetError::says("listen on", AlreadyExists, why));
     }
     // A non-blocking connect: a live listener whose queue is full answers
     // "try again" instead of keeping us waiting.
@@ -410,19 +428,17 @@ fn remove_stale_socket(path: &Path, addr: &Address) -> Result<(), Error> {
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Ok(_) => {
-            return Err(Error::Session(format!(
-                "cannot listen on {addr}: another process is listening on it"
-            )));
+            let why = "another process is listening on it";
+            return Err(NetError::says("listen on", AddrInUse, why));
         }
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-            return Err(Error::Session(format!(
-                "cannot listen on {addr}: another process is listening on it (its queue is full)"
-            )));
+            let why = "another process is listening on it (its queue is full)";
+            return Err(NetError::says("listen on", AddrInUse, why));
         }
-        Err(err) => return Err(Error::address(addr, "check the socket file", err)),
+        Err(err) => return Err(NetError::of("check the socket file")(err)),
     }
     info!("replacing the stale socket file {}", path.display());
-    std::fs::remove_file(path).map_err(|err| Error::address(addr, "replace the socket file", err))
+    std::fs::remove_file(path).map_err(NetError::of("replace the socket file"))
 }
 
 impl Drop for Listener {
@@ -499,8 +515,7 @@ pub fn accept(listener: &Listener) -> Accept {
                 ) => {}
             Err(err) => {
                 error!(
-                    "cannot accept: {}; retrying in {} ms",
-                    os_reason(&err),
+                    "cannot accept: {err}; retrying in {} ms",
                     ACCEPT_BACKOFF.as_millis()
                 );
                 return Accept::Backoff;

@@ -531,14 +531,17 @@ pub(crate) fn run(args: &Options) -> Result<(), Error> {
         cassettes.iter().position(|&c| c),
         cassettes.iter().position(|&c| !c),
     ) {
-        return Err(Error::Session(format!(
-            "learn takes recordings of one kind, tapes or cassettes: {} is a cassette, {} a tape",
-            args.inputs[dir].display(),
-            args.inputs[tape].display()
-        )));
+        return Err(Error::Learn {
+            reason: format!(
+                "learn takes recordings of one kind, tapes or cassettes: {} is a cassette, {} a tape",
+                args.inputs[dir].display(),
+                args.inputs[tape].display()
+            ),
+        });
     }
     for input in &args.inputs {
-        refuse_input_as_output(input, &args.output)?;
+        refuse_input_as_output(input, &args.output)
+            .map_err(|reason| Error::refused(&args.output, reason))?;
     }
     if cassettes[0] {
         run_cassettes(&args.inputs, &args.output)
@@ -549,16 +552,18 @@ pub(crate) fn run(args: &Options) -> Result<(), Error> {
 
 fn run_tapes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
     if cassette::is_cassette(out) {
-        return Err(Error::Session(format!(
-            "{}: learning from tapes writes one text tape: name a file, not a folder",
-            out.display()
-        )));
+        return Err(Error::Learn {
+            reason: format!(
+                "{}: learning from tapes writes one text tape: name a file, not a folder",
+                out.display()
+            ),
+        });
     }
     let recordings = inputs
         .iter()
         .map(|path| Recording::read(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let learned = learn(&recordings).map_err(Error::Session)?;
+    let learned = learn(&recordings).map_err(|reason| Error::Learn { reason })?;
     output::write_atomically(out, |file| file.write_all(learned.text.as_bytes()))
         .map_err(|err| Error::file(out, "write", err))?;
     info!(
@@ -574,20 +579,21 @@ fn run_tapes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
 
 fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
     if out.exists() && !out.is_dir() {
-        return Err(Error::Session(format!(
-            "{}: learning from cassettes writes a cassette: name a folder, not a file",
-            out.display()
-        )));
+        return Err(Error::Learn {
+            reason: format!(
+                "{}: learning from cassettes writes a cassette: name a folder, not a file",
+                out.display()
+            ),
+        });
     }
     let new = cassette::check_recordable(out)?;
     let mut cassettes = Vec::new();
     for input in inputs {
         let tapes = cassette::tapes(input)?;
         if tapes.is_empty() {
-            return Err(Error::Session(format!(
-                "{}: the cassette has no tapes",
-                input.display()
-            )));
+            return Err(Error::Learn {
+                reason: format!("{}: the cassette has no tapes", input.display()),
+            });
         }
         let recordings = tapes
             .iter()
@@ -601,12 +607,14 @@ fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
         .enumerate()
         .find(|(_, (tapes, _))| tapes.len() != count)
     {
-        return Err(Error::Session(format!(
-            "the cassettes hold different numbers of tapes: {} {count}, {} {}",
-            inputs[0].display(),
-            inputs[i].display(),
-            tapes.len()
-        )));
+        return Err(Error::Learn {
+            reason: format!(
+                "the cassettes hold different numbers of tapes: {} {count}, {} {}",
+                inputs[0].display(),
+                inputs[i].display(),
+                tapes.len()
+            ),
+        });
     }
     let names: Vec<String> = cassettes[0]
         .0
@@ -632,7 +640,7 @@ fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
             .enumerate()
             .map(|(c, &t)| taken[c][t].take().expect("each tape in one group"))
             .collect();
-        learned.push(learn(&set).map_err(Error::Session)?);
+        learned.push(learn(&set).map_err(|reason| Error::Learn { reason })?);
     }
     let written = write_cassette(out, &names, &learned, &inputs[0]);
     if written.is_err() && new {
@@ -665,13 +673,15 @@ fn pair(cassettes: &[Vec<Recording>], inputs: &[PathBuf]) -> Result<Vec<Vec<usiz
         };
         let (ours, theirs) = (servers(first), servers(other));
         if ours.len() != theirs.len() {
-            return Err(Error::Session(format!(
-                "the cassettes were not recorded the same way: the server speaks first in {} tapes of {} and {} of {}",
-                ours.len(),
-                inputs[0].display(),
-                theirs.len(),
-                inputs[c].display()
-            )));
+            return Err(Error::Learn {
+                reason: format!(
+                    "the cassettes were not recorded the same way: the server speaks first in {} tapes of {} and {} of {}",
+                    ours.len(),
+                    inputs[0].display(),
+                    theirs.len(),
+                    inputs[c].display()
+                ),
+            });
         }
         for (&i, &j) in ours.iter().zip(&theirs) {
             groups[i].push(j);

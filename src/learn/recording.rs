@@ -47,7 +47,7 @@ impl Recording {
         let name = path.display().to_string();
         Recording::from_source(name, tape).map_err(|err| match err {
             Refusal::Tape(err) => Error::tape(path, err),
-            Refusal::Marked(why) => Error::Session(format!("{}: {why}", path.display())),
+            Refusal::Marked(why) => Error::refused(path, format!("{}: {why}", path.display())),
         })
     }
 

@@ -110,7 +110,9 @@ pub fn import<R: Read, S: Sink>(
     options: &Options,
     sink: &mut S,
 ) -> Result<Vec<Imported>, Error> {
-    let fail = |err: super::read::CaptureError| Error::Session(format!("{name}: {err}"));
+    let fail = |err: super::read::CaptureError| {
+        Error::refused(std::path::Path::new(name), format!("{name}: {err}"))
+    };
     let mut reader = CaptureReader::new(input).map_err(fail)?;
     let mut importer = Importer {
         name,
@@ -129,7 +131,8 @@ pub fn import<R: Read, S: Sink>(
 
 impl<S: Sink> Importer<'_, S> {
     fn fail(&self, message: String) -> Error {
-        Error::Session(format!("{}: {message}", self.name))
+        let reason = format!("{}: {message}", self.name);
+        Error::refused(std::path::Path::new(self.name), reason)
     }
 
     fn packet(&mut self, packet: &Packet<'_>) -> Result<(), Error> {

@@ -54,12 +54,16 @@ pub(crate) struct Export {
 pub(crate) fn run_pcap(args: &Export) -> Result<(), Error> {
     let tapes = placed_tapes(&args.input)?;
     if args.output.is_dir() {
-        return Err(Error::Session(format!(
-            "{} is a folder: name the capture file to write",
-            args.output.display()
-        )));
+        return Err(Error::refused(
+            &args.output,
+            format!(
+                "{} is a folder: name the capture file to write",
+                args.output.display()
+            ),
+        ));
     }
-    refuse_input_as_output(&args.input, &args.output)?;
+    refuse_input_as_output(&args.input, &args.output)
+        .map_err(|reason| Error::refused(&args.output, reason))?;
     // The export's own error, kept apart from the file's I/O errors.
     let mut failure = None;
     let mut packets = 0;
@@ -100,10 +104,10 @@ fn placed_tapes(input: &Path) -> Result<Vec<Placed>, Error> {
     }
     let paths = cassette::tapes(input)?;
     if paths.is_empty() {
-        return Err(Error::Session(format!(
-            "{}: the cassette has no tapes",
-            input.display()
-        )));
+        return Err(Error::refused(
+            input,
+            format!("{}: the cassette has no tapes", input.display()),
+        ));
     }
     let starts = read_index_starts(input)?;
     let mut placed = Vec::new();
@@ -152,11 +156,14 @@ fn read_index_starts(dir: &Path) -> Result<Vec<(String, u64)>, Error> {
         ) {
             (Some(name), Some(Ok(_)), Some(Ok(start))) => (name.to_string(), start),
             _ => {
-                return Err(Error::Session(format!(
-                    "{}: line {}: expected TAPE ORDER START_MS, found '{line}'",
-                    path.display(),
-                    i + 1
-                )));
+                return Err(Error::refused(
+                    &path,
+                    format!(
+                        "{}: line {}: expected TAPE ORDER START_MS, found '{line}'",
+                        path.display(),
+                        i + 1
+                    ),
+                ));
             }
         };
         starts.push(start);
@@ -178,7 +185,8 @@ pub(crate) struct Import {
 
 pub(crate) fn run_import(args: &Import) -> Result<(), Error> {
     let into_cassette = cassette::is_cassette(&args.output);
-    refuse_input_as_output(&args.capture, &args.output)?;
+    refuse_input_as_output(&args.capture, &args.output)
+        .map_err(|reason| Error::refused(&args.output, reason))?;
     let filter = match &args.filter {
         Some(text) => Some(resolve_filter(text)?),
         None => None,
@@ -207,9 +215,8 @@ fn resolve_filter(text: &str) -> Result<Vec<SocketAddr>, Error> {
         .map_err(|err| Error::address(text, "resolve", err))?
         .collect();
     if addrs.is_empty() {
-        return Err(Error::Session(format!(
-            "cannot resolve {text}: no addresses found"
-        )));
+        let none = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses found");
+        return Err(Error::address(text, "resolve", none));
     }
     Ok(addrs)
 }
@@ -245,10 +252,13 @@ fn import_cassette(
 ) -> Result<(), Error> {
     let existed = dir.exists();
     if existed && !is_empty_dir(dir)? && !is_cassette_dir(dir) {
-        return Err(Error::Session(format!(
-            "{} is not empty and is not a tcptape cassette (no index starting with '{INDEX_HEADER}'): refusing to write into it",
-            dir.display()
-        )));
+        return Err(Error::refused(
+            dir,
+            format!(
+                "{} is not empty and is not a tcptape cassette (no index starting with '{INDEX_HEADER}'): refusing to write into it",
+                dir.display()
+            ),
+        ));
     }
     fs::create_dir_all(dir).map_err(|err| Error::file(dir, "create cassette", err))?;
     let result = import_cassette_into(input, name, options, dir);

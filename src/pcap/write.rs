@@ -263,7 +263,7 @@ impl Conversation {
                 .emit(&mut headers[IPV4_HEADER_LEN..], pseudo, &[]),
         }
         out.packet(planned.time_ms, &headers[..headers_len], payload)
-            .map_err(|err| Error::Session(format!("cannot write the capture: {err}")))?;
+            .map_err(|err| Error::file(std::path::Path::new("the capture"), "write", err))?;
         self.plan()
     }
 
@@ -368,12 +368,15 @@ impl Conversation {
         }
         if self.sides[dir.index()].fin {
             let who = side_name(dir);
-            return Err(Error::Session(format!(
-                "{}: frame {} at tape offset {}: {who} data after the {who}'s EOF cannot be exported as TCP",
-                self.path.display(),
-                frame.index,
-                frame.offset
-            )));
+            return Err(Error::refused(
+                &self.path,
+                format!(
+                    "{}: frame {} at tape offset {}: {who} data after the {who}'s EOF cannot be exported as TCP",
+                    self.path.display(),
+                    frame.index,
+                    frame.offset
+                ),
+            ));
         }
         self.step = Step::Data {
             dir,

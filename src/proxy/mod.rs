@@ -24,8 +24,8 @@ use crate::engine::buffers::Buffers;
 use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Stream};
 use crate::engine::slab::Slab;
-use crate::error::{Error, os_reason};
-use crate::job::Finish;
+use crate::error::Error;
+use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use recorder::Recorder;
 use session::{Session, Side, Status, Turn};
@@ -185,9 +185,16 @@ impl Proxy {
         cx: &mut Context<'_, ProxyTimer>,
     ) -> Result<Proxy, Error> {
         let target = Target::of(&options.tape);
-        let listen = options.listen.resolve()?;
-        let upstream = options.connect.resolve()?;
-        let mut listener = Listener::bind(&listen, options.backlog)?;
+        let listen = options
+            .listen
+            .resolve()
+            .map_err(|err| Error::net(&options.listen, err))?;
+        let upstream = options
+            .connect
+            .resolve()
+            .map_err(|err| Error::net(&options.connect, err))?;
+        let mut listener =
+            Listener::bind(&listen, options.backlog).map_err(|err| Error::net(&listen, err))?;
         let local = listener
             .local_addr()
             .map_err(|err| Error::address(&listen, "listen on", err))?;
@@ -297,7 +304,7 @@ impl Proxy {
                 }
             }
             Err(err) => {
-                let err = Error::Session(format!("cannot poll: {}", os_reason(&err)));
+                let err = Error::address(&peer, "poll", err);
                 error!("session {number}: {err}");
                 self.failed(number, &peer, None, [0, 0], err);
             }
@@ -483,12 +490,13 @@ impl Proxy {
                 .insert(idle_until, ProxyTimer::Idle { key, number });
             return;
         }
-        let reason = format!(
-            "idle for {:.1}s (--idle-timeout), giving up",
-            timeout.as_secs_f64()
-        );
-        session.cut(&reason);
-        self.end(cx, key, Outcome::Error, Some(Error::Session(reason)));
+        let err = Error::Timeout {
+            after: timeout,
+            waiting_for: "a byte from either side".into(),
+            limit: "--idle-timeout",
+        };
+        session.cut(&err.to_string());
+        self.end(cx, key, Outcome::Error, Some(err));
     }
 
     /// Ends every session still open; their tapes are marked as cut.
@@ -523,9 +531,9 @@ fn refuse_loop(local: &Address, upstream: &Address) -> Result<(), Error> {
         _ => false,
     };
     if same {
-        return Err(Error::Session(format!(
-            "refusing to proxy {local} to {upstream}: the proxy would connect to itself"
-        )));
+        let why = format!("the proxy would connect to itself (it listens on {local})");
+        let loop_back = std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+        return Err(Error::address(upstream, "proxy to", loop_back));
     }
     Ok(())
 }

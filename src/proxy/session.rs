@@ -281,7 +281,7 @@ impl Session {
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
                     Err(err) => {
-                        let err = peer_error("read from", side, source.addr(), err);
+                        let err = peer_error(Action::Read, side, source.addr(), err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -302,7 +302,7 @@ impl Session {
                 match forward(pipe, dest, self.number, dir) {
                     Ok(moved) => progress |= moved,
                     Err(err) => {
-                        let err = peer_error("write to", dest_side, dest.addr(), err);
+                        let err = peer_error(Action::Write, dest_side, dest.addr(), err);
                         return Err(salvage(relay, err));
                     }
                 }
@@ -322,9 +322,8 @@ impl Session {
             (&mut self.server, !c2s.ring.is_empty()),
         ];
         for (peer, pending) in wants {
-            peer.want(registry, pending).map_err(|err| {
-                Error::Session(format!("cannot poll {}: {}", peer.addr(), os_reason(&err)))
-            })?;
+            peer.want(registry, pending)
+                .map_err(|err| Error::address(peer.addr(), "poll", err))?;
         }
         Ok(status)
     }
@@ -408,12 +407,21 @@ fn peer<'a>(client: &'a mut Socket, server: &'a mut Socket, side: Side) -> &'a m
 
 /// The session's number is not part of the message: whoever reports the
 /// error puts it in front.
-fn peer_error(action: &str, side: Side, addr: &Address, err: io::Error) -> Error {
-    let who = match side {
-        Side::Client => "client",
-        Side::Server => "server",
+fn peer_error(action: Action, side: Side, addr: &Address, err: io::Error) -> Error {
+    let action = match (action, side) {
+        (Action::Read, Side::Client) => "read from client",
+        (Action::Read, Side::Server) => "read from server",
+        (Action::Write, Side::Client) => "write to client",
+        (Action::Write, Side::Server) => "write to server",
     };
-    Error::Session(format!("cannot {action} {who} {addr}: {}", os_reason(&err)))
+    Error::address(addr, action, err)
+}
+
+/// What a peer's socket was asked to do when it failed.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Read,
+    Write,
 }
 
 /// What a session's turn may do: the loop's clock, and whether other

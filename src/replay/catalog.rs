@@ -86,11 +86,10 @@ impl Prefix {
                 Kind::Span(Direction::ClientToServer) => {
                     let payload = reader.read_payload(MAX_PAYLOAD).map_err(tape_error)?;
                     let span = Span::parse(payload).map_err(|err| {
-                        Error::Session(format!(
-                            "{}: span frame {}: {err}",
-                            path.display(),
-                            frame.index
-                        ))
+                        Error::refused(
+                            path,
+                            format!("{}: span frame {}: {err}", path.display(), frame.index),
+                        )
                     })?;
                     if !span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
                         break;
@@ -254,10 +253,13 @@ impl Catalog {
             tapes.push((path, prefix));
         }
         if tapes.is_empty() {
-            return Err(Error::Session(format!(
-                "{}: the cassette holds no tapes (*.tape files)",
-                dir.display()
-            )));
+            return Err(Error::refused(
+                dir,
+                format!(
+                    "{}: the cassette holds no tapes (*.tape files)",
+                    dir.display()
+                ),
+            ));
         }
         Ok(Catalog::of(dir, reuse, tapes))
     }

@@ -19,7 +19,7 @@ use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{Address, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
-use crate::job::Finish;
+use crate::report::Finish;
 use crate::report::{Outcome, Report, Verdict};
 use crate::tape::{self, Direction};
 
@@ -72,10 +72,13 @@ impl Client {
                 });
             }
             if plan.is_empty() {
-                return Err(Error::Session(format!(
-                    "{}: the cassette holds no tapes (*.tape files)",
-                    path.display()
-                )));
+                return Err(Error::refused(
+                    path,
+                    format!(
+                        "{}: the cassette holds no tapes (*.tape files)",
+                        path.display()
+                    ),
+                ));
             }
         } else {
             load(path, own)?;
@@ -86,7 +89,10 @@ impl Client {
                 opened: false,
             });
         }
-        let connect_to = options.connect.resolve()?;
+        let connect_to = options
+            .connect
+            .resolve()
+            .map_err(|err| Error::net(&options.connect, err))?;
         let speed = options.replay.speed.unwrap_or(1.0);
         if plan.len() > 1 {
             info!(

@@ -29,12 +29,15 @@ pub fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
             let line = locator.place(frame, frame.offset);
             format!("frame {} ({line})", frame.index)
         };
-        Error::Session(format!(
-            "{}: {}: {}",
-            path.display(),
-            place(&fault.at),
-            fault.problem.message(place)
-        ))
+        Error::refused(
+            path,
+            format!(
+                "{}: {}: {}",
+                path.display(),
+                place(&fault.at),
+                fault.problem.message(place)
+            ),
+        )
     };
     while let Some(frame) = reader.next_frame().map_err(|err| Error::tape(path, err))? {
         frames += 1;
@@ -69,19 +72,25 @@ pub fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
         };
         if frame.kind == Kind::Any(own) {
             let role = peer_name(own);
-            return Err(Error::Session(format!(
-                "{} is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
-                place()
-            )));
+            return Err(Error::refused(
+                path,
+                format!(
+                    "{} is a wildcard in the {role}'s direction, but `{role}` plays the {role} and a wildcard has no bytes to send",
+                    place()
+                ),
+            ));
         }
         match frame.kind {
             Kind::Data(dir) | Kind::Any(dir) | Kind::Eof(dir) => {
                 if let Some(eof) = closed[dir.index()] {
-                    return Err(Error::Session(format!(
-                        "{}: the {} goes on after its EOF (frame {eof}): a tape holds one session, and this looks like tapes joined together; keep them apart (a cassette folder serves one tape per connection)",
-                        place(),
-                        peer_name(dir)
-                    )));
+                    return Err(Error::refused(
+                        path,
+                        format!(
+                            "{}: the {} goes on after its EOF (frame {eof}): a tape holds one session, and this looks like tapes joined together; keep them apart (a cassette folder serves one tape per connection)",
+                            place(),
+                            peer_name(dir)
+                        ),
+                    ));
                 }
                 if matches!(frame.kind, Kind::Eof(_)) {
                     closed[dir.index()] = Some(frame.index);

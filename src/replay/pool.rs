@@ -273,9 +273,17 @@ impl<S: Source + Clone> Pool<S> {
                     ),
                     _ => String::new(),
                 };
-                Status::Failed(Error::Session(format!(
-                    "no tape of the cassette agrees with this connection{lost}"
-                )))
+                // What the client sent agreed with every tape at first:
+                // they parted where the pool could not follow them all.
+                let summary = format!(
+                    "mismatch with client {}: no tape of the cassette agrees with this connection{lost}",
+                    self.peer.addr()
+                );
+                Status::Mismatch {
+                    report: format!("{summary}\n"),
+                    summary,
+                    received: self.peer.received(),
+                }
             }
         }
     }

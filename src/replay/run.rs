@@ -266,8 +266,9 @@ impl Run {
 }
 
 fn timed_out(timeout: Duration, what: &str) -> Error {
-    Error::Session(format!(
-        "timed out after {:.1}s waiting for {what} (--timeout; 0 waits forever)",
-        timeout.as_secs_f64()
-    ))
+    Error::Timeout {
+        after: timeout,
+        waiting_for: what.to_string(),
+        limit: "--timeout; 0 waits forever",
+    }
 }

@@ -31,7 +31,7 @@ use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Socket, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
-use crate::job::Finish;
+use crate::report::Finish;
 use crate::report::{Outcome, Report, Verdict};
 use crate::tape::{Direction, Locator};
 
@@ -111,8 +111,12 @@ impl Server {
             (Tapes::Cassette(_), true) => Until::EveryTapeOnce,
             (_, false) => Until::Stopped,
         };
-        let listen = options.listen.resolve()?;
-        let mut listener = Listener::bind(&listen, options.backlog)?;
+        let listen = options
+            .listen
+            .resolve()
+            .map_err(|err| Error::net(&options.listen, err))?;
+        let mut listener =
+            Listener::bind(&listen, options.backlog).map_err(|err| Error::net(&listen, err))?;
         let local = listener
             .local_addr()
             .map_err(|err| Error::address(&listen, "listen on", err))?;
@@ -454,7 +458,7 @@ impl Server {
             other => other,
         });
         if refused {
-            let err = Error::Session(format!(
+            let err = Error::Internal(format!(
                 "tape entry {entry} is no candidate of this connection"
             ));
             return self.on_status(cx, key, Status::Failed(err));

@@ -16,15 +16,13 @@ pub mod writer;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 pub use frame::{Direction, Header, Kind, MAGIC, MAX_LEN};
 pub use reader::{Changed, Frame, Reader, Source, TapeError, TapeErrorKind};
 pub use span::{Encoding, Length, Span, SpanKind};
 pub use writer::Writer;
-
-use crate::error::Error;
 
 /// A tape open for reading by any number of readers.
 pub type SharedTape = Rc<dyn Source>;
@@ -94,10 +92,36 @@ impl Locator {
     }
 }
 
+/// Why a tape could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The file could not be opened or read.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    /// It is a folder, a device, a pipe: not a tape.
+    NotAFile(PathBuf),
+    /// A text tape with a syntax error.
+    Text {
+        path: PathBuf,
+        source: text::TextError,
+    },
+}
+
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> OpenError {
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
 /// Opens a tape, binary or text, told apart by content: a binary tape is
 /// read from the file as it goes; a text tape is built into memory (text
 /// tapes are written by hand and small).
-pub fn open(path: &Path) -> Result<SharedTape, Error> {
+pub fn open(path: &Path) -> Result<SharedTape, OpenError> {
     open_located(path).map(|(tape, _)| tape)
 }
 
@@ -147,16 +171,11 @@ impl Source for Snapshot {
 }
 
 /// `open`, with the `Locator` that names places in the file as written.
-pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
-    let mut file = File::open(path).map_err(|err| Error::file(path, "open tape", err))?;
-    let meta = file
-        .metadata()
-        .map_err(|err| Error::file(path, "read tape", err))?;
+pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), OpenError> {
+    let mut file = File::open(path).map_err(io_error(path, "open tape"))?;
+    let meta = file.metadata().map_err(io_error(path, "read tape"))?;
     if !meta.is_file() {
-        return Err(Error::Session(format!(
-            "{}: not a tape: not a regular file",
-            path.display()
-        )));
+        return Err(OpenError::NotAFile(path.to_path_buf()));
     }
     let mut start = [0u8; 512];
     let mut got = 0;
@@ -165,7 +184,7 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(Error::file(path, "read tape", err)),
+            Err(err) => return Err(io_error(path, "read tape")(err)),
         }
     }
     if !text::looks_like_text(&start[..got]) {
@@ -176,10 +195,10 @@ pub fn open_located(path: &Path) -> Result<(SharedTape, Locator), Error> {
         };
         return Ok((Rc::new(tape), Locator::default()));
     }
-    let text = std::fs::read_to_string(path).map_err(|err| Error::file(path, "read tape", err))?;
-    let built = text::build(&text).map_err(|err| Error::Text {
+    let text = std::fs::read_to_string(path).map_err(io_error(path, "read tape"))?;
+    let built = text::build(&text).map_err(|source| OpenError::Text {
         path: path.to_path_buf(),
-        source: err,
+        source,
     })?;
     let locator = Locator::for_lines(built.lines);
     Ok((Rc::new(built.bytes), locator))

@@ -327,18 +327,20 @@ impl<S: Source + Clone> Playback<S> {
     }
 }
 
-/// A tape that read cleanly when it was loaded fails now: it was changed
-/// on disk since (sessions read it as they go).
+/// What a fault that is not the peer's says: a tape that read cleanly when
+/// it was loaded fails now (it changed on disk since: sessions read it as
+/// they go), or a span the tape holds cannot be played.
 pub fn fault_error(name: &str, fault: Fault) -> Error {
+    let path = std::path::Path::new(name);
     match fault {
-        Fault::Tape(err) if matches!(err.kind, crate::tape::TapeErrorKind::Changed(_)) => {
-            Error::Session(format!("{name}: {err}; the session cannot go on"))
+        Fault::Tape(source) => Error::Tape {
+            path: path.to_path_buf(),
+            source,
+        },
+        Fault::BadSpan(why) => Error::refused(path, format!("the tape {name}: {why}")),
+        Fault::Deviation(_) => {
+            Error::refused(path, format!("the tape {name}: a departure at its start"))
         }
-        Fault::Tape(err) => Error::Session(format!(
-            "cannot read the tape {name} (did it change on disk after it was loaded?): {err}"
-        )),
-        Fault::BadSpan(why) => Error::Session(format!("the tape {name}: {why}")),
-        Fault::Deviation(_) => Error::Session(format!("the tape {name}: a departure at its start")),
     }
 }
 
