@@ -10,8 +10,9 @@
 
 mod recorder;
 mod session;
+mod target;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -29,6 +30,7 @@ use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use recorder::Recorder;
 use session::{Session, Side, Status, Turn};
+use target::{CassetteState, Target, prepare_folder};
 
 const LISTENER: Token = Token(0);
 /// A session's first ring per direction: small, for request and answer;
@@ -64,52 +66,6 @@ pub(crate) struct Options {
     pub until_idle: bool,
 }
 
-/// Where sessions are recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    /// One session to this file, then exit.
-    One(PathBuf),
-    /// Session k to the path with `{n}` replaced by k.
-    Numbered(PathBuf),
-    /// Session k to `DIR/000k.tape`, with an index.
-    Cassette(PathBuf),
-}
-
-impl Target {
-    fn of(path: &Path) -> Target {
-        if cassette::is_cassette(path) {
-            Target::Cassette(path.to_path_buf())
-        } else if path.to_string_lossy().contains(NUMBER) {
-            Target::Numbered(path.to_path_buf())
-        } else {
-            Target::One(path.to_path_buf())
-        }
-    }
-
-    /// Where the k-th recorded session's tape goes.
-    fn path_for(&self, number: u64) -> PathBuf {
-        match self {
-            Target::One(path) => path.clone(),
-            Target::Numbered(template) => {
-                let text = template.to_string_lossy();
-                PathBuf::from(text.replace(NUMBER, &number.to_string()))
-            }
-            Target::Cassette(dir) => dir.join(cassette::tape_name(number)),
-        }
-    }
-
-    /// The folder the tapes go to.
-    fn folder(&self) -> PathBuf {
-        match self {
-            Target::Cassette(dir) => dir.clone(),
-            Target::One(path) | Target::Numbered(path) => match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            },
-        }
-    }
-}
-
 fn client_token(key: usize) -> Token {
     Token(2 * key + 1)
 }
@@ -143,14 +99,6 @@ pub(crate) enum ProxyTimer {
     Resume { key: usize, number: u64 },
     /// The grace period after a stop is over.
     Grace,
-}
-
-/// A cassette being recorded: its index appears with the first tape.
-struct CassetteState {
-    dir: PathBuf,
-    /// The folder did not exist before this recording.
-    created: bool,
-    index: Option<Index>,
 }
 
 pub(crate) struct Proxy {
@@ -538,31 +486,6 @@ fn refuse_loop(local: &Address, upstream: &Address) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks that the tapes can be written, before anyone connects: the
-/// folder exists and is writable; a cassette folder is created if missing
-/// and must be empty or a cassette already.
-fn prepare_folder(target: &Target) -> Result<Option<CassetteState>, Error> {
-    let folder = target.folder();
-    let cassette = match target {
-        Target::Cassette(dir) => {
-            let created = cassette::check_recordable(dir)?;
-            if created {
-                std::fs::create_dir_all(dir)
-                    .map_err(|err| Error::file(dir, "create cassette folder", err))?;
-            }
-            Some(CassetteState {
-                dir: dir.clone(),
-                created,
-                index: None,
-            })
-        }
-        Target::One(_) | Target::Numbered(_) => None,
-    };
-    crate::output::check_writable_dir(&folder)
-        .map_err(|err| Error::file(&folder, "write tapes into", err))?;
-    Ok(cassette)
-}
-
 impl Service for Proxy {
     type Timer = ProxyTimer;
 
@@ -647,21 +570,6 @@ impl Finish for Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_name_each_session_tape() {
-        let numbered = Target::of(Path::new("/tmp/s{n}.tape"));
-        assert_eq!(numbered.path_for(12), PathBuf::from("/tmp/s12.tape"));
-        assert_eq!(numbered.folder(), PathBuf::from("/tmp"));
-        let one = Target::of(Path::new("s.tape"));
-        assert_eq!(one.path_for(3), PathBuf::from("s.tape"));
-        assert_eq!(one.folder(), PathBuf::from("."));
-        let cassette = Target::of(Path::new("/nonexistent/pool/"));
-        assert_eq!(
-            cassette.path_for(3),
-            PathBuf::from("/nonexistent/pool/0003.tape")
-        );
-    }
 
     #[test]
     fn tokens_map_back_to_slot_and_side() {

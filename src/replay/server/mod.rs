@@ -15,13 +15,14 @@ use log::info;
 use mio::event::Event;
 use mio::{Interest, Token};
 
-use super::catalog::{Candidates, Catalog, Choice, PREFIX_LIMIT, Prefix};
-use super::conn::{Chooser, Conn, Stage};
+mod ends;
+mod stages;
+
+use super::catalog::{Candidates, Catalog, Prefix};
+use super::conn::{Chooser, Conn};
 use super::load::load;
-use super::matching::has_distinct_tapes;
 use super::peer::Peer;
-use super::pool::{Candidate, Pool, Reserve, WINDOW};
-use super::run::{Ending, Phase, ReplayTimer, Run};
+use super::run::{Phase, ReplayTimer, Run};
 use super::script::playback::Playback;
 use super::session::Session;
 use super::status::{PoolStatus, Status};
@@ -244,250 +245,6 @@ impl Server {
         }
     }
 
-    /// Reads what a choosing connection sent and tries to pick its tape.
-    fn choose(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        let Some(Conn::Choosing(chooser)) = self.conns.get_mut(key) else {
-            return;
-        };
-        chooser.read(&mut self.run.scratch, PREFIX_LIMIT);
-        if chooser.eof() && chooser.received.is_empty() {
-            return self.end_probe(cx, key);
-        }
-        let (Tapes::Cassette(catalog), Stage::Reading) = (&mut self.tapes, chooser.stage) else {
-            return;
-        };
-        let eof = chooser.eof();
-        let choice = catalog.choose(&mut chooser.candidates, &chooser.received, eof);
-        self.apply(cx, key, choice);
-    }
-
-    /// Choosers waiting for a tape another connection played try again.
-    fn rechoose(&mut self, cx: &mut Context<'_, ReplayTimer>) {
-        let queued: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c, Conn::Choosing(c) if c.stage == Stage::Queued))
-            .map(|(key, _)| key)
-            .collect();
-        for key in queued {
-            let (Some(Conn::Choosing(chooser)), Tapes::Cassette(catalog)) =
-                (self.conns.get_mut(key), &mut self.tapes)
-            else {
-                continue;
-            };
-            let mut candidates = Candidates::default();
-            let choice = match catalog.on_accept(&mut candidates) {
-                Choice::Wait => catalog.choose(&mut candidates, &chooser.received, chooser.eof()),
-                other => other,
-            };
-            chooser.candidates = candidates;
-            self.apply(cx, key, choice);
-        }
-    }
-
-    /// Acts on what the catalog said of the chooser in `key`.
-    fn apply(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, choice: Choice) {
-        let Some(Conn::Choosing(chooser)) = self.conns.get_mut(key) else {
-            return;
-        };
-        match choice {
-            Choice::Tapes {
-                entries,
-                more_after,
-            } => self.serve(cx, key, entries, more_after),
-            Choice::Wait => chooser.stage = Stage::Reading,
-            Choice::Queue => {
-                if chooser.stage != Stage::Queued {
-                    info!(
-                        "session {}: every tape that agrees with it serves another connection: it waits for one",
-                        chooser.number
-                    );
-                }
-                chooser.stage = Stage::Queued;
-            }
-            Choice::Exhausted => self.reject(
-                cx,
-                key,
-                "every tape of the cassette that agrees with it was served (--reuse serves them again)",
-            ),
-            Choice::NoMatch(text) => self.reject(cx, key, &text),
-        }
-    }
-
-    /// Opens the playbacks of cassette `entries`; the first error when
-    /// none opens.
-    fn open(&mut self, entries: &[usize], number: u64) -> Result<Vec<Candidate<TapeFile>>, Error> {
-        let Tapes::Cassette(catalog) = &mut self.tapes else {
-            return Ok(Vec::new());
-        };
-        let mut candidates = Vec::with_capacity(entries.len());
-        let mut first_error = None;
-        for &entry in entries {
-            let settings = self.run.settings;
-            match catalog
-                .open(entry)
-                .and_then(|tape| Playback::new(tape, settings))
-            {
-                Ok(playback) => candidates.push(Candidate::new(entry, playback)),
-                Err(err) => {
-                    log::error!("session {number}: {err}");
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        match (candidates.is_empty(), first_error) {
-            (true, Some(err)) => Err(err),
-            _ => Ok(candidates),
-        }
-    }
-
-    /// The chooser in `key` becomes the session of its one tape, or a pool
-    /// of the tapes that agree with it.
-    fn serve(
-        &mut self,
-        cx: &mut Context<'_, ReplayTimer>,
-        key: usize,
-        entries: Vec<usize>,
-        more_after: Option<usize>,
-    ) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        let number = conn.number();
-        let mut candidates = match self.open(&entries, number) {
-            Ok(candidates) => candidates,
-            Err(err) => return self.on_status(cx, key, Status::Failed(err)),
-        };
-        if candidates.len() == 1 && more_after.is_none() {
-            let Candidate {
-                entry, playback, ..
-            } = candidates.remove(0);
-            let mut early = None;
-            self.conns.transition(key, |conn| match conn {
-                Conn::Choosing(chooser) => {
-                    let Chooser { peer, received, .. } = *chooser;
-                    let eof = peer.inbound() != super::peer::Inbound::Open;
-                    let mut session = Session::resumed(number, peer, playback, Instant::now());
-                    // Its bytes so far were counted as they came.
-                    early = session.feed_kept(&received, eof);
-                    Conn::Playing(Box::new(session), Some(entry))
-                }
-                other => other,
-            });
-            self.taken(cx, entry, key);
-            return match early {
-                Some(status) => self.on_status(cx, key, status),
-                None => self.resume(cx, key),
-            };
-        }
-        self.conns.transition(key, |conn| match conn {
-            Conn::Choosing(chooser) => {
-                let Chooser { peer, received, .. } = *chooser;
-                let eof = peer.inbound() != super::peer::Inbound::Open;
-                let reserve = match more_after {
-                    Some(after) => Reserve::Waiting {
-                        after,
-                        history: received.clone(),
-                        eof,
-                    },
-                    None => Reserve::Empty,
-                };
-                let pool = Pool::new(number, peer, candidates, reserve, (&received, eof));
-                Conn::Deciding(Box::new(pool))
-            }
-            other => other,
-        });
-        self.resume(cx, key);
-    }
-
-    /// Cassette entry `entry` serves the connection in `key` now: the
-    /// undecided connections look elsewhere.
-    fn taken(&mut self, cx: &mut Context<'_, ReplayTimer>, entry: usize, key: usize) {
-        if let Tapes::Cassette(catalog) = &mut self.tapes {
-            catalog.take(entry);
-            if let Some(conn) = self.conns.get(key) {
-                info!(
-                    "session {}: serving {} with {}",
-                    conn.number(),
-                    conn.addr(),
-                    catalog.entry(entry).name
-                );
-            }
-        }
-        let others: Vec<usize> = self.conns.keys().filter(|&k| k != key).collect();
-        for other in others {
-            if let Some(Conn::Deciding(pool)) = self.conns.get_mut(other)
-                && !pool.remove_entry(entry)
-            {
-                let status = pool.failure();
-                self.on_status(cx, other, status);
-            }
-        }
-    }
-
-    /// The pool in `key` commits to one of `preferred`: the first that
-    /// leaves every other undecided connection a tape of its own (when
-    /// that is possible at all).
-    fn decide(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, preferred: Vec<usize>) {
-        let others: Vec<Vec<usize>> = self
-            .conns
-            .iter()
-            .filter(|(k, _)| *k != key)
-            .filter_map(|(_, conn)| match conn {
-                Conn::Deciding(pool) => Some(pool.entries().collect()),
-                _ => None,
-            })
-            .collect();
-        let Some(&first) = preferred.first() else {
-            return;
-        };
-        let entry = preferred
-            .iter()
-            .copied()
-            .find(|&t| has_distinct_tapes(&others, t))
-            .unwrap_or(first);
-        let mut refused = false;
-        self.conns.transition(key, |conn| match conn {
-            Conn::Deciding(pool) => match pool.commit(entry) {
-                Ok(session) => Conn::Playing(Box::new(session), Some(entry)),
-                Err(pool) => {
-                    refused = true;
-                    Conn::Deciding(pool)
-                }
-            },
-            other => other,
-        });
-        if refused {
-            let err = Error::Internal(format!(
-                "tape entry {entry} is no candidate of this connection"
-            ));
-            return self.on_status(cx, key, Status::Failed(err));
-        }
-        self.taken(cx, entry, key);
-        self.resume(cx, key);
-    }
-
-    /// Brings more tapes into the pool in `key`.
-    fn refill(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        let (Some(Conn::Deciding(pool)), Tapes::Cassette(catalog)) =
-            (self.conns.get(key), &self.tapes)
-        else {
-            return;
-        };
-        let Some((after, history, _)) = pool.wanted() else {
-            return;
-        };
-        let want = WINDOW - pool.entries().count();
-        let first = &history[..history.len().min(PREFIX_LIMIT)];
-        let (found, last) = catalog.more(after, first, want);
-        let number = pool.number;
-        let more = self.open(&found, number).unwrap_or_default();
-        if let Some(Conn::Deciding(pool)) = self.conns.get_mut(key) {
-            pool.refill(more, last);
-        }
-        cx.defer(ReplayTimer::Resume { key, number });
-    }
-
     fn resume(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
         let scratch = &mut self.run.scratch;
         match self.conns.get_mut(key) {
@@ -533,91 +290,6 @@ impl Server {
             return self.end_probe(cx, key);
         }
         self.end(cx, key, ending);
-    }
-
-    /// A connection no tape can serve: a departure from the recording.
-    fn reject(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, why: &str) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        let summary = format!(
-            "mismatch with client {} (session {}): {why}",
-            conn.addr(),
-            conn.number()
-        );
-        let ending = Ending {
-            outcome: Outcome::Mismatch,
-            message: Some(summary.clone()),
-            details: Some(summary + "\n"),
-        };
-        self.end(cx, key, ending);
-    }
-
-    /// Ends the connection in `key`.
-    fn end(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, ending: Ending) {
-        let Some(conn) = self.conns.remove(key) else {
-            return;
-        };
-        conn.log_end(ending.outcome.as_str());
-        let (number, addr) = (conn.number(), conn.addr().clone());
-        let (entry, bytes) = conn.close(cx.registry);
-        let tape = match (&mut self.tapes, entry) {
-            (Tapes::Cassette(catalog), Some(i)) => {
-                catalog.release(i, true);
-                cx.defer(ReplayTimer::Rechoose);
-                Some(catalog.entry(i).path.clone())
-            }
-            (Tapes::One { path, .. }, _) => Some(path.clone()),
-            (Tapes::Cassette(_), None) => None,
-        };
-        let outcome = ending.outcome;
-        self.run.record(cx, (number, &addr), tape, ending, bytes);
-        if outcome == Outcome::Mismatch && self.abort {
-            self.abort_run(cx);
-        } else if outcome != Outcome::Passed
-            && self.until != Until::Stopped
-            && !matches!(self.accepting, Accepting::Closed)
-        {
-            info!(
-                "--once: session {number} did not pass, so the run cannot; no more connections are taken"
-            );
-            self.close_listener(cx);
-        }
-        self.after_session(cx);
-    }
-
-    /// A connection that closed without a byte where the tape expected
-    /// some: its tape (if any) is free again.
-    fn end_probe(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        let Some(conn) = self.conns.remove(key) else {
-            return;
-        };
-        let (number, addr) = (conn.number(), conn.addr().clone());
-        let (entry, _) = conn.close(cx.registry);
-        if let (Tapes::Cassette(catalog), Some(i)) = (&mut self.tapes, entry) {
-            catalog.release(i, false);
-            cx.defer(ReplayTimer::Rechoose);
-        }
-        self.run.probe(cx, number, &addr);
-        self.after_session(cx);
-    }
-
-    /// After a connection ended: the run may be over, or the next client
-    /// may be served (next round: never from here).
-    fn after_session(&mut self, cx: &mut Context<'_, ReplayTimer>) {
-        let over = match (&self.tapes, self.until) {
-            (_, Until::OneSession) => self.run.ended > 0,
-            (Tapes::Cassette(catalog), Until::EveryTapeOnce) => catalog.all_served(),
-            _ => false,
-        };
-        if over {
-            self.close_listener(cx);
-        } else if matches!(self.accepting, Accepting::Open(_)) {
-            cx.defer(ReplayTimer::ResumeAccept);
-        }
-        if self.conns.is_empty() {
-            self.arm_connection_wait(cx);
-        }
     }
 
     fn close_listener(&mut self, cx: &mut Context<'_, ReplayTimer>) {
@@ -667,17 +339,6 @@ impl Server {
         self.close_listener(cx);
     }
 
-    /// Ends the run at once (`--abort`): sessions in progress are cut.
-    fn abort_run(&mut self, cx: &mut Context<'_, ReplayTimer>) {
-        if self.run.phase == Phase::Stopping {
-            return;
-        }
-        log::warn!("stopping at the first mismatch (--abort)");
-        self.run.phase = Phase::Stopping;
-        self.close_listener(cx);
-        self.cut_all(cx);
-    }
-
     fn check_timeout(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, number: u64) {
         let Some(conn) = self.conns.get(key).filter(|c| c.number() == number) else {
             return;
@@ -688,39 +349,6 @@ impl Server {
             .check_timeout(cx, (key, number), last_activity, waiting)
         {
             self.on_status(cx, key, status);
-        }
-    }
-
-    /// Ends every connection still open as cut short by a stop.
-    fn cut_all(&mut self, cx: &mut Context<'_, ReplayTimer>) {
-        let keys: Vec<usize> = self.conns.keys().collect();
-        for key in keys {
-            let Some(conn) = self.conns.get(key) else {
-                continue;
-            };
-            let what = match conn {
-                Conn::Choosing(_) | Conn::Deciding(_) if conn.heard_nothing() => {
-                    self.end_probe(cx, key);
-                    continue;
-                }
-                Conn::Playing(session, _) => session
-                    .waiting_for()
-                    .unwrap_or_else(|| "the rest of the tape".to_string()),
-                Conn::Choosing(_) => "its tape to be chosen".to_string(),
-                Conn::Deciding(pool) => pool
-                    .waiting_for()
-                    .unwrap_or_else(|| "its tape to be decided".to_string()),
-            };
-            let message = format!(
-                "session {}: stopped before the tape's end, while waiting for {what}",
-                conn.number()
-            );
-            let ending = Ending {
-                outcome: Outcome::Cut,
-                message: Some(message),
-                details: None,
-            };
-            self.end(cx, key, ending);
         }
     }
 

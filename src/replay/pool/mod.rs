@@ -31,20 +31,24 @@ use log::debug;
 use mio::Registry;
 use mio::event::Event;
 
-use super::peer::{Arrival, Inbound, Peer};
+mod moves;
+mod window;
+
+use super::peer::{Arrival, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::session::Session;
 use super::status::{PoolStatus, Status};
-use crate::engine::net::{Address, Sent};
+use crate::engine::net::Address;
 use crate::error::Error;
 use crate::tape::{Direction, Source};
+use moves::Move;
+pub use window::Reserve;
+use window::{HISTORY_LIMIT, remember};
 
 /// Tapes played side by side for one connection at most: enough for any
 /// connection pool; bounded work per byte the client sends.
 pub const WINDOW: usize = 64;
-/// Client bytes kept to bring tapes beyond the window up to date.
-pub const HISTORY_LIMIT: usize = 64 * 1024;
 /// Bytes sent at a time.
 const CHUNK: usize = 16 * 1024;
 /// Rounds of receive-and-send per wake-up before yielding.
@@ -72,23 +76,6 @@ impl<S: Source> Candidate<S> {
     }
 }
 
-/// Tapes that agreed with the client's first bytes beyond the window.
-#[derive(Debug)]
-pub enum Reserve {
-    /// There are none (left).
-    Empty,
-    /// Entries after `after`, in catalog order, may agree: the client's
-    /// bytes so far are kept to bring them up to date.
-    Waiting {
-        after: usize,
-        history: Vec<u8>,
-        eof: bool,
-    },
-    /// There were more, but the client said more than the pool keeps
-    /// before they could be tried.
-    Lost { after: usize },
-}
-
 pub struct Pool<S: Source> {
     pub number: u64,
     peer: Peer,
@@ -103,14 +90,6 @@ pub struct Pool<S: Source> {
     started: Instant,
     /// Bytes of buffers given back since the owner last asked.
     freed: usize,
-}
-
-/// What the candidates do next, taken together.
-enum Move {
-    Wait,
-    Speak,
-    Sleep(u64),
-    Decide(Vec<usize>),
 }
 
 impl<S: Source + Clone> Pool<S> {
@@ -167,64 +146,6 @@ impl<S: Source + Clone> Pool<S> {
 
     pub fn heard_nothing(&self) -> bool {
         self.peer.heard_nothing()
-    }
-
-    /// Where to look for more candidates, when the pool wants some: the
-    /// entry to look after and the client's bytes so far.
-    pub fn wanted(&self) -> Option<(usize, &[u8], bool)> {
-        match &self.reserve {
-            Reserve::Waiting {
-                after,
-                history,
-                eof,
-            } if self.candidates.len() < WINDOW => Some((*after, history, *eof)),
-            _ => None,
-        }
-    }
-
-    /// Brings in `more` candidates (fresh playbacks of the entries after
-    /// the last one tried), up to date with what the client sent; `last`
-    /// is the last entry looked at, `None` when the catalog has no more.
-    pub fn refill(&mut self, mut more: Vec<Candidate<S>>, last: Option<usize>) {
-        let Reserve::Waiting { history, eof, .. } = &self.reserve else {
-            return;
-        };
-        let (history, eof) = (history.as_slice(), *eof);
-        let addr = self.peer.addr().clone();
-        let tried = more.len();
-        // A newcomer stands where the client does: past what was said.
-        // What was said is not kept, so it cannot count as faithful.
-        let said = self.sent;
-        for candidate in &mut more {
-            candidate.faithful = said == 0;
-        }
-        sift(&mut more, &mut self.best_failure, &addr, |playback| {
-            playback.receive(history)?;
-            if eof {
-                playback.receive_eof()?;
-            }
-            match playback.skip_unseen(said)? {
-                true => Ok(()),
-                false => Err(Fault::BadSpan(
-                    "its side of the tape is shorter than what was said".into(),
-                )),
-            }
-        });
-        debug!(
-            "session {}: {tried} more tapes tried, {} of them agree",
-            self.number,
-            more.len()
-        );
-        self.candidates.append(&mut more);
-        self.candidates.sort_by_key(|c| c.entry);
-        self.reserve = match (last, std::mem::replace(&mut self.reserve, Reserve::Empty)) {
-            (Some(after), Reserve::Waiting { history, eof, .. }) => Reserve::Waiting {
-                after,
-                history,
-                eof,
-            },
-            _ => Reserve::Empty,
-        };
     }
 
     /// Drops the candidate of `entry` (another connection took it); false
@@ -391,173 +312,6 @@ impl<S: Source + Clone> Pool<S> {
         received
     }
 
-    fn next_move(&mut self) -> Move {
-        let no_reserve = matches!(self.reserve, Reserve::Empty | Reserve::Lost { .. });
-        if self.candidates.len() == 1 && no_reserve {
-            return Move::Decide(vec![self.candidates[0].entry]);
-        }
-        let all: Vec<usize> = (0..self.candidates.len()).collect();
-        let finished: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| self.candidates[i].playback.is_finished())
-            .collect();
-        if finished.len() == self.candidates.len() {
-            return Move::Decide(self.preferred(finished));
-        }
-        // The faithful first: the client got what they recorded.
-        let mut due: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| self.candidates[i].playback.is_due())
-            .collect();
-        due.sort_by_key(|&i| !self.candidates[i].faithful);
-        let Some(&first_due) = due.first() else {
-            return match finished.is_empty() {
-                true => Move::Wait,
-                // The session is over for some, others wait for bytes
-                // that would have to come after it.
-                false => Move::Decide(self.preferred(finished)),
-            };
-        };
-        let speaker = due
-            .iter()
-            .copied()
-            .find(|&i| Some(self.candidates[i].entry) == self.speaker)
-            .unwrap_or(first_due);
-        // Only candidates whose own next move is of the speaker's kind (send
-        // or close) can follow it: one that closes here cannot follow bytes,
-        // one with more to say cannot follow a close.
-        let kind = std::mem::discriminant(&self.candidates[speaker].playback.action());
-        let same_kind =
-            |i: &usize| std::mem::discriminant(&self.candidates[*i].playback.action()) == kind;
-        if !all.iter().all(same_kind) {
-            let mut order = vec![speaker];
-            let alike = due.iter().chain(&all).filter(|i| same_kind(i));
-            for &i in alike.chain(&all) {
-                if !order.contains(&i) {
-                    order.push(i);
-                }
-            }
-            return Move::Decide(self.preferred(order));
-        }
-        if self.speaker != Some(self.candidates[speaker].entry) {
-            debug!(
-                "session {}: {} speaks",
-                self.number,
-                self.candidates[speaker].playback.tape_name()
-            );
-            self.speaker = Some(self.candidates[speaker].entry);
-        }
-        match self.candidates[speaker].playback.wants_pause() {
-            Some(due_ms) => Move::Sleep(due_ms),
-            None => Move::Speak,
-        }
-    }
-
-    /// The entries of candidates `order` (indices, best first), the
-    /// faithful ones before the rest.
-    fn preferred(&self, mut order: Vec<usize>) -> Vec<usize> {
-        order.sort_by_key(|&i| !self.candidates[i].faithful);
-        order.iter().map(|&i| self.candidates[i].entry).collect()
-    }
-
-    /// The others follow what the speaker just did: the bytes it `said`,
-    /// or (`None`) its half-close.
-    fn follow(&mut self, said: Option<&[u8]>) {
-        let speaker = self.speaker;
-        let addr = self.peer.addr().clone();
-        let mut gone = Vec::new();
-        for candidate in &mut self.candidates {
-            if Some(candidate.entry) == speaker {
-                continue;
-            }
-            let followed = match said {
-                Some(bytes) => candidate.playback.skip(bytes),
-                None => candidate.playback.shut_down().map(|()| Some(true)),
-            };
-            match followed {
-                Ok(Some(same)) => candidate.faithful &= same,
-                // Its side ends where the speaker's goes on: it cannot be
-                // this connection's tape any more.
-                Ok(None) => gone.push(candidate.entry),
-                Err(fault) => {
-                    let status = candidate.playback.fault_status(fault, &addr);
-                    self.best_failure.get_or_insert((0, status));
-                    gone.push(candidate.entry);
-                }
-            }
-        }
-        self.candidates.retain(|c| !gone.contains(&c.entry));
-    }
-
-    fn speaker_index(&self) -> Option<usize> {
-        let speaker = self.speaker?;
-        self.candidates.iter().position(|c| c.entry == speaker)
-    }
-
-    /// The speaker's next move: `Some(true)` when something went, `None`
-    /// when the client is gone (every candidate with it).
-    fn speak(&mut self) -> Option<bool> {
-        let at = self.speaker_index()?;
-        let Pool {
-            peer,
-            candidates,
-            best_failure,
-            sent,
-            ..
-        } = self;
-        let addr = peer.addr().clone();
-        let playback = &mut candidates[at].playback;
-        if !playback.may_go() {
-            return Some(false);
-        }
-        let step: Result<Option<Option<Vec<u8>>>, Fault> = match playback.action() {
-            Action::Send { .. } if !peer.is_writable() => Ok(None),
-            Action::Send { .. } => match playback.peek(CHUNK) {
-                Ok(chunk) => match peer.write(chunk) {
-                    Sent::Moved(n) => {
-                        let said = chunk[..n].to_vec();
-                        *sent += n as u64;
-                        playback.consume(n).map(|()| Some(Some(said)))
-                    }
-                    Sent::Blocked => Ok(None),
-                    Sent::Failed(_) => Err(playback.gone()),
-                },
-                Err(fault) => Err(fault),
-            },
-            Action::Shutdown { .. } => match peer.shutdown() {
-                Ok(()) => playback.shut_down().map(|()| Some(None)),
-                Err(_) => Err(playback.gone()),
-            },
-            Action::End => Ok(None),
-        };
-        match step {
-            Ok(Some(said)) => {
-                self.follow(said.as_deref());
-                Some(true)
-            }
-            Ok(None) => Some(false),
-            Err(_) if peer.inbound() == Inbound::Gone => {
-                sift(candidates, best_failure, &addr, |playback| {
-                    Err(playback.gone())
-                });
-                None
-            }
-            Err(fault) => {
-                // This tape cannot be played on (an echo of a value never
-                // captured): the others go on without it.
-                let status = candidates[at].playback.fault_status(fault, &addr);
-                candidates.remove(at);
-                if best_failure.is_none() {
-                    *best_failure = Some((0, status));
-                }
-                self.speaker = None;
-                Some(false)
-            }
-        }
-    }
-
     /// What the connection waits for, for `--timeout` messages.
     pub fn waiting_for(&self) -> Option<String> {
         let names: Vec<&str> = self
@@ -602,29 +356,6 @@ impl<S: Source + Clone> Pool<S> {
 
     pub fn close(self, registry: &Registry) {
         self.peer.close(registry);
-    }
-}
-
-/// Keeps what the client sent while tapes beyond the window may still be
-/// brought in; past `HISTORY_LIMIT` they are given up.
-fn remember(reserve: &mut Reserve, arrival: &Arrival<'_>) {
-    let Reserve::Waiting {
-        after,
-        history,
-        eof,
-    } = reserve
-    else {
-        return;
-    };
-    match arrival {
-        Arrival::Data(bytes) if history.len() + bytes.len() > HISTORY_LIMIT => {
-            debug!(
-                "the client said more than {HISTORY_LIMIT} bytes: tapes beyond the window are given up"
-            );
-            *reserve = Reserve::Lost { after: *after };
-        }
-        Arrival::Data(bytes) => history.extend_from_slice(bytes),
-        Arrival::Eof | Arrival::Reset => *eof = true,
     }
 }
 

@@ -1,0 +1,5 @@
+//! State-in, event-in tests of the two cursors: a cursor built over a
+//! tape, fed bytes, its next state asserted.
+
+mod plain;
+mod spans;
