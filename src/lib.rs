@@ -30,29 +30,42 @@
 //! own, with an explicit state machine per connection; docs/architecture.md
 //! describes it.
 
+// Every unsafe call is in `sys`, behind safe functions with tests.
+#![deny(unsafe_code)]
 // Without the command line, the commands' own code (describe, print,
 // repair, learn, pcap) is not reached from the library's API.
 #![cfg_attr(not(feature = "cli"), allow(dead_code))]
 
+// The layers, top to bottom: a module imports only from the layers below
+// its own (tests/layers.rs checks it, and that no file grows past 600
+// lines before its tests).
+//
+// The command line and the library API.
 mod api;
-mod cassette;
 #[cfg(feature = "cli")]
 mod cli;
-
-mod engine;
-mod error;
-mod hexdump;
+// Running a service: started, bound, recorded or replayed.
 mod job;
+// The services.
 mod learn;
-mod linediff;
-mod output;
 mod pcap;
 mod proxy;
 mod repair;
 mod replay;
+// Cassettes: folders of tapes and their index.
+mod cassette;
+// What went wrong, and what a run did.
+mod error;
 mod report;
-mod sys;
+// The tape format and the poll loop, side by side.
+mod engine;
 pub mod tape;
+// Utilities.
+mod hexdump;
+mod linediff;
+mod output;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use api::{
     MockClient, MockClientBuilder, MockServer, MockServerBuilder, Recorder, RecorderBuilder,

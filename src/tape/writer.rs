@@ -2,8 +2,9 @@
 //! frames of at most `MAX_LEN` bytes, delays capped.
 //!
 //! The recording proxy does not use this writer: it writes frames straight
-//! from its rings (`proxy::recorder`). This one serves tests, benches and
-//! tools that build tapes from bytes in memory.
+//! from its rings (`proxy::recorder`). This one serves everything else
+//! that makes tapes: the text form's parser, `learn`, capture import,
+//! tests, benches.
 
 use std::io::{self, Write};
 
@@ -12,6 +13,21 @@ use super::span::Span;
 
 pub struct Writer<W: Write> {
     inner: W,
+}
+
+impl Writer<Vec<u8>> {
+    /// A tape built in memory.
+    pub(crate) fn in_memory() -> Writer<Vec<u8>> {
+        Writer {
+            inner: magic_frame().to_vec(),
+        }
+    }
+
+    /// `write_frame` into memory, which takes every write.
+    pub(crate) fn put_frame(&mut self, header: Header, payload: &[u8]) {
+        self.inner.extend_from_slice(&header.emit());
+        self.inner.extend_from_slice(payload);
+    }
 }
 
 impl<W: Write> Writer<W> {
