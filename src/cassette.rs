@@ -62,11 +62,7 @@ fn is_own_file(name: &str) -> bool {
 
 /// Who sent the first data of a session.
 pub(crate) fn speaker(first: Option<Direction>) -> &'static str {
-    match first {
-        Some(Direction::ClientToServer) => "client",
-        Some(Direction::ServerToClient) => "server",
-        None => "nobody",
-    }
+    first.map_or("nobody", Direction::sender)
 }
 
 /// One line of the index.

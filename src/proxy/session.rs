@@ -58,6 +58,8 @@ impl Side {
 enum Flow {
     /// Reading from the source, forwarding to the destination.
     Open,
+    /// The source sent EOF; its EOF frame is not on tape yet.
+    Ended,
     /// The source sent EOF and its EOF frame is on tape; what is left in the
     /// ring drains to the destination, then its write side is shut down.
     Draining,
@@ -92,8 +94,6 @@ struct Pipe {
     size: usize,
     flow: Flow,
     bytes: u64,
-    /// An EOF was read and is not on tape yet.
-    eof_read: bool,
 }
 
 struct Relay {
@@ -236,7 +236,6 @@ impl Session {
             size,
             flow: Flow::Open,
             bytes: 0,
-            eof_read: false,
         };
         self.phase = Phase::Relaying(Relay {
             tape: None,
@@ -276,7 +275,7 @@ impl Session {
                 } else {
                     usize::MAX
                 };
-                match fill(pipe, source, buffers, limit) {
+                match fill(pipe, source, buffers, limit, (self.number, dir)) {
                     Ok(moved) => progress |= moved,
                     // A client that resets before a byte went either way is a probe too.
                     Err(_) if side == Side::Client && silent => return Ok(Status::Probe),
@@ -287,10 +286,11 @@ impl Session {
                 }
             }
             let [c2s, s2c] = &relay.pipes;
-            if c2s.eof_read && c2s.bytes == 0 && s2c.bytes == 0 {
+            if c2s.flow == Flow::Ended && c2s.bytes == 0 && s2c.bytes == 0 {
                 return Ok(Status::Probe);
             }
-            let pending = c2s.eof_read || s2c.eof_read || c2s.ring.unrecorded_len() > 0;
+            let ended = |pipe: &Pipe| pipe.flow == Flow::Ended;
+            let pending = ended(c2s) || ended(s2c) || c2s.ring.unrecorded_len() > 0;
             if relay.tape.is_none() && (pending || s2c.ring.unrecorded_len() > 0) {
                 return Ok(Status::NeedsTape);
             }
@@ -442,23 +442,19 @@ fn fill(
     source: &mut Socket,
     buffers: &mut Buffers,
     limit: usize,
+    (number, dir): (u64, Direction),
 ) -> io::Result<bool> {
-    let can_read = pipe.flow == Flow::Open && !pipe.eof_read && source.is_readable();
+    let can_read = pipe.flow == Flow::Open && source.is_readable();
     if can_read && !pipe.ring.has_storage() {
         pipe.ring.attach(buffers.take(pipe.size));
     }
     let mut moved = false;
     let mut left = limit;
-    while pipe.flow == Flow::Open
-        && !pipe.eof_read
-        && source.is_readable()
-        && !pipe.ring.is_full()
-        && left > 0
-    {
+    while pipe.flow == Flow::Open && source.is_readable() && !pipe.ring.is_full() && left > 0 {
         let free = pipe.ring.free_window();
         let len = free.len().min(left);
         match source.read(&mut free[..len]) {
-            Received::Eof => pipe.eof_read = true,
+            Received::Eof => set_flow(pipe, Flow::Ended, number, dir),
             Received::Data(n) => {
                 pipe.ring.commit(n);
                 pipe.bytes += n as u64;
@@ -498,12 +494,12 @@ fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
             Pending {
                 dir: Direction::ClientToServer,
                 ring: &c2s.ring,
-                eof: c2s.eof_read,
+                eof: c2s.flow == Flow::Ended,
             },
             Pending {
                 dir: Direction::ServerToClient,
                 ring: &s2c.ring,
-                eof: s2c.eof_read,
+                eof: s2c.flow == Flow::Ended,
             },
         ];
         let done = match tape.record(pending, Instant::now()) {
@@ -521,7 +517,6 @@ fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
             let pipe = &mut relay.pipes[dir.index()];
             pipe.ring.mark_recorded(done.data[dir.index()]);
             if done.eof[dir.index()] {
-                pipe.eof_read = false;
                 set_flow(pipe, Flow::Draining, number, dir);
             }
         }
@@ -559,10 +554,7 @@ fn forward(pipe: &mut Pipe, dest: &mut Socket, number: u64, dir: Direction) -> i
 fn set_flow(pipe: &mut Pipe, flow: Flow, number: u64, dir: Direction) {
     debug!("session {number}: {dir:?} {:?} => {flow:?}", pipe.flow);
     if flow == Flow::Closed {
-        let (from, to) = match dir {
-            Direction::ClientToServer => ("client", "server"),
-            Direction::ServerToClient => ("server", "client"),
-        };
+        let (from, to) = (dir.sender(), dir.receiver());
         info!(
             "session {number}: the {from} closed its side after {} bytes; half-close forwarded to the {to}",
             pipe.bytes

@@ -6,7 +6,6 @@ use std::path::Path;
 use log::{info, warn};
 
 use super::TapeFile;
-use super::report::peer_name;
 use crate::error::Error;
 use crate::tape::reader::MAX_CHUNK;
 use crate::tape::{self, Direction, Frame, Kind, Locator, Reader, span};
@@ -71,7 +70,7 @@ pub fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
             )
         };
         if frame.kind == Kind::Any(own) {
-            let role = peer_name(own);
+            let role = own.sender();
             return Err(Error::refused(
                 path,
                 format!(
@@ -88,7 +87,7 @@ pub fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
                         format!(
                             "{}: the {} goes on after its EOF (frame {eof}): a tape holds one session, and this looks like tapes joined together; keep them apart (a cassette folder serves one tape per connection)",
                             place(),
-                            peer_name(dir)
+                            dir.sender()
                         ),
                     ));
                 }

@@ -26,14 +26,6 @@ const DIFF_LINES: usize = 200;
 /// past frames of the other direction.
 const DIFF_FRAMES: usize = 1024;
 
-/// Who the peer is, to word the report.
-pub fn peer_name(peer: Direction) -> &'static str {
-    match peer {
-        Direction::ClientToServer => "client",
-        Direction::ServerToClient => "server",
-    }
-}
-
 /// One line saying what went wrong, for logs and the exit status.
 pub fn summary(
     deviation: &Deviation,
@@ -41,7 +33,7 @@ pub fn summary(
     addr: &Address,
     locator: &Locator,
 ) -> String {
-    let who = peer_name(peer);
+    let who = peer.sender();
     let at = deviation.stream_offset;
     match deviation.kind.clone() {
         DeviationKind::Differ {

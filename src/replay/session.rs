@@ -324,7 +324,7 @@ impl<S: Source + Clone> Session<S> {
             return None;
         }
         if !self.outgoing.is_empty() {
-            let who = super::report::peer_name(self.playback.settings().own.reverse());
+            let who = self.playback.settings().own.reverse().sender();
             return Some(format!(
                 "the {who} to read {} more bytes",
                 self.outgoing.len() - self.outgoing_sent

@@ -49,6 +49,19 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The side that sends in this direction: "client" or "server".
+    pub fn sender(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "client",
+            Direction::ServerToClient => "server",
+        }
+    }
+
+    /// The side that receives in this direction.
+    pub fn receiver(self) -> &'static str {
+        self.reverse().sender()
+    }
+
     pub fn reverse(self) -> Direction {
         match self {
             Direction::ClientToServer => Direction::ServerToClient,

@@ -282,7 +282,7 @@ impl<S: Source + Clone> Playback<S> {
     /// What the peer owes us, for `--timeout` messages; `None` when it
     /// owes nothing (or we wait out a recorded delay).
     pub fn owed(&self) -> Option<String> {
-        let who = report::peer_name(self.settings.own.reverse());
+        let who = self.settings.own.reverse().sender();
         if self.pause == Pause::Waiting {
             return None;
         }
@@ -315,7 +315,7 @@ impl<S: Source + Clone> Playback<S> {
 
     /// Our frame that waits for the peer to read, for `--timeout` messages.
     pub fn unread(&self) -> Option<String> {
-        let who = report::peer_name(self.settings.own.reverse());
+        let who = self.settings.own.reverse().sender();
         match self.play.action() {
             Action::Send { frame, remaining } => Some(format!(
                 "the {who} to read {remaining} more bytes (frame {}, {})",
