@@ -562,3 +562,182 @@ fn set_flow(pipe: &mut Pipe, flow: Flow, number: u64, dir: Direction) {
     }
     pipe.flow = flow;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+    use crate::tape::{Kind, Reader};
+
+    /// A session between a client and a server the test plays, each over a
+    /// socket pair, with a poll to hand it events as the loop would.
+    struct Bench {
+        poll: Poll,
+        registry: Registry,
+        client: UnixStream,
+        server: UnixStream,
+        buffers: Buffers,
+        tape: PathBuf,
+    }
+
+    impl Bench {
+        fn new(name: &str) -> (Bench, Session) {
+            let poll = Poll::new().unwrap();
+            let registry = poll.registry().try_clone().unwrap();
+            let pair = || {
+                let (ours, theirs) = mio::net::UnixStream::pair().unwrap();
+                let theirs = UnixStream::from(std::os::fd::OwnedFd::from(theirs));
+                theirs.set_nonblocking(true).unwrap();
+                (Stream::Unix(ours), theirs)
+            };
+            let (client_end, client) = pair();
+            let (server_end, server) = pair();
+            let session = Session::start(
+                &registry,
+                1,
+                (client_end, Address::Unix("client".into()), Token(1)),
+                (server_end, Address::Unix("server".into()), Token(2)),
+                0,
+            )
+            .unwrap();
+            let tape = std::env::temp_dir().join(format!(
+                "tcptape-proxy-session-{}-{name}.tape",
+                std::process::id()
+            ));
+            let bench = Bench {
+                poll,
+                registry,
+                client,
+                server,
+                buffers: Buffers::new(1024, 64 * 1024),
+                tape,
+            };
+            (bench, session)
+        }
+
+        /// Hands the session what the poll says (waiting up to 1 s), then
+        /// resumes it; attaches a tape when it asks for one.
+        fn turn(&mut self, session: &mut Session) -> Status {
+            let mut events = Events::with_capacity(8);
+            let turn = Turn {
+                now: 1,
+                contended: false,
+            };
+            self.poll
+                .poll(&mut events, Some(std::time::Duration::from_secs(1)))
+                .unwrap();
+            for event in events.iter() {
+                let side = match event.token() {
+                    Token(1) => Side::Client,
+                    _ => Side::Server,
+                };
+                session.ready(&self.registry, side, event, turn, &mut self.buffers);
+            }
+            match session.resume(&self.registry, turn, &mut self.buffers) {
+                Status::NeedsTape => {
+                    session.attach(Recorder::create(&self.tape, Instant::now()).unwrap());
+                    session.resume(&self.registry, turn, &mut self.buffers)
+                }
+                status => status,
+            }
+        }
+
+        fn read(end: &UnixStream) -> Vec<u8> {
+            let mut got = Vec::new();
+            let mut buf = [0; 1024];
+            while let Ok(n) = (&*end).read(&mut buf) {
+                if n == 0 {
+                    got.extend_from_slice(b"<EOF>");
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        }
+
+        /// The kinds of the tape's frames.
+        fn frames(&self) -> Vec<Kind> {
+            let mut reader = Reader::new(std::fs::File::open(&self.tape).unwrap());
+            let mut kinds = Vec::new();
+            while let Some(frame) = reader.next_frame().unwrap() {
+                kinds.push(frame.kind);
+            }
+            kinds
+        }
+    }
+
+    impl Drop for Bench {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.tape);
+        }
+    }
+
+    const C2S: Direction = Direction::ClientToServer;
+    const S2C: Direction = Direction::ServerToClient;
+
+    #[test]
+    fn connecting_a_client_that_leaves_without_a_byte_is_a_probe_and_no_tape() {
+        let (mut bench, mut session) = Bench::new("probe");
+        bench.client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut status = bench.turn(&mut session);
+        if matches!(status, Status::Running) {
+            status = bench.turn(&mut session);
+        }
+        assert!(matches!(status, Status::Probe), "{status:?}");
+        assert!(session.summary().is_none());
+        assert!(!bench.tape.exists());
+    }
+
+    #[test]
+    fn relaying_bytes_reach_the_server_once_they_are_on_tape() {
+        let (mut bench, mut session) = Bench::new("write-ahead");
+        bench.client.write_all(b"hello").unwrap();
+        let status = bench.turn(&mut session);
+        assert!(matches!(status, Status::Running), "{status:?}");
+        assert_eq!(Bench::read(&bench.server), b"hello");
+        assert_eq!(bench.frames(), [Kind::Noop, Kind::Data(C2S)]);
+        assert_eq!(session.summary().unwrap().bytes, [5, 0]);
+    }
+
+    #[test]
+    fn relaying_a_half_close_is_recorded_then_forwarded_while_the_answer_flows() {
+        let (mut bench, mut session) = Bench::new("half-close");
+        bench.client.write_all(b"ask").unwrap();
+        bench.client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut status = bench.turn(&mut session);
+        let mut got = Bench::read(&bench.server);
+        for _ in 0..10 {
+            if got.ends_with(b"<EOF>") {
+                break;
+            }
+            status = bench.turn(&mut session);
+            got.extend(Bench::read(&bench.server));
+        }
+        assert_eq!(got, b"ask<EOF>");
+        // The client's EOF went on tape and to the server; the server's
+        // side is still open and answers.
+        bench.server.write_all(b"answer").unwrap();
+        bench.server.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut turns = 0;
+        while !matches!(status, Status::Finished) && turns < 10 {
+            status = bench.turn(&mut session);
+            turns += 1;
+        }
+        assert!(matches!(status, Status::Finished), "{status:?}");
+        assert_eq!(Bench::read(&bench.client), b"answer<EOF>");
+        assert_eq!(
+            bench.frames(),
+            [
+                Kind::Noop,
+                Kind::Data(C2S),
+                Kind::Eof(C2S),
+                Kind::Data(S2C),
+                Kind::Eof(S2C)
+            ]
+        );
+    }
+}

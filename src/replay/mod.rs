@@ -38,6 +38,8 @@ mod script;
 mod server;
 mod session;
 mod status;
+#[cfg(test)]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

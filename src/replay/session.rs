@@ -371,3 +371,116 @@ impl<S: Source + Clone> Session<S> {
         self.peer.close(registry);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::TapeFile;
+    use crate::replay::testing::*;
+
+    fn ping_pong(delay_ms: u64) -> TapeFile {
+        tape(|w| {
+            w.data(C2S, b"ping\n").unwrap();
+            w.delay(delay_ms).unwrap();
+            w.data(S2C, b"pong\n").unwrap();
+            w.eof(C2S).unwrap();
+            w.eof(S2C).unwrap();
+        })
+    }
+
+    fn session(tape: &TapeFile, speed: Option<f64>) -> (Wire, Session<TapeFile>) {
+        let (wire, peer) = Wire::new();
+        let playback = serving("t.tape", tape, speed);
+        (wire, Session::resumed(1, peer, playback, Instant::now()))
+    }
+
+    fn resume(session: &mut Session<TapeFile>, wire: &mut Wire, now: u64) -> Status {
+        session.resume(&wire.registry, now, &mut wire.scratch)
+    }
+
+    /// What the session does with the events its socket has now.
+    fn ready(session: &mut Session<TapeFile>, wire: &mut Wire, now: u64) -> Status {
+        let mut status = Status::Running;
+        wire.events(|registry, event, scratch| {
+            status = session.ready(registry, event, now, scratch);
+        });
+        status
+    }
+
+    #[test]
+    fn playing_waits_for_the_request_answers_it_and_passes_at_both_eofs() {
+        let (mut wire, mut s) = session(&ping_pong(0), None);
+        assert!(matches!(resume(&mut s, &mut wire, 0), Status::Running));
+        assert_eq!(wire.take(), b"", "nothing goes before the request");
+        wire.send(b"pi");
+        assert!(matches!(resume(&mut s, &mut wire, 1), Status::Running));
+        assert_eq!(wire.take(), b"", "nor before the whole request");
+        wire.send(b"ng\n");
+        assert!(matches!(ready(&mut s, &mut wire, 2), Status::Running));
+        assert_eq!(wire.take(), b"pong\n");
+        assert_eq!(s.last_activity(), 2);
+        wire.close();
+        assert!(matches!(ready(&mut s, &mut wire, 3), Status::Passed));
+        assert!(wire.closed(), "the session closed its side as recorded");
+        assert_eq!(s.bytes(), [5, 5]);
+    }
+
+    #[test]
+    fn a_differing_byte_is_a_mismatch_at_its_offset() {
+        let (mut wire, mut s) = session(&ping_pong(0), None);
+        wire.send(b"pinG\n");
+        let Status::Mismatch {
+            summary, received, ..
+        } = resume(&mut s, &mut wire, 0)
+        else {
+            panic!("expected a mismatch")
+        };
+        assert_eq!(received, 3);
+        assert!(
+            summary.contains("byte 3 of its stream differs"),
+            "{summary}"
+        );
+        assert_eq!(wire.take(), b"", "no answer to a wrong request");
+    }
+
+    #[test]
+    fn a_peer_that_closes_early_departs_and_says_what_it_owed() {
+        let (mut wire, mut s) = session(&ping_pong(0), None);
+        assert!(
+            s.waiting_for()
+                .unwrap()
+                .starts_with("5 more bytes from the client")
+        );
+        wire.send(b"pi");
+        wire.close();
+        let Status::Mismatch { summary, .. } = ready(&mut s, &mut wire, 0) else {
+            panic!("expected a mismatch")
+        };
+        assert!(summary.contains("closed its side at byte 2"), "{summary}");
+    }
+
+    #[test]
+    fn a_recorded_delay_puts_the_session_to_sleep_until_its_timer() {
+        let (mut wire, mut s) = session(&ping_pong(40), Some(1.0));
+        wire.send(b"ping\n");
+        assert!(matches!(
+            resume(&mut s, &mut wire, 0),
+            Status::Sleep { due_ms: 40 }
+        ));
+        assert_eq!(wire.take(), b"", "the answer waits out its delay");
+        assert!(s.waiting_for().is_none(), "the peer owes nothing meanwhile");
+        let status = s.delay_over(&wire.registry, 40, &mut wire.scratch);
+        assert!(matches!(status, Status::Running));
+        assert_eq!(wire.take(), b"pong\n");
+    }
+
+    #[test]
+    fn bytes_kept_while_a_tape_was_chosen_are_checked_like_any_others() {
+        let (_wire, mut s) = session(&ping_pong(0), None);
+        assert!(s.feed_kept(b"pin", false).is_none());
+        let Some(Status::Mismatch { received, .. }) = s.feed_kept(b"X\n", false) else {
+            panic!("expected a mismatch")
+        };
+        assert_eq!(received, 3);
+    }
+}

@@ -382,3 +382,6 @@ fn sift<S: Source + Clone>(
         }
     });
 }
+
+#[cfg(test)]
+mod tests;
