@@ -32,6 +32,9 @@ const INDEX_COLUMNS: &str = "# tape order start_ms client_bytes server_bytes fir
 const TAPE_EXTENSION: &str = ".tape";
 /// What a tape whose recording failed midway is renamed to.
 pub(crate) const PARTIAL_EXTENSION: &str = ".partial";
+/// A tape written by `--update` beside the one it would replace, waiting
+/// for `tcptape review`.
+pub(crate) const PENDING_EXTENSION: &str = ".new";
 
 /// True when `path` names a cassette: it ends with `/` or is a folder.
 pub(crate) fn is_cassette(path: &Path) -> bool {
@@ -53,11 +56,11 @@ fn tape_number(name: &str) -> Option<u64> {
 /// True for the files a recording writes: numbered tapes, the index, and
 /// numbered tapes whose recording failed.
 fn is_own_file(name: &str) -> bool {
+    let numbered = |tape: &str| tape_number(tape).is_some();
     name == INDEX
-        || tape_number(name).is_some()
-        || name
-            .strip_suffix(PARTIAL_EXTENSION)
-            .is_some_and(|tape| tape_number(tape).is_some())
+        || numbered(name)
+        || name.strip_suffix(PARTIAL_EXTENSION).is_some_and(numbered)
+        || name.strip_suffix(PENDING_EXTENSION).is_some_and(numbered)
 }
 
 /// Who sent the first data of a session.
@@ -191,6 +194,10 @@ pub(crate) fn tapes(dir: &Path) -> Result<Vec<PathBuf>, Error> {
             continue;
         }
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if name.ends_with(PENDING_EXTENSION) && is_file {
+            // A pending update: `tcptape review` takes it.
+            continue;
+        }
         if !name.ends_with(TAPE_EXTENSION) || !is_file {
             info!(
                 "{}: ignoring {name}: a cassette serves regular files named *{TAPE_EXTENSION}",

@@ -89,13 +89,28 @@ pub(crate) fn start(spec: Spec) -> Result<Box<dyn Job>, Error> {
     }
 }
 
-/// What `auto` reads of its environment.
+/// What `auto` and `--update` read of their environment.
 #[derive(Debug, Default)]
 pub(crate) struct Environment {
     /// `TCPTAPE_MODE`.
     pub mode: Option<String>,
     /// `CI=true`, as CI services set it.
     pub ci: bool,
+    /// `TCPTAPE_UPDATE=1`: replays write pending tapes where peers depart.
+    pub update: bool,
+}
+
+/// Whether a replay writes pending tapes: `--update` says so; so does
+/// `TCPTAPE_UPDATE=1`, except under CI, where nothing is written unless
+/// asked for explicitly.
+pub(crate) fn update_wanted(explicit: bool, env: &Environment) -> bool {
+    if explicit {
+        return true;
+    }
+    if env.update && env.ci {
+        log::warn!("TCPTAPE_UPDATE is set, but CI=true: nothing is written without --update");
+    }
+    env.update && !env.ci
 }
 
 impl Environment {
@@ -103,6 +118,8 @@ impl Environment {
         Environment {
             mode: std::env::var("TCPTAPE_MODE").ok(),
             ci: std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+            update: std::env::var("TCPTAPE_UPDATE")
+                .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         }
     }
 }
@@ -148,6 +165,7 @@ mod tests {
         Environment {
             mode: mode.map(String::from),
             ci,
+            update: false,
         }
     }
 

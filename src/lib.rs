@@ -52,6 +52,7 @@ mod pcap;
 mod proxy;
 mod repair;
 mod replay;
+mod review;
 // Cassettes: folders of tapes and their index.
 mod cassette;
 // What went wrong, and what a run did.

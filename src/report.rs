@@ -24,6 +24,9 @@ pub enum Verdict {
     /// Every session played its tape to the end and matched it (replay), or
     /// was recorded whole (proxy).
     Passed,
+    /// With `--update`: peers departed from their tapes, and new tapes are
+    /// written beside them for review (`tcptape review`).
+    Pending,
     /// A peer departed from a tape, a connection matched no tape, a session
     /// was cut short by a stop, or a tape that had to be played never was.
     Mismatch,
@@ -37,6 +40,7 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Passed => "passed",
+            Verdict::Pending => "pending",
             Verdict::Mismatch => "mismatch",
             Verdict::Error => "error",
         }
@@ -57,6 +61,9 @@ pub enum Outcome {
     Passed,
     /// Proxy: the session was recorded whole.
     Recorded,
+    /// Replay with `--update`: the peer departed from the tape; the session
+    /// was recorded, and its new tape waits for review.
+    Updated,
     /// Replay: the peer departed from the tape.
     Mismatch,
     /// Replay: the session was still running when the run was stopped,
@@ -74,6 +81,7 @@ impl Outcome {
         match self {
             Outcome::Passed => "passed",
             Outcome::Recorded => "recorded",
+            Outcome::Updated => "updated",
             Outcome::Mismatch => "mismatch",
             Outcome::Cut | Outcome::RecordedCut => "cut",
             Outcome::Error => "error",
@@ -84,6 +92,7 @@ impl Outcome {
     fn verdict(self) -> Verdict {
         match self {
             Outcome::Passed | Outcome::Recorded => Verdict::Passed,
+            Outcome::Updated => Verdict::Pending,
             Outcome::Mismatch | Outcome::Cut => Verdict::Mismatch,
             Outcome::RecordedCut | Outcome::Error => Verdict::Error,
         }
@@ -122,6 +131,8 @@ pub struct Report {
     /// Connections that closed without a byte where the tape expected
     /// some: readiness probes, not sessions.
     pub(crate) probes: u64,
+    /// With `--update`: the new tapes written for review.
+    pub(crate) pending: Vec<PathBuf>,
 }
 
 impl Report {
@@ -167,6 +178,12 @@ impl Report {
         self.probes
     }
 
+    /// With `--update`: the new tapes written beside the old ones, waiting
+    /// for `tcptape review`.
+    pub fn pending(&self) -> &[PathBuf] {
+        &self.pending
+    }
+
     /// Tapes recorded or played, in session order.
     pub fn tapes(&self) -> impl Iterator<Item = &Path> {
         self.sessions.iter().filter_map(|s| s.tape.as_deref())
@@ -192,6 +209,7 @@ impl Report {
         let parts = [
             (Outcome::Passed, "passed"),
             (Outcome::Recorded, "recorded"),
+            (Outcome::Updated, "updated"),
             (Outcome::Mismatch, "mismatched"),
             (Outcome::Cut, "cut short"),
             (Outcome::RecordedCut, "cut short"),
@@ -216,6 +234,14 @@ impl Report {
         if !self.unused.is_empty() {
             let _ = write!(line, "; {} tapes never served", self.unused.len());
         }
+        if !self.pending.is_empty() {
+            let n = self.pending.len();
+            let _ = write!(
+                line,
+                "; {n} {} pending review (tcptape review)",
+                plural(n, "tape")
+            );
+        }
         let _ = write!(line, "; verdict: {}", self.verdict());
         line
     }
@@ -223,7 +249,7 @@ impl Report {
     /// The first thing that went wrong, in one line; `None` when passed.
     pub fn first_failure(&self) -> Option<String> {
         let verdict = self.verdict();
-        if verdict == Verdict::Passed {
+        if matches!(verdict, Verdict::Passed | Verdict::Pending) {
             return None;
         }
         let from_sessions = self
@@ -274,6 +300,12 @@ impl Report {
         let _ = writeln!(out, "  \"errors\": [{}],", errors.join(", "));
         let unused: Vec<String> = self.unused.iter().map(|t| json_string(t)).collect();
         let _ = writeln!(out, "  \"unused_tapes\": [{}],", unused.join(", "));
+        let pending: Vec<String> = self
+            .pending
+            .iter()
+            .map(|t| json_string(&t.to_string_lossy()))
+            .collect();
+        let _ = writeln!(out, "  \"pending_tapes\": [{}],", pending.join(", "));
         let _ = writeln!(out, "  \"probes\": {}", self.probes);
         out.push_str("}\n");
         out

@@ -76,6 +76,41 @@ pub(crate) fn sendfile(
     Ok(sent as usize)
 }
 
+/// Reads one key from a terminal without waiting for Enter and without
+/// echoing it: the terminal is put in non-canonical mode for the read and
+/// restored after. Fails on anything that is not a terminal.
+pub(crate) fn read_key(terminal: BorrowedFd<'_>) -> io::Result<u8> {
+    let fd = terminal.as_raw_fd();
+    // SAFETY: termios is plain data, filled by tcgetattr before any use.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is borrowed, so open; `saved` is ours to fill.
+    check(unsafe { libc::tcgetattr(fd, &mut saved) })?;
+    let mut raw = saved;
+    raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+    raw.c_cc[libc::VMIN] = 1;
+    raw.c_cc[libc::VTIME] = 0;
+    // SAFETY: as above; `raw` is a valid termios copied from the terminal's.
+    check(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) })?;
+    let mut key = [0u8; 1];
+    let read = loop {
+        // SAFETY: reads at most one byte into `key`, which we own.
+        let n = unsafe { libc::read(fd, key.as_mut_ptr().cast(), 1) };
+        if n >= 0 {
+            break Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            break Err(err);
+        }
+    };
+    // SAFETY: restores the settings read above on the same descriptor.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    match read? {
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(key[0]),
+    }
+}
+
 /// Gives the allocator's free memory back to the system: after a burst of
 /// sessions ends, their freed buffers would otherwise stay resident.
 /// Returns whether any memory went back (always false off glibc, whose
@@ -212,6 +247,13 @@ mod tests {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
         assert_eq!(soft, limit.rlim_cur);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn a_key_is_read_from_terminals_only() {
+        let (read, _write) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = read_key(read.as_fd()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl MockClient {
             tape: tape.as_ref().to_path_buf(),
             connect: None,
             replay: ReplayOptions::default(),
+            update: false,
         }
     }
 }
@@ -51,6 +52,7 @@ pub struct MockClientBuilder {
     tape: PathBuf,
     connect: Option<String>,
     replay: ReplayOptions,
+    update: bool,
 }
 
 impl MockClientBuilder {
@@ -69,6 +71,16 @@ impl MockClientBuilder {
 
     replay_settings!(own = "client", peer = "server");
 
+    /// Where the server departs from the tape, goes on and writes what it
+    /// really sent as a pending tape beside the old one (`TAPE.new`, for
+    /// `tcptape review`); the run's verdict is then `Pending`.
+    /// `TCPTAPE_UPDATE=1` in the environment does the same, except under
+    /// `CI=true`.
+    pub fn update(mut self, update: bool) -> Self {
+        self.update = update;
+        self
+    }
+
     /// Plays the tape; blocks until the session is over.
     pub fn run(self) -> Result<Report, Error> {
         let Some(connect) = &self.connect else {
@@ -81,6 +93,7 @@ impl MockClientBuilder {
             connect: endpoint("server address", connect)?,
             tape: self.tape,
             replay: self.replay,
+            update: crate::job::update_wanted(self.update, &crate::job::Environment::read()),
         });
         let mut handle = Handle::spawn(spec)?;
         verdict(handle.finish(None))

@@ -25,6 +25,7 @@ pub(crate) enum Command {
     Build(BuildArgs),
     Learn(learn::Options),
     Repair(PathBuf),
+    Review(Review),
     Pcap(pcap::Export),
     Import(pcap::Import),
     /// Print this text to stdout and exit 0.
@@ -81,6 +82,7 @@ where
             Some("build") => parse_build(&mut parser),
             Some("learn") => parse_learn(&mut parser),
             Some("repair") => parse_repair(&mut parser),
+            Some("review") => parse_review(&mut parser),
             Some("pcap") => parse_pcap(&mut parser),
             Some("import") => parse_import(&mut parser),
             _ => Err(Usage::new(
@@ -202,6 +204,58 @@ fn parse_repair(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
         Some(values) => Command::Repair(PathBuf::from(next(&mut values.into_iter()))),
         None => Command::Help(REPAIR_HELP),
     })
+}
+
+/// What `review` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Review {
+    pub paths: Vec<PathBuf>,
+    pub mode: ReviewMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReviewMode {
+    /// One key per pending tape, on a terminal.
+    Ask,
+    Accept,
+    Reject,
+    Check,
+    Diff,
+}
+
+fn parse_review(parser: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let usage = REVIEW_USAGE;
+    let err = lexopt_error(usage);
+    let mut paths = Vec::new();
+    let mut mode = ReviewMode::Ask;
+    while let Some(arg) = parser.next().map_err(&err)? {
+        let chosen = match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(REVIEW_HELP)),
+            Long("accept") => ReviewMode::Accept,
+            Long("reject") => ReviewMode::Reject,
+            Long("check") => ReviewMode::Check,
+            Long("diff") => ReviewMode::Diff,
+            Value(value) => {
+                paths.push(PathBuf::from(value));
+                continue;
+            }
+            other => {
+                let name = option_name(&other);
+                return Err(Usage::new(format!("invalid option '{name}'"), usage));
+            }
+        };
+        if mode != ReviewMode::Ask && mode != chosen {
+            return Err(Usage::new(
+                "--accept, --reject, --check and --diff go one at a time",
+                usage,
+            ));
+        }
+        mode = chosen;
+    }
+    if paths.is_empty() {
+        paths.push(PathBuf::from("."));
+    }
+    Ok(Command::Review(Review { paths, mode }))
 }
 
 fn parse_build(parser: &mut lexopt::Parser) -> Result<Command, Usage> {

@@ -344,8 +344,13 @@ pub(super) fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Usage
         ..ReplayOptions::default()
     };
     let mut common = CommonFlags::new();
+    let mut update = false;
     let names = ["CONNECT", "FILE"];
     let parsed = parse_command(parser, usage, &names, |p, name| {
+        if name == "--update" {
+            update = true;
+            return Ok(true);
+        }
         Ok(replay_option(p, name, &mut replay, usage)? || common.parse(p, name, usage, false)?)
     })?;
     let Some(values) = parsed else {
@@ -357,6 +362,7 @@ pub(super) fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Usage
         connect: endpoint("CONNECT", connect, usage)?,
         tape: PathBuf::from(tape),
         replay,
+        update,
     };
     Ok(Command::Run(Spec::Client(options), common.outputs))
 }

@@ -2,7 +2,7 @@
 
 pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub(super) const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|describe|print|build|learn|repair|pcap|import> [OPTIONS] [ARGS]";
+pub(super) const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|review|describe|print|build|learn|repair|pcap|import> [OPTIONS] [ARGS]";
 pub(super) const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 pub(super) const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 pub(super) const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
@@ -12,6 +12,8 @@ pub(super) const PRINT_USAGE: &str = "usage: tcptape print FILE [-o OUT]";
 pub(super) const BUILD_USAGE: &str = "usage: tcptape build TEXT -o FILE";
 pub(super) const LEARN_USAGE: &str = "usage: tcptape learn A B [C ...] -o OUT";
 pub(super) const REPAIR_USAGE: &str = "usage: tcptape repair FILE|DIR/";
+pub(super) const REVIEW_USAGE: &str =
+    "usage: tcptape review [--accept|--reject|--check|--diff] [PATH ...]";
 pub(super) const PCAP_USAGE: &str = "usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]";
 pub(super) const IMPORT_USAGE: &str =
     "usage: tcptape import CAPTURE -o TAPE|DIR/ [--filter HOST:PORT] [--allow-gaps]";
@@ -26,6 +28,7 @@ commands:
   server    play the recorded server to clients, checking what they send
   client    play the recorded client against a server, checking its answers
   auto      replay PATH if it exists, else record it (TCPTAPE_MODE overrides)
+  review    show the tapes --update wrote, and accept or reject each
   describe  list the frames of a tape
   print     write a tape as text, for review and editing
   build     turn a text tape back into a binary tape
@@ -122,8 +125,32 @@ options:
       --timeout SECS  fail if the server keeps us waiting longer than SECS
                       (default 30; 0 waits forever)
       --text-diff     add a line diff to mismatch reports when both are text
+      --update        where the server departs, go on, and write what it
+                      really sent as TAPE.new beside the tape (a cassette:
+                      DIR/NNNN.tape.new), for `tcptape review`; exit 4 when
+                      any was written (TCPTAPE_UPDATE=1 does the same,
+                      except under CI=true)
       --report FILE   when done, write a JSON report to FILE
   -h, --help          print this help
+";
+
+pub(super) const REVIEW_HELP: &str = "\
+Review the pending tapes `client --update` wrote beside the tapes they
+would replace (TAPE.new; in a cassette, DIR/NNNN.tape.new): for each, the
+changed lines of the two tapes in text form, with a little context; then
+accept it (the pending tape replaces the old one), reject it (it is
+removed) or skip it. On a terminal, one key each: a, r or s (q quits).
+PATHs are pending tapes or folders searched for them (default: the current
+folder).
+
+usage: tcptape review [--accept|--reject|--check|--diff] [PATH ...]
+
+options:
+      --accept   accept every pending tape without asking
+      --reject   reject every pending tape without asking
+      --check    list the pending tapes; exit 1 if there are any (for CI)
+      --diff     show the diffs, change nothing
+  -h, --help     print this help
 ";
 
 pub(super) const AUTO_HELP: &str = "\

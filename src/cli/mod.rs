@@ -12,6 +12,7 @@
 mod args;
 mod flags;
 mod help;
+mod review;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -44,7 +45,9 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let result = match command {
         Command::Help(text) => print_stdout(text),
         Command::Version => print_stdout(&format!("tcptape {}\n", help::VERSION)),
-        Command::Run(spec, outputs) => return run_service(spec, &outputs),
+        Command::Run(spec, outputs) => {
+            return run_service(with_environment(spec, &Environment::read()), &outputs);
+        }
         Command::Auto(args) => match auto_spec(args, &Environment::read()) {
             Ok((spec, outputs)) => return run_service(spec, &outputs),
             Err(err) => Err(err),
@@ -54,6 +57,10 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Build(args) => run_build(&args),
         Command::Learn(args) => crate::learn::run(&args),
         Command::Repair(path) => crate::repair::run(&path, &mut io::stdout().lock()),
+        Command::Review(args) => match review::run(&args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
         Command::Pcap(args) => crate::pcap::run_pcap(&args),
         Command::Import(args) => crate::pcap::run_import(&args),
     };
@@ -71,6 +78,8 @@ pub(crate) const EXIT_ERROR: i32 = 1;
 pub(crate) const EXIT_USAGE: i32 = 2;
 /// Exit code of a replay whose peer did not do what the tape says.
 pub(crate) const EXIT_MISMATCH: i32 = 3;
+/// Exit code of a run with `--update` that wrote new tapes for review.
+pub(crate) const EXIT_PENDING: i32 = 4;
 
 /// A command line that could not be understood, and the usage line of the
 /// command it was for.
@@ -99,6 +108,7 @@ impl std::fmt::Display for Usage {
 pub(crate) fn verdict_code(verdict: Verdict) -> i32 {
     match verdict {
         Verdict::Passed => EXIT_OK,
+        Verdict::Pending => EXIT_PENDING,
         Verdict::Mismatch => EXIT_MISMATCH,
         Verdict::Error => EXIT_ERROR,
     }
@@ -118,6 +128,17 @@ pub(crate) fn exit_code(err: &Error) -> i32 {
 fn fail(err: &Error) -> i32 {
     eprintln!("error: {err}");
     exit_code(err)
+}
+
+/// What the environment adds to a command: `TCPTAPE_UPDATE`.
+fn with_environment(spec: Spec, env: &Environment) -> Spec {
+    match spec {
+        Spec::Client(mut options) => {
+            options.update = job::update_wanted(options.update, env);
+            Spec::Client(options)
+        }
+        other => other,
+    }
 }
 
 /// Starts a service, announces where it listens, runs it until it is done
@@ -148,6 +169,9 @@ fn run_service(spec: Spec, outputs: &Outputs) -> i32 {
         .chain(report.failures().filter(|f| Some(*f) != first.as_ref()))
     {
         eprintln!("error: {failure}");
+    }
+    for pending in report.pending() {
+        eprintln!("pending: {} (tcptape review)", pending.display());
     }
     verdict_code(report.verdict())
 }

@@ -40,6 +40,7 @@ mod session;
 mod status;
 #[cfg(test)]
 mod testing;
+mod update;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,6 +109,9 @@ pub(crate) struct ClientOptions {
     pub connect: Endpoint,
     pub tape: PathBuf,
     pub replay: ReplayOptions,
+    /// Where the server departs, go on and write what it really sent as a
+    /// pending tape beside the old one (`TAPE.new`).
+    pub update: bool,
 }
 
 fn file_name(path: &Path) -> String {

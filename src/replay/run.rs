@@ -138,6 +138,11 @@ impl Run {
                 message: None,
                 details: None,
             }),
+            Status::Updated { summary } => Some(Ending {
+                outcome: Outcome::Updated,
+                message: Some(summary),
+                details: None,
+            }),
             Status::Mismatch {
                 summary, report, ..
             } => Some(Ending {

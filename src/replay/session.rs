@@ -4,16 +4,18 @@
 //! deadlocks against us.
 
 use std::io;
+use std::path::Path;
 use std::time::Instant;
 
 use log::{debug, info};
 use mio::event::Event;
 use mio::{Registry, Token};
 
-use super::peer::{Arrival, Peer};
+use super::peer::{Arrival, Inbound, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::status::Status;
+use super::update::{Gate, Update};
 use crate::engine::net::{Address, Sent, Socket, Stream};
 use crate::error::Error;
 use crate::tape::{Direction, Source};
@@ -45,6 +47,13 @@ pub struct Session<S: Source> {
     outgoing: Vec<u8>,
     outgoing_sent: usize,
     playback: Playback<S>,
+    /// With `--update`: the session recorded as it goes, and whether the
+    /// peer still follows the tape.
+    update: Option<Box<Update>>,
+    /// The first failure to write that recording.
+    update_failed: Option<io::Error>,
+    /// When a departed peer's turn may be over: the session sleeps until.
+    wake_at: Option<u64>,
     started: Instant,
     /// Bytes of buffers given back since the owner last asked.
     freed: usize,
@@ -85,9 +94,23 @@ impl<S: Source + Clone> Session<S> {
             outgoing: Vec::new(),
             outgoing_sent: 0,
             playback,
+            update: None,
+            update_failed: None,
+            wake_at: None,
             started,
             freed: 0,
         }
+    }
+
+    /// Plays with `--update`: goes on where the peer departs, recording.
+    pub fn with_update(mut self, update: Update) -> Session<S> {
+        self.update = Some(Box::new(update));
+        self
+    }
+
+    /// The update recording, once the session is over.
+    pub fn take_update(&mut self) -> Option<Update> {
+        self.update.take().map(|update| *update)
     }
 
     pub fn addr(&self) -> &Address {
@@ -151,6 +174,10 @@ impl<S: Source + Clone> Session<S> {
             Ok(status) => status,
             Err(fault) => return self.playback.fault_status(fault, self.peer.addr()),
         };
+        if let Some(err) = self.update_failed.take() {
+            let path = self.playback.tape_name().to_string() + ".new";
+            return Status::Failed(Error::file(Path::new(&path), "write the update of", err));
+        }
         if matches!(status, Status::Running | Status::Sleep { .. }) {
             self.park();
         }
@@ -181,15 +208,26 @@ impl<S: Source + Clone> Session<S> {
             if self.peer.received() + self.playback.sent() - moved_before >= BUDGET {
                 break;
             }
-            let received = self.receive(scratch)?;
-            let sent = self.send()?;
+            self.wake_at = None;
+            let received = self.receive(scratch, now)?;
+            let sent = self.send(now)?;
             if received || sent {
                 self.peer.last_activity = now;
             }
-            if self.playback.is_finished() && self.outgoing.is_empty() {
+            if let Some(status) = self.departed_end(now) {
+                return Ok(status);
+            }
+            if self.playback.is_finished() && self.outgoing.is_empty() && !self.departed() {
                 // One last look: bytes beyond the tape are a departure too.
-                self.receive(scratch)?;
-                return Ok(Status::Passed);
+                self.receive(scratch, now)?;
+                if !self.departed() {
+                    return Ok(Status::Passed);
+                }
+            }
+            if let (Some(at), false) = (self.wake_at, received || sent) {
+                return Ok(Status::Sleep {
+                    due_ms: at.saturating_sub(now).max(1),
+                });
             }
             if let Some(due_ms) = self.playback.wants_pause() {
                 return Ok(Status::Sleep { due_ms });
@@ -201,18 +239,100 @@ impl<S: Source + Clone> Session<S> {
         Ok(Status::Yielded)
     }
 
-    /// Reads everything available and checks it against the tape.
-    fn receive(&mut self, scratch: &mut [u8]) -> Result<bool, Fault> {
-        let playback = &mut self.playback;
-        self.peer.receive(scratch, BUDGET, |arrival| match arrival {
-            Arrival::Data(bytes) => playback.receive(bytes),
-            Arrival::Eof => playback.receive_eof(),
-            Arrival::Reset => playback.receive_reset(),
+    fn departed(&self) -> bool {
+        self.update.as_ref().is_some_and(|u| u.departed())
+    }
+
+    /// With `--update`, once the peer departed: the session is over when
+    /// our side is played out and the peer closed or went quiet.
+    fn departed_end(&mut self, now: u64) -> Option<Status> {
+        let update = self.update.as_ref().filter(|u| u.departed())?;
+        let ours_done = self.playback.action() == Action::End && self.outgoing.is_empty();
+        if !ours_done {
+            return None;
+        }
+        match update.over(self.peer.inbound() != Inbound::Open, now) {
+            Gate::WaitUntil(at) => {
+                self.wake_at = Some(at);
+                None
+            }
+            Gate::Go | Gate::Tape => Some(Status::Updated {
+                summary: update.summary().unwrap_or_default().to_string(),
+            }),
+        }
+    }
+
+    /// Reads everything available and checks it against the tape (with
+    /// `--update`, records it too; once the peer departed, only records).
+    fn receive(&mut self, scratch: &mut [u8], now: u64) -> Result<bool, Fault> {
+        let Session {
+            peer,
+            playback,
+            update,
+            update_failed,
+            ..
+        } = self;
+        let addr = peer.addr().clone();
+        peer.receive(scratch, BUDGET, |arrival| {
+            if let Some(update) = update.as_deref_mut() {
+                if let Err(err) = update.theirs(&arrival, now) {
+                    update_failed.get_or_insert(err);
+                }
+                if update.departed() {
+                    return Ok(());
+                }
+            }
+            let checked = match arrival {
+                Arrival::Data(bytes) => playback.receive(bytes),
+                Arrival::Eof => playback.receive_eof(),
+                Arrival::Reset => playback.receive_reset(),
+            };
+            match (checked, update.as_deref_mut()) {
+                (Err(fault @ Fault::Deviation(_)), Some(update)) => {
+                    if let Status::Mismatch { summary, .. } = playback.fault_status(fault, &addr) {
+                        update.depart(summary, now);
+                    }
+                    Ok(())
+                }
+                (checked, _) => checked,
+            }
         })
     }
 
+    /// Whether our next action may go now; when not, and a departed peer's
+    /// turn may end at a later tick, notes it in `wake_at`.
+    fn may_go(&mut self, now: u64) -> bool {
+        let closed = self.peer.inbound() != Inbound::Open;
+        let gate = match &self.update {
+            Some(update) => update.gate(self.playback.expected(), closed, now),
+            None => Gate::Tape,
+        };
+        match gate {
+            Gate::Tape => self.playback.may_go(),
+            Gate::Go => self.playback.action() != Action::End,
+            Gate::WaitUntil(at) => {
+                self.wake_at = Some(at);
+                false
+            }
+        }
+    }
+
+    /// With `--update`: our bytes went, or our half-close.
+    fn note_sent(&mut self, bytes: Option<&[u8]>, expected: u64, now: u64) {
+        let Some(update) = self.update.as_deref_mut() else {
+            return;
+        };
+        let noted = match bytes {
+            Some(bytes) => update.ours(bytes, expected, now),
+            None => update.our_eof(expected, now),
+        };
+        if let Err(err) = noted {
+            self.update_failed.get_or_insert(err);
+        }
+    }
+
     /// Sends our frames for as long as the tape's order and the socket allow.
-    fn send(&mut self) -> Result<bool, Fault> {
+    fn send(&mut self, now: u64) -> Result<bool, Fault> {
         let mut moved = false;
         let before = self.playback.sent();
         loop {
@@ -226,10 +346,34 @@ impl<S: Source + Clone> Session<S> {
                 moved |= self.write_outgoing()?;
                 continue;
             }
-            if !self.playback.may_go() {
+            if !self.may_go(now) {
                 return Ok(moved);
             }
+            let expected = self.playback.expected();
             match self.playback.action() {
+                Action::Send { frame, .. } if self.update.is_some() => {
+                    // Frame by frame, from memory: each byte that goes is
+                    // recorded, and a departed peer's turns decide.
+                    if !self.peer.is_writable() {
+                        return Ok(moved);
+                    }
+                    if let Some(update) = &self.update {
+                        for (name, value) in update.captured_for(frame.offset) {
+                            self.playback.set_capture(&name, value);
+                        }
+                    }
+                    let chunk = self.playback.peek(SEND_CHUNK)?.to_vec();
+                    match self.peer.write(&chunk) {
+                        Sent::Moved(n) => {
+                            self.playback.consume(n)?;
+                            self.note_sent(Some(&chunk[..n]), expected, now);
+                            moved = true;
+                        }
+                        Sent::Blocked => {}
+                        Sent::Failed(_) if self.departed() => return Ok(moved),
+                        Sent::Failed(_) => return Err(self.playback.gone()),
+                    }
+                }
                 Action::Send { remaining, .. } => {
                     if !self.peer.is_writable() {
                         return Ok(moved);
@@ -259,11 +403,12 @@ impl<S: Source + Clone> Session<S> {
                     }
                 }
                 Action::Shutdown { .. } => {
-                    if self.peer.shutdown().is_err() {
+                    if self.peer.shutdown().is_err() && !self.departed() {
                         return Err(self.playback.gone());
                     }
                     debug!("session {}: half-closed our side", self.number);
                     self.playback.shut_down()?;
+                    self.note_sent(None, expected, now);
                     moved = true;
                 }
                 Action::End => return Ok(moved),

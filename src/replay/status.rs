@@ -15,6 +15,11 @@ pub enum Status {
     },
     /// The tape was played to its end and the peer matched it.
     Passed,
+    /// With `--update`: the peer departed from the tape (`summary` says
+    /// where), and the session went on and was recorded.
+    Updated {
+        summary: String,
+    },
     /// The peer departed from the tape; the report is ready to print.
     Mismatch {
         summary: String,

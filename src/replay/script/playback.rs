@@ -102,6 +102,17 @@ impl<S: Source + Clone> Playback<S> {
         self.play.action()
     }
 
+    /// A value captured from the peer, found by other means than the
+    /// cursor (`--update`, once the peer departed from the tape).
+    pub fn set_capture(&mut self, name: &str, value: Vec<u8>) {
+        self.captures.insert(name, value);
+    }
+
+    /// How many of the peer's recorded bytes came before our next action.
+    pub fn expected(&self) -> u64 {
+        self.play.needs().peer_bytes
+    }
+
     /// True when everything the peer sent before our next action in the
     /// recording has arrived.
     pub fn may_act(&self) -> bool {

@@ -1,0 +1,309 @@
+//! A session played with `--update`: it is checked against the tape as
+//! usual while the peer follows it; from the first byte where the peer
+//! departs it goes on, sending our recorded frames and recording what the
+//! peer really sends. Everything that went either way is written beside
+//! the tape as it goes, for `merge` to make the pending tape of.
+//!
+//! Once the peer departed, its byte counts no longer say when our next
+//! frame is due: a frame goes at once where the recording had no peer
+//! bytes before it, else once the peer has answered and then been quiet
+//! for `QUIET` (or said nothing for `SILENT_TURN`), or closed its side.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use log::info;
+
+use super::merge::{self, Turn};
+use crate::replay::peer::Arrival;
+use crate::tape::{Direction, Writer};
+
+/// Peer bytes kept, once it departed, to find the values its answer
+/// captures.
+const HEARD_LIMIT: usize = 1 << 20;
+
+/// How long a peer that answered must be quiet before its answer counts as
+/// whole, once it departed from the tape.
+pub const QUIET_MS: u64 = 250;
+/// How long we wait for an answer that does not come before going on.
+pub const SILENT_TURN_MS: u64 = 1000;
+
+/// Whether our next frame may go, once the peer departed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The tape's own order decides (the peer follows the tape).
+    Tape,
+    Go,
+    /// Look again at this tick.
+    WaitUntil(u64),
+}
+
+#[derive(Debug)]
+enum Course {
+    /// The peer matched the tape so far.
+    Following,
+    /// The peer departed (`summary` says where): what it sends is recorded,
+    /// not checked.
+    Departed {
+        summary: String,
+        last_heard: u64,
+        last_sent: u64,
+        /// The peer sent something since our last frame went.
+        answered: bool,
+        /// The peer bytes the recording had before the frame we sent last.
+        expected_at_send: u64,
+    },
+}
+
+pub struct Update {
+    record: Writer<BufWriter<File>>,
+    /// Where the session is written as it goes.
+    partial: PathBuf,
+    own: Direction,
+    course: Course,
+    /// The old tape's turns, to find the values a departed peer's answers
+    /// capture.
+    turns: Vec<Turn>,
+    /// What the departed peer said since our last frame (up to
+    /// `HEARD_LIMIT`).
+    heard: Vec<u8>,
+}
+
+impl Update {
+    /// Starts writing the session beside `pending` (the `.new` path);
+    /// `old` is the tape played, read whole.
+    pub fn start(pending: &Path, own: Direction, old: &[u8]) -> io::Result<Update> {
+        let partial = partial_path(pending);
+        let file = File::create(&partial)?;
+        Ok(Update {
+            record: Writer::new(BufWriter::new(file))?,
+            partial,
+            own,
+            course: Course::Following,
+            // A tape that does not read whole has no turns to learn from;
+            // the session itself reports what is wrong with it.
+            turns: merge::turns(old).unwrap_or_default(),
+            heard: Vec::new(),
+        })
+    }
+
+    /// Once the peer departed: the values its last answer captured, for
+    /// our frame at tape offset `at` (the old tape's capture spans found
+    /// in what the peer said since our last frame).
+    pub fn captured_for(&self, at: u64) -> Vec<(String, Vec<u8>)> {
+        if !self.departed() {
+            return Vec::new();
+        }
+        let Some(ours) = self.turns.iter().position(|t| t.bytes.contains(&at)) else {
+            return Vec::new();
+        };
+        match ours.checked_sub(1).map(|i| &self.turns[i]) {
+            Some(answer) if answer.dir != self.own => merge::captures(answer, &self.heard),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True once the peer departed from the tape.
+    pub fn departed(&self) -> bool {
+        matches!(self.course, Course::Departed { .. })
+    }
+
+    /// Where the peer departed, once it did.
+    pub fn summary(&self) -> Option<&str> {
+        match &self.course {
+            Course::Departed { summary, .. } => Some(summary),
+            Course::Following => None,
+        }
+    }
+
+    /// The peer departed from the tape: from now on it is recorded, not
+    /// checked.
+    pub fn depart(&mut self, summary: String, now: u64) {
+        if self.departed() {
+            return;
+        }
+        info!("{summary}; --update goes on and records what it sends");
+        self.course = Course::Departed {
+            summary,
+            last_heard: now,
+            last_sent: now,
+            answered: true,
+            expected_at_send: 0,
+        };
+    }
+
+    /// Bytes (or the end) the peer sent.
+    pub fn theirs(&mut self, arrival: &Arrival<'_>, now: u64) -> io::Result<()> {
+        if let Course::Departed {
+            last_heard,
+            answered,
+            ..
+        } = &mut self.course
+        {
+            *last_heard = now;
+            *answered = true;
+            if let Arrival::Data(bytes) = arrival
+                && self.heard.len() + bytes.len() <= HEARD_LIMIT
+            {
+                self.heard.extend_from_slice(bytes);
+            }
+        }
+        let peer = self.own.reverse();
+        match arrival {
+            Arrival::Data(bytes) => self.record.data(peer, bytes),
+            Arrival::Eof | Arrival::Reset => self.record.eof(peer),
+        }
+    }
+
+    /// Our bytes went; `expected` is how many peer bytes the recording had
+    /// before them.
+    pub fn ours(&mut self, bytes: &[u8], expected: u64, now: u64) -> io::Result<()> {
+        self.sent(expected, now);
+        self.record.data(self.own, bytes)
+    }
+
+    /// Our half-close went.
+    pub fn our_eof(&mut self, expected: u64, now: u64) -> io::Result<()> {
+        self.sent(expected, now);
+        self.record.eof(self.own)
+    }
+
+    fn sent(&mut self, expected: u64, now: u64) {
+        self.heard.clear();
+        if let Course::Departed {
+            last_sent,
+            answered,
+            expected_at_send,
+            ..
+        } = &mut self.course
+        {
+            *last_sent = now;
+            *answered = false;
+            *expected_at_send = expected;
+        }
+    }
+
+    /// Whether our next action may go at `now`: `expected` is how many peer
+    /// bytes the recording had before it.
+    pub fn gate(&self, expected: u64, peer_closed: bool, now: u64) -> Gate {
+        let Course::Departed {
+            last_heard,
+            last_sent,
+            answered,
+            expected_at_send,
+            ..
+        } = &self.course
+        else {
+            return Gate::Tape;
+        };
+        let due = match answered {
+            true => last_heard + QUIET_MS,
+            false => last_sent + SILENT_TURN_MS,
+        };
+        if expected == *expected_at_send || peer_closed || now >= due {
+            Gate::Go
+        } else {
+            Gate::WaitUntil(due)
+        }
+    }
+
+    /// Whether the session, having played its tape out, is over: the peer
+    /// closed, or was quiet long enough.
+    pub fn over(&self, peer_closed: bool, now: u64) -> Gate {
+        let Course::Departed {
+            last_heard,
+            last_sent,
+            answered,
+            ..
+        } = &self.course
+        else {
+            return Gate::Tape;
+        };
+        let due = match answered {
+            true => last_heard + QUIET_MS,
+            false => last_sent + SILENT_TURN_MS,
+        };
+        match peer_closed || now >= due {
+            true => Gate::Go,
+            false => Gate::WaitUntil(due),
+        }
+    }
+
+    /// The session as it went: flushed, and where it is.
+    pub fn finish(mut self) -> io::Result<PathBuf> {
+        self.record.get_mut().flush()?;
+        Ok(self.partial)
+    }
+
+    /// Nothing to keep: the session matched, or failed.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+/// Where a session played with `--update` is written as it goes.
+fn partial_path(pending: &Path) -> PathBuf {
+    let mut name = pending.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn departed(now: u64) -> Update {
+        let dir = std::env::temp_dir().join(format!("tcptape-course-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut update = Update::start(
+            &dir.join(format!("t{now}.tape.new")),
+            Direction::ClientToServer,
+            &[],
+        )
+        .unwrap();
+        update.depart("departed".into(), now);
+        update
+    }
+
+    #[test]
+    fn following_leaves_the_order_to_the_tape() {
+        let dir = std::env::temp_dir();
+        let update = Update::start(
+            &dir.join(format!("tcptape-follow-{}.new", std::process::id())),
+            Direction::ClientToServer,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(update.gate(10, false, 0), Gate::Tape);
+        update.discard();
+    }
+
+    #[test]
+    fn departed_a_frame_goes_once_the_answer_went_quiet() {
+        let mut update = departed(100);
+        update.ours(b"request", 5, 100).unwrap();
+        // The recording had 7 more peer bytes before the next frame.
+        assert_eq!(
+            update.gate(12, false, 150),
+            Gate::WaitUntil(100 + SILENT_TURN_MS)
+        );
+        update.theirs(&Arrival::Data(b"answer"), 160).unwrap();
+        assert_eq!(update.gate(12, false, 200), Gate::WaitUntil(160 + QUIET_MS));
+        assert_eq!(update.gate(12, false, 160 + QUIET_MS), Gate::Go);
+        // No peer bytes before it in the recording: at once.
+        assert_eq!(update.gate(5, false, 101), Gate::Go);
+        // A peer that closed says all it will.
+        assert_eq!(update.gate(12, true, 161), Gate::Go);
+        update.discard();
+    }
+
+    #[test]
+    fn departed_an_answer_that_never_comes_is_waited_for_a_while() {
+        let mut update = departed(0);
+        update.ours(b"q", 0, 10).unwrap();
+        assert_eq!(update.over(false, 20), Gate::WaitUntil(10 + SILENT_TURN_MS));
+        assert_eq!(update.over(false, 10 + SILENT_TURN_MS), Gate::Go);
+        update.discard();
+    }
+}

@@ -1,0 +1,295 @@
+//! Snapshot workflow (issue 19): a server changes on purpose; `client
+//! --update` writes the new session as a pending tape beside the old one,
+//! keeping what did not change (text, comments, spans); `review` shows,
+//! accepts or rejects it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::thread;
+
+use common::*;
+
+/// A line server: HELLO -> "WELCOME <version>", "TOKEN" -> a fresh token,
+/// "USE <token>" -> "OK <token>", BYE -> BYE and close. Serves `n`
+/// connections.
+fn line_server(version: &'static str, n: usize) -> (SocketAddr, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        for round in 0..n {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let token = format!("t{}x{round}", version.len() * 7 + round);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let answer = match line.trim_end() {
+                    "HELLO" => format!("WELCOME {version}\n"),
+                    "TOKEN" => format!("TOKEN {token}\n"),
+                    l if l.starts_with("USE ") => format!("OK {}\n", &l[4..]),
+                    "BYE" => "BYE\n".to_string(),
+                    other => format!("ERR {other}\n"),
+                };
+                writer.write_all(answer.as_bytes()).unwrap();
+                if line.trim_end() == "BYE" {
+                    let _ = writer.shutdown(std::net::Shutdown::Write);
+                }
+            }
+        }
+    });
+    (addr, handle)
+}
+
+/// The tape of a session with `line_server` v1, written by hand as text,
+/// with a comment and a capture of the token the client sends back.
+const TAPE_V1: &str = "tcptape text 1
+# the greeting: this line says which version
+> \"HELLO\\n\"
+< \"WELCOME v1\\n\"
+# a token the server picks; the client uses it
+> \"TOKEN\\n\"
+< \"TOKEN \" [capture tok 1..32 \"t14x0\"] \"\\n\"
+> \"USE \" [echo tok \"t14x0\"] \"\\n\"
+< \"OK \" [vary 1..32 \"t14x0\"] \"\\n\"
+> \"BYE\\n\"
+< \"BYE\\n\"
+eof <
+eof >
+";
+
+fn client(addr: SocketAddr, tape: &Path, update: bool) -> (i32, String) {
+    let mut args = vec!["client".to_string()];
+    if update {
+        args.push("--update".into());
+    }
+    args.push(addr.to_string());
+    args.push(tape.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = run(&args);
+    (code, stderr)
+}
+
+#[test]
+fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
+    let dir = temp_dir("snap-update");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let pending = dir.join("login.txt.new");
+
+    // v1 matches: nothing is written.
+    let (v1, server) = line_server("v1", 1);
+    let (code, stderr) = client(v1, &tape, true);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!pending.exists());
+
+    // v2 says another version: the plain replay fails...
+    let (v2, server) = line_server("v2", 2);
+    let (code, stderr) = client(v2, &tape, false);
+    assert_eq!(code, 3, "{stderr}");
+    // ...and --update writes the pending tape, exit 4.
+    let (code, stderr) = client(v2, &tape, true);
+    server.join().unwrap();
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("1 tape pending review"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&tape).unwrap(),
+        TAPE_V1,
+        "the old tape is left alone"
+    );
+    let new = std::fs::read_to_string(&pending).unwrap();
+    assert!(new.contains("< \"WELCOME v2\\n\""), "{new}");
+    // What did not change is kept as written: comments, capture, echo.
+    assert!(
+        new.contains("# the greeting: this line says which version\n"),
+        "{new}"
+    );
+    assert!(
+        new.contains("# a token the server picks; the client uses it\n"),
+        "{new}"
+    );
+    assert!(new.contains("[capture tok 1..32"), "{new}");
+    assert!(new.contains("[echo tok"), "{new}");
+
+    // The pending tape, accepted, passes against v2 with a fresh token.
+    std::fs::rename(&pending, &tape).unwrap();
+    let (v2, server) = line_server("v2", 1);
+    let (code, stderr) = client(v2, &tape, true);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!pending.exists());
+}
+
+#[test]
+fn a_stale_pending_tape_is_removed_by_a_run_that_matches() {
+    let dir = temp_dir("snap-stale");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let pending = dir.join("login.txt.new");
+    std::fs::write(&pending, "tcptape text 1\n").unwrap();
+    let (v1, server) = line_server("v1", 1);
+    let (code, stderr) = client(v1, &tape, true);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !pending.exists(),
+        "a run that matched removes the stale pending tape"
+    );
+}
+
+#[test]
+fn under_ci_the_environment_alone_writes_nothing() {
+    let dir = temp_dir("snap-ci");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let (v2, server) = line_server("v2", 2);
+    let mut command = tcptape();
+    command
+        .args(["client", &v2.to_string(), tape.to_str().unwrap()])
+        .env("TCPTAPE_UPDATE", "1")
+        .env("CI", "true");
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!dir.join("login.txt.new").exists());
+    // Outside CI, the variable is enough.
+    let out = tcptape()
+        .args(["client", &v2.to_string(), tape.to_str().unwrap()])
+        .env("TCPTAPE_UPDATE", "1")
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("login.txt.new").exists());
+}
+
+/// Writes the v1 tape and a pending v2 tape beside it (by `client
+/// --update` against a v2 server).
+fn pending_v2(name: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let (v2, server) = line_server("v2", 1);
+    let (code, stderr) = client(v2, &tape, true);
+    server.join().unwrap();
+    assert_eq!(code, 4, "{stderr}");
+    let pending = dir.join("login.txt.new");
+    assert!(pending.exists());
+    (dir, tape, pending)
+}
+
+#[test]
+fn review_diff_shows_only_the_changed_turn_and_changes_nothing() {
+    let (dir, tape, pending) = pending_v2("snap-diff");
+    let (code, stdout, stderr) = run(&["review", "--diff", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("- < \"WELCOME v1\\n\""), "{stdout}");
+    assert!(stdout.contains("+ < \"WELCOME v2\\n\""), "{stdout}");
+    assert!(
+        !stdout.contains("BYE"),
+        "only the change and its context: {stdout}"
+    );
+    assert!(!stdout.contains("\x1b["), "no colour off a terminal");
+    assert!(pending.exists());
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+}
+
+#[test]
+fn review_check_fails_while_anything_is_pending_and_accept_replaces_the_tape() {
+    let (dir, tape, pending) = pending_v2("snap-accept");
+    let (code, stdout, _) = run(&["review", "--check", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("pending: "), "{stdout}");
+    let new = std::fs::read_to_string(&pending).unwrap();
+    let (code, stdout, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("accepted"), "{stdout}");
+    assert!(!pending.exists());
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), new);
+    let (code, stdout, _) = run(&["review", "--check", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    // The next replay against v2 passes.
+    let (v2, server) = line_server("v2", 1);
+    let (code, stderr) = client(v2, &tape, false);
+    server.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn review_reject_removes_the_pending_tape_and_keeps_the_old() {
+    let (dir, tape, pending) = pending_v2("snap-reject");
+    let (code, stdout, stderr) = run(&["review", "--reject", pending.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("rejected"), "{stdout}");
+    assert!(!pending.exists());
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+    drop(dir);
+}
+
+#[test]
+fn review_asks_one_key_per_tape_on_a_terminal() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs python3 for a pseudo-terminal");
+        return;
+    }
+    let (dir, tape, pending) = pending_v2("snap-tty");
+    let new = std::fs::read_to_string(&pending).unwrap();
+    // A pseudo-terminal: review reads its key from it, then we send "a".
+    let script = format!(
+        r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, "review", {dir:?}])
+out = b""
+while b"accept (a)" not in out:
+    out += os.read(fd, 4096)
+os.write(fd, b"a")
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.exit(os.WEXITSTATUS(status))
+"#,
+        bin = bin(),
+        dir = dir.to_str().unwrap(),
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("\x1b[32m+ < \"WELCOME v2\\n\""),
+        "colour on a terminal: {shown}"
+    );
+    assert!(shown.contains("accepted"), "{shown}");
+    assert!(!pending.exists());
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), new);
+}
