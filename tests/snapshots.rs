@@ -86,8 +86,8 @@ fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
     // v1 matches: nothing is written.
     let (v1, server) = line_server("v1", 1);
     let (code, stderr) = client(v1, &tape, true);
-    server.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
     assert!(!pending.exists());
 
     // v2 says another version: the plain replay fails...
@@ -96,8 +96,8 @@ fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
     assert_eq!(code, 3, "{stderr}");
     // ...and --update writes the pending tape, exit 4.
     let (code, stderr) = client(v2, &tape, true);
-    server.join().unwrap();
     assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
     assert!(stderr.contains("1 tape pending review"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&tape).unwrap(),
@@ -122,8 +122,8 @@ fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
     std::fs::rename(&pending, &tape).unwrap();
     let (v2, server) = line_server("v2", 1);
     let (code, stderr) = client(v2, &tape, true);
-    server.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
     assert!(!pending.exists());
 }
 
@@ -136,8 +136,8 @@ fn a_stale_pending_tape_is_removed_by_a_run_that_matches() {
     std::fs::write(&pending, "tcptape text 1\n").unwrap();
     let (v1, server) = line_server("v1", 1);
     let (code, stderr) = client(v1, &tape, true);
-    server.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
     assert!(
         !pending.exists(),
         "a run that matched removes the stale pending tape"
@@ -164,13 +164,13 @@ fn under_ci_the_environment_alone_writes_nothing() {
         .env("TCPTAPE_UPDATE", "1")
         .output()
         .unwrap();
-    server.join().unwrap();
     assert_eq!(
         out.status.code(),
         Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    server.join().unwrap();
     assert!(dir.join("login.txt.new").exists());
 }
 
@@ -182,8 +182,8 @@ fn pending_v2(name: &str) -> (TempDir, std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(&tape, TAPE_V1).unwrap();
     let (v2, server) = line_server("v2", 1);
     let (code, stderr) = client(v2, &tape, true);
-    server.join().unwrap();
     assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
     let pending = dir.join("login.txt.new");
     assert!(pending.exists());
     (dir, tape, pending)
@@ -222,8 +222,8 @@ fn review_check_fails_while_anything_is_pending_and_accept_replaces_the_tape() {
     // The next replay against v2 passes.
     let (v2, server) = line_server("v2", 1);
     let (code, stderr) = client(v2, &tape, false);
-    server.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
 }
 
 #[test]
@@ -292,4 +292,105 @@ sys.exit(os.WEXITSTATUS(status))
     assert!(shown.contains("accepted"), "{shown}");
     assert!(!pending.exists());
     assert_eq!(std::fs::read_to_string(&tape).unwrap(), new);
+}
+
+/// A binary server: each request is a u16 length and its bytes; the
+/// answer to "VER" is a u16-prefixed "version=<v>;token=<t>".
+fn binary_server(version: &'static str) -> (SocketAddr, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut len = [0u8; 2];
+        while std::io::Read::read_exact(&mut stream, &mut len).is_ok() {
+            let mut request = vec![0; u16::from_be_bytes(len) as usize];
+            std::io::Read::read_exact(&mut stream, &mut request).unwrap();
+            let answer = format!("version={version};token=zz9");
+            let mut out = (answer.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(answer.as_bytes());
+            stream.write_all(&out).unwrap();
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_length_prefixed_field_that_grows_keeps_its_length_span() {
+    let dir = temp_dir("snap-length");
+    let tape = dir.join("ver.txt");
+    std::fs::write(
+        &tape,
+        "tcptape text 1\n> 00 03 \"VER\"\n< [length u16be 21 00 15] \"version=v1;token=\" [vary 1..16 \"ab12\"]\neof >\neof <\n",
+    )
+    .unwrap();
+    let (addr, server) = binary_server("v1.2.3");
+    let (code, stderr) = client(addr, &tape, true);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    let new = std::fs::read_to_string(dir.join("ver.txt.new")).unwrap();
+    assert!(new.contains("[length u16be 24 00 18]"), "{new}");
+    assert!(new.contains("version=v1.2.3;token="), "{new}");
+    assert!(new.contains("[vary 1..16 \"zz9\"]"), "{new}");
+    // Accepted, it replays against the new server.
+    std::fs::rename(dir.join("ver.txt.new"), &tape).unwrap();
+    let (addr, server) = binary_server("v1.2.3");
+    let (code, stderr) = client(addr, &tape, false);
+    assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
+}
+
+#[test]
+fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
+    let dir = temp_dir("snap-cassette");
+    let cassette = dir.join("pool");
+    std::fs::create_dir(&cassette).unwrap();
+    let session = |cmd: &str, answer: &str| {
+        format!(
+            "tcptape text 1\n> \"{cmd}\\n\"\n< \"{answer}\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n"
+        )
+    };
+    let tapes = [
+        ("HELLO", "WELCOME v1"),
+        ("PING", "ERR PING"),
+        ("USE x", "OK x"),
+    ];
+    for (i, (cmd, answer)) in tapes.iter().enumerate() {
+        let text = session(cmd, answer);
+        let (code, _, stderr) = {
+            let src = dir.join(format!("{i}.txt"));
+            std::fs::write(&src, text).unwrap();
+            run(&[
+                "build",
+                src.to_str().unwrap(),
+                "-o",
+                cassette
+                    .join(format!("000{}.tape", i + 1))
+                    .to_str()
+                    .unwrap(),
+            ])
+        };
+        assert_eq!(code, 0, "{stderr}");
+    }
+    // The v2 server says another welcome; the other answers are the same
+    // (the order the connections come in does not matter).
+    let (v2, server) = line_server("v2", 3);
+    let path = format!("{}/", cassette.display());
+    let (code, _, stderr) = run(&["client", "--update", &v2.to_string(), &path]);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    let pending: Vec<String> = std::fs::read_dir(&cassette)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".new"))
+        .collect();
+    assert_eq!(pending, ["0001.tape.new"], "{stderr}");
+    // A binary tape's pending tape is binary too.
+    let (code, listing, _) = run(&["describe", cassette.join("0001.tape.new").to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(listing.contains("SERVER_TO_CLIENT"), "{listing}");
+    // The cassette still serves (pending tapes are not its tapes).
+    let (code, listing, stderr) = run(&["describe", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(listing.matches(".tape").count(), 3, "{listing}");
 }
