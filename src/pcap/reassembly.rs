@@ -54,7 +54,7 @@ pub struct Gap {
 
 impl fmt::Display for Gap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = side_name(self.dir);
+        let side = self.dir.sender();
         write!(
             f,
             "{} bytes missing at {side} stream offset {}",
@@ -68,13 +68,6 @@ impl fmt::Display for Gap {
             )?;
         }
         Ok(())
-    }
-}
-
-pub fn side_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::ClientToServer => "client",
-        Direction::ServerToClient => "server",
     }
 }
 

@@ -367,7 +367,7 @@ impl Conversation {
             return Ok(());
         }
         if self.sides[dir.index()].fin {
-            let who = side_name(dir);
+            let who = dir.sender();
             return Err(Error::refused(
                 &self.path,
                 format!(
@@ -419,13 +419,6 @@ impl Conversation {
             zeros: false,
             ident,
         });
-    }
-}
-
-fn side_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::ClientToServer => "client",
-        Direction::ServerToClient => "server",
     }
 }
 
