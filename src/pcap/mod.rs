@@ -3,9 +3,9 @@
 //! connections into tapes. docs/pcap.md describes both.
 //!
 //! - `write`: tapes to a pcap file (the synthetic connections);
-//! - `read`: pcap and pcapng files, packet by packet;
+//! - `read`: classic pcap and pcapng files, packet by packet;
 //! - `link`, `ip`, `tcp`: the headers, parsed and emitted;
-//! - `reassembly`: one connection's segments back into two byte streams;
+//! - `reassembly`: one connection's segments back into its tape;
 //! - `import`: the packets of a capture to their connections' tapes.
 //!
 //! Outputs never replace user data half-written: a capture is written

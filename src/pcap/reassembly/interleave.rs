@@ -9,9 +9,9 @@
 
 use std::collections::VecDeque;
 
-use super::Summary;
 use super::stream::{SEGMENT_COST, Segment};
 use super::tape_out::TapeOut;
+use super::{BOTH, Summary};
 use crate::tape::Direction;
 
 /// What a chunk puts on the tape.
@@ -125,39 +125,41 @@ impl Interleave {
     /// With `all`, chunks whose needs can no longer be met are written too.
     pub fn write_ready(&mut self, all: bool, delivered: [u64; 2]) {
         loop {
-            let head = |d: usize| self.queues[d].front();
-            let ready = |d: usize| head(d).is_some_and(|c| c.needs <= self.written[1 - d]);
+            let head = |dir: Direction| self.queues[dir.index()].front();
+            let ready = |dir: Direction| {
+                head(dir).is_some_and(|c| c.needs <= self.written[dir.reverse().index()])
+            };
             // Blocked only by the other direction's queued bytes: with
             // both so, they wait for each other (a capture that
             // contradicts itself), and time decides.
-            let queued = |d: usize| head(d).is_some_and(|c| c.needs <= delivered[1 - d]);
-            let candidates: Vec<usize> = if ready(0) || ready(1) {
-                (0..2).filter(|&d| ready(d)).collect()
-            } else if (queued(0) && queued(1)) || all {
-                (0..2).filter(|&d| head(d).is_some()).collect()
-            } else {
-                Vec::new()
+            let queued = |dir: Direction| {
+                head(dir).is_some_and(|c| c.needs <= delivered[dir.reverse().index()])
             };
-            let Some(d) = candidates
+            let any_ready = BOTH.into_iter().any(ready);
+            let unblocked = all || BOTH.into_iter().all(queued);
+            let next = BOTH
                 .into_iter()
-                .min_by_key(|&d| head(d).map(|c| (c.time_us, c.packet)))
-            else {
+                .filter(|&dir| {
+                    if any_ready {
+                        ready(dir)
+                    } else {
+                        unblocked && head(dir).is_some()
+                    }
+                })
+                .min_by_key(|&dir| head(dir).map(|c| (c.time_us, c.packet)));
+            let Some(dir) = next else {
                 return;
             };
-            let Some(chunk) = self.queues[d].pop_front() else {
+            let Some(chunk) = self.queues[dir.index()].pop_front() else {
                 return;
             };
             self.held -= chunk.cost();
-            self.write(d, chunk);
+            self.write(dir, chunk);
         }
     }
 
-    fn write(&mut self, d: usize, chunk: Chunk) {
-        let dir = if d == 0 {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        };
+    fn write(&mut self, dir: Direction, chunk: Chunk) {
+        let d = dir.index();
         let ms = chunk.time_us.saturating_sub(self.start_us) / 1000;
         if ms > self.last_ms {
             self.tape.delay(ms - self.last_ms);

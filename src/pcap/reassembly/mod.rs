@@ -283,10 +283,13 @@ impl Conn {
     fn fill_holes(&mut self, overflow: bool) -> Result<(), Gap> {
         for dir in BOTH {
             while let Some(hole) = self.streams[dir.index()].hole(overflow) {
-                let Hole::Missing { len, time_us } = hole else {
-                    self.streams[dir.index()].lost_fin(self.last_time_us);
-                    self.pull(dir);
-                    break;
+                let (len, time_us) = match hole {
+                    Hole::Missing { len, time_us } => (len, time_us),
+                    Hole::LostFin => {
+                        self.streams[dir.index()].lost_fin(self.last_time_us);
+                        self.pull(dir);
+                        break;
+                    }
                 };
                 let gap = Gap {
                     dir,
