@@ -38,7 +38,7 @@ impl fmt::Debug for TapeOut {
 impl TapeOut {
     pub fn new() -> TapeOut {
         TapeOut {
-            writer: emitted(Writer::new(Vec::new())),
+            writer: Writer::in_memory(),
             open: None,
             frame: Vec::new(),
         }
