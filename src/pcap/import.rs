@@ -413,7 +413,7 @@ mod tests {
     use super::*;
     use crate::pcap::ip::{IPV4_HEADER_LEN, Ipv4Header, pseudo_header};
     use crate::pcap::link::{LINKTYPE_ETHERNET, LINKTYPE_RAW, wrap};
-    use crate::pcap::read::tests::pcap_file;
+    use crate::pcap::read::classic::tests::pcap_file;
     use crate::pcap::tcp::{self, HEADER_LEN};
     use crate::tape::{Kind, Reader};
     use std::net::{IpAddr, Ipv4Addr};

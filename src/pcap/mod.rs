@@ -3,9 +3,9 @@
 //! connections into tapes. docs/pcap.md describes both.
 //!
 //! - `write`: tapes to a pcap file (the synthetic connections);
-//! - `read`: pcap and pcapng files, packet by packet;
+//! - `read`: classic pcap and pcapng files, packet by packet;
 //! - `link`, `ip`, `tcp`: the headers, parsed and emitted;
-//! - `reassembly`: one connection's segments back into two byte streams;
+//! - `reassembly`: one connection's segments back into its tape;
 //! - `import`: the packets of a capture to their connections' tapes.
 //!
 //! Outputs never replace user data half-written: a capture is written
@@ -109,11 +109,14 @@ fn placed_tapes(input: &Path) -> Result<Vec<Placed>, Error> {
             format!("{}: the cassette has no tapes", input.display()),
         ));
     }
-    let starts = read_index_starts(input)?;
+    // The index `server` and `repair` read: lines that are not entries
+    // as tcptape writes them are left out, and their tapes placed as
+    // unlisted ones.
+    let index = cassette::read_index(input)?;
     let mut placed = Vec::new();
     for (i, path) in paths.into_iter().enumerate() {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let start_ms = starts.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        let start_ms = index.iter().find(|e| e.tape == name).map(|e| e.start_ms);
         placed.push(Placed {
             path,
             number: i as u64 + 1,
@@ -121,7 +124,7 @@ fn placed_tapes(input: &Path) -> Result<Vec<Placed>, Error> {
         });
     }
     if placed.iter().any(|p| p.start_ms.is_none()) {
-        if !starts.is_empty() {
+        if !index.is_empty() {
             log::warn!(
                 "{}: the index does not list every tape: placing the tapes one after another",
                 input.display()
@@ -130,45 +133,6 @@ fn placed_tapes(input: &Path) -> Result<Vec<Placed>, Error> {
         placed.iter_mut().for_each(|p| p.start_ms = None);
     }
     Ok(placed)
-}
-
-/// (tape name, start_ms) of each index line: its first and third columns.
-/// Later columns may be added; they are not read.
-fn read_index_starts(dir: &Path) -> Result<Vec<(String, u64)>, Error> {
-    let path = dir.join(cassette::INDEX);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(Error::file(&path, "read", err)),
-    };
-    let mut starts = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut columns = line.split_whitespace();
-        let (name, order, start) = (columns.next(), columns.next(), columns.next());
-        let start = match (
-            name,
-            order.map(str::parse::<u64>),
-            start.map(str::parse::<u64>),
-        ) {
-            (Some(name), Some(Ok(_)), Some(Ok(start))) => (name.to_string(), start),
-            _ => {
-                return Err(Error::refused(
-                    &path,
-                    format!(
-                        "{}: line {}: expected TAPE ORDER START_MS, found '{line}'",
-                        path.display(),
-                        i + 1
-                    ),
-                ));
-            }
-        };
-        starts.push(start);
-    }
-    Ok(starts)
 }
 
 /// `tcptape import`.
@@ -398,30 +362,44 @@ mod tests {
         dir
     }
 
+    /// A tape written as `0001.tape`... into `dir`: a client's "hi".
+    fn tapes_in(dir: &Path, count: u64) {
+        for n in 1..=count {
+            let mut w = crate::tape::Writer::new(Vec::new()).unwrap();
+            w.data(crate::tape::Direction::ClientToServer, b"hi")
+                .unwrap();
+            fs::write(dir.join(cassette::tape_name(n)), w.into_inner()).unwrap();
+        }
+    }
+
     #[test]
-    fn index_starts_read_three_columns() {
+    fn tapes_are_placed_by_the_index() {
         let dir = temp("index");
+        tapes_in(&dir, 2);
+        let starts = |dir: &Path| -> Vec<Option<u64>> {
+            placed_tapes(dir)
+                .unwrap()
+                .iter()
+                .map(|p| p.start_ms)
+                .collect()
+        };
+        assert_eq!(starts(&dir), vec![None, None], "no index");
+        // Columns after the status are not read.
         fs::write(
             dir.join("index"),
-            "# tcptape cassette index\n# comment\n\n0001.tape 1 0 5 7 client\n0002.tape 2 150 0 0 nobody extra\n0003.tape 3 9\n",
+            "# tcptape cassette index\n# comment\n0002.tape 2 150 0 0 nobody whole extra\n0001.tape 1 0 5 7 client cut\n",
         )
         .unwrap();
-        assert_eq!(
-            read_index_starts(&dir).unwrap(),
-            vec![
-                ("0001.tape".to_string(), 0),
-                ("0002.tape".to_string(), 150),
-                ("0003.tape".to_string(), 9)
-            ]
-        );
-        fs::write(dir.join("index"), "0001.tape one 0\n").unwrap();
-        let err = read_index_starts(&dir).unwrap_err().to_string();
-        assert!(
-            err.ends_with("index: line 1: expected TAPE ORDER START_MS, found '0001.tape one 0'"),
-            "{err}"
-        );
+        assert_eq!(starts(&dir), vec![Some(0), Some(150)]);
+        // A line that is not an index entry leaves its tape unplaced, and
+        // then every tape follows the one before.
+        fs::write(
+            dir.join("index"),
+            "0001.tape 1 0 5 7 client whole\n0002.tape two 150 0 0 nobody whole\n",
+        )
+        .unwrap();
+        assert_eq!(starts(&dir), vec![None, None]);
         fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(read_index_starts(&dir).unwrap(), vec![]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use super::ip::{IPV4_HEADER_LEN, Ipv4Header, pseudo_header};
 use super::link::LINKTYPE_RAW;
-use super::read::{PCAP_HEADER_LEN, PCAP_MAGIC_MICROS, PCAP_RECORD_LEN};
+use super::read::classic::{self, field};
 use super::tcp::{self, TcpHeader, flags};
 use crate::error::Error;
 use crate::tape::{self, Direction, Kind, Reader, SharedTape};
@@ -52,20 +52,6 @@ const SNAPLEN: u32 = 65_535;
 /// The largest IP and TCP headers written: a SYN with its options.
 const MAX_HEADERS: usize = IPV4_HEADER_LEN + tcp::HEADER_LEN + 8;
 
-/// Byte ranges of the pcap file header and record header, as written.
-mod field {
-    use std::ops::Range;
-    pub const MAGIC: Range<usize> = 0..4;
-    pub const VERSION_MAJOR: Range<usize> = 4..6;
-    pub const VERSION_MINOR: Range<usize> = 6..8;
-    pub const SNAPLEN: Range<usize> = 16..20;
-    pub const LINKTYPE: Range<usize> = 20..24;
-    pub const TS_SEC: Range<usize> = 0..4;
-    pub const TS_USEC: Range<usize> = 4..8;
-    pub const INCL_LEN: Range<usize> = 8..12;
-    pub const ORIG_LEN: Range<usize> = 12..16;
-}
-
 /// Writes a little-endian, microsecond pcap file of raw IP packets.
 pub struct PcapWriter<W: Write> {
     out: W,
@@ -73,8 +59,8 @@ pub struct PcapWriter<W: Write> {
 
 impl<W: Write> PcapWriter<W> {
     pub fn new(mut out: W) -> io::Result<PcapWriter<W>> {
-        let mut header = [0u8; PCAP_HEADER_LEN];
-        LittleEndian::write_u32(&mut header[field::MAGIC], PCAP_MAGIC_MICROS);
+        let mut header = [0u8; classic::HEADER_LEN];
+        LittleEndian::write_u32(&mut header[field::MAGIC], classic::MAGIC_MICROS);
         LittleEndian::write_u16(&mut header[field::VERSION_MAJOR], 2);
         LittleEndian::write_u16(&mut header[field::VERSION_MINOR], 4);
         LittleEndian::write_u32(&mut header[field::SNAPLEN], SNAPLEN);
@@ -86,10 +72,10 @@ impl<W: Write> PcapWriter<W> {
     /// One packet: `headers` then `payload`, or that many zero bytes.
     fn packet(&mut self, time_ms: u64, headers: &[u8], payload: Payload<'_>) -> io::Result<()> {
         let len = headers.len() + payload.len();
-        let mut record = [0u8; PCAP_RECORD_LEN];
+        let mut record = [0u8; classic::RECORD_LEN];
         let seconds = EPOCH_S + time_ms / 1000;
         LittleEndian::write_u32(&mut record[field::TS_SEC], seconds as u32);
-        LittleEndian::write_u32(&mut record[field::TS_USEC], (time_ms % 1000 * 1000) as u32);
+        LittleEndian::write_u32(&mut record[field::TS_FRAC], (time_ms % 1000 * 1000) as u32);
         LittleEndian::write_u32(&mut record[field::INCL_LEN], len as u32);
         LittleEndian::write_u32(&mut record[field::ORIG_LEN], len as u32);
         self.out.write_all(&record)?;
@@ -367,7 +353,7 @@ impl Conversation {
             return Ok(());
         }
         if self.sides[dir.index()].fin {
-            let who = side_name(dir);
+            let who = dir.sender();
             return Err(Error::refused(
                 &self.path,
                 format!(
@@ -419,13 +405,6 @@ impl Conversation {
             zeros: false,
             ident,
         });
-    }
-}
-
-fn side_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::ClientToServer => "client",
-        Direction::ServerToClient => "server",
     }
 }
 

@@ -105,6 +105,12 @@ impl<W: Write> Writer<W> {
         self.raw(dir.span_opcode(), &span.emit())
     }
 
+    /// The recording ended before the session did: a CUT frame saying
+    /// why. Nothing of the session follows it.
+    pub fn cut(&mut self, reason: &str) -> io::Result<()> {
+        self.raw(opcode::CUT, reason.as_bytes())
+    }
+
     pub fn noop(&mut self, payload: &[u8]) -> io::Result<()> {
         self.raw(opcode::NOOP, payload)
     }
@@ -158,6 +164,15 @@ mod tests {
             w.into_inner(),
             b"\0\0\0\x08tcptape\0\x01\0\0\x02hi\x03\0\0\x07\x05\0\0\0"
         );
+    }
+
+    #[test]
+    fn a_cut_frame_carries_its_reason() {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.cut("stopped").unwrap();
+        assert_eq!(&w.get_ref()[12..], b"\x83\0\0\x07stopped");
+        assert!(w.cut(&"x".repeat(MAX_LEN as usize + 1)).is_err());
+        assert_eq!(w.get_ref().len(), 12 + 11, "nothing written for it");
     }
 
     #[test]
