@@ -7,8 +7,9 @@
 use std::ops::Range;
 
 use super::recording::{Item, Recording};
-use crate::tape::frame::opcode;
-use crate::tape::{Direction, Span, Writer};
+use crate::tape::frame::{HEADER_LEN, opcode};
+use crate::tape::span::{Checker, Fault, FramePlace};
+use crate::tape::{Direction, Span, TapeError, TapeErrorKind, Writer};
 
 /// A span to write: over the base's bytes `range` of `dir`.
 #[derive(Debug, Clone)]
@@ -28,11 +29,47 @@ pub struct Written {
 /// Writes `base` with the `planned` spans (in order of their ranges in
 /// each direction, none overlapping).
 pub fn write(base: &Recording, planned: &[Planned]) -> Written {
+    let writer = Writer::new(Vec::new()).expect("writing to memory");
+    let out = emit(base, planned, Target::Tape(writer));
+    let Target::Tape(writer) = out.target else {
+        unreachable!("a tape is written")
+    };
+    Written {
+        bytes: writer.into_inner(),
+        frames: out.spans,
+    }
+}
+
+/// Checks where the `planned` spans would stand in `base` (the rules of
+/// `span::check_tape`), without writing the tape.
+pub fn check(base: &Recording, planned: &[Planned]) -> Result<(), TapeError> {
+    let out = emit(base, planned, Target::Check(Box::default(), None));
+    let Target::Check(checker, fault) = out.target else {
+        unreachable!("a tape is checked")
+    };
+    match fault {
+        Some(fault) => Err(misplaced(fault)),
+        None => checker.finish().map_err(misplaced),
+    }
+}
+
+fn misplaced(fault: Fault<FramePlace>) -> TapeError {
+    let reason = fault.problem.message(|p| format!("frame {}", p.index));
+    TapeError {
+        offset: fault.at.offset,
+        frame: fault.at.index,
+        kind: TapeErrorKind::SpanRule(reason),
+    }
+}
+
+fn emit(base: &Recording, planned: &[Planned], target: Target) -> Out {
     let mut out = Out {
-        writer: Writer::new(Vec::new()).expect("writing to memory"),
+        target,
+        offset: 0,
         frames: 1,
         spans: vec![(0, 0); planned.len()],
     };
+    out.offset = out.frame_len(&[0; 8]);
     let order = [Direction::ClientToServer, Direction::ServerToClient].map(|dir| {
         (0..planned.len())
             .filter(|&i| planned[i].dir == dir)
@@ -74,10 +111,7 @@ pub fn write(base: &Recording, planned: &[Planned]) -> Written {
         let end = base.stream(dir).len();
         cursor.pending_at(&mut out, planned, &order[dir.index()], dir, end);
     }
-    Written {
-        bytes: out.writer.into_inner(),
-        frames: out.spans,
-    }
+    out
 }
 
 /// The direction an EOF frame closes.
@@ -89,32 +123,73 @@ fn eof_of(raw: &[u8]) -> Option<Direction> {
     }
 }
 
-/// The tape being written, counting frames.
+/// Where the frames go: into a tape, or through the span checker only.
+enum Target {
+    Tape(Writer<Vec<u8>>),
+    /// The checker, and the first fault it found.
+    Check(Box<Checker<FramePlace>>, Option<Fault<FramePlace>>),
+}
+
+/// The tape being written, counting frames and bytes.
 struct Out {
-    writer: Writer<Vec<u8>>,
+    target: Target,
+    /// Bytes written.
+    offset: u64,
     /// Frames written (the magic is frame 0).
     frames: u64,
     spans: Vec<(u64, u64)>,
 }
 
 impl Out {
+    fn frame_len(&self, payload: &[u8]) -> u64 {
+        (HEADER_LEN + payload.len()) as u64
+    }
+
+    fn checked(
+        &mut self,
+        check: impl FnOnce(&mut Checker<FramePlace>) -> Result<(), Fault<FramePlace>>,
+    ) {
+        if let Target::Check(checker, fault @ None) = &mut self.target {
+            *fault = check(checker).err();
+        }
+    }
+
     fn data(&mut self, dir: Direction, bytes: &[u8]) {
         // Pieces of one recorded frame: never over a frame's length.
-        self.writer.data(dir, bytes).expect("writing to memory");
+        match &mut self.target {
+            Target::Tape(writer) => writer.data(dir, bytes).expect("writing to memory"),
+            Target::Check(..) => self.checked(|c| c.data(dir, bytes.len() as u64, bytes)),
+        }
+        self.offset += self.frame_len(bytes);
         self.frames += 1;
     }
 
     fn raw(&mut self, raw: &[u8]) {
-        self.writer.get_mut().extend_from_slice(raw);
+        match &mut self.target {
+            Target::Tape(writer) => writer.get_mut().extend_from_slice(raw),
+            Target::Check(..) => {
+                if let Some(dir) = eof_of(raw) {
+                    self.checked(|c| c.eof(dir));
+                }
+            }
+        }
+        self.offset += raw.len() as u64;
         self.frames += 1;
     }
 
     fn span(&mut self, index: usize, planned: &Planned) {
-        let offset = self.writer.get_ref().len() as u64;
-        self.spans[index] = (self.frames, offset);
-        self.writer
-            .span(planned.dir, &planned.span)
-            .expect("learn plans spans that check");
+        let at = FramePlace {
+            index: self.frames,
+            offset: self.offset,
+        };
+        self.spans[index] = (at.index, at.offset);
+        match &mut self.target {
+            Target::Tape(writer) => writer
+                .span(planned.dir, &planned.span)
+                .expect("learn plans spans that check"),
+            Target::Check(..) => self.checked(|c| c.span(planned.dir, &planned.span, at)),
+        }
+        self.offset += self.frame_len(&planned.span.emit());
         self.frames += 1;
     }
 }

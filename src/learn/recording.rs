@@ -60,6 +60,19 @@ impl Recording {
         })
     }
 
+    /// A recording of `steps`, one data frame each, then both EOFs.
+    #[cfg(test)]
+    pub fn of_steps(name: &str, steps: &[(Direction, &[u8])]) -> Recording {
+        let mut bytes = Vec::new();
+        let mut w = crate::tape::Writer::new(&mut bytes).unwrap();
+        for (dir, data) in steps {
+            w.data(*dir, data).unwrap();
+        }
+        w.eof(Direction::ClientToServer).unwrap();
+        w.eof(Direction::ServerToClient).unwrap();
+        Recording::from_bytes(name, &bytes).unwrap()
+    }
+
     fn from_source<S: Source>(name: String, source: S) -> Result<Recording, Refusal> {
         let mut reader = Reader::with_read_ahead(source, MAX_CHUNK);
         let mut recording = Recording {

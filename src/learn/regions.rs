@@ -6,6 +6,9 @@
 use std::ops::Range;
 
 use super::align::Block;
+use super::recording::Recording;
+use super::turns::{Alignment, Turn};
+use crate::tape::Direction;
 use crate::tape::span::MAX_SPAN;
 
 /// Differing places this close (equal bytes between them) are one place:
@@ -32,16 +35,54 @@ impl Region {
     }
 }
 
-/// One stream (one direction) of each recording, and how the base's
-/// aligns with each other's.
+/// One turn (or one stream) of each recording, and how the base's bytes
+/// align with each other's.
 pub struct Streams<'a> {
     /// Recording 0 is the base.
     pub bytes: Vec<&'a [u8]>,
     /// `blocks[i]`: the alignment of the base with recording `i + 1`.
     pub blocks: Vec<Vec<Block>>,
-    /// Where the base's turns start (its bytes after the other side's):
-    /// places on either side of one are different values.
-    pub turns: Vec<usize>,
+}
+
+/// The places where the recordings differ in `dir`, turn by turn (each
+/// turn's places found in its bytes alone, so that none reaches into the
+/// next turn), in stream offsets. `alignments[i]` aligns the base with
+/// recording `i + 1`, which took the same turns.
+pub fn by_turn(
+    recordings: &[Recording],
+    turns: &[Vec<Turn>],
+    alignments: &[Alignment],
+    dir: Direction,
+) -> Vec<Region> {
+    let mut out = Vec::new();
+    let of_dir = (0..turns[0].len()).filter(|&t| turns[0][t].dir == dir);
+    for (k, t) in of_dir.enumerate() {
+        let starts: Vec<usize> = turns.iter().map(|list| list[t].range.start).collect();
+        let bytes = recordings
+            .iter()
+            .zip(turns)
+            .map(|(recording, list)| &recording.stream(dir)[list[t].range.clone()])
+            .collect();
+        let blocks = alignments
+            .iter()
+            .zip(&starts[1..])
+            .map(|(alignment, &start)| {
+                let relative = |block: &Block| Block {
+                    a: block.a - starts[0],
+                    b: block.b - start,
+                    len: block.len,
+                };
+                alignment.turn(dir, k).iter().map(relative).collect()
+            })
+            .collect();
+        for mut region in regions(&Streams { bytes, blocks }) {
+            for (range, start) in region.ranges.iter_mut().zip(&starts) {
+                *range = range.start + start..range.end + start;
+            }
+            out.push(region);
+        }
+    }
+    out
 }
 
 /// The places where the recordings differ, in order, each widened to the
@@ -56,7 +97,7 @@ pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
         .into_iter()
         .map(|range| widen(base, range))
         .collect();
-    let places = merge_close(union(widened), MERGE_GAP, &streams.turns);
+    let places = merge_close(union(widened), MERGE_GAP);
     let maps: Vec<Map> = streams
         .blocks
         .iter()
@@ -96,20 +137,15 @@ pub fn gaps(blocks: &[Block], base_len: usize, other_len: usize) -> Vec<Range<us
 /// too: it marks a place between two bytes).
 fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     ranges.sort_unstable_by_key(|range| (range.start, range.end));
-    merge_close(ranges, 0, &[])
+    merge_close(ranges, 0)
 }
 
 /// Sorted ranges joined where at most `gap` bytes are between them.
-fn merge_close(ranges: Vec<Range<usize>>, gap: usize, turns: &[usize]) -> Vec<Range<usize>> {
+fn merge_close(ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
     for range in ranges {
         match out.last_mut() {
-            Some(last)
-                if range.start <= last.end + gap
-                    && !turns.iter().any(|&t| last.end <= t && t <= range.start) =>
-            {
-                last.end = last.end.max(range.end)
-            }
+            Some(last) if range.start <= last.end + gap => last.end = last.end.max(range.end),
             _ => out.push(range),
         }
     }
@@ -136,7 +172,7 @@ fn is_word(value: &[u8]) -> bool {
 }
 
 /// A byte no text has: not printable ASCII, a space or a line's end.
-fn is_binary(byte: u8) -> bool {
+pub fn is_binary(byte: u8) -> bool {
     !(byte.is_ascii_graphic() || matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
@@ -366,7 +402,6 @@ mod tests {
                 .iter()
                 .map(|other| align(base, other))
                 .collect(),
-            turns: Vec::new(),
         };
         regions(&streams)
     }
@@ -464,13 +499,8 @@ mod tests {
     #[test]
     fn close_places_merge() {
         let ranges = vec![0..2, 3..5, 7..8, 8..8, 12..13];
-        assert_eq!(
-            merge_close(ranges.clone(), 0, &[]),
-            [0..2, 3..5, 7..8, 12..13]
-        );
-        assert_eq!(merge_close(ranges.clone(), MERGE_GAP, &[]), [0..8, 12..13]);
-        // Not across the start of a turn: the values are in two messages.
-        assert_eq!(merge_close(ranges, MERGE_GAP, &[6]), [0..5, 7..8, 12..13]);
+        assert_eq!(merge_close(ranges.clone(), 0), [0..2, 3..5, 7..8, 12..13]);
+        assert_eq!(merge_close(ranges, MERGE_GAP), [0..8, 12..13]);
     }
 
     #[test]
