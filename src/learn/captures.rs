@@ -264,8 +264,9 @@ impl Finder<'_> {
     }
 
     /// The bytes of `piece` that differ between the recordings, in each:
-    /// all but what they have in common at its start and end, grown to
-    /// whole tokens in text. `None` where a recording has none.
+    /// all but what they have in common at its start and end, grown in
+    /// text to whole tokens over fewer than `MIN_CAPTURE` common bytes.
+    /// `None` where a recording has none.
     fn core(&self, piece: &Piece) -> Option<Vec<Range<usize>>> {
         let values = piece.values(self.recordings);
         let shortest = values.iter().map(|v| v.len()).min()?;
@@ -285,16 +286,32 @@ impl Finder<'_> {
             before.is_some_and(|b| v.get(b).is_some_and(u8::is_ascii_alphanumeric))
                 && token(v, after)
         };
-        while text && head > 0 && values.iter().all(|v| inside(v, Some(head - 1), Some(head))) {
-            head -= 1;
-        }
+        // Values that agree on a few letters by chance (two nonces that
+        // start with `f`) are still whole tokens; a longer common part is
+        // no chance (memcached's key, written right before the value).
+        let (mut grown_head, mut grown_tail) = (head, tail);
         while text
-            && tail > 0
+            && grown_head > 0
             && values
                 .iter()
-                .all(|v| inside(v, Some(v.len() - tail), (v.len() - tail).checked_sub(1)))
+                .all(|v| inside(v, Some(grown_head - 1), Some(grown_head)))
         {
-            tail -= 1;
+            grown_head -= 1;
+        }
+        while text
+            && grown_tail > 0
+            && values.iter().all(|v| {
+                let at = v.len() - grown_tail;
+                inside(v, Some(at), at.checked_sub(1))
+            })
+        {
+            grown_tail -= 1;
+        }
+        if head - grown_head < MIN_CAPTURE {
+            head = grown_head;
+        }
+        if tail - grown_tail < MIN_CAPTURE {
+            tail = grown_tail;
         }
         let core: Vec<Range<usize>> = piece
             .ranges

@@ -58,7 +58,7 @@ pub fn by_turn(
     let of_dir = (0..turns[0].len()).filter(|&t| turns[0][t].dir == dir);
     for (k, t) in of_dir.enumerate() {
         let starts: Vec<usize> = turns.iter().map(|list| list[t].range.start).collect();
-        let bytes = recordings
+        let bytes: Vec<&[u8]> = recordings
             .iter()
             .zip(turns)
             .map(|(recording, list)| &recording.stream(dir)[list[t].range.clone()])
@@ -110,6 +110,14 @@ pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
             let mut ranges = vec![place.clone()];
             ranges.extend(maps.iter().map(|map| map.range(&place)));
             Region { ranges }
+        })
+        // A place whose bytes are the same in every recording is the
+        // alignment's choice (a one-letter token matched elsewhere in one
+        // recording), not a value.
+        .filter(|region| {
+            let first = &base[region.base()];
+            let mut all = streams.bytes.iter().zip(&region.ranges);
+            !all.all(|(bytes, range)| &bytes[range.clone()] == first)
         })
         .collect()
 }
