@@ -9,19 +9,18 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 
-use super::captures::{Piece, PieceKind};
-use super::emit::Written;
+use super::captures::{Facts, Piece};
+use super::emit::Frames;
 use super::lengths::Shape;
-use super::plan::{Origin, Plan};
+use super::plan::Plan;
 use super::recording::Recording;
-use super::regions;
 use super::turns::who;
 use crate::tape::text::print_annotated;
-use crate::tape::{Direction, Reader};
+use crate::tape::{Direction, Reader, Source, Span};
 
 /// What a span's comment says, but for line numbers.
 #[derive(Debug)]
-enum Note {
+pub enum Note {
     Length {
         shape: Shape,
         differs: bool,
@@ -30,29 +29,31 @@ enum Note {
         dir: Direction,
         seen: Seen,
         what: What,
-        part: usize,
-        parts: usize,
+        /// Part `part` of `parts` spans of a value longer than a span.
+        part: u32,
+        parts: u32,
     },
 }
 
-#[derive(Debug)]
-enum What {
+/// What a span of a piece is.
+#[derive(Debug, Clone, Copy)]
+pub enum What {
     Vary,
-    /// Its name is `names[name]`.
+    /// The capture of `names[name]`.
     Capture {
         name: usize,
     },
-    /// Of the capture whose first span is span `capture`.
+    /// An echo of `names[name]`.
     Echo {
-        capture: usize,
+        name: usize,
     },
 }
 
 /// How the recordings' values at a piece differ.
 #[derive(Debug)]
-struct Seen {
-    distinct: usize,
-    recordings: usize,
+pub struct Seen {
+    distinct: u32,
+    recordings: u32,
     shortest: usize,
     longest: usize,
     grows: Growth,
@@ -66,6 +67,39 @@ enum Growth {
     AnyLength,
 }
 
+impl Note {
+    /// The comment of `span`, the span (or part `part` of `parts`) of
+    /// `piece`, which is `what`; `facts` are the piece's, of `recordings`.
+    pub fn of_piece(
+        piece: &Piece,
+        (facts, recordings): (Facts, u32),
+        span: &Span,
+        what: What,
+        (part, parts): (u32, u32),
+    ) -> Note {
+        let lengths = piece.ranges.iter().map(|r| r.len());
+        let grows = match piece.is_fixed() && !span.is_fixed() {
+            true if facts.numbers => Growth::Digits,
+            true => Growth::AnyLength,
+            false => Growth::Fixed,
+        };
+        let seen = Seen {
+            distinct: facts.distinct,
+            recordings,
+            shortest: lengths.clone().min().unwrap_or(0),
+            longest: lengths.max().unwrap_or(0),
+            grows,
+        };
+        Note::Piece {
+            dir: piece.dir,
+            seen,
+            what,
+            part,
+            parts,
+        }
+    }
+}
+
 /// The comments of a learned tape, and where its spans print.
 #[derive(Debug)]
 pub struct Notes {
@@ -76,94 +110,75 @@ pub struct Notes {
     lines: Vec<u32>,
     /// (frame, span) of each span, by frame.
     frames: Vec<(u64, usize)>,
-    /// (capture's first span, echo span) of each echo, in order.
+    /// Per name, the span that captures it.
+    captures: Vec<usize>,
+    /// (capture's span, echo span) of each echo, in order.
     echoes: Vec<(usize, usize)>,
 }
 
-/// The comments of the spans `plan` writes over `pieces`; where they
-/// print comes once the tape is written (`Notes::place`).
-pub fn describe(recordings: &[Recording], pieces: &[Piece], plan: &Plan) -> Notes {
-    let mut names = Vec::new();
-    let mut first_span = vec![usize::MAX; pieces.len()];
-    for (span, origin) in plan.of.iter().enumerate() {
-        if let Origin::Piece { piece, .. } = *origin {
-            first_span[piece] = first_span[piece].min(span);
+/// The comments of the spans of `plan` (its notes and names), after
+/// `intro`; where they print comes once the tape is written
+/// (`Notes::place`).
+pub fn describe(intro: String, plan: &mut Plan) -> Notes {
+    let notes = std::mem::take(&mut plan.notes);
+    let names = std::mem::take(&mut plan.names);
+    let mut captures = vec![0; names.len()];
+    for (span, note) in notes.iter().enumerate() {
+        if let Note::Piece {
+            what: What::Capture { name },
+            ..
+        } = note
+        {
+            captures[*name] = span;
         }
     }
-    let mut notes = Vec::with_capacity(plan.of.len());
-    let mut echoes = Vec::new();
-    for (span, origin) in plan.of.iter().enumerate() {
-        let (piece, part, parts) = match *origin {
-            Origin::Length { shape, differs } => {
-                notes.push(Note::Length { shape, differs });
-                continue;
-            }
-            Origin::Piece { piece, part, parts } => (piece, part, parts),
-        };
-        let p = &pieces[piece];
-        let lengths = p.ranges.iter().map(|r| r.len());
-        let grows = if p.is_fixed() && !plan.spans[span].span.is_fixed() {
-            let numbers = p.values(recordings).iter().all(|v| regions::is_number(v));
-            if numbers {
-                Growth::Digits
-            } else {
-                Growth::AnyLength
-            }
-        } else {
-            Growth::Fixed
-        };
-        let seen = Seen {
-            distinct: p.distinct(recordings),
-            recordings: recordings.len(),
-            shortest: lengths.clone().min().unwrap_or(0),
-            longest: lengths.max().unwrap_or(0),
-            grows,
-        };
-        let what = match &p.kind {
-            PieceKind::Vary => What::Vary,
-            PieceKind::Capture(name) => {
-                names.push(name.clone());
-                What::Capture {
-                    name: names.len() - 1,
-                }
-            }
-            PieceKind::Echo { capture } => {
-                echoes.push((first_span[*capture], span));
-                What::Echo {
-                    capture: first_span[*capture],
-                }
-            }
-        };
-        notes.push(Note::Piece {
-            dir: p.dir,
-            seen,
-            what,
-            part,
-            parts,
-        });
-    }
+    let mut echoes: Vec<(usize, usize)> = notes
+        .iter()
+        .enumerate()
+        .filter_map(|(span, note)| match note {
+            Note::Piece {
+                what: What::Echo { name },
+                ..
+            } => Some((captures[*name], span)),
+            _ => None,
+        })
+        .collect();
     echoes.sort_unstable();
     Notes {
-        intro: intro(recordings),
+        intro,
         notes,
         names,
         lines: Vec::new(),
         frames: Vec::new(),
+        captures,
         echoes,
     }
 }
 
 impl Notes {
-    /// The notes of the tape `written`: where each span prints.
-    pub fn place(mut self, written: &Written) -> Result<Notes, String> {
-        self.frames = written
-            .frames
+    /// How many values are captured.
+    pub fn captures(&self) -> usize {
+        self.names.len()
+    }
+
+    /// How many spans are length fields.
+    pub fn lengths(&self) -> usize {
+        self.notes
+            .iter()
+            .filter(|n| matches!(n, Note::Length { .. }))
+            .count()
+    }
+
+    /// The notes of `tape`, whose spans' frames are `frames`: where each
+    /// span prints.
+    pub fn place(mut self, frames: &Frames, tape: &dyn Source) -> Result<Notes, String> {
+        self.frames = frames
             .iter()
             .enumerate()
             .map(|(span, &(frame, _))| (frame, span))
             .collect();
         self.frames.sort_unstable();
-        self.lines = self.count_lines(&written.bytes)?;
+        self.lines = self.count_lines(tape)?;
         Ok(self)
     }
 
@@ -177,7 +192,7 @@ impl Notes {
     }
 
     /// The line each span prints on: the tape printed once, lines counted.
-    fn count_lines(&self, tape: &[u8]) -> Result<Vec<u32>, String> {
+    fn count_lines(&self, tape: &dyn Source) -> Result<Vec<u32>, String> {
         let newlines = Cell::new(0u32);
         let lines = RefCell::new(vec![0u32; self.notes.len()]);
         let intro_lines = self.intro.matches('\n').count() as u32;
@@ -195,7 +210,7 @@ impl Notes {
     }
 
     /// Writes the tape as text with its comments.
-    pub fn print(&self, tape: &[u8], out: &mut dyn Write) -> io::Result<()> {
+    pub fn print(&self, tape: &dyn Source, out: &mut dyn Write) -> io::Result<()> {
         let mut out = AfterHeader {
             inner: out,
             intro: Some(self.intro.as_bytes()),
@@ -238,20 +253,12 @@ impl Notes {
                     lines(&echoed)
                 )
             }
-            What::Echo { capture } => {
-                let name = match &self.notes[*capture] {
-                    Note::Piece {
-                        what: What::Capture { name },
-                        ..
-                    } => &self.names[*name],
-                    _ => unreachable!("an echo's span is a capture's"),
-                };
-                format!(
-                    "echo {name}: the value the {} sent at line {}",
-                    who(dir.reverse()),
-                    self.lines[*capture]
-                )
-            }
+            What::Echo { name } => format!(
+                "echo {}: the value the {} sent at line {}",
+                self.names[*name],
+                who(dir.reverse()),
+                self.lines[self.captures[*name]]
+            ),
         }
     }
 }
@@ -294,7 +301,7 @@ impl Seen {
 }
 
 /// The comment after the header: where the tape comes from.
-fn intro(recordings: &[Recording]) -> String {
+pub fn intro(recordings: &[Recording]) -> String {
     let mut intro = format!(
         "# learned by tcptape learn from {} recordings: the first, with the bytes\n\
          # that differ between them as spans\n",

@@ -11,12 +11,12 @@
 //! server's own part, is an echo of the client's nonce and a capture of
 //! the rest.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 
 use super::lengths::counts_its_turn;
 use super::recording::Recording;
-use super::regions::{NUMBER_REACH, Region, is_binary};
+use super::regions::{NUMBER_REACH, Region, is_binary, is_number};
 use super::turns::TurnIndex;
 use crate::tape::Direction;
 use crate::tape::span::{MAX_NAME, MAX_SPAN, check_name};
@@ -45,7 +45,25 @@ pub enum PieceKind {
     },
 }
 
+/// What the recordings' values at a piece are like, kept for when the
+/// values themselves are gone (the other recordings are dropped before the
+/// spans are planned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// How many different values the recordings have.
+    pub distinct: u32,
+    /// True when every value is a number (`regions::is_number`).
+    pub numbers: bool,
+}
+
 impl Piece {
+    pub fn facts(&self, recordings: &[Recording]) -> Facts {
+        Facts {
+            distinct: self.distinct(recordings) as u32,
+            numbers: self.values(recordings).iter().all(|v| is_number(v)),
+        }
+    }
+
     pub fn base(&self) -> Range<usize> {
         self.ranges[0].clone()
     }
@@ -67,10 +85,11 @@ impl Piece {
 
     /// How many different values the recordings have here.
     pub fn distinct(&self, recordings: &[Recording]) -> usize {
-        self.values(recordings)
-            .into_iter()
-            .collect::<HashSet<_>>()
-            .len()
+        // Recordings are few: each value against those before it.
+        let values = self.values(recordings);
+        (0..values.len())
+            .filter(|&i| !values[..i].contains(&values[i]))
+            .count()
     }
 }
 
@@ -95,7 +114,7 @@ pub fn pieces(
         recordings,
         turns,
         pieces: Vec::new(),
-        candidates: [Vec::new(), Vec::new()],
+        candidates: [VecDeque::new(), VecDeque::new()],
         names: HashSet::new(),
     };
     for (_, dir, region) in order {
@@ -109,9 +128,17 @@ struct Finder<'a> {
     /// Each recording's turns.
     turns: &'a [TurnIndex],
     pieces: Vec<Piece>,
-    /// Per direction, pieces whose values may be captured, in tape order.
-    candidates: [Vec<usize>; 2],
+    /// Per direction, the latest `CANDIDATES` pieces whose values may be
+    /// captured, in tape order.
+    candidates: [VecDeque<Candidate>; 2],
     names: HashSet<String>,
+}
+
+/// A piece whose value may be captured, and the bytes of it that differ
+/// between the recordings where they are not all of it.
+struct Candidate {
+    piece: usize,
+    core: Option<Vec<Range<usize>>>,
 }
 
 /// An echo found in a piece.
@@ -160,9 +187,16 @@ impl Finder<'_> {
             // too.
         }
         for piece in list {
-            let n = self.pieces.len();
             if piece.kind == PieceKind::Vary && self.capturable(&piece) {
-                self.candidates[dir.index()].push(n);
+                let core = self.core(&piece).filter(|core| *core != piece.ranges);
+                let candidates = &mut self.candidates[dir.index()];
+                if candidates.len() == CANDIDATES {
+                    candidates.pop_front();
+                }
+                candidates.push_back(Candidate {
+                    piece: self.pieces.len(),
+                    core,
+                });
             }
             self.pieces.push(piece);
         }
@@ -201,21 +235,15 @@ impl Finder<'_> {
         let turn = turns.number_of(piece.dir, piece.base().start);
         let own_core = self.core(piece);
         let mut best: Option<(Found, usize)> = None;
-        let recent = self.candidates[other.index()].iter().rev().take(CANDIDATES);
-        for &candidate in recent {
-            let c = &self.pieces[candidate];
-            let parts: &[Part] = match c.kind {
-                // A capture already is what it is.
-                PieceKind::Capture(_) => &[Part::Whole],
-                _ => &[Part::Whole, Part::Core],
-            };
-            for &part in parts {
-                let value = match part {
-                    Part::Whole => c.ranges.clone(),
-                    Part::Core => match self.core(c) {
-                        Some(core) if core != c.ranges => core,
-                        _ => continue,
-                    },
+        for candidate in self.candidates[other.index()].iter().rev() {
+            let c = &self.pieces[candidate.piece];
+            let parts = [
+                (Part::Whole, Some(&c.ranges)),
+                (Part::Core, candidate.core.as_ref()),
+            ];
+            for (part, value) in parts {
+                let Some(value) = value else {
+                    continue;
                 };
                 let len = value[0].len();
                 if len > haystack.len() || best.as_ref().is_some_and(|(_, l)| *l >= len) {
@@ -226,7 +254,7 @@ impl Finder<'_> {
                     let next_turn = turns.number_of(other, c.base().start).map(|t| t + 1);
                     match &own_core {
                         Some(core) if turn.is_some() && turn == next_turn => {
-                            let same = core.iter().zip(&value).all(|(a, b)| a.len() == b.len());
+                            let same = core.iter().zip(value).all(|(a, b)| a.len() == b.len());
                             if !same {
                                 continue;
                             }
@@ -246,10 +274,10 @@ impl Finder<'_> {
                 if echo_frame <= base.frame_of(other, value[0].end - 1) {
                     continue;
                 }
-                if self.holds_everywhere(piece, other, &value, offset, last) {
+                if self.holds_everywhere(piece, other, value, offset, last) {
                     let found = Found {
-                        capture: candidate,
-                        value,
+                        capture: candidate.piece,
+                        value: value.clone(),
                         offset,
                     };
                     let found = match part {
@@ -389,7 +417,12 @@ impl Finder<'_> {
     /// what is beside it is the same in every recording, and stays as
     /// recorded.
     fn cut_capture(&mut self, capture: usize, value: Vec<Range<usize>>) {
+        let dir = self.pieces[capture].dir;
         self.pieces[capture].ranges = value;
+        let candidates = &mut self.candidates[dir.index()];
+        if let Some(candidate) = candidates.iter_mut().find(|c| c.piece == capture) {
+            candidate.core = None;
+        }
     }
 
     /// `piece` cut at the echo of `capture` at `offset`: the bytes before
@@ -419,16 +452,17 @@ impl Finder<'_> {
             .zip(&echo)
             .map(|(range, echo)| echo.end..range.end)
             .collect();
-        let before = self.trim(piece.dir, before);
-        let after = self.trim(piece.dir, after);
-        let mut parts = Vec::new();
-        if before.iter().any(|range| !range.is_empty()) {
-            parts.push(part(before, PieceKind::Vary));
-        }
+        // What is left beside the echo stays a piece where it differs
+        // between the recordings (the place may have been taken wider
+        // than what differed: the `r` of SCRAM's `r=` before the nonce).
+        let left = |ranges: Vec<Range<usize>>| {
+            let piece = part(self.trim(piece.dir, ranges), PieceKind::Vary);
+            (piece.distinct(self.recordings) > 1).then_some(piece)
+        };
+        let (before, after) = (left(before), left(after));
+        let mut parts: Vec<Piece> = before.into_iter().collect();
         parts.push(part(echo, PieceKind::Echo { capture }));
-        if after.iter().any(|range| !range.is_empty()) {
-            parts.push(part(after, PieceKind::Vary));
-        }
+        parts.extend(after);
         parts
     }
 
@@ -513,11 +547,17 @@ pub fn key_before(bytes: &[u8], at: usize) -> Option<&str> {
     check_name(key).ok().map(|()| key)
 }
 
+/// Work below which a plain search is cheaper than building a table.
+const PLAIN_SEARCH: usize = 4096;
+
 /// Where `needle` first occurs in `haystack` (Knuth-Morris-Pratt: linear
-/// time, whatever the bytes).
+/// time, whatever the bytes; short ones compared in place).
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return Some(0);
+    }
+    if needle.len().saturating_mul(haystack.len()) <= PLAIN_SEARCH {
+        return haystack.windows(needle.len()).position(|w| w == needle);
     }
     // fail[i]: the longest proper prefix of needle[..=i] that is also its
     // suffix.
@@ -605,12 +645,8 @@ mod tests {
 
     fn learned(recordings: &[Recording]) -> Vec<Piece> {
         let turns: Vec<Vec<Turn>> = recordings.iter().map(turns::turns).collect();
-        let alignments: Vec<_> = recordings[1..]
-            .iter()
-            .zip(&turns[1..])
-            .map(|(r, t)| turns::align(&recordings[0], &turns[0], r, t))
-            .collect();
-        let regions = [C2S, S2C].map(|dir| by_turn(recordings, &turns, &alignments, dir));
+        let all: Vec<&[Turn]> = turns.iter().map(Vec::as_slice).collect();
+        let regions = by_turn(recordings, &all).unwrap();
         let turns: Vec<TurnIndex> = turns.into_iter().map(TurnIndex::new).collect();
         pieces(recordings, &turns, &regions)
     }

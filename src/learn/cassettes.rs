@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use log::info;
 
 use super::recording::Recording;
+use super::scratch::Scratch;
 use super::{Learned, learn};
 use crate::cassette;
 use crate::error::Error;
@@ -32,10 +33,7 @@ pub fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
                 input.display()
             )));
         }
-        let recordings = tapes
-            .iter()
-            .map(|path| Recording::read(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let recordings = Recording::read_all(&tapes)?;
         cassettes.push((tapes, recordings));
     }
     let count = cassettes[0].0.len();
@@ -61,9 +59,11 @@ pub fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
                 .into_owned()
         })
         .collect();
-    let recordings: Vec<Vec<Recording>> = cassettes.into_iter().map(|(_, r)| r).collect();
+    let (paths, recordings): (Vec<Vec<PathBuf>>, Vec<Vec<Recording>>) =
+        cassettes.into_iter().unzip();
     let groups = pair(&recordings, inputs)?;
     // Everything is learned before anything is written.
+    let mut scratch = super::scratch(out)?;
     let mut learned = Vec::new();
     let mut taken: Vec<Vec<Option<Recording>>> = recordings
         .into_iter()
@@ -75,9 +75,15 @@ pub fn run_cassettes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
             .enumerate()
             .map(|(c, &t)| taken[c][t].take().expect("each tape in one group"))
             .collect();
-        learned.push(learn(set).map_err(Error::Session)?);
+        let again = || {
+            let paths: Vec<PathBuf> = (group.iter().enumerate())
+                .map(|(c, &t)| paths[c][t].clone())
+                .collect();
+            Recording::read_all(&paths).map_err(|err| err.to_string())
+        };
+        learned.push(learn(set, again, &mut scratch).map_err(Error::Session)?);
     }
-    let written = write_cassette(out, &names, &learned, &inputs[0]);
+    let written = write_cassette(out, &names, (&learned, &scratch), &inputs[0]);
     if written.is_err() && new {
         let _ = std::fs::remove_dir_all(out);
     }
@@ -154,14 +160,14 @@ fn pair(cassettes: &[Vec<Recording>], inputs: &[PathBuf]) -> Result<Vec<Vec<usiz
 fn write_cassette(
     out: &Path,
     names: &[String],
-    learned: &[Learned],
+    (learned, scratch): (&[Learned], &Scratch),
     first: &Path,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(out).map_err(|err| Error::file(out, "create cassette", err))?;
     cassette::clear(out)?;
     for (name, tape) in names.iter().zip(learned) {
         let path = out.join(name);
-        output::write_atomically(&path, |file| tape.write(file))
+        output::write_atomically(&path, |file| tape.write(scratch, file))
             .map_err(|err| Error::file(&path, "write", err))?;
     }
     let index = first.join(cassette::INDEX);

@@ -19,13 +19,17 @@ pub fn cut_out(
     pieces: &mut Vec<Piece>,
     fields: Vec<Field>,
 ) -> Vec<Field> {
+    if fields.is_empty() {
+        return fields;
+    }
     // The pieces by direction, start and end (a piece of no bytes may
-    // start where another does); pieces taken out are `None` until the
-    // end, so that indices hold meanwhile.
+    // start where another does). Pieces are changed in place, new ones
+    // pushed, and those taken out only marked until the end, so that
+    // indices hold meanwhile.
     let key = |p: &Piece| (p.dir.index(), p.base().start, p.base().end);
     let mut places: BTreeMap<(usize, usize, usize), usize> =
         (0..pieces.len()).map(|i| (key(&pieces[i]), i)).collect();
-    let mut slots: Vec<Option<Piece>> = pieces.drain(..).map(Some).collect();
+    let mut taken = vec![false; pieces.len()];
     let mut kept = Vec::new();
     for field in fields {
         let d = field.dir.index();
@@ -43,14 +47,10 @@ pub fn cut_out(
         let hit: Vec<usize> = before
             .into_iter()
             .chain(inside)
-            .filter(|&i| {
-                slots[i]
-                    .as_ref()
-                    .is_some_and(|p| overlaps(&p.base(), range))
-            })
+            .filter(|&i| overlaps(&pieces[i].base(), range))
             .collect();
         let cuttable = hit.iter().all(|&i| {
-            let piece = slots[i].as_ref().expect("a piece in place");
+            let piece = &pieces[i];
             matches!(piece.kind, PieceKind::Vary)
                 && (piece.base() == *range || split(piece, &field).is_some())
         });
@@ -58,39 +58,37 @@ pub fn cut_out(
             continue;
         }
         for &i in &hit {
-            let piece = slots[i].take().expect("a piece in place");
-            places.remove(&key(&piece));
-            if piece.base() == *range {
+            places.remove(&key(&pieces[i]));
+            if pieces[i].base() == *range {
                 // The whole value is the field.
+                taken[i] = true;
                 continue;
             }
-            let (before, after) = split(&piece, &field).expect("checked");
+            let (before, after) = split(&pieces[i], &field).expect("checked");
             // What is left may not vary after all: the field's bytes were
             // what differed, and the bytes beside it only joined them.
             let varies = |piece: &Piece| piece.distinct(recordings) > 1;
             let (before, after) = (before.filter(varies), after.filter(varies));
-            let mut put = |slot: usize, piece: Piece, slots: &mut Vec<Option<Piece>>| {
-                places.insert(key(&piece), slot);
-                if slot == slots.len() {
-                    slots.push(Some(piece));
-                } else {
-                    slots[slot] = Some(piece);
-                }
+            let (here, more) = match (before, after) {
+                (Some(before), after) => (Some(before), after),
+                (None, after) => (after, None),
             };
-            match (before, after) {
-                (Some(before), after) => {
-                    put(i, before, &mut slots);
-                    if let Some(after) = after {
-                        put(slots.len(), after, &mut slots);
-                    }
+            match here {
+                Some(piece) => {
+                    places.insert(key(&piece), i);
+                    pieces[i] = piece;
                 }
-                (None, Some(after)) => put(i, after, &mut slots),
-                (None, None) => {}
+                None => taken[i] = true,
+            }
+            if let Some(piece) = more {
+                places.insert(key(&piece), pieces.len());
+                pieces.push(piece);
+                taken.push(false);
             }
         }
         kept.push(field);
     }
-    *pieces = remove_taken(slots);
+    remove_taken(pieces, &taken);
     kept
 }
 
@@ -124,22 +122,25 @@ fn split(piece: &Piece, field: &Field) -> Option<(Option<Piece>, Option<Piece>)>
     Some((piece_of(before), piece_of(after)))
 }
 
-/// The pieces left, echoes pointing at their captures still (only vary
-/// pieces are taken out).
-fn remove_taken(slots: Vec<Option<Piece>>) -> Vec<Piece> {
-    let new_index: Vec<usize> = slots
+/// Removes the pieces `taken`, keeping echoes pointing at their captures
+/// (only vary pieces are taken).
+fn remove_taken(pieces: &mut Vec<Piece>, taken: &[bool]) {
+    let new_index: Vec<usize> = taken
         .iter()
-        .scan(0, |next, slot| {
+        .scan(0, |next, &taken| {
             let at = *next;
-            *next += usize::from(slot.is_some());
+            *next += usize::from(!taken);
             Some(at)
         })
         .collect();
-    let mut pieces: Vec<Piece> = slots.into_iter().flatten().collect();
-    for piece in &mut pieces {
+    let mut i = 0;
+    pieces.retain(|_| {
+        i += 1;
+        !taken[i - 1]
+    });
+    for piece in pieces.iter_mut() {
         if let PieceKind::Echo { capture } = &mut piece.kind {
             *capture = new_index[*capture];
         }
     }
-    pieces
 }

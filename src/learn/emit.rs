@@ -4,6 +4,7 @@
 //! one data frame right after it where the recording had them in a row
 //! (so that the text form prints them together, `[vary "..."]`).
 
+use std::io::{self, Write};
 use std::ops::Range;
 
 use super::recording::{Item, Recording};
@@ -19,24 +20,18 @@ pub struct Planned {
     pub span: Span,
 }
 
-/// The learned tape, and where each planned span's frame is in it.
-pub struct Written {
-    pub bytes: Vec<u8>,
-    /// Per planned span: its frame's index and offset.
-    pub frames: Vec<(u64, u64)>,
-}
+/// Per planned span: its frame's index and offset in the tape written.
+pub type Frames = Vec<(u64, u64)>;
 
 /// Writes `base` with the `planned` spans (in order of their ranges in
-/// each direction, none overlapping).
-pub fn write(base: &Recording, planned: &[Planned]) -> Written {
-    let writer = Writer::new(Vec::new()).expect("writing to memory");
-    let out = emit(base, planned, Target::Tape(writer));
-    let Target::Tape(writer) = out.target else {
-        unreachable!("a tape is written")
-    };
-    Written {
-        bytes: writer.into_inner(),
-        frames: out.spans,
+/// each direction, none overlapping) to `out`: where each span's frame is.
+pub fn write(base: &Recording, planned: &[Planned], out: &mut dyn Write) -> io::Result<Frames> {
+    let writer = Writer::new(out)?;
+    let out = emit(base, planned, Target::Tape(writer, None));
+    match out.target {
+        Target::Tape(_, Some(err)) => Err(err),
+        Target::Tape(_, None) => Ok(out.spans),
+        _ => unreachable!("a tape is written"),
     }
 }
 
@@ -62,7 +57,7 @@ fn misplaced(fault: Fault<FramePlace>) -> TapeError {
     }
 }
 
-fn emit(base: &Recording, planned: &[Planned], target: Target) -> Out {
+fn emit<'a>(base: &Recording, planned: &[Planned], target: Target<'a>) -> Out<'a> {
     let mut out = Out {
         target,
         offset: 0,
@@ -123,16 +118,17 @@ fn eof_of(raw: &[u8]) -> Option<Direction> {
     }
 }
 
-/// Where the frames go: into a tape, or through the span checker only.
-enum Target {
-    Tape(Writer<Vec<u8>>),
+/// Where the frames go: into a tape (and the first error writing it), or
+/// through the span checker only.
+enum Target<'a> {
+    Tape(Writer<&'a mut dyn Write>, Option<io::Error>),
     /// The checker, and the first fault it found.
     Check(Box<Checker<FramePlace>>, Option<Fault<FramePlace>>),
 }
 
 /// The tape being written, counting frames and bytes.
-struct Out {
-    target: Target,
+struct Out<'a> {
+    target: Target<'a>,
     /// Bytes written.
     offset: u64,
     /// Frames written (the magic is frame 0).
@@ -140,7 +136,7 @@ struct Out {
     spans: Vec<(u64, u64)>,
 }
 
-impl Out {
+impl Out<'_> {
     fn frame_len(&self, payload: &[u8]) -> u64 {
         (HEADER_LEN + payload.len()) as u64
     }
@@ -157,7 +153,8 @@ impl Out {
     fn data(&mut self, dir: Direction, bytes: &[u8]) {
         // Pieces of one recorded frame: never over a frame's length.
         match &mut self.target {
-            Target::Tape(writer) => writer.data(dir, bytes).expect("writing to memory"),
+            Target::Tape(writer, error @ None) => *error = writer.data(dir, bytes).err(),
+            Target::Tape(..) => {}
             Target::Check(..) => self.checked(|c| c.data(dir, bytes.len() as u64, bytes)),
         }
         self.offset += self.frame_len(bytes);
@@ -166,7 +163,8 @@ impl Out {
 
     fn raw(&mut self, raw: &[u8]) {
         match &mut self.target {
-            Target::Tape(writer) => writer.get_mut().extend_from_slice(raw),
+            Target::Tape(writer, error @ None) => *error = writer.get_mut().write_all(raw).err(),
+            Target::Tape(..) => {}
             Target::Check(..) => {
                 if let Some(dir) = eof_of(raw) {
                     self.checked(|c| c.eof(dir));
@@ -184,9 +182,10 @@ impl Out {
         };
         self.spans[index] = (at.index, at.offset);
         match &mut self.target {
-            Target::Tape(writer) => writer
-                .span(planned.dir, &planned.span)
-                .expect("learn plans spans that check"),
+            Target::Tape(writer, error @ None) => {
+                *error = writer.span(planned.dir, &planned.span).err()
+            }
+            Target::Tape(..) => {}
             Target::Check(..) => self.checked(|c| c.span(planned.dir, &planned.span, at)),
         }
         self.offset += self.frame_len(&planned.span.emit());
@@ -307,6 +306,18 @@ mod tests {
         Planned { dir, range, span }
     }
 
+    /// The tape written, and its frames.
+    struct Written {
+        bytes: Vec<u8>,
+        frames: Frames,
+    }
+
+    fn written(base: &Recording, planned: &[Planned]) -> Written {
+        let mut bytes = Vec::new();
+        let frames = write(base, planned, &mut bytes).unwrap();
+        Written { bytes, frames }
+    }
+
     fn text(written: &Written) -> String {
         span::check_tape(&mut Reader::new(written.bytes.as_slice())).unwrap();
         let mut out = Vec::new();
@@ -329,7 +340,7 @@ mod tests {
             vary(C2S, 2..5),
             vary(C2S, 5..5),
         ];
-        let written = write(&base, &planned);
+        let written = written(&base, &planned);
         assert_eq!(
             text(&written),
             "tcptape text 1\n\
@@ -355,7 +366,7 @@ mod tests {
             w.data(S2C, b"cd").unwrap();
             w.data(C2S, b"").unwrap();
         });
-        let written = write(&base, &[vary(S2C, 1..3)]);
+        let written = written(&base, &[vary(S2C, 1..3)]);
         assert_eq!(
             text(&written),
             "tcptape text 1\n\
@@ -386,7 +397,7 @@ mod tests {
             range: 0..0,
             span,
         }];
-        let written = write(&base, &planned);
+        let written = written(&base, &planned);
         assert_eq!(
             text(&written),
             "tcptape text 1\n> \"hi\"\n< [vary 0..16 \"\"]\neof <\n"

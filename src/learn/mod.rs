@@ -27,9 +27,11 @@ mod lengths;
 mod plan;
 mod recording;
 mod regions;
+mod scratch;
 mod turns;
 
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
@@ -38,20 +40,18 @@ use crate::cassette;
 use crate::cli::LearnArgs;
 use crate::error::Error;
 use crate::output::{self, refuse_input_as_output};
-use crate::tape::Direction;
 use annotate::Notes;
-use captures::{Piece, PieceKind};
-use plan::{Origin, Plan};
+use captures::Facts;
+use plan::Plan;
 use recording::Recording;
-use regions::Region;
+use scratch::Scratch;
 use turns::{Turn, TurnIndex};
 
-const DIRS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
-
-/// A learned tape: the binary tape and the comments its text has.
+/// A learned tape: where the binary tape is in the scratch file, and the
+/// comments its text has.
 #[derive(Debug)]
 pub struct Learned {
-    tape: Vec<u8>,
+    tape: Range<u64>,
     notes: Notes,
     pub spans: usize,
     pub captures: usize,
@@ -59,16 +59,9 @@ pub struct Learned {
 }
 
 impl Learned {
-    /// Writes the tape as text.
-    pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
-        self.notes.print(&self.tape, out)
-    }
-
-    #[cfg(test)]
-    fn text(&self) -> String {
-        let mut out = Vec::new();
-        self.write(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+    /// Writes the tape (in `scratch`) as text.
+    pub fn write(&self, scratch: &Scratch, out: &mut dyn Write) -> io::Result<()> {
+        self.notes.print(&scratch.part(self.tape.clone()), out)
     }
 }
 
@@ -80,100 +73,120 @@ enum Lengths {
 }
 
 /// Learns from `recordings` (the first is the one written): the tape, or
-/// why the recordings cannot be learned from.
-pub fn learn(recordings: Vec<Recording>) -> Result<Learned, String> {
-    let turns: Vec<Vec<Turn>> = recordings.iter().map(turns::turns).collect();
-    let (base, ours) = (&recordings[0], &turns[0]);
-    let mut alignments = Vec::new();
-    for (other, theirs) in recordings.iter().zip(&turns).skip(1) {
-        turns::same_path(base, ours, other, theirs)?;
-        let alignment = turns::align(base, ours, other, theirs);
-        turns::alike(base, ours, other, theirs, &alignment)?;
-        alignments.push(alignment);
-    }
-    let regions = DIRS.map(|dir| regions::by_turn(&recordings, &turns, &alignments, dir));
-    drop(alignments);
-    let turns: Vec<TurnIndex> = turns.into_iter().map(TurnIndex::new).collect();
-    let (pieces, plan) = checked(
-        &recordings[0],
-        spans(&recordings, &turns, &regions, Lengths::Find),
-        || spans(&recordings, &turns, &regions, Lengths::Leave),
-    )?;
-    drop(regions);
-    let notes = annotate::describe(&recordings, &pieces, &plan);
-    let captures = pieces
-        .iter()
-        .filter(|p| matches!(p.kind, PieceKind::Capture(_)))
-        .count();
-    drop(pieces);
-    // The others are not needed any more: the tape is the first's.
-    let base = recordings
-        .into_iter()
-        .next()
-        .expect("two recordings or more");
-    let written = emit::write(&base, &plan.spans);
+/// why the recordings cannot be learned from. `again` reads the
+/// recordings once more, for the rare second try without length fields
+/// (they are dropped as soon as their values are no longer needed: they
+/// are most of the memory learning takes).
+pub fn learn(
+    recordings: Vec<Recording>,
+    again: impl FnOnce() -> Result<Vec<Recording>, String>,
+    scratch: &mut Scratch,
+) -> Result<Learned, String> {
+    let (base, mut plan, intro) = settled(planned(recordings, Lengths::Find)?, || {
+        planned(again()?, Lengths::Leave)
+    })?;
+    let notes = annotate::describe(intro, &mut plan);
+    let (frames, tape) = scratch.append(|out| emit::write(&base, &plan.spans, out))?;
     drop(base);
-    let notes = notes.place(&written)?;
+    let notes = notes.place(&frames, &scratch.part(tape.clone()))?;
     Ok(Learned {
-        tape: written.bytes,
-        notes,
+        tape,
         spans: plan.spans.len(),
-        captures,
-        lengths: plan
-            .of
-            .iter()
-            .filter(|o| matches!(o, Origin::Length { .. }))
-            .count(),
+        captures: notes.captures(),
+        lengths: notes.lengths(),
+        notes,
     })
 }
 
-/// `found`, the pieces and spans learned, when its spans stand where
-/// replay takes them; else, with a warning, `plain()`: the same without
-/// length fields. A safety net: `plan::add_lengths` keeps to the rules it
-/// can see, but a tape that replay refuses is never written.
-fn checked(
-    base: &Recording,
-    found: (Vec<Piece>, Plan),
-    plain: impl FnOnce() -> (Vec<Piece>, Plan),
-) -> Result<(Vec<Piece>, Plan), String> {
-    let Err(err) = emit::check(base, &found.1.spans) else {
-        return Ok(found);
+/// The spans planned over a recording, and whether they stand where
+/// replay takes them.
+enum Checked {
+    /// They do: the recording written (the first), the plan, and the
+    /// comment that names the recordings.
+    Passed {
+        base: Recording,
+        plan: Plan,
+        intro: String,
+    },
+    /// The rule they break, in the recording named.
+    Broken { name: String, err: String },
+}
+
+/// `found` when its spans stand where replay takes them; else, with a
+/// warning, `plain()`: the same without length fields. A safety net:
+/// `plan::add_lengths` keeps to the rules it can see, but a tape that
+/// replay refuses is never written.
+fn settled(
+    found: Checked,
+    plain: impl FnOnce() -> Result<Checked, String>,
+) -> Result<(Recording, Plan, String), String> {
+    let (name, err) = match found {
+        Checked::Passed { base, plan, intro } => return Ok((base, plan, intro)),
+        Checked::Broken { name, err } => (name, err),
     };
-    warn!(
-        "{}: the length fields found break a span rule ({err}): they are left out",
-        base.name
-    );
-    let plain = plain();
-    match emit::check(base, &plain.1.spans) {
-        Ok(()) => Ok(plain),
-        Err(err) => Err(format!(
-            "internal error: {}: the learned spans break a span rule: {err}",
-            base.name
+    warn!("{name}: the length fields found break a span rule ({err}): they are left out");
+    match plain()? {
+        Checked::Passed { base, plan, intro } => Ok((base, plan, intro)),
+        Checked::Broken { name, err } => Err(format!(
+            "internal error: {name}: the learned spans break a span rule: {err}"
         )),
     }
 }
 
-/// The pieces of the places that differ (`regions`, per direction), with
-/// captures, echoes and (unless `Lengths::Leave`) length fields found, and
-/// the spans they make.
-fn spans(
-    recordings: &[Recording],
-    turns: &[TurnIndex],
-    regions: &[Vec<Region>; 2],
-    lengths: Lengths,
-) -> (Vec<Piece>, Plan) {
-    let mut pieces = captures::pieces(recordings, turns, regions);
+/// The places where `recordings` differ, with captures, echoes and
+/// (unless `Lengths::Leave`) length fields found, as the spans they make
+/// over the first, checked; or why the recordings cannot be learned from.
+fn planned(mut recordings: Vec<Recording>, lengths: Lengths) -> Result<Checked, String> {
+    let turns: Vec<Vec<Turn>> = recordings.iter().map(turns::turns).collect();
+    for (other, theirs) in recordings.iter().zip(&turns).skip(1) {
+        turns::same_path(&recordings[0], &turns[0], other, theirs)?;
+    }
+    // The others' frames were needed for their turns only.
+    for other in &mut recordings[1..] {
+        other.items = Vec::new();
+    }
+    let mut turns: Vec<TurnIndex> = turns.into_iter().map(TurnIndex::new).collect();
+    let all: Vec<&[Turn]> = turns.iter().map(TurnIndex::all).collect();
+    let regions = regions::by_turn(&recordings, &all)?;
+    let mut pieces = captures::pieces(&recordings, &turns, &regions);
+    drop(regions);
     let fields = match lengths {
-        Lengths::Find => lengths::fields(recordings, turns, &pieces),
+        Lengths::Find => lengths::fields(&recordings, &turns, &pieces),
         Lengths::Leave => Vec::new(),
     };
-    let fields = cut::cut_out(recordings, &mut pieces, fields);
+    let fields = cut::cut_out(&recordings, &mut pieces, fields);
+    let facts: Vec<Facts> = pieces.iter().map(|p| p.facts(&recordings)).collect();
+    let intro = annotate::intro(&recordings);
+    let count = recordings.len() as u32;
+    // The others' bytes are not needed any more: the tape is the first's.
+    recordings.truncate(1);
+    turns.truncate(1);
+    let base = recordings.pop().expect("two recordings or more");
+    // What was freed (many small values) would stay resident meanwhile.
+    crate::sys::release_free_memory();
     // A value that ends where a length's counted bytes end may take any
     // length: the length says where it ends.
     let counted = plan::counted(&pieces, &fields);
-    let mut plan = plan::plan(recordings, &turns[0], &pieces, &counted);
+    let mut plan = plan::plan((&base, count), &turns[0], pieces, &facts, &counted);
     plan::add_lengths(&mut plan, &fields);
-    (pieces, plan)
+    Ok(match emit::check(&base, &plan.spans) {
+        Ok(()) => Checked::Passed { base, plan, intro },
+        Err(err) => Checked::Broken {
+            name: base.name,
+            err: err.to_string(),
+        },
+    })
+}
+
+/// A scratch file beside `out`, which is a file or a folder to write.
+fn scratch(out: &Path) -> Result<Scratch, Error> {
+    let dir = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // The text goes there too: a folder that cannot hold a scratch file
+    // cannot hold the text either.
+    Scratch::new(dir).map_err(|err| Error::file(out, "write", err))
 }
 
 /// `tcptape learn`.
@@ -210,12 +223,11 @@ fn run_tapes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
             out.display()
         )));
     }
-    let recordings = inputs
-        .iter()
-        .map(|path| Recording::read(path))
-        .collect::<Result<Vec<_>, _>>()?;
-    let learned = learn(recordings).map_err(Error::Session)?;
-    output::write_atomically(out, |file| learned.write(file))
+    let recordings = Recording::read_all(inputs)?;
+    let again = || Recording::read_all(inputs).map_err(|err| err.to_string());
+    let mut scratch = scratch(out)?;
+    let learned = learn(recordings, again, &mut scratch).map_err(Error::Session)?;
+    output::write_atomically(out, |file| learned.write(&scratch, file))
         .map_err(|err| Error::file(out, "write", err))?;
     info!(
         "learned {} spans ({} captures, {} lengths) from {} recordings into {}",
@@ -231,27 +243,37 @@ fn run_tapes(inputs: &[PathBuf], out: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::{Encoding, Length, Span, SpanKind};
+    use crate::tape::{Direction, Encoding, Length, Span, SpanKind};
 
     const C2S: Direction = Direction::ClientToServer;
     const S2C: Direction = Direction::ServerToClient;
 
+    /// Learns from recordings that are not read again: what was learned
+    /// and its text.
+    fn learned(recordings: Vec<Recording>) -> Result<(Learned, String), String> {
+        let mut scratch = Scratch::new(&std::env::temp_dir()).unwrap();
+        let learned = learn(recordings, || Err("read again".into()), &mut scratch)?;
+        let mut text = Vec::new();
+        learned.write(&scratch, &mut text).unwrap();
+        Ok((learned, String::from_utf8(text).unwrap()))
+    }
+
     #[test]
     fn lengths_that_break_a_span_rule_are_left_out() {
         let run = |name, id: &[u8]| Recording::of_steps(name, &[(C2S, &[b"\x05id=", id].concat())]);
-        let recordings = [run("a.tape", b"ab"), run("b.tape", b"xy")];
-        let turns: Vec<TurnIndex> = recordings
-            .iter()
-            .map(|r| TurnIndex::new(turns::turns(r)))
-            .collect();
-        let pieces = vec![Piece {
-            dir: C2S,
-            ranges: vec![4..6, 4..6],
-            kind: PieceKind::Vary,
-        }];
+        let base = || run("a.tape", b"ab");
+        let turns = TurnIndex::new(turns::turns(&base()));
+        let facts = Facts {
+            distinct: 2,
+            numbers: false,
+        };
         let plain = || {
-            let plan = plan::plan(&recordings, &turns[0], &pieces, &[false]);
-            (pieces.clone(), plan)
+            let pieces = vec![captures::Piece {
+                dir: C2S,
+                ranges: vec![4..6, 4..6],
+                kind: captures::PieceKind::Vary,
+            }];
+            plan::plan((&base(), 2), &turns, pieces, &[facts], &[false])
         };
         let mut found = plain();
         // A length over the first byte that counts 9 bytes where 5
@@ -263,7 +285,7 @@ mod tests {
             },
             region: 9,
         };
-        found.1.spans.insert(
+        found.spans.insert(
             0,
             emit::Planned {
                 dir: C2S,
@@ -271,17 +293,34 @@ mod tests {
                 span: Span::fixed(SpanKind::Length(length), 1),
             },
         );
-        found.1.of.insert(
-            0,
-            Origin::Length {
-                shape: lengths::Shape::Prefix,
-                differs: false,
-            },
+        let shape = lengths::Shape::Prefix;
+        let note = annotate::Note::Length {
+            shape,
+            differs: false,
+        };
+        found.notes.insert(0, note);
+        let err = emit::check(&base(), &found.spans).unwrap_err().to_string();
+        assert!(
+            err.contains("the length counts 4 bytes more than there are"),
+            "{err}"
         );
-        let (_, plan) = checked(&recordings[0], found, plain).unwrap();
+        let broken = || Checked::Broken {
+            name: "a.tape".into(),
+            err: err.clone(),
+        };
+        let passed = || Checked::Passed {
+            base: base(),
+            plan: plain(),
+            intro: String::new(),
+        };
+        let (_, plan, _) = settled(broken(), || Ok(passed())).unwrap();
         assert_eq!(plan.spans.len(), 1, "the vary span stays");
         assert!(matches!(plan.spans[0].span.kind, SpanKind::Vary));
-        emit::check(&recordings[0], &plan.spans).unwrap();
+        // Should the second try break a rule too, nothing is written.
+        let Err(err) = settled(broken(), || Ok(broken())) else {
+            panic!("a tape that breaks a rule")
+        };
+        assert!(err.starts_with("internal error: a.tape: "), "{err}");
     }
 
     #[test]
@@ -295,9 +334,9 @@ mod tests {
             run("a.tape", b"Wed 09:31", b"x81kQ0aa"),
             run("b.tape", b"Thu 17:02", b"b7Tq2zzz"),
         ];
-        let learned = learn(recordings.into()).unwrap();
+        let (learned, text) = learned(recordings.into()).unwrap();
         assert_eq!(
-            learned.text(),
+            text,
             "tcptape text 1\n\
              # learned by tcptape learn from 2 recordings: the first, with the bytes\n\
              # that differ between them as spans\n\
@@ -325,22 +364,18 @@ mod tests {
             Recording::of_steps(name, &[(C2S, b"stats\r\n"), (S2C, &stats)])
         };
         let recordings = [run("a.tape", b"97", b"0.25"), run("b.tape", b"98", b"0.31")];
-        let learned = learn(recordings.into()).unwrap();
+        let (_, text) = learned(recordings.into()).unwrap();
         // Both two digits long, yet the uptime becomes a variable span: the
         // next run's may be 100. The total ends the stream, where nothing
         // would end a variable span: it stays fixed.
         assert!(
-            learned.text().contains(
+            text.contains(
                 "< [vary 1..20 \"97\"]   # varies in 2 of 2 recordings, 2 bytes, a number that may gain digits"
             ),
             "{}",
-            learned.text()
+            text
         );
-        assert!(
-            learned.text().contains("[vary \"0.25\"]"),
-            "{}",
-            learned.text()
-        );
+        assert!(text.contains("[vary \"0.25\"]"), "{}", text);
     }
 
     #[test]
@@ -360,7 +395,7 @@ mod tests {
                 (S2C, &page(b"y2;", 150)),
             ],
         );
-        let err = learn(vec![a, b]).unwrap_err();
+        let err = learned(vec![a, b]).unwrap_err();
         assert_eq!(
             err,
             "a.tape and b.tape do not look like recordings of one scenario: they part at turn 2, the server's (frame 2 of a.tape, frame 2 of b.tape), at byte 0 of the turn: \"x1,x1,x1,x1,x1,x1,x1,x1,\"... in a.tape, \"y2;y2;y2;y2;y2;y2;y2;y2;\"... in b.tape"
@@ -368,11 +403,11 @@ mod tests {
         // One value, however long, is a value: the words around it agree.
         let a = Recording::of_steps("a.tape", &[(C2S, b"GET "), (S2C, &[b'x'; 200])]);
         let b = Recording::of_steps("b.tape", &[(C2S, b"GET "), (S2C, &[b'y'; 300])]);
-        assert!(learn(vec![a, b]).is_ok());
+        assert!(learned(vec![a, b]).is_ok());
         // Small differences are differences, however large a part.
         let a = Recording::of_steps("a.tape", &[(C2S, b"1234")]);
         let b = Recording::of_steps("b.tape", &[(C2S, b"5678")]);
-        assert!(learn(vec![a, b]).is_ok());
+        assert!(learned(vec![a, b]).is_ok());
     }
 
     #[test]
@@ -403,8 +438,7 @@ mod tests {
         };
         let a = Recording::of_steps("a.tape", &[(C2S, b"GET\r\n"), (S2C, &answer(1, 70_000))]);
         let b = Recording::of_steps("b.tape", &[(C2S, b"GET\r\n"), (S2C, &answer(2, 70_010))]);
-        let learned = learn(vec![a, b]).unwrap();
-        let text = learned.text();
+        let (learned, text) = learned(vec![a, b]).unwrap();
         let spans: Vec<&str> = text.lines().filter(|l| l.starts_with("< [vary")).collect();
         assert_eq!(spans.len(), 2, "the fixed stretch in two spans");
         assert!(spans[0].ends_with("# varies in 2 of 2 recordings, 70000 bytes (part 1 of 2)"));

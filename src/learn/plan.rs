@@ -7,9 +7,10 @@ use std::ops::Range;
 
 use log::warn;
 
-use super::captures::{Piece, PieceKind};
+use super::annotate::{Note, What};
+use super::captures::{Facts, Piece, PieceKind};
 use super::emit::Planned;
-use super::lengths::{self, Field, Shape};
+use super::lengths::{self, Field};
 use super::recording::Recording;
 use super::regions;
 use super::turns::{TurnIndex, who};
@@ -17,76 +18,76 @@ use crate::tape::span::MAX_SPAN;
 use crate::tape::{Direction, Encoding, Length, Span, SpanKind};
 
 /// The spans to write, in order of their direction and start, and for
-/// each where it comes from.
+/// each what its comment says; the names captured.
 pub struct Plan {
     pub spans: Vec<Planned>,
-    pub of: Vec<Origin>,
+    pub notes: Vec<Note>,
+    pub names: Vec<String>,
 }
 
-/// What a planned span stands for.
-#[derive(Debug, Clone, Copy)]
-pub enum Origin {
-    /// Piece `piece`, or part `part` of `parts` of it.
-    Piece {
-        piece: usize,
-        part: usize,
-        parts: usize,
-    },
-    /// A length field that counts values that vary.
-    Length { shape: Shape, differs: bool },
-}
-
-/// The span of each piece; a fixed value longer than a span covers is
-/// cut into several spans, a variable one stays as recorded (with a
-/// warning: replay compares those bytes). `counted[i]`: piece `i` ends
-/// where a length says, so it may take any length.
+/// The span of each piece of `base` (learned from `recordings`
+/// recordings; `facts[i]` is what their values at piece `i` are like).
+/// The pieces are consumed: a plan is as large as they are, and both are
+/// never held. A fixed value longer than a span covers is cut into
+/// several spans, a variable one stays as recorded (with a warning:
+/// replay compares those bytes). `counted[i]`: piece `i` ends where a
+/// length says, so it may take any length.
 pub fn plan(
-    recordings: &[Recording],
+    (base, recordings): (&Recording, u32),
     turns: &TurnIndex,
-    pieces: &[Piece],
+    pieces: Vec<Piece>,
+    facts: &[Facts],
     counted: &[bool],
 ) -> Plan {
     let mut plan = Plan {
-        spans: Vec::new(),
-        of: Vec::new(),
+        spans: Vec::with_capacity(pieces.len()),
+        notes: Vec::with_capacity(pieces.len()),
+        names: Vec::new(),
     };
     let starts: HashSet<(Direction, usize)> =
         pieces.iter().map(|p| (p.dir, p.base().start)).collect();
-    for (i, piece) in pieces.iter().enumerate() {
+    // A capture's piece comes before its echoes': the name it took.
+    let mut name_of: HashMap<usize, usize> = HashMap::new();
+    for (i, piece) in pieces.into_iter().enumerate() {
         let range = piece.base();
         let len = range.len() as u32;
-        let kind = match &piece.kind {
-            PieceKind::Vary => SpanKind::Vary,
-            PieceKind::Capture(name) => SpanKind::Capture(name.clone()),
-            PieceKind::Echo { capture } => match &pieces[*capture].kind {
-                PieceKind::Capture(name) => SpanKind::Echo(name.clone()),
-                _ => unreachable!("an echo's piece is a capture"),
-            },
+        let (kind, what) = match &piece.kind {
+            PieceKind::Vary => (SpanKind::Vary, What::Vary),
+            PieceKind::Capture(name) => {
+                plan.names.push(name.clone());
+                name_of.insert(i, plan.names.len() - 1);
+                let what = What::Capture {
+                    name: plan.names.len() - 1,
+                };
+                (SpanKind::Capture(name.clone()), what)
+            }
+            PieceKind::Echo { capture } => {
+                let name = name_of[capture];
+                let kind = SpanKind::Echo(plan.names[name].clone());
+                (kind, What::Echo { name })
+            }
         };
-        let mut add = |range, span: Span, part, parts| {
+        let mut add = |range, span: Span, part| {
+            let note = Note::of_piece(&piece, (facts[i], recordings), &span, what, part);
             plan.spans.push(Planned {
                 dir: piece.dir,
                 range,
                 span,
             });
-            plan.of.push(Origin::Piece {
-                piece: i,
-                part,
-                parts,
-            });
+            plan.notes.push(note);
         };
-        let grows = may_grow(recordings, turns, &starts, piece);
+        let grows = may_grow(facts[i], turns, &starts, &piece);
         let fixed = piece.is_fixed() && !grows && !counted[i];
         if matches!(kind, SpanKind::Echo(_)) || fixed && len <= MAX_SPAN {
-            add(range, Span::fixed(kind, len), 1, 1);
+            add(range, Span::fixed(kind, len), (1, 1));
             continue;
         }
         if fixed {
-            let parts = range.len().div_ceil(MAX_SPAN as usize);
+            let parts = range.len().div_ceil(MAX_SPAN as usize) as u32;
             for (part, start) in range.clone().step_by(MAX_SPAN as usize).enumerate() {
                 let end = (start + MAX_SPAN as usize).min(range.end);
                 let span = Span::fixed(kind.clone(), (end - start) as u32);
-                add(start..end, span, part + 1, parts);
+                add(start..end, span, (part as u32 + 1, parts));
             }
             continue;
         }
@@ -94,7 +95,7 @@ pub fn plan(
         if longest > MAX_SPAN as usize {
             warn!(
                 "{}: the {}'s bytes {}..{} differ, by up to {longest} bytes, more than a span covers ({MAX_SPAN}): they stay as recorded, and replay compares them",
-                recordings[0].name,
+                base.name,
                 who(piece.dir),
                 range.start,
                 range.end
@@ -107,23 +108,15 @@ pub fn plan(
             let (min, max) = regions::bounds(piece.ranges.iter().map(|r| r.len()));
             // A number may have fewer digits in another run, down to one
             // (an id drawn at random, a counter that starts again).
-            let numbers = piece
-                .values(recordings)
-                .iter()
-                .all(|v| regions::is_number(v));
-            (if numbers { min.min(1) } else { min }, max)
+            (if facts[i].numbers { min.min(1) } else { min }, max)
         };
-        add(
-            range,
-            Span {
-                kind,
-                len,
-                min,
-                max,
-            },
-            1,
-            1,
-        );
+        let span = Span {
+            kind,
+            len,
+            min,
+            max,
+        };
+        add(range, span, (1, 1));
     }
     sort(&mut plan);
     plan
@@ -136,20 +129,16 @@ pub fn plan(
 /// (which needs those bytes after it: the next turn's come only after the
 /// other side's, too late to end it).
 fn may_grow(
-    recordings: &[Recording],
+    facts: Facts,
     turns: &TurnIndex,
     starts: &HashSet<(Direction, usize)>,
     piece: &Piece,
 ) -> bool {
     let range = piece.base();
-    let number = piece
-        .values(recordings)
-        .iter()
-        .all(|value| regions::is_number(value));
     let in_turn = turns
         .turn_of(piece.dir, range.start)
         .is_some_and(|turn| range.end < turn.range.end);
-    number && in_turn && !starts.contains(&(piece.dir, range.end))
+    facts.numbers && in_turn && !starts.contains(&(piece.dir, range.end))
 }
 
 /// Per piece, whether it is a value that ends where one of `fields`
@@ -217,23 +206,40 @@ pub fn add_lengths(plan: &mut Plan, fields: &[Field]) {
                 range: field.range.clone(),
                 span,
             },
-            Origin::Length {
+            Note::Length {
                 shape: field.shape,
                 differs: field.differs,
             },
         ));
     }
-    for (planned, origin) in added {
+    for (planned, note) in added {
         plan.spans.push(planned);
-        plan.of.push(origin);
+        plan.notes.push(note);
     }
     sort(plan);
 }
 
+/// The spans in order of direction and start, in place (a plan is as
+/// large as its recordings have places).
 fn sort(plan: &mut Plan) {
-    let mut all: Vec<(Planned, Origin)> = plan.spans.drain(..).zip(plan.of.drain(..)).collect();
-    all.sort_by_key(|(p, _)| (p.dir.index(), p.range.start));
-    (plan.spans, plan.of) = all.into_iter().unzip();
+    let mut order: Vec<usize> = (0..plan.spans.len()).collect();
+    order.sort_by_key(|&i| (plan.spans[i].dir.index(), plan.spans[i].range.start));
+    // Span `order[i]` goes to `i`: each cycle of the permutation in turn,
+    // its places marked done.
+    const DONE: usize = usize::MAX;
+    for i in 0..order.len() {
+        let mut at = i;
+        while order[at] != DONE {
+            let from = order[at];
+            order[at] = DONE;
+            if from == i {
+                break;
+            }
+            plan.spans.swap(at, from);
+            plan.notes.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 /// The spans of `dir`, of spans in order.
@@ -265,4 +271,44 @@ fn any_over(spans: &[Planned], range: &Range<usize>) -> bool {
 fn across(spans: &[Planned], at: usize) -> bool {
     let before = spans.partition_point(|p| p.range.start < at);
     before > 0 && spans[before - 1].range.end > at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_sort_by_direction_and_start_in_place() {
+        let span = |dir, start: usize| Planned {
+            dir,
+            range: start..start + 1,
+            span: Span::fixed(SpanKind::Vary, 1),
+        };
+        let (c2s, s2c) = (Direction::ClientToServer, Direction::ServerToClient);
+        let starts = [(s2c, 4), (c2s, 5), (c2s, 1), (s2c, 0), (c2s, 3)];
+        let mut plan = Plan {
+            spans: starts.iter().map(|&(dir, at)| span(dir, at)).collect(),
+            notes: (0..starts.len() as u32)
+                .map(|region| Note::Length {
+                    shape: super::lengths::Shape::Framing,
+                    differs: region % 2 == 0,
+                })
+                .collect(),
+            names: Vec::new(),
+        };
+        sort(&mut plan);
+        let order: Vec<(usize, bool)> = plan
+            .spans
+            .iter()
+            .zip(&plan.notes)
+            .map(|(p, note)| match *note {
+                Note::Length { differs, .. } => (p.range.start, differs),
+                Note::Piece { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [(1, true), (3, true), (5, false), (0, false), (4, true)]
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! A recording read whole: each direction's byte stream, and its frames
 //! to write back (data as places in the streams, the rest as they were).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::tape::frame::Header;
@@ -49,6 +49,11 @@ impl Recording {
             Refusal::Tape(err) => Error::tape(path, err),
             Refusal::Marked(why) => Error::Session(format!("{}: {why}", path.display())),
         })
+    }
+
+    /// Reads tapes, binary or text.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Recording>, Error> {
+        paths.iter().map(|path| Recording::read(path)).collect()
     }
 
     /// Reads a tape from bytes in memory.

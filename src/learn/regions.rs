@@ -5,10 +5,9 @@
 
 use std::ops::Range;
 
-use super::align::Block;
+use super::align::{Block, align};
 use super::recording::Recording;
-use super::turns::{Alignment, Turn};
-use crate::tape::Direction;
+use super::turns::{Judge, Turn};
 use crate::tape::span::MAX_SPAN;
 
 /// Differing places this close (equal bytes between them) are one place:
@@ -44,45 +43,37 @@ pub struct Streams<'a> {
     pub blocks: Vec<Vec<Block>>,
 }
 
-/// The places where the recordings differ in `dir`, turn by turn (each
-/// turn's places found in its bytes alone, so that none reaches into the
-/// next turn), in stream offsets. `alignments[i]` aligns the base with
-/// recording `i + 1`, which took the same turns.
-pub fn by_turn(
-    recordings: &[Recording],
-    turns: &[Vec<Turn>],
-    alignments: &[Alignment],
-    dir: Direction,
-) -> Vec<Region> {
-    let mut out = Vec::new();
-    let of_dir = (0..turns[0].len()).filter(|&t| turns[0][t].dir == dir);
-    for (k, t) in of_dir.enumerate() {
+/// The places where the recordings differ, turn by turn (each turn's
+/// places found in its bytes alone, so that none reaches into the next
+/// turn), in stream offsets, per direction; or why the recordings do not
+/// look alike. `turns[i]`: recording `i`'s, all the same path. A turn's
+/// alignments are forgotten once its places are found.
+pub fn by_turn(recordings: &[Recording], turns: &[&[Turn]]) -> Result<[Vec<Region>; 2], String> {
+    let mut out = [Vec::new(), Vec::new()];
+    let mut judges: Vec<Judge> = recordings[1..].iter().map(|_| Judge::default()).collect();
+    for t in 0..turns[0].len() {
+        let dir = turns[0][t].dir;
         let starts: Vec<usize> = turns.iter().map(|list| list[t].range.start).collect();
         let bytes: Vec<&[u8]> = recordings
             .iter()
             .zip(turns)
             .map(|(recording, list)| &recording.stream(dir)[list[t].range.clone()])
             .collect();
-        let blocks = alignments
-            .iter()
-            .zip(&starts[1..])
-            .map(|(alignment, &start)| {
-                let relative = |block: &Block| Block {
-                    a: block.a - starts[0],
-                    b: block.b - start,
-                    len: block.len,
-                };
-                alignment.turn(dir, k).iter().map(relative).collect()
-            })
-            .collect();
+        let blocks: Vec<Vec<Block>> = bytes[1..].iter().map(|b| align(bytes[0], b)).collect();
+        for ((judge, other), blocks) in judges.iter_mut().zip(&bytes[1..]).zip(&blocks) {
+            judge.turn(t, bytes[0], other, blocks);
+        }
         for mut region in regions(&Streams { bytes, blocks }) {
             for (range, start) in region.ranges.iter_mut().zip(&starts) {
                 *range = range.start + start..range.end + start;
             }
-            out.push(region);
+            out[dir.index()].push(region);
         }
     }
-    out
+    for (i, judge) in judges.iter().enumerate() {
+        judge.verdict(&recordings[0], turns[0], &recordings[i + 1], turns[i + 1])?;
+    }
+    Ok(out)
 }
 
 /// The places where the recordings differ, in order, each widened to the
@@ -400,7 +391,6 @@ pub fn bounds(lengths: impl Iterator<Item = usize>) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::align::align;
 
     fn regions_of(recordings: &[&[u8]]) -> Vec<Region> {
         let base = recordings[0];

@@ -17,15 +17,13 @@ pub struct Turn {
     pub dir: Direction,
     /// Its bytes in the direction's stream.
     pub range: Range<usize>,
-    /// The data frame its first byte is in.
-    pub frame: u64,
 }
 
 /// The turns of a recording, in order. Frames without bytes (delays, EOFs,
 /// empty data) do not end a turn.
 pub fn turns(recording: &Recording) -> Vec<Turn> {
     let mut turns: Vec<Turn> = Vec::new();
-    for (i, item) in recording.items.iter().enumerate() {
+    for item in &recording.items {
         let Item::Data { dir, start, len } = *item else {
             continue;
         };
@@ -34,11 +32,9 @@ pub fn turns(recording: &Recording) -> Vec<Turn> {
         }
         match turns.last_mut() {
             Some(turn) if turn.dir == dir => turn.range.end = start + len,
-            // Items are the frames after the magic, frame 0.
             _ => turns.push(Turn {
                 dir,
                 range: start..start + len,
-                frame: i as u64 + 1,
             }),
         }
     }
@@ -81,46 +77,6 @@ impl TurnIndex {
     }
 }
 
-/// The alignment of the base's bytes with another recording's, turn by
-/// turn: per direction, the blocks of its turns in order (in stream
-/// offsets), and where each turn's blocks begin among them.
-#[derive(Debug, Default)]
-pub struct Alignment {
-    pub blocks: [Vec<Block>; 2],
-    /// Per direction, per turn of it, the index of its first block; one
-    /// more at the end.
-    pub starts: [Vec<usize>; 2],
-}
-
-impl Alignment {
-    /// The blocks of the `k`-th turn of `dir`.
-    pub fn turn(&self, dir: Direction, k: usize) -> &[Block] {
-        let starts = &self.starts[dir.index()];
-        &self.blocks[dir.index()][starts[k]..starts[k + 1]]
-    }
-}
-
-/// Aligns two recordings that took the same turns (`same_path`), turn by
-/// turn.
-pub fn align(base: &Recording, ours: &[Turn], other: &Recording, theirs: &[Turn]) -> Alignment {
-    let mut alignment = Alignment::default();
-    for (a, b) in ours.iter().zip(theirs) {
-        let d = a.dir.index();
-        alignment.starts[d].push(alignment.blocks[d].len());
-        let x = &base.stream(a.dir)[a.range.clone()];
-        let y = &other.stream(b.dir)[b.range.clone()];
-        alignment.blocks[d].extend(align::align(x, y).into_iter().map(|block| Block {
-            a: block.a + a.range.start,
-            b: block.b + b.range.start,
-            len: block.len,
-        }));
-    }
-    for d in 0..2 {
-        alignment.starts[d].push(alignment.blocks[d].len());
-    }
-    alignment
-}
-
 /// Recordings that agree on fewer of their bytes and tokens than this (in
 /// percent), and differ in more than `UNLIKE`, are not of one scenario.
 const ALIKE_PERCENT: usize = 50;
@@ -152,56 +108,57 @@ pub fn same_path(
     ))
 }
 
-/// Refuses recordings that took the same turns but do not look like runs
-/// of one scenario: fewer than half of their bytes agree and more than
-/// `UNLIKE` differ, and the same of their tokens. Tokens too: a value is
-/// one token however long, so a short session of long values is still
-/// one scenario when its words and separators agree. Says where they
-/// part: the first turn that does not look alike.
-pub fn alike(
-    base: &Recording,
-    ours: &[Turn],
-    other: &Recording,
-    theirs: &[Turn],
-    alignment: &Alignment,
-) -> Result<(), String> {
-    let pair = Pair::new(base, ours, other, theirs);
-    let mut nth = [0, 0];
-    let mut all = Likeness::default();
-    let mut first_unlike = None;
-    let mut first_strictly_unlike = None;
-    for (k, turn) in ours.iter().enumerate() {
-        let dir = turn.dir;
-        let blocks = alignment.turn(dir, nth[dir.index()]);
-        nth[dir.index()] += 1;
-        let start = turn.range.start;
-        let relative: Vec<Block> = blocks
-            .iter()
-            .map(|b| Block {
-                a: b.a - start,
-                ..*b
-            })
-            .collect();
-        let likeness = Likeness::of(pair.ours.bytes(k), pair.theirs.bytes(k), &relative);
-        if first_unlike.is_none() && !likeness.alike() {
-            first_unlike = Some(k);
+/// How alike two recordings that took the same turns look, told turn by
+/// turn (each turn's bytes aligned, then forgotten): they do not look
+/// like runs of one scenario when fewer than half of their bytes agree
+/// and more than `UNLIKE` differ, and the same of their tokens. Tokens
+/// too: a value is one token however long, so a short session of long
+/// values is still one scenario when its words and separators agree.
+#[derive(Debug, Default)]
+pub struct Judge {
+    all: Likeness,
+    first_unlike: Option<usize>,
+    first_strictly_unlike: Option<usize>,
+}
+
+impl Judge {
+    /// Turn `k`: `ours` and `theirs`, aligned by `blocks` (offsets in them).
+    pub fn turn(&mut self, k: usize, ours: &[u8], theirs: &[u8], blocks: &[Block]) {
+        let likeness = Likeness::of(ours, theirs, blocks);
+        if self.first_unlike.is_none() && !likeness.alike() {
+            self.first_unlike = Some(k);
         }
-        if first_strictly_unlike.is_none() && !likeness.strictly_alike() {
-            first_strictly_unlike = Some(k);
+        if self.first_strictly_unlike.is_none() && !likeness.strictly_alike() {
+            self.first_strictly_unlike = Some(k);
         }
-        all.add(&likeness);
+        self.all.add(&likeness);
     }
-    if all.alike() {
-        return Ok(());
+
+    /// Refuses the recordings when they do not look alike, saying where
+    /// they part: the first turn that does not look alike.
+    pub fn verdict(
+        &self,
+        base: &Recording,
+        ours: &[Turn],
+        other: &Recording,
+        theirs: &[Turn],
+    ) -> Result<(), String> {
+        if self.all.alike() {
+            return Ok(());
+        }
+        // Many small turns, each unlike by a few bytes: the first of them.
+        let k = self
+            .first_unlike
+            .or(self.first_strictly_unlike)
+            .unwrap_or(0);
+        let pair = Pair::new(base, ours, other, theirs);
+        Err(format!(
+            "{} and {} do not look like recordings of one scenario: {}",
+            base.name,
+            other.name,
+            pair.differ_at(k, k)
+        ))
     }
-    // Many small turns, each unlike by a few bytes: the first of them.
-    let k = first_unlike.or(first_strictly_unlike).unwrap_or(0);
-    Err(format!(
-        "{} and {} do not look like recordings of one scenario: {}",
-        base.name,
-        other.name,
-        pair.differ_at(k, k)
-    ))
 }
 
 /// How much of two recordings (or turns) agrees, in bytes and in tokens:
@@ -267,8 +224,10 @@ impl Side<'_> {
         &self.recording.stream(turn.dir)[turn.range.clone()]
     }
 
+    /// The frame turn `k` starts in.
     fn frame(&self, k: usize) -> u64 {
-        self.turns[k].frame
+        let turn = &self.turns[k];
+        self.recording.frame_of(turn.dir, turn.range.start)
     }
 
     /// `client's "GET /a ..."`
@@ -442,26 +401,8 @@ mod tests {
             ],
         );
         let turns = turns(&r);
-        assert_eq!(
-            turns,
-            [
-                Turn {
-                    dir: C2S,
-                    range: 0..7,
-                    frame: 1
-                },
-                Turn {
-                    dir: S2C,
-                    range: 0..3,
-                    frame: 3
-                },
-                Turn {
-                    dir: C2S,
-                    range: 7..11,
-                    frame: 4
-                },
-            ]
-        );
+        let turn = |dir, range| Turn { dir, range };
+        assert_eq!(turns, [turn(C2S, 0..7), turn(S2C, 0..3), turn(C2S, 7..11)]);
     }
 
     fn path(a: &Recording, b: &Recording) -> Result<(), String> {
@@ -529,20 +470,14 @@ mod tests {
         let a = Recording::of_steps("a", &[(C2S, &[1; 100]), (S2C, b"ok"), (C2S, b"bye")]);
         let b = Recording::of_steps("b", &[(C2S, &[2; 90]), (S2C, b"ok"), (C2S, b"bye")]);
         assert!(path(&a, &b).is_ok());
-        let ours = turns(&a);
-        let theirs = turns(&b);
-        let alignment = align(&a, &ours, &b, &theirs);
-        assert_eq!(alignment.starts[C2S.index()], [0, 0, 1]);
-        assert_eq!(
-            alignment.turn(C2S, 1),
-            [Block {
-                a: 100,
-                b: 90,
-                len: 3
-            }]
-        );
-        // Those bytes are most of the recordings: not one scenario.
-        let err = alike(&a, &ours, &b, &theirs, &alignment).unwrap_err();
+        let (ours, theirs) = (turns(&a), turns(&b));
+        let mut judge = Judge::default();
+        for k in 0..ours.len() {
+            let x = &a.stream(ours[k].dir)[ours[k].range.clone()];
+            let y = &b.stream(theirs[k].dir)[theirs[k].range.clone()];
+            judge.turn(k, x, y, &align::align(x, y));
+        }
+        let err = judge.verdict(&a, &ours, &b, &theirs).unwrap_err();
         assert_eq!(
             err,
             "a and b do not look like recordings of one scenario: they part at turn 1, the client's (frame 1 of a, frame 1 of b), at byte 0 of the turn: \"\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\\x01\"... in a, \"\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\\x02\"... in b"
