@@ -23,6 +23,7 @@ mod captures;
 mod cassettes;
 mod cut;
 mod emit;
+mod interleaved;
 mod lengths;
 mod plan;
 mod recording;
@@ -138,16 +139,28 @@ fn settled(
 /// over the first, checked; or why the recordings cannot be learned from.
 fn planned(mut recordings: Vec<Recording>, lengths: Lengths) -> Result<Checked, String> {
     let turns: Vec<Vec<Turn>> = recordings.iter().map(turns::turns).collect();
-    for (other, theirs) in recordings.iter().zip(&turns).skip(1) {
-        turns::same_path(&recordings[0], &turns[0], other, theirs)?;
-    }
+    let paths: Vec<Result<(), String>> = (recordings.iter().zip(&turns).skip(1))
+        .map(|(other, theirs)| turns::same_path(&recordings[0], &turns[0], other, theirs))
+        .collect();
     // The others' frames were needed for their turns only.
     for other in &mut recordings[1..] {
         other.items = Vec::new();
     }
     let mut turns: Vec<TurnIndex> = turns.into_iter().map(TurnIndex::new).collect();
     let all: Vec<&[Turn]> = turns.iter().map(TurnIndex::all).collect();
-    let regions = regions::by_turn(&recordings, &all)?;
+    let regions = if paths.iter().all(Result::is_ok) {
+        regions::by_turn(&recordings, &all)?
+    } else {
+        // Turns split another way: a pipelining client, or another path.
+        let parted = |i: usize| match &paths[i - 1] {
+            Err(parting) => parting.clone(),
+            Ok(()) => format!(
+                "{} and {} took different paths: one side sent bytes across a turn that the other did not",
+                recordings[0].name, recordings[i].name
+            ),
+        };
+        interleaved::places(&recordings, &all, &parted)?
+    };
     let mut pieces = captures::pieces(&recordings, &turns, &regions);
     drop(regions);
     let fields = match lengths {

@@ -320,13 +320,13 @@ fn widen_tokens(bytes: &[u8], range: Range<usize>) -> Range<usize> {
 /// Maps places of the base to places of another stream, by their
 /// alignment. Every edge of a region is at an aligned byte (regions hold
 /// all that differs), so it maps exactly.
-struct Map {
+pub struct Map {
     /// The blocks, between an empty one at the starts and one at the ends.
     blocks: Vec<Block>,
 }
 
 impl Map {
-    fn new(blocks: &[Block], base_len: usize, other_len: usize) -> Map {
+    pub fn new(blocks: &[Block], base_len: usize, other_len: usize) -> Map {
         let mut all = Vec::with_capacity(blocks.len() + 2);
         all.push(Block { a: 0, b: 0, len: 0 });
         all.extend_from_slice(blocks);
@@ -341,7 +341,7 @@ impl Map {
     /// The other stream's bytes that correspond to the base's `range`:
     /// from as early as its start maps to, to as late as its end does, so
     /// that bytes only the other side has at either edge are in.
-    fn range(&self, range: &Range<usize>) -> Range<usize> {
+    pub fn range(&self, range: &Range<usize>) -> Range<usize> {
         let start = self.earliest(range.start);
         let end = self.latest(range.end).max(start);
         start..end

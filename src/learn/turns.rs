@@ -164,14 +164,14 @@ impl Judge {
 /// How much of two recordings (or turns) agrees, in bytes and in tokens:
 /// (agreeing, in both together).
 #[derive(Debug, Default)]
-struct Likeness {
+pub struct Likeness {
     bytes: (usize, usize),
     tokens: (usize, usize),
 }
 
 impl Likeness {
     /// Of `a` and `b`, whose alignment is `blocks` (offsets in them).
-    fn of(a: &[u8], b: &[u8], blocks: &[Block]) -> Likeness {
+    pub fn of(a: &[u8], b: &[u8], blocks: &[Block]) -> Likeness {
         let agree: usize = blocks
             .iter()
             .map(|block| align::tokens_in(a, block.a..block.a + block.len))
@@ -184,7 +184,7 @@ impl Likeness {
         }
     }
 
-    fn add(&mut self, other: &Likeness) {
+    pub fn add(&mut self, other: &Likeness) {
         self.bytes.0 += other.bytes.0;
         self.bytes.1 += other.bytes.1;
         self.tokens.0 += other.tokens.0;
@@ -193,7 +193,7 @@ impl Likeness {
 
     /// At least half agree, or at most `UNLIKE` differ, in bytes or in
     /// tokens.
-    fn alike(&self) -> bool {
+    pub fn alike(&self) -> bool {
         let alike = |(agree, total): (usize, usize)| {
             agree * 200 >= total * ALIKE_PERCENT || total - 2 * agree <= UNLIKE
         };
