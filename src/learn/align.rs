@@ -4,8 +4,11 @@
 //! - the common prefix and suffix are taken first, in linear time (two
 //!   recordings of one scenario often differ in a single place);
 //! - a stretch of at most `MYERS_LIMIT` bytes goes to Myers' algorithm,
-//!   which finds a shortest edit script, and gives up after `MAX_EDITS`
-//!   edits (its memory is about `MAX_EDITS`² / 2 words, never more);
+//!   which finds a shortest edit script of its tokens (runs of letters and
+//!   digits, and each other byte alone: bytes of two numbers never align
+//!   with each other across the ` AT ` between them), and gives up after
+//!   `MAX_EDITS` edits (its memory is about `MAX_EDITS`² / 2 words, never
+//!   more);
 //! - a longer stretch, or one with too many edits, is cut at anchors:
 //!   32-byte strings found exactly once in each side, in the same order
 //!   on both (sampled by content, so both sides sample the same strings),
@@ -13,6 +16,7 @@
 //! - what is left is taken as all different.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Bytes that are the same in both streams: `a[a..a + len] == b[b..b + len]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +43,6 @@ pub fn align(a: &[u8], b: &[u8]) -> Vec<Block> {
     let mut blocks = Vec::new();
     align_into(a, b, (0, 0), 0, &mut blocks);
     coalesce(blocks)
-}
-
-/// Bytes the blocks hold.
-pub fn matched(blocks: &[Block]) -> usize {
-    blocks.iter().map(|block| block.len).sum()
 }
 
 /// Aligns `a` and `b`, which start at `at` of the whole streams.
@@ -75,7 +74,7 @@ fn middle(a: &[u8], b: &[u8], at: (usize, usize), depth: u32, out: &mut Vec<Bloc
         return;
     }
     let short = a.len() + b.len() <= MYERS_LIMIT;
-    if let Some(blocks) = short.then(|| myers(a, b, MAX_EDITS)).flatten() {
+    if let Some(blocks) = short.then(|| by_tokens(a, b, MAX_EDITS)).flatten() {
         for block in blocks {
             push(out, at.0 + block.a, at.1 + block.b, block.len);
         }
@@ -113,11 +112,79 @@ fn coalesce(blocks: Vec<Block>) -> Vec<Block> {
     out
 }
 
-/// Myers' O((N+M)D) shortest edit script, with the trace of each round
-/// kept for the walk back; `None` after `max_edits` edits.
-fn myers(a: &[u8], b: &[u8], max_edits: usize) -> Option<Vec<Block>> {
-    let (n, m) = (a.len() as isize, b.len() as isize);
-    let max = (a.len() + b.len()).min(max_edits) as isize;
+/// The blocks of a shortest edit script of `a`'s and `b`'s tokens; `None`
+/// after `max_edits` edits.
+fn by_tokens(a: &[u8], b: &[u8], max_edits: usize) -> Option<Vec<Block>> {
+    let (x, y) = (tokens(a), tokens(b));
+    let same = |i: usize, j: usize| a[x[i].clone()] == b[y[j].clone()];
+    let blocks = diff(x.len(), y.len(), max_edits, same)?;
+    Some(
+        blocks
+            .into_iter()
+            .map(|block| {
+                let (first_a, last_a) = (&x[block.a], &x[block.a + block.len - 1]);
+                Block {
+                    a: first_a.start,
+                    b: y[block.b].start,
+                    len: last_a.end - first_a.start,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// How many tokens of `bytes` (`tokens`) lie wholly in `range`: a token
+/// that the range cuts does not count.
+pub fn tokens_in(bytes: &[u8], range: Range<usize>) -> usize {
+    let word = |i: usize| bytes[i].is_ascii_alphanumeric();
+    let mut at = range.start;
+    // The rest of a word the range starts inside.
+    while at > 0 && at < range.end && word(at) && word(at - 1) {
+        at += 1;
+    }
+    let mut count = 0;
+    while at < range.end {
+        let mut end = at + 1;
+        if word(at) {
+            while end < bytes.len() && word(end) {
+                end += 1;
+            }
+        }
+        count += usize::from(end <= range.end);
+        at = end;
+    }
+    count
+}
+
+/// `bytes` cut into tokens: runs of ASCII letters and digits, and each
+/// other byte alone.
+fn tokens(bytes: &[u8]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (i, byte) in bytes.iter().enumerate() {
+        match out.last_mut() {
+            Some(last)
+                if byte.is_ascii_alphanumeric() && bytes[last.start].is_ascii_alphanumeric() =>
+            {
+                last.end = i + 1
+            }
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+/// Myers' shortest edit script of two sequences of `n` and `m` items,
+/// `same(x, y)` telling whether item `x` of the first is item `y` of the
+/// second, with the trace of each round kept for the walk back; `None`
+/// after `max_edits` edits.
+pub fn diff(
+    n: usize,
+    m: usize,
+    max_edits: usize,
+    mut same: impl FnMut(usize, usize) -> bool,
+) -> Option<Vec<Block>> {
+    let max = (n + m).min(max_edits) as isize;
+    let (n, m) = (n as isize, m as isize);
     // v[k + offset]: the furthest x reached on diagonal k = x - y.
     let offset = max + 1;
     let mut v = vec![0isize; 2 * max as usize + 3];
@@ -135,7 +202,7 @@ fn myers(a: &[u8], b: &[u8], max_edits: usize) -> Option<Vec<Block>> {
                 v[i - 1] + 1
             };
             let mut y = x - k;
-            while x < n && y < m && a[x as usize] == b[y as usize] {
+            while x < n && y < m && same(x as usize, y as usize) {
                 x += 1;
                 y += 1;
             }
@@ -297,6 +364,14 @@ mod tests {
         }
     }
 
+    fn matched(blocks: &[Block]) -> usize {
+        blocks.iter().map(|block| block.len).sum()
+    }
+
+    fn myers(a: &[u8], b: &[u8], max_edits: usize) -> Option<Vec<Block>> {
+        diff(a.len(), b.len(), max_edits, |x, y| a[x] == b[y])
+    }
+
     fn aligned(a: &[u8], b: &[u8]) -> Vec<Block> {
         let blocks = align(a, b);
         check(a, b, &blocks);
@@ -353,6 +428,33 @@ mod tests {
         assert_eq!(matched(&blocks), 4);
         assert!(myers(b"aaaa", b"bbbb", 7).is_none(), "8 edits needed");
         assert!(myers(b"aaaa", b"bbbb", 8).is_some());
+    }
+
+    #[test]
+    fn numbers_align_by_their_tokens() {
+        // Byte by byte, the digits of the two numbers agree more than the
+        // ` AT ` between them: tokens keep the ` AT `.
+        let a = b"ECHO 4 AT 715063793530168\r\n";
+        let b = b"ECHO 701373157 AT 929469001308695\r\n";
+        let blocks = aligned(a, b);
+        assert!(
+            blocks.contains(&Block {
+                a: 6,
+                b: 14,
+                len: 4
+            }),
+            "{blocks:?}"
+        );
+        assert_eq!(matched(&blocks), 5 + 4 + 2);
+    }
+
+    #[test]
+    fn tokens_wholly_in_a_range() {
+        let bytes = b"ID 412\r\n";
+        assert_eq!(tokens_in(bytes, 0..bytes.len()), 5);
+        assert_eq!(tokens_in(bytes, 0..5), 2, "412 is cut");
+        assert_eq!(tokens_in(bytes, 1..8), 4, "ID is cut");
+        assert_eq!(tokens_in(bytes, 3..3), 0);
     }
 
     #[test]

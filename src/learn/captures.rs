@@ -11,11 +11,13 @@
 //! server's own part, is an echo of the client's nonce and a capture of
 //! the rest.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 
+use super::lengths::counts_its_turn;
 use super::recording::Recording;
-use super::regions::Region;
+use super::regions::{NUMBER_REACH, Region, is_binary, is_number};
+use super::turns::TurnIndex;
 use crate::tape::Direction;
 use crate::tape::span::{MAX_NAME, MAX_SPAN, check_name};
 
@@ -43,7 +45,25 @@ pub enum PieceKind {
     },
 }
 
+/// What the recordings' values at a piece are like, kept for when the
+/// values themselves are gone (the other recordings are dropped before the
+/// spans are planned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// How many different values the recordings have.
+    pub distinct: u32,
+    /// True when every value is a number (`regions::is_number`).
+    pub numbers: bool,
+}
+
 impl Piece {
+    pub fn facts(&self, recordings: &[Recording]) -> Facts {
+        Facts {
+            distinct: self.distinct(recordings) as u32,
+            numbers: self.values(recordings).iter().all(|v| is_number(v)),
+        }
+    }
+
     pub fn base(&self) -> Range<usize> {
         self.ranges[0].clone()
     }
@@ -65,16 +85,22 @@ impl Piece {
 
     /// How many different values the recordings have here.
     pub fn distinct(&self, recordings: &[Recording]) -> usize {
-        self.values(recordings)
-            .into_iter()
-            .collect::<HashSet<_>>()
-            .len()
+        // Recordings are few: each value against those before it.
+        let values = self.values(recordings);
+        (0..values.len())
+            .filter(|&i| !values[..i].contains(&values[i]))
+            .count()
     }
 }
 
 /// The pieces of the places where the recordings differ (`regions`, per
-/// direction), with captures and echoes found; in tape order.
-pub fn pieces(recordings: &[Recording], regions: &[Vec<Region>; 2]) -> Vec<Piece> {
+/// direction), with captures and echoes found. Mostly in tape order: what
+/// is left of a place when a capture is cut out of it comes at the end.
+pub fn pieces(
+    recordings: &[Recording],
+    turns: &[TurnIndex],
+    regions: &[Vec<Region>; 2],
+) -> Vec<Piece> {
     let base = &recordings[0];
     let mut order: Vec<(u64, Direction, &Region)> = Vec::new();
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
@@ -86,8 +112,9 @@ pub fn pieces(recordings: &[Recording], regions: &[Vec<Region>; 2]) -> Vec<Piece
     order.sort_unstable_by_key(|&(frame, dir, region)| (frame, dir.index(), region.base().start));
     let mut finder = Finder {
         recordings,
+        turns,
         pieces: Vec::new(),
-        candidates: [Vec::new(), Vec::new()],
+        candidates: [VecDeque::new(), VecDeque::new()],
         names: HashSet::new(),
     };
     for (_, dir, region) in order {
@@ -98,10 +125,39 @@ pub fn pieces(recordings: &[Recording], regions: &[Vec<Region>; 2]) -> Vec<Piece
 
 struct Finder<'a> {
     recordings: &'a [Recording],
+    /// Each recording's turns.
+    turns: &'a [TurnIndex],
     pieces: Vec<Piece>,
-    /// Per direction, pieces whose values may be captured, in tape order.
-    candidates: [Vec<usize>; 2],
+    /// Per direction, the latest `CANDIDATES` pieces whose values may be
+    /// captured, in tape order.
+    candidates: [VecDeque<Candidate>; 2],
     names: HashSet<String>,
+}
+
+/// A piece whose value may be captured, and the bytes of it that differ
+/// between the recordings where they are not all of it.
+struct Candidate {
+    piece: usize,
+    core: Option<Vec<Range<usize>>>,
+}
+
+/// An echo found in a piece.
+struct Found {
+    /// The piece that holds the captured value, and each recording's
+    /// bytes of the value in it.
+    capture: usize,
+    value: Vec<Range<usize>>,
+    /// Where the echo starts in the piece, in every recording.
+    offset: usize,
+}
+
+/// Which of a candidate's bytes are tried as the value echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// All of them.
+    Whole,
+    /// Those that differ between the recordings (`core`).
+    Core,
 }
 
 impl Finder<'_> {
@@ -120,74 +176,232 @@ impl Finder<'_> {
                 PieceKind::Vary => self.echo_in(&list[i], last),
                 _ => None,
             };
-            let Some((capture, offset)) = found else {
+            let Some(found) = found else {
                 i += 1;
                 continue;
             };
-            let parts = self.split(&list[i], capture, offset);
+            self.cut_capture(found.capture, found.value);
+            let parts = self.split(&list[i], found.capture, found.offset);
             list.splice(i..=i, parts);
             // The part before the echo (if any) is at `i` now: look in it
             // too.
         }
         for piece in list {
-            let n = self.pieces.len();
             if piece.kind == PieceKind::Vary && self.capturable(&piece) {
-                self.candidates[dir.index()].push(n);
+                let core = self.core(&piece).filter(|core| *core != piece.ranges);
+                let candidates = &mut self.candidates[dir.index()];
+                if candidates.len() == CANDIDATES {
+                    candidates.pop_front();
+                }
+                candidates.push_back(Candidate {
+                    piece: self.pieces.len(),
+                    core,
+                });
             }
             self.pieces.push(piece);
         }
     }
 
-    /// A piece may be captured when its value is long enough to be one in
-    /// every recording, short enough for a span, and not the same in all.
+    /// A piece may be captured when its value is short enough for a span
+    /// in every recording, and not the same in all.
     fn capturable(&self, piece: &Piece) -> bool {
         let sized = piece
             .ranges
             .iter()
-            .all(|range| (MIN_CAPTURE..=MAX_SPAN as usize).contains(&range.len()));
+            .all(|range| (1..=MAX_SPAN as usize).contains(&range.len()));
         sized && piece.distinct(self.recordings) > 1
     }
 
-    /// The earlier capture (piece index) whose value `piece` holds, in
-    /// every recording at the same offset, and that offset; the longest
-    /// such value. `last`: the piece ends its place, so what follows the
-    /// echo in it may vary in length.
-    fn echo_in(&self, piece: &Piece, last: bool) -> Option<(usize, usize)> {
+    /// The earlier capture whose value `piece` holds, in every recording
+    /// at the same offset; the longest such value. `last`: the piece ends
+    /// its place, so what follows the echo in it may vary in length.
+    ///
+    /// A value of `MIN_CAPTURE` bytes or more may be anywhere in the
+    /// piece. A shorter one (a DNS query id, a 3-digit request id) turns up
+    /// by chance, so it must be all that differs there, in the other
+    /// side's turn right after the capture's: the same value crossing
+    /// sides at the same place.
+    fn echo_in(&self, piece: &Piece, last: bool) -> Option<Found> {
         let base = &self.recordings[0];
         let other = piece.dir.reverse();
         let haystack = &base.stream(piece.dir)[piece.base()];
-        let mut best: Option<(usize, usize, usize)> = None;
-        let recent = self.candidates[other.index()].iter().rev().take(CANDIDATES);
-        for &candidate in recent {
-            let value = self.pieces[candidate].values(self.recordings)[0];
-            if value.len() > haystack.len() || best.is_some_and(|(_, _, len)| len >= value.len()) {
-                continue;
-            }
-            let Some(offset) = find(haystack, value) else {
-                continue;
-            };
-            // The echo must come after the whole captured value.
-            let captured = self.pieces[candidate].base();
-            let echo_frame = base.frame_of(piece.dir, piece.base().start + offset);
-            if echo_frame <= base.frame_of(other, captured.end - 1) {
-                continue;
-            }
-            if self.holds_everywhere(piece, candidate, offset, last) {
-                best = Some((candidate, offset, value.len()));
+        // A number that says how long the rest of its turn is (HTTP's
+        // `Content-Length`) is a length, whatever it equals on the other
+        // side: two bodies of one length in every run.
+        if counts_its_turn(self.recordings, self.turns, piece).is_some() {
+            return None;
+        }
+        let turns = &self.turns[0];
+        let turn = turns.number_of(piece.dir, piece.base().start);
+        let own_core = self.core(piece);
+        let mut best: Option<(Found, usize)> = None;
+        for candidate in self.candidates[other.index()].iter().rev() {
+            let c = &self.pieces[candidate.piece];
+            let parts = [
+                (Part::Whole, Some(&c.ranges)),
+                (Part::Core, candidate.core.as_ref()),
+            ];
+            for (part, value) in parts {
+                let Some(value) = value else {
+                    continue;
+                };
+                let len = value[0].len();
+                if len > haystack.len() || best.as_ref().is_some_and(|(_, l)| *l >= len) {
+                    continue;
+                }
+                let short = value.iter().any(|v| v.len() < MIN_CAPTURE);
+                let offset = if short {
+                    let next_turn = turns.number_of(other, c.base().start).map(|t| t + 1);
+                    match &own_core {
+                        Some(core) if turn.is_some() && turn == next_turn => {
+                            let same = core.iter().zip(value).all(|(a, b)| a.len() == b.len());
+                            if !same {
+                                continue;
+                            }
+                            core[0].start - piece.ranges[0].start
+                        }
+                        _ => continue,
+                    }
+                } else {
+                    let needle = &base.stream(other)[value[0].clone()];
+                    match find(haystack, needle) {
+                        Some(offset) => offset,
+                        None => continue,
+                    }
+                };
+                // The echo must come after the whole captured value.
+                let echo_frame = base.frame_of(piece.dir, piece.base().start + offset);
+                if echo_frame <= base.frame_of(other, value[0].end - 1) {
+                    continue;
+                }
+                if self.holds_everywhere(piece, other, value, offset, last) {
+                    let found = Found {
+                        capture: candidate.piece,
+                        value: value.clone(),
+                        offset,
+                    };
+                    let found = match part {
+                        Part::Whole => found,
+                        Part::Core => self.extend(piece, found),
+                    };
+                    best = Some((found, len));
+                }
             }
         }
-        best.map(|(candidate, offset, _)| (candidate, offset))
+        best.map(|(found, _)| found)
     }
 
-    /// True when each recording's value of `capture` is in `piece` at
-    /// `offset`, and (unless `last`) the bytes after it are as long in
+    /// The bytes of `piece` that differ between the recordings, in each:
+    /// all but what they have in common at its start and end, grown in
+    /// text to whole tokens over fewer than `MIN_CAPTURE` common bytes.
+    /// `None` where a recording has none.
+    fn core(&self, piece: &Piece) -> Option<Vec<Range<usize>>> {
+        let values = piece.values(self.recordings);
+        let shortest = values.iter().map(|v| v.len()).min()?;
+        let first = values[0];
+        let same_at = |at: &dyn Fn(&[u8]) -> u8| values.iter().all(|v| at(v) == at(first));
+        let mut head = (0..shortest).take_while(|&k| same_at(&|v| v[k])).count();
+        let mut tail = (0..shortest - head)
+            .take_while(|&k| same_at(&|v| v[v.len() - 1 - k]))
+            .count();
+        let text = values.iter().all(|v| v.iter().all(|&b| !is_binary(b)));
+        // Inside a token at `at` (between two of its bytes, or at the
+        // end of a value that ends with one).
+        let token = |v: &[u8], at: Option<usize>| {
+            at.is_none_or(|at| v.get(at).is_none_or(u8::is_ascii_alphanumeric))
+        };
+        let inside = |v: &[u8], before: Option<usize>, after: Option<usize>| {
+            before.is_some_and(|b| v.get(b).is_some_and(u8::is_ascii_alphanumeric))
+                && token(v, after)
+        };
+        // Values that agree on a few letters by chance (two nonces that
+        // start with `f`) are still whole tokens; a longer common part is
+        // no chance (memcached's key, written right before the value).
+        let (mut grown_head, mut grown_tail) = (head, tail);
+        while text
+            && grown_head > 0
+            && values
+                .iter()
+                .all(|v| inside(v, Some(grown_head - 1), Some(grown_head)))
+        {
+            grown_head -= 1;
+        }
+        while text
+            && grown_tail > 0
+            && values.iter().all(|v| {
+                let at = v.len() - grown_tail;
+                inside(v, Some(at), at.checked_sub(1))
+            })
+        {
+            grown_tail -= 1;
+        }
+        if head - grown_head < MIN_CAPTURE {
+            head = grown_head;
+        }
+        if tail - grown_tail < MIN_CAPTURE {
+            tail = grown_tail;
+        }
+        let core: Vec<Range<usize>> = piece
+            .ranges
+            .iter()
+            .map(|r| r.start + head..r.end - tail)
+            .collect();
+        core.iter().all(|r| !r.is_empty()).then_some(core)
+    }
+
+    /// `found` (a part of its capture's piece) grown over the bytes beside
+    /// it that are the same on both sides in every recording, up to
+    /// `NUMBER_REACH` each side: a binary number's high bytes that happened
+    /// to be equal in the recordings.
+    fn extend(&self, piece: &Piece, mut found: Found) -> Found {
+        let c = &self.pieces[found.capture];
+        let both = |i: usize, at_c: usize, at_p: usize| {
+            let r = &self.recordings[i];
+            r.stream(c.dir)[at_c] == r.stream(piece.dir)[at_p]
+        };
+        for _ in 0..NUMBER_REACH {
+            let grows = (0..self.recordings.len()).all(|i| {
+                let (v, p) = (&found.value[i], &piece.ranges[i]);
+                v.start > c.ranges[i].start
+                    && found.offset > 0
+                    && both(i, v.start - 1, p.start + found.offset - 1)
+            });
+            if !grows {
+                break;
+            }
+            found.value.iter_mut().for_each(|v| v.start -= 1);
+            found.offset -= 1;
+        }
+        for _ in 0..NUMBER_REACH {
+            let grows = (0..self.recordings.len()).all(|i| {
+                let (v, p) = (&found.value[i], &piece.ranges[i]);
+                let echo_end = p.start + found.offset + v.len();
+                v.end < c.ranges[i].end && echo_end < p.end && both(i, v.end, echo_end)
+            });
+            if !grows {
+                break;
+            }
+            found.value.iter_mut().for_each(|v| v.end += 1);
+        }
+        found
+    }
+
+    /// True when each recording's `value` (bytes of `from`) is in `piece`
+    /// at `offset`, and (unless `last`) the bytes after it are as long in
     /// every recording.
-    fn holds_everywhere(&self, piece: &Piece, capture: usize, offset: usize, last: bool) -> bool {
-        let values = self.pieces[capture].values(self.recordings);
+    fn holds_everywhere(
+        &self,
+        piece: &Piece,
+        from: Direction,
+        value: &[Range<usize>],
+        offset: usize,
+        last: bool,
+    ) -> bool {
         let mut after = None;
-        for ((range, value), recording) in piece.ranges.iter().zip(values).zip(self.recordings) {
+        for ((range, value), recording) in piece.ranges.iter().zip(value).zip(self.recordings) {
             let start = range.start + offset;
             let end = start + value.len();
+            let value = &recording.stream(from)[value.clone()];
             if end > range.end || &recording.stream(piece.dir)[start..end] != value {
                 return false;
             }
@@ -197,6 +411,18 @@ impl Finder<'_> {
             }
         }
         true
+    }
+
+    /// Makes `value`, part of piece `capture` (or all of it), the piece:
+    /// what is beside it is the same in every recording, and stays as
+    /// recorded.
+    fn cut_capture(&mut self, capture: usize, value: Vec<Range<usize>>) {
+        let dir = self.pieces[capture].dir;
+        self.pieces[capture].ranges = value;
+        let candidates = &mut self.candidates[dir.index()];
+        if let Some(candidate) = candidates.iter_mut().find(|c| c.piece == capture) {
+            candidate.core = None;
+        }
     }
 
     /// `piece` cut at the echo of `capture` at `offset`: the bytes before
@@ -226,16 +452,17 @@ impl Finder<'_> {
             .zip(&echo)
             .map(|(range, echo)| echo.end..range.end)
             .collect();
-        let before = self.trim(piece.dir, before);
-        let after = self.trim(piece.dir, after);
-        let mut parts = Vec::new();
-        if before.iter().any(|range| !range.is_empty()) {
-            parts.push(part(before, PieceKind::Vary));
-        }
+        // What is left beside the echo stays a piece where it differs
+        // between the recordings (the place may have been taken wider
+        // than what differed: the `r` of SCRAM's `r=` before the nonce).
+        let left = |ranges: Vec<Range<usize>>| {
+            let piece = part(self.trim(piece.dir, ranges), PieceKind::Vary);
+            (piece.distinct(self.recordings) > 1).then_some(piece)
+        };
+        let (before, after) = (left(before), left(after));
+        let mut parts: Vec<Piece> = before.into_iter().collect();
         parts.push(part(echo, PieceKind::Echo { capture }));
-        if after.iter().any(|range| !range.is_empty()) {
-            parts.push(part(after, PieceKind::Vary));
-        }
+        parts.extend(after);
         parts
     }
 
@@ -320,11 +547,17 @@ pub fn key_before(bytes: &[u8], at: usize) -> Option<&str> {
     check_name(key).ok().map(|()| key)
 }
 
+/// Work below which a plain search is cheaper than building a table.
+const PLAIN_SEARCH: usize = 4096;
+
 /// Where `needle` first occurs in `haystack` (Knuth-Morris-Pratt: linear
-/// time, whatever the bytes).
+/// time, whatever the bytes; short ones compared in place).
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return Some(0);
+    }
+    if needle.len().saturating_mul(haystack.len()) <= PLAIN_SEARCH {
+        return haystack.windows(needle.len()).position(|w| w == needle);
     }
     // fail[i]: the longest proper prefix of needle[..=i] that is also its
     // suffix.
@@ -357,8 +590,8 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::align::align;
-    use crate::learn::regions::{Streams, regions};
+    use crate::learn::regions::by_turn;
+    use crate::learn::turns::{self, Turn};
     use crate::tape::Writer;
 
     const C2S: Direction = Direction::ClientToServer;
@@ -411,19 +644,11 @@ mod tests {
     }
 
     fn learned(recordings: &[Recording]) -> Vec<Piece> {
-        let regions = [C2S, S2C].map(|dir| {
-            let base = recordings[0].stream(dir);
-            let streams = Streams {
-                bytes: recordings.iter().map(|r| r.stream(dir)).collect(),
-                blocks: recordings[1..]
-                    .iter()
-                    .map(|r| align(base, r.stream(dir)))
-                    .collect(),
-                turns: Vec::new(),
-            };
-            regions(&streams)
-        });
-        pieces(recordings, &regions)
+        let turns: Vec<Vec<Turn>> = recordings.iter().map(turns::turns).collect();
+        let all: Vec<&[Turn]> = turns.iter().map(Vec::as_slice).collect();
+        let regions = by_turn(recordings, &all).unwrap();
+        let turns: Vec<TurnIndex> = turns.into_iter().map(TurnIndex::new).collect();
+        pieces(recordings, &turns, &regions)
     }
 
     /// The base's bytes of each piece, and its kind in words.

@@ -4,11 +4,13 @@
 //! one data frame right after it where the recording had them in a row
 //! (so that the text form prints them together, `[vary "..."]`).
 
+use std::io::{self, Write};
 use std::ops::Range;
 
 use super::recording::{Item, Recording};
-use crate::tape::frame::opcode;
-use crate::tape::{Direction, Span, Writer};
+use crate::tape::frame::{HEADER_LEN, opcode};
+use crate::tape::span::{Checker, Fault, FramePlace};
+use crate::tape::{Direction, Span, TapeError, TapeErrorKind, Writer};
 
 /// A span to write: over the base's bytes `range` of `dir`.
 #[derive(Debug, Clone)]
@@ -18,21 +20,51 @@ pub struct Planned {
     pub span: Span,
 }
 
-/// The learned tape, and where each planned span's frame is in it.
-pub struct Written {
-    pub bytes: Vec<u8>,
-    /// Per planned span: its frame's index and offset.
-    pub frames: Vec<(u64, u64)>,
-}
+/// Per planned span: its frame's index and offset in the tape written.
+pub type Frames = Vec<(u64, u64)>;
 
 /// Writes `base` with the `planned` spans (in order of their ranges in
-/// each direction, none overlapping).
-pub fn write(base: &Recording, planned: &[Planned]) -> Written {
+/// each direction, none overlapping) to `out`: where each span's frame is.
+pub fn write(base: &Recording, planned: &[Planned], out: &mut dyn Write) -> io::Result<Frames> {
+    let writer = Writer::new(out)?;
+    let out = emit(base, planned, Target::Tape(writer, None));
+    match out.target {
+        Target::Tape(_, Some(err)) => Err(err),
+        Target::Tape(_, None) => Ok(out.spans),
+        _ => unreachable!("a tape is written"),
+    }
+}
+
+/// Checks where the `planned` spans would stand in `base` (the rules of
+/// `span::check_tape`), without writing the tape.
+pub fn check(base: &Recording, planned: &[Planned]) -> Result<(), TapeError> {
+    let out = emit(base, planned, Target::Check(Box::default(), None));
+    let Target::Check(checker, fault) = out.target else {
+        unreachable!("a tape is checked")
+    };
+    match fault {
+        Some(fault) => Err(misplaced(fault)),
+        None => checker.finish().map_err(misplaced),
+    }
+}
+
+fn misplaced(fault: Fault<FramePlace>) -> TapeError {
+    let reason = fault.problem.message(|p| format!("frame {}", p.index));
+    TapeError {
+        offset: fault.at.offset,
+        frame: fault.at.index,
+        kind: TapeErrorKind::SpanRule(reason),
+    }
+}
+
+fn emit<'a>(base: &Recording, planned: &[Planned], target: Target<'a>) -> Out<'a> {
     let mut out = Out {
-        writer: Writer::new(Vec::new()).expect("writing to memory"),
+        target,
+        offset: 0,
         frames: 1,
         spans: vec![(0, 0); planned.len()],
     };
+    out.offset = out.frame_len(&[0; 8]);
     let order = [Direction::ClientToServer, Direction::ServerToClient].map(|dir| {
         (0..planned.len())
             .filter(|&i| planned[i].dir == dir)
@@ -74,10 +106,7 @@ pub fn write(base: &Recording, planned: &[Planned]) -> Written {
         let end = base.stream(dir).len();
         cursor.pending_at(&mut out, planned, &order[dir.index()], dir, end);
     }
-    Written {
-        bytes: out.writer.into_inner(),
-        frames: out.spans,
-    }
+    out
 }
 
 /// The direction an EOF frame closes.
@@ -89,32 +118,77 @@ fn eof_of(raw: &[u8]) -> Option<Direction> {
     }
 }
 
-/// The tape being written, counting frames.
-struct Out {
-    writer: Writer<Vec<u8>>,
+/// Where the frames go: into a tape (and the first error writing it), or
+/// through the span checker only.
+enum Target<'a> {
+    Tape(Writer<&'a mut dyn Write>, Option<io::Error>),
+    /// The checker, and the first fault it found.
+    Check(Box<Checker<FramePlace>>, Option<Fault<FramePlace>>),
+}
+
+/// The tape being written, counting frames and bytes.
+struct Out<'a> {
+    target: Target<'a>,
+    /// Bytes written.
+    offset: u64,
     /// Frames written (the magic is frame 0).
     frames: u64,
     spans: Vec<(u64, u64)>,
 }
 
-impl Out {
+impl Out<'_> {
+    fn frame_len(&self, payload: &[u8]) -> u64 {
+        (HEADER_LEN + payload.len()) as u64
+    }
+
+    fn checked(
+        &mut self,
+        check: impl FnOnce(&mut Checker<FramePlace>) -> Result<(), Fault<FramePlace>>,
+    ) {
+        if let Target::Check(checker, fault @ None) = &mut self.target {
+            *fault = check(checker).err();
+        }
+    }
+
     fn data(&mut self, dir: Direction, bytes: &[u8]) {
         // Pieces of one recorded frame: never over a frame's length.
-        self.writer.data(dir, bytes).expect("writing to memory");
+        match &mut self.target {
+            Target::Tape(writer, error @ None) => *error = writer.data(dir, bytes).err(),
+            Target::Tape(..) => {}
+            Target::Check(..) => self.checked(|c| c.data(dir, bytes.len() as u64, bytes)),
+        }
+        self.offset += self.frame_len(bytes);
         self.frames += 1;
     }
 
     fn raw(&mut self, raw: &[u8]) {
-        self.writer.get_mut().extend_from_slice(raw);
+        match &mut self.target {
+            Target::Tape(writer, error @ None) => *error = writer.get_mut().write_all(raw).err(),
+            Target::Tape(..) => {}
+            Target::Check(..) => {
+                if let Some(dir) = eof_of(raw) {
+                    self.checked(|c| c.eof(dir));
+                }
+            }
+        }
+        self.offset += raw.len() as u64;
         self.frames += 1;
     }
 
     fn span(&mut self, index: usize, planned: &Planned) {
-        let offset = self.writer.get_ref().len() as u64;
-        self.spans[index] = (self.frames, offset);
-        self.writer
-            .span(planned.dir, &planned.span)
-            .expect("learn plans spans that check");
+        let at = FramePlace {
+            index: self.frames,
+            offset: self.offset,
+        };
+        self.spans[index] = (at.index, at.offset);
+        match &mut self.target {
+            Target::Tape(writer, error @ None) => {
+                *error = writer.span(planned.dir, &planned.span).err()
+            }
+            Target::Tape(..) => {}
+            Target::Check(..) => self.checked(|c| c.span(planned.dir, &planned.span, at)),
+        }
+        self.offset += self.frame_len(&planned.span.emit());
         self.frames += 1;
     }
 }
@@ -232,6 +306,18 @@ mod tests {
         Planned { dir, range, span }
     }
 
+    /// The tape written, and its frames.
+    struct Written {
+        bytes: Vec<u8>,
+        frames: Frames,
+    }
+
+    fn written(base: &Recording, planned: &[Planned]) -> Written {
+        let mut bytes = Vec::new();
+        let frames = write(base, planned, &mut bytes).unwrap();
+        Written { bytes, frames }
+    }
+
     fn text(written: &Written) -> String {
         span::check_tape(&mut Reader::new(written.bytes.as_slice())).unwrap();
         let mut out = Vec::new();
@@ -254,7 +340,7 @@ mod tests {
             vary(C2S, 2..5),
             vary(C2S, 5..5),
         ];
-        let written = write(&base, &planned);
+        let written = written(&base, &planned);
         assert_eq!(
             text(&written),
             "tcptape text 1\n\
@@ -280,7 +366,7 @@ mod tests {
             w.data(S2C, b"cd").unwrap();
             w.data(C2S, b"").unwrap();
         });
-        let written = write(&base, &[vary(S2C, 1..3)]);
+        let written = written(&base, &[vary(S2C, 1..3)]);
         assert_eq!(
             text(&written),
             "tcptape text 1\n\
@@ -311,7 +397,7 @@ mod tests {
             range: 0..0,
             span,
         }];
-        let written = write(&base, &planned);
+        let written = written(&base, &planned);
         assert_eq!(
             text(&written),
             "tcptape text 1\n> \"hi\"\n< [vary 0..16 \"\"]\neof <\n"

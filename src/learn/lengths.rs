@@ -34,10 +34,12 @@
 //! A field is only a candidate: `mod.rs` keeps those that count a value
 //! that may change length, and that no other span crosses.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::captures::{Piece, PieceKind};
-use super::recording::{Item, Recording};
+use super::recording::Recording;
+use super::turns::TurnIndex;
 use crate::tape::{Direction, Encoding};
 
 /// A length field in the first recording's stream of `dir`.
@@ -106,24 +108,25 @@ const PREFIXES: [(u8, bool); 5] = [(1, true), (2, true), (2, false), (4, true), 
 /// neither printable ASCII nor whitespace.
 const BINARY_PERCENT: usize = 5;
 
-/// Candidate length fields of every binary stream of the first recording.
-pub fn fields(recordings: &[Recording], pieces: &[Piece]) -> Vec<Field> {
+/// Candidate length fields of the first recording: decimal ones in any
+/// stream, the others in binary streams. `turns`: each recording's.
+pub fn fields(recordings: &[Recording], turns: &[TurnIndex], pieces: &[Piece]) -> Vec<Field> {
     let mut fields = Vec::new();
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-        for piece in pieces.iter().filter(|p| p.dir == dir) {
-            fields.extend(decimal_prefix(recordings, piece));
-            fields.extend(decimal(recordings, pieces, piece));
+        // The direction's pieces, by where they start.
+        let mut of_dir: Vec<&Piece> = pieces.iter().filter(|p| p.dir == dir).collect();
+        of_dir.sort_by_key(|p| p.base().start);
+        for piece in &of_dir {
+            fields.extend(decimal_prefix(recordings, turns, piece));
+            fields.extend(decimal(recordings, turns, &of_dir, piece));
         }
         let stream = recordings[0].stream(dir);
         if !looks_binary(stream) {
             continue;
         }
-        let starts: Vec<usize> = pieces
-            .iter()
-            .filter(|p| p.dir == dir)
-            .map(|p| p.base().start)
-            .collect();
-        for turn in turns(&recordings[0], dir) {
+        let starts: Vec<usize> = of_dir.iter().map(|p| p.base().start).collect();
+        for turn in turns[0].all().iter().filter(|t| t.dir == dir) {
+            let turn = turn.range.clone();
             let Some(found) = LAYOUTS.iter().find_map(|l| tile(stream, turn.clone(), l)) else {
                 continue;
             };
@@ -151,29 +154,78 @@ pub fn fields(recordings: &[Recording], pieces: &[Piece]) -> Vec<Field> {
                 }));
             }
         }
-        for piece in pieces.iter().filter(|p| p.dir == dir) {
-            if let Some(field) = prefix(recordings, piece) {
-                fields.push(field);
-            }
+        for piece in &of_dir {
+            fields.extend(prefix(recordings, turns, piece));
         }
     }
     // One field per place: a prefix that is also a message's length is
     // that length.
-    let mut kept: Vec<Field> = Vec::new();
-    for field in fields {
-        let taken = kept
-            .iter()
-            .any(|k| k.dir == field.dir && overlaps(&k.range, &field.range));
-        if !taken {
-            kept.push(field);
+    let mut kept = first_of_overlaps(fields);
+    for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+        let mut of_dir: Vec<&Piece> = pieces.iter().filter(|p| p.dir == dir).collect();
+        of_dir.sort_by_key(|p| p.base().start);
+        for field in kept.iter_mut().filter(|f| f.dir == dir) {
+            field.differs = differs(recordings, &of_dir, field);
         }
     }
-    for field in &mut kept {
-        field.differs = pieces
-            .iter()
-            .any(|p| p.dir == field.dir && overlaps(&p.base(), &field.range));
-    }
     kept
+}
+
+/// Of fields that overlap, the one found first.
+fn first_of_overlaps(fields: Vec<Field>) -> Vec<Field> {
+    // The kept fields' ranges by direction and start; none overlap, so a
+    // field overlaps one of them only if it overlaps a neighbour.
+    let mut kept: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let mut keep = vec![false; fields.len()];
+    for (i, field) in fields.iter().enumerate() {
+        let d = field.dir.index();
+        let range = &field.range;
+        let before = kept
+            .range(..=(d, range.start))
+            .next_back()
+            .is_some_and(|(&(kd, _), &end)| kd == d && end > range.start);
+        let after = kept
+            .range((d, range.start)..)
+            .next()
+            .is_some_and(|(&(kd, start), _)| kd == d && start < range.end);
+        if !(before || after) {
+            kept.insert((d, range.start), range.end);
+            keep[i] = true;
+        }
+    }
+    fields
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(field, keep)| keep.then_some(field))
+        .collect()
+}
+
+/// True when the field's bytes differ between the recordings: they are
+/// (in part) bytes of a value that varies (`pieces`: the direction's, by
+/// start), as far from its start in every recording; elsewhere the
+/// recordings' bytes are aligned, so the same.
+fn differs(recordings: &[Recording], pieces: &[&Piece], field: &Field) -> bool {
+    let i = pieces.partition_point(|p| p.base().start < field.range.end);
+    let Some(piece) = i.checked_sub(1).map(|i| pieces[i]) else {
+        return false;
+    };
+    if !overlaps(&piece.base(), &field.range) {
+        return false;
+    }
+    let base = piece.base().start;
+    let mut first: Option<Option<&[u8]>> = None;
+    for (range, recording) in piece.ranges.iter().zip(recordings) {
+        let start = (range.start + field.range.start).checked_sub(base);
+        let bytes = start.and_then(|start| {
+            recording
+                .stream(field.dir)
+                .get(start..start + field.range.len())
+        });
+        if *first.get_or_insert(bytes) != bytes {
+            return true;
+        }
+    }
+    false
 }
 
 pub fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
@@ -184,30 +236,6 @@ fn looks_binary(stream: &[u8]) -> bool {
     let text = |b: &u8| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t');
     let binary = stream.iter().filter(|b| !text(b)).count();
     !stream.is_empty() && binary * 100 >= stream.len() * BINARY_PERCENT
-}
-
-/// The turns of `dir`: its bytes between two of the other side's.
-pub fn turns(recording: &Recording, dir: Direction) -> Vec<Range<usize>> {
-    let mut turns: Vec<Range<usize>> = Vec::new();
-    let mut open = false;
-    for item in &recording.items {
-        let Item::Data { dir: d, start, len } = *item else {
-            continue;
-        };
-        if len == 0 {
-            continue;
-        }
-        if d != dir {
-            open = false;
-            continue;
-        }
-        match turns.last_mut() {
-            Some(turn) if open && turn.end == start => turn.end = start + len,
-            _ => turns.push(start..start + len),
-        }
-        open = true;
-    }
-    turns
 }
 
 /// The messages `turn` splits into with `layout`, exactly: each one's
@@ -247,14 +275,17 @@ fn tile(
 const TAIL_BODY: usize = 4096;
 
 /// A tail length in a message `body`: a byte before the first value that
-/// varies (`starts`: where values that vary start) that counts the rest of
-/// the body, at least 4 bytes, which split exactly into two or more
-/// byte-length-prefixed values. Its place and count.
+/// varies (`starts`: where values that vary start, in order) that counts
+/// the rest of the body, at least 4 bytes, which split exactly into two
+/// or more byte-length-prefixed values. Its place and count.
 fn tail(stream: &[u8], body: Range<usize>, starts: &[usize]) -> Option<(Range<usize>, usize)> {
     if body.len() > TAIL_BODY {
         return None;
     }
-    let first = starts.iter().copied().filter(|s| body.contains(s)).min()?;
+    let first = starts[starts.partition_point(|&s| s < body.start)..]
+        .first()
+        .copied()
+        .filter(|s| body.contains(s))?;
     let values = layout(0, 1, true, 0);
     (body.start..first).find_map(|at| {
         let rest = body.end - (at + 1);
@@ -264,75 +295,94 @@ fn tail(stream: &[u8], body: Range<usize>, starts: &[usize]) -> Option<(Range<us
     })
 }
 
+/// Where the turn that `range` of a recording's stream of `dir` starts in
+/// begins (`turns`: the recording's).
+fn turn_start(turns: &TurnIndex, dir: Direction, range: &Range<usize>) -> Option<usize> {
+    turns.turn_of(dir, range.start).map(|t| t.range.start)
+}
+
 /// A prefix length of `piece`'s value: an integer ending where the value
 /// starts (or inside its first bytes, when the recordings' lengths differ
-/// and so the field's bytes do too), equal to the length of the rest of
-/// the value, in every recording.
-fn prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
+/// and so the field's bytes do too, or when the value was taken wider
+/// than what differed), equal to the length of the rest of the value, in
+/// every recording, and in the value's turn. Of several, the one nearest
+/// the bytes that differ (DNS's EDNS cookie: its u16 length `00 08`, not
+/// the option code's low byte `0a` before it).
+fn prefix(recordings: &[Recording], turns: &[TurnIndex], piece: &Piece) -> Option<Field> {
     let base = piece.base();
+    let mut best: Option<Field> = None;
     for (width, big_endian) in PREFIXES {
         let encoding = Encoding::Int { width, big_endian };
         let width = usize::from(width);
         // Where the field ends, from the value's start: 0 when its bytes
         // are the same in every recording, up to `width` into the piece.
         for into in 0..=width.min(base.len()) {
-            let holds = piece
-                .ranges
-                .iter()
-                .zip(recordings)
-                .all(|(range, recording)| {
+            let end = base.start + into;
+            if best.as_ref().is_some_and(|b| b.range.end >= end) {
+                continue;
+            }
+            let holds = piece.ranges.iter().zip(recordings).zip(turns).all(
+                |((range, recording), turns)| {
                     let stream = recording.stream(piece.dir);
                     let end = range.start + into;
+                    let turn = turn_start(turns, piece.dir, range);
                     end >= width
+                        && turn.is_some_and(|t| end - width >= t)
                         && end <= range.end
                         && encoding.decode(&stream[end - width..end])
                             == Some((range.end - end) as u64)
-                });
+                },
+            );
             // A length of nothing, or of one byte, proves little.
-            if holds && base.end - (base.start + into) >= 2 {
-                let end = base.start + into;
-                return Some(Field {
+            if holds && base.end - end >= 2 {
+                best = Some(Field {
                     dir: piece.dir,
                     range: end - width..end,
                     encoding,
                     region: base.end - end,
                     shape: Shape::Prefix,
-                    differs: into > 0,
+                    differs: false,
                 });
             }
         }
     }
-    None
+    best
 }
 
 /// Line ends that may stand between a decimal length and its value.
 const LINE_ENDS: [&[u8]; 2] = [b"\r\n", b"\n"];
+/// The most digits of a decimal length (u64::MAX has 20).
+const MAX_DIGITS: usize = 20;
 
 /// A decimal prefix of `piece`'s value: digits, a line end, then the
-/// value, and in every recording the digits say the value's length.
-fn decimal_prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
+/// value, all in its turn, and in every recording the digits say the
+/// value's length.
+fn decimal_prefix(recordings: &[Recording], turns: &[TurnIndex], piece: &Piece) -> Option<Field> {
     if piece.base().is_empty() {
         return None;
     }
     LINE_ENDS.iter().find_map(|line_end| {
-        let mut digits = piece
-            .ranges
-            .iter()
-            .zip(recordings)
-            .map(|(range, recording)| {
-                let stream = recording.stream(piece.dir);
-                let end = range.start.checked_sub(line_end.len())?;
-                if &stream[end..range.start] != *line_end {
-                    return None;
-                }
-                let count = stream[..end]
-                    .iter()
-                    .rev()
-                    .take_while(|b| b.is_ascii_digit())
-                    .count();
-                let says = Encoding::Decimal.decode(&stream[end - count..end])?;
-                (says == range.len() as u64).then_some(end - count..end)
-            });
+        let mut digits =
+            piece
+                .ranges
+                .iter()
+                .zip(recordings)
+                .zip(turns)
+                .map(|((range, recording), turns)| {
+                    let stream = recording.stream(piece.dir);
+                    let turn = turn_start(turns, piece.dir, range)?;
+                    let end = range.start.checked_sub(line_end.len())?;
+                    if end < turn || &stream[end..range.start] != *line_end {
+                        return None;
+                    }
+                    let count = stream[turn.max(end.saturating_sub(MAX_DIGITS))..end]
+                        .iter()
+                        .rev()
+                        .take_while(|b| b.is_ascii_digit())
+                        .count();
+                    let says = Encoding::Decimal.decode(&stream[end - count..end])?;
+                    (says == range.len() as u64).then_some(end - count..end)
+                });
         let field = digits.next()??;
         if !digits.all(|d| d.is_some()) {
             return None;
@@ -348,34 +398,54 @@ fn decimal_prefix(recordings: &[Recording], piece: &Piece) -> Option<Field> {
     })
 }
 
-/// A decimal length: `piece` is digits in every recording, they differ,
-/// and in each recording its turn ends as many bytes after where the
-/// number says; what varies in the rest of the turn is no number.
-fn decimal(recordings: &[Recording], pieces: &[Piece], piece: &Piece) -> Option<Field> {
-    if !matches!(piece.kind, PieceKind::Vary) || piece.distinct(recordings) < 2 {
+/// The rest of its turn after `piece` in the first recording, when
+/// `piece` is digits that differ between the recordings and in each its
+/// turn ends as many bytes after where the number says: a length of the
+/// rest of the turn (HTTP's `Content-Length`), by its numbers.
+pub fn counts_its_turn(
+    recordings: &[Recording],
+    turns: &[TurnIndex],
+    piece: &Piece,
+) -> Option<Range<usize>> {
+    if piece.distinct(recordings) < 2 {
         return None;
     }
-    let turn_of = |recording: &Recording, range: &Range<usize>| {
-        turns(recording, piece.dir)
-            .into_iter()
-            .find(|turn| turn.start <= range.start && range.end <= turn.end)
+    let turn_end = |turns: &TurnIndex, range: &Range<usize>| {
+        let turn = turns.turn_of(piece.dir, range.start)?;
+        (range.end <= turn.range.end).then_some(turn.range.end)
     };
     let mut trailer = None;
-    for (range, recording) in piece.ranges.iter().zip(recordings) {
+    for ((range, recording), turns) in piece.ranges.iter().zip(recordings).zip(turns) {
         let value = Encoding::Decimal.decode(&recording.stream(piece.dir)[range.clone()])?;
-        let rest = (turn_of(recording, range)?.end - range.end) as u64;
+        let rest = (turn_end(turns, range)? - range.end) as u64;
         let extra = rest.checked_sub(value)?;
         if *trailer.get_or_insert(extra) != extra {
             return None;
         }
     }
     let base = piece.base();
-    let region = base.end..turn_of(&recordings[0], &base)?.end;
-    let mut after = pieces
+    Some(base.end..turn_end(&turns[0], &base)?)
+}
+
+/// A decimal length: `piece` is digits in every recording, they differ,
+/// and in each recording its turn ends as many bytes after where the
+/// number says; what varies in the rest of the turn is no number.
+/// `pieces`: the direction's, by start.
+fn decimal(
+    recordings: &[Recording],
+    turns: &[TurnIndex],
+    pieces: &[&Piece],
+    piece: &Piece,
+) -> Option<Field> {
+    if !matches!(piece.kind, PieceKind::Vary) {
+        return None;
+    }
+    let region = counts_its_turn(recordings, turns, piece)?;
+    let first = pieces.partition_point(|p| p.base().start < region.start);
+    let mut after = pieces[first..]
         .iter()
-        .filter(|p| {
-            p.dir == piece.dir && region.start <= p.base().start && p.base().end <= region.end
-        })
+        .take_while(|p| p.base().start < region.end)
+        .filter(|p| p.base().end <= region.end)
         .peekable();
     after.peek()?;
     let numbers = after.any(|p| {
@@ -385,135 +455,12 @@ fn decimal(recordings: &[Recording], pieces: &[Piece], piece: &Piece) -> Option<
     });
     (!numbers).then(|| Field {
         dir: piece.dir,
-        range: base.clone(),
+        range: piece.base(),
         encoding: Encoding::Decimal,
         region: region.len(),
         shape: Shape::Decimal,
         differs: true,
     })
-}
-
-/// Per piece, whether it is a value that ends where one of `fields`
-/// counts to (and starts after that field): its end is known live.
-pub fn counted(pieces: &[Piece], fields: &[Field]) -> Vec<bool> {
-    pieces
-        .iter()
-        .map(|piece| {
-            let base = piece.base();
-            !base.is_empty()
-                && !matches!(piece.kind, PieceKind::Echo { .. })
-                && fields.iter().any(|f| {
-                    f.dir == piece.dir
-                        && f.range.end <= base.start
-                        && f.range.end + f.region == base.end
-                })
-        })
-        .collect()
-}
-
-/// Cuts each field's bytes out of the vary pieces they are part of: what
-/// is left of a piece before and after the field stays a piece. Returns
-/// the fields that could be cut out (a field inside a capture or an echo,
-/// or one whose place in another recording is unclear, is dropped).
-pub fn cut_out(
-    recordings: &[Recording],
-    pieces: &mut Vec<Piece>,
-    fields: Vec<Field>,
-) -> Vec<Field> {
-    let mut kept = Vec::new();
-    for field in fields {
-        let hit: Vec<usize> = (0..pieces.len())
-            .filter(|&i| pieces[i].dir == field.dir && overlaps(&pieces[i].base(), &field.range))
-            .collect();
-        let cuttable = hit.iter().all(|&i| {
-            matches!(pieces[i].kind, PieceKind::Vary)
-                && (pieces[i].base() == field.range || split(&pieces[i], &field).is_some())
-        });
-        if !cuttable {
-            continue;
-        }
-        let mut removed = Vec::new();
-        for &i in &hit {
-            if pieces[i].base() == field.range {
-                // The whole value is the field.
-                removed.push(i);
-                continue;
-            }
-            let (before, after) = split(&pieces[i], &field).expect("checked");
-            // What is left may not vary after all: the field's bytes were
-            // what differed, and the bytes beside it only joined them.
-            let varies = |piece: &Piece| piece.distinct(recordings) > 1;
-            let (before, after) = (before.filter(varies), after.filter(varies));
-            match (before, after) {
-                (Some(before), after) => {
-                    pieces[i] = before;
-                    pieces.extend(after);
-                }
-                (None, Some(after)) => pieces[i] = after,
-                (None, None) => removed.push(i),
-            }
-        }
-        remove(pieces, &removed);
-        kept.push(field);
-    }
-    kept
-}
-
-/// `piece` without the field's bytes: what is before them and after them
-/// (in each recording, the field is as far from the piece's start as in
-/// the first, and as wide). None when a recording's piece is too short
-/// for that.
-fn split(piece: &Piece, field: &Field) -> Option<(Option<Piece>, Option<Piece>)> {
-    let base = piece.base();
-    let head = field.range.start.saturating_sub(base.start);
-    let skip = field.range.end - base.start;
-    let tail = skip < base.len();
-    let mut before = Vec::new();
-    let mut after = Vec::new();
-    for range in &piece.ranges {
-        // The same shape in every recording: the field inside it, and
-        // bytes after the field exactly where the first has some.
-        if head > range.len() || (range.start + skip < range.end) != tail {
-            return None;
-        }
-        before.push(range.start..range.start + head);
-        after.push((range.start + skip).min(range.end)..range.end);
-    }
-    let piece_of = |ranges: Vec<Range<usize>>| {
-        (!ranges[0].is_empty()).then_some(Piece {
-            dir: piece.dir,
-            ranges,
-            kind: PieceKind::Vary,
-        })
-    };
-    Some((piece_of(before), piece_of(after)))
-}
-
-/// Removes the pieces at `indices`, keeping echoes pointing at their
-/// captures (only vary pieces are removed).
-fn remove(pieces: &mut Vec<Piece>, indices: &[usize]) {
-    if indices.is_empty() {
-        return;
-    }
-    let new_index: Vec<usize> = (0..pieces.len())
-        .scan(0, |next, i| {
-            let at = *next;
-            if !indices.contains(&i) {
-                *next += 1;
-            }
-            Some(at)
-        })
-        .collect();
-    let mut i = 0;
-    pieces.retain(|_| {
-        i += 1;
-        !indices.contains(&(i - 1))
-    });
-    for piece in pieces.iter_mut() {
-        if let PieceKind::Echo { capture } = &mut piece.kind {
-            *capture = new_index[*capture];
-        }
-    }
 }
 
 #[cfg(test)]
@@ -583,19 +530,23 @@ mod tests {
             recording(b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n"),
             recording(b"*2\r\n$3\r\nGET\r\n$11\r\nhello world\r\n"),
         ];
+        let turns: Vec<TurnIndex> = recordings
+            .iter()
+            .map(|r| TurnIndex::new(crate::learn::turns::turns(r)))
+            .collect();
         let piece = Piece {
             dir: Direction::ClientToServer,
             ranges: vec![17..22, 18..29],
             kind: PieceKind::Vary,
         };
-        let field = decimal_prefix(&recordings, &piece).unwrap();
+        let field = decimal_prefix(&recordings, &turns, &piece).unwrap();
         assert_eq!((field.range, field.region), (14..15, 7));
         // Digits that do not say the value's length are no length.
         let piece = Piece {
             ranges: vec![17..21, 18..28],
             ..piece
         };
-        assert_eq!(decimal_prefix(&recordings, &piece), None);
+        assert_eq!(decimal_prefix(&recordings, &turns, &piece), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A recording read whole: each direction's byte stream, and its frames
 //! to write back (data as places in the streams, the rest as they were).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::tape::frame::Header;
@@ -51,6 +51,11 @@ impl Recording {
         })
     }
 
+    /// Reads tapes, binary or text.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Recording>, Error> {
+        paths.iter().map(|path| Recording::read(path)).collect()
+    }
+
     /// Reads a tape from bytes in memory.
     #[cfg(test)]
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Recording, String> {
@@ -58,6 +63,19 @@ impl Recording {
             Refusal::Tape(err) => format!("{name}: {err}"),
             Refusal::Marked(why) => format!("{name}: {why}"),
         })
+    }
+
+    /// A recording of `steps`, one data frame each, then both EOFs.
+    #[cfg(test)]
+    pub fn of_steps(name: &str, steps: &[(Direction, &[u8])]) -> Recording {
+        let mut bytes = Vec::new();
+        let mut w = crate::tape::Writer::new(&mut bytes).unwrap();
+        for (dir, data) in steps {
+            w.data(*dir, data).unwrap();
+        }
+        w.eof(Direction::ClientToServer).unwrap();
+        w.eof(Direction::ServerToClient).unwrap();
+        Recording::from_bytes(name, &bytes).unwrap()
     }
 
     fn from_source<S: Source>(name: String, source: S) -> Result<Recording, Refusal> {

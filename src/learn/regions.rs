@@ -5,7 +5,9 @@
 
 use std::ops::Range;
 
-use super::align::Block;
+use super::align::{Block, align};
+use super::recording::Recording;
+use super::turns::{Judge, Turn};
 use crate::tape::span::MAX_SPAN;
 
 /// Differing places this close (equal bytes between them) are one place:
@@ -32,16 +34,46 @@ impl Region {
     }
 }
 
-/// One stream (one direction) of each recording, and how the base's
-/// aligns with each other's.
+/// One turn (or one stream) of each recording, and how the base's bytes
+/// align with each other's.
 pub struct Streams<'a> {
     /// Recording 0 is the base.
     pub bytes: Vec<&'a [u8]>,
     /// `blocks[i]`: the alignment of the base with recording `i + 1`.
     pub blocks: Vec<Vec<Block>>,
-    /// Where the base's turns start (its bytes after the other side's):
-    /// places on either side of one are different values.
-    pub turns: Vec<usize>,
+}
+
+/// The places where the recordings differ, turn by turn (each turn's
+/// places found in its bytes alone, so that none reaches into the next
+/// turn), in stream offsets, per direction; or why the recordings do not
+/// look alike. `turns[i]`: recording `i`'s, all the same path. A turn's
+/// alignments are forgotten once its places are found.
+pub fn by_turn(recordings: &[Recording], turns: &[&[Turn]]) -> Result<[Vec<Region>; 2], String> {
+    let mut out = [Vec::new(), Vec::new()];
+    let mut judges: Vec<Judge> = recordings[1..].iter().map(|_| Judge::default()).collect();
+    for t in 0..turns[0].len() {
+        let dir = turns[0][t].dir;
+        let starts: Vec<usize> = turns.iter().map(|list| list[t].range.start).collect();
+        let bytes: Vec<&[u8]> = recordings
+            .iter()
+            .zip(turns)
+            .map(|(recording, list)| &recording.stream(dir)[list[t].range.clone()])
+            .collect();
+        let blocks: Vec<Vec<Block>> = bytes[1..].iter().map(|b| align(bytes[0], b)).collect();
+        for ((judge, other), blocks) in judges.iter_mut().zip(&bytes[1..]).zip(&blocks) {
+            judge.turn(t, bytes[0], other, blocks);
+        }
+        for mut region in regions(&Streams { bytes, blocks }) {
+            for (range, start) in region.ranges.iter_mut().zip(&starts) {
+                *range = range.start + start..range.end + start;
+            }
+            out[dir.index()].push(region);
+        }
+    }
+    for (i, judge) in judges.iter().enumerate() {
+        judge.verdict(&recordings[0], turns[0], &recordings[i + 1], turns[i + 1])?;
+    }
+    Ok(out)
 }
 
 /// The places where the recordings differ, in order, each widened to the
@@ -56,7 +88,7 @@ pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
         .into_iter()
         .map(|range| widen(base, range))
         .collect();
-    let places = merge_close(union(widened), MERGE_GAP, &streams.turns);
+    let places = merge_close(union(widened), MERGE_GAP);
     let maps: Vec<Map> = streams
         .blocks
         .iter()
@@ -69,6 +101,14 @@ pub fn regions(streams: &Streams<'_>) -> Vec<Region> {
             let mut ranges = vec![place.clone()];
             ranges.extend(maps.iter().map(|map| map.range(&place)));
             Region { ranges }
+        })
+        // A place whose bytes are the same in every recording is the
+        // alignment's choice (a one-letter token matched elsewhere in one
+        // recording), not a value.
+        .filter(|region| {
+            let first = &base[region.base()];
+            let mut all = streams.bytes.iter().zip(&region.ranges);
+            !all.all(|(bytes, range)| &bytes[range.clone()] == first)
         })
         .collect()
 }
@@ -96,20 +136,15 @@ pub fn gaps(blocks: &[Block], base_len: usize, other_len: usize) -> Vec<Range<us
 /// too: it marks a place between two bytes).
 fn union(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     ranges.sort_unstable_by_key(|range| (range.start, range.end));
-    merge_close(ranges, 0, &[])
+    merge_close(ranges, 0)
 }
 
 /// Sorted ranges joined where at most `gap` bytes are between them.
-fn merge_close(ranges: Vec<Range<usize>>, gap: usize, turns: &[usize]) -> Vec<Range<usize>> {
+fn merge_close(ranges: Vec<Range<usize>>, gap: usize) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
     for range in ranges {
         match out.last_mut() {
-            Some(last)
-                if range.start <= last.end + gap
-                    && !turns.iter().any(|&t| last.end <= t && t <= range.start) =>
-            {
-                last.end = last.end.max(range.end)
-            }
+            Some(last) if range.start <= last.end + gap => last.end = last.end.max(range.end),
             _ => out.push(range),
         }
     }
@@ -136,7 +171,7 @@ fn is_word(value: &[u8]) -> bool {
 }
 
 /// A byte no text has: not printable ASCII, a space or a line's end.
-fn is_binary(byte: u8) -> bool {
+pub fn is_binary(byte: u8) -> bool {
     !(byte.is_ascii_graphic() || matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
@@ -285,13 +320,13 @@ fn widen_tokens(bytes: &[u8], range: Range<usize>) -> Range<usize> {
 /// Maps places of the base to places of another stream, by their
 /// alignment. Every edge of a region is at an aligned byte (regions hold
 /// all that differs), so it maps exactly.
-struct Map {
+pub struct Map {
     /// The blocks, between an empty one at the starts and one at the ends.
     blocks: Vec<Block>,
 }
 
 impl Map {
-    fn new(blocks: &[Block], base_len: usize, other_len: usize) -> Map {
+    pub fn new(blocks: &[Block], base_len: usize, other_len: usize) -> Map {
         let mut all = Vec::with_capacity(blocks.len() + 2);
         all.push(Block { a: 0, b: 0, len: 0 });
         all.extend_from_slice(blocks);
@@ -306,7 +341,7 @@ impl Map {
     /// The other stream's bytes that correspond to the base's `range`:
     /// from as early as its start maps to, to as late as its end does, so
     /// that bytes only the other side has at either edge are in.
-    fn range(&self, range: &Range<usize>) -> Range<usize> {
+    pub fn range(&self, range: &Range<usize>) -> Range<usize> {
         let start = self.earliest(range.start);
         let end = self.latest(range.end).max(start);
         start..end
@@ -356,7 +391,6 @@ pub fn bounds(lengths: impl Iterator<Item = usize>) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::align::align;
 
     fn regions_of(recordings: &[&[u8]]) -> Vec<Region> {
         let base = recordings[0];
@@ -366,7 +400,6 @@ mod tests {
                 .iter()
                 .map(|other| align(base, other))
                 .collect(),
-            turns: Vec::new(),
         };
         regions(&streams)
     }
@@ -464,13 +497,8 @@ mod tests {
     #[test]
     fn close_places_merge() {
         let ranges = vec![0..2, 3..5, 7..8, 8..8, 12..13];
-        assert_eq!(
-            merge_close(ranges.clone(), 0, &[]),
-            [0..2, 3..5, 7..8, 12..13]
-        );
-        assert_eq!(merge_close(ranges.clone(), MERGE_GAP, &[]), [0..8, 12..13]);
-        // Not across the start of a turn: the values are in two messages.
-        assert_eq!(merge_close(ranges, MERGE_GAP, &[6]), [0..5, 7..8, 12..13]);
+        assert_eq!(merge_close(ranges.clone(), 0), [0..2, 3..5, 7..8, 12..13]);
+        assert_eq!(merge_close(ranges, MERGE_GAP), [0..8, 12..13]);
     }
 
     #[test]

@@ -399,6 +399,9 @@ pub enum Problem<P> {
     /// The direction's EOF, or the tape's end, came after `recorded` of the
     /// span's `len` bytes.
     Unfinished { len: u32, recorded: u32, eof: bool },
+    /// The other direction's bytes came after `recorded` of the span's
+    /// `len` bytes: its value would be split by a turn.
+    AcrossTurn { len: u32, recorded: u32 },
     /// A span that begins inside the bytes a length counts and ends after.
     AcrossLength { length: P },
     /// A decimal length inside the bytes another length counts: played,
@@ -448,6 +451,9 @@ impl<P> Problem<P> {
             Problem::Unfinished { len, recorded, eof } => format!(
                 "the span covers {len} bytes, but {} after {recorded} of them",
                 ends(*eof)
+            ),
+            Problem::AcrossTurn { len, recorded } => format!(
+                "the span covers {len} bytes, but the other side's bytes come after {recorded} of them: a span never crosses a turn (replay would wait for the rest of it before the other side's turn)"
             ),
             Problem::AcrossLength { length } => format!(
                 "a span across the end of the bytes the length at {} counts: a length counts whole spans",
@@ -727,6 +733,7 @@ impl<P: Copy> Checker<P> {
         if len == 0 {
             return Ok(());
         }
+        self.other_side_speaks(dir)?;
         self.streams[dir.index()].advance(len);
         let rest = self.covered(dir, len, head)?;
         if rest > 0 {
@@ -799,8 +806,24 @@ impl<P: Copy> Checker<P> {
             };
             return Err(Fault { at, problem });
         }
-        stream.advance(count);
+        self.other_side_speaks(dir)?;
+        self.streams[dir.index()].advance(count);
         Ok(())
+    }
+
+    /// Bytes of `dir` are recorded: a span of the other direction still
+    /// open would have its bytes split by them.
+    fn other_side_speaks(&self, dir: Direction) -> Result<(), Fault<P>> {
+        match &self.streams[dir.reverse().index()].open {
+            Some(open) => Err(Fault {
+                at: open.at,
+                problem: Problem::AcrossTurn {
+                    len: open.len,
+                    recorded: open.len - open.left,
+                },
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The EOF of `dir`.
@@ -1192,6 +1215,50 @@ mod checker_tests {
             err,
             "misplaced span at offset 21 in frame 2: the span covers 4 bytes, but the tape ends after 0 of them"
         );
+    }
+
+    #[test]
+    fn a_span_never_crosses_a_turn() {
+        // memcached's binary protocol: a SET reply's CAS, then the GET
+        // reply after the client's GET. A span over the CAS's last bytes
+        // and the GET reply's first is split by the client's turn.
+        let err = check(|w| {
+            w.data(S2C, b"\x81\x01\x00\x00").unwrap();
+            w.span(S2C, &vary(7)).unwrap();
+            w.data(S2C, b"\x11\x22\x33\x44").unwrap();
+            w.data(C2S, b"\x80\x00\x00\x03key").unwrap();
+            w.data(S2C, b"\x81\x00\x00").unwrap();
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "misplaced span at offset 20 in frame 2: the span covers 7 bytes, but the other side's bytes come after 4 of them: a span never crosses a turn (replay would wait for the rest of it before the other side's turn)"
+        );
+        // So does a wildcard of the other side.
+        let err = check(|w| {
+            w.span(C2S, &vary(4)).unwrap();
+            w.data(C2S, b"ab").unwrap();
+            w.any(S2C, 2).unwrap();
+        })
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "in frame 1: the span covers 4 bytes, but the other side's bytes come after 2"
+            ),
+            "{err}"
+        );
+        // Frames in between that hold no bytes of the other side (a delay,
+        // an empty data frame, a span of no bytes) do not end a turn.
+        check(|w| {
+            w.span(C2S, &vary(4)).unwrap();
+            w.data(C2S, b"ab").unwrap();
+            w.delay(3).unwrap();
+            w.data(S2C, b"").unwrap();
+            w.span(S2C, &vary(0)).unwrap();
+            w.data(C2S, b"cd").unwrap();
+            w.data(S2C, b"ok").unwrap();
+        })
+        .unwrap();
     }
 
     #[test]

@@ -462,10 +462,10 @@ mod tests {
             w.span(c2s, &Span::fixed(SpanKind::Capture("id".into()), 2))
                 .unwrap();
             w.data(c2s, b"ab").unwrap();
-            // Bytes in two frames, with the other side between.
+            // Bytes in two frames, with a delay between.
             w.span(s2c, &vary).unwrap();
             w.data(s2c, b"xy").unwrap();
-            w.data(c2s, b"!").unwrap();
+            w.delay(5).unwrap();
             w.data(s2c, b"zw.").unwrap();
             // An echo with bounds, which the inline form has not.
             w.span(c2s, &echo).unwrap();
@@ -480,7 +480,7 @@ mod tests {
              > [capture id \"ab\"]\n\
              span < vary 4 1..9\n\
              < \"xy\"\n\
-             > \"!\"\n\
+             delay 5ms\n\
              < \"zw.\"\n\
              span > echo id 2 1..64\n\
              > \"ab\"\n\
