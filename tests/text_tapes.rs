@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tcptape::tape::text::{parse, print};
-use tcptape::tape::{Direction, Header, MAX_LEN, Reader, Span, SpanKind, Writer, span};
+use tcptape::tape::{Direction, Header, MAX_LEN, Reader, Span, SpanKind, Writer, placement};
 
 const C2S: Direction = Direction::ClientToServer;
 const S2C: Direction = Direction::ServerToClient;
@@ -215,7 +215,7 @@ fn generated_tapes_round_trip_through_text() {
         let text = to_text(&binary);
         // A tape whose spans break a rule prints, so that it can be fixed
         // as text, but builds only once fixed.
-        if span::check_tape(&mut Reader::new(binary.as_slice())).is_err() {
+        if placement::check_tape(&mut Reader::new(binary.as_slice())).is_err() {
             assert!(parse(&text).is_err(), "tape {i} builds:\n{text}");
             refused += 1;
             continue;

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tcptape::tape::text::{parse, print};
-use tcptape::tape::{Kind, Reader, span};
+use tcptape::tape::{Kind, Reader, placement};
 
 /// True when every frame of the tape reads without error, wildcards and
 /// spans too.
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     if !reads_cleanly(data) {
         return;
     }
-    let misplaced = span::check_tape(&mut Reader::new(data)).is_err();
+    let misplaced = placement::check_tape(&mut Reader::new(data)).is_err();
     let mut text = Vec::new();
     print(&mut Reader::new(data), &mut text).expect("a readable tape prints");
     let text = String::from_utf8(text).expect("print writes UTF-8");

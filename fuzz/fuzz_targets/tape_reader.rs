@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use tcptape::tape::describe::describe;
 use tcptape::tape::text::print;
-use tcptape::tape::{Kind, Reader, span};
+use tcptape::tape::{Kind, Reader, placement};
 
 fuzz_target!(|data: &[u8]| {
     let mut reader = Reader::new(data);
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
-    let _ = span::check_tape(&mut Reader::new(data));
+    let _ = placement::check_tape(&mut Reader::new(data));
     let mut out = Vec::new();
     let _ = describe(&mut Reader::new(data), &mut out, true);
     out.clear();

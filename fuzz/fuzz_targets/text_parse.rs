@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tcptape::tape::text::{build, parse, print};
-use tcptape::tape::{Kind, Reader, span};
+use tcptape::tape::{Kind, Reader, placement};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             .expect("every frame has a line");
         assert!((1..=lines).contains(&line), "line {line} of {lines}");
     }
-    span::check_tape(&mut Reader::new(built.bytes.as_slice()))
+    placement::check_tape(&mut Reader::new(built.bytes.as_slice()))
         .expect("a built tape's spans stand where spans may");
     let mut printed = Vec::new();
     print(&mut Reader::new(built.bytes.as_slice()), &mut printed).expect("a built tape prints");

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use super::recording::{Item, Recording};
 use crate::tape::frame::{HEADER_LEN, opcode};
-use crate::tape::span::{Checker, Fault, FramePlace};
+use crate::tape::placement::{Checker, Fault, FramePlace};
 use crate::tape::{Direction, Span, TapeError, TapeErrorKind, Writer};
 
 /// A span to write: over the base's bytes `range` of `dir`.
@@ -36,7 +36,7 @@ pub fn write(base: &Recording, planned: &[Planned], out: &mut dyn Write) -> io::
 }
 
 /// Checks where the `planned` spans would stand in `base` (the rules of
-/// `span::check_tape`), without writing the tape.
+/// `placement::check_tape`), without writing the tape.
 pub fn check(base: &Recording, planned: &[Planned]) -> Result<(), TapeError> {
     let out = emit(base, planned, Target::Check(Box::default(), None));
     let Target::Check(checker, fault) = out.target else {
@@ -290,7 +290,7 @@ mod tests {
     use super::*;
     use crate::tape::SpanKind;
     use crate::tape::text::print;
-    use crate::tape::{Reader, span};
+    use crate::tape::Reader;
 
     const C2S: Direction = Direction::ClientToServer;
     const S2C: Direction = Direction::ServerToClient;
@@ -319,7 +319,7 @@ mod tests {
     }
 
     fn text(written: &Written) -> String {
-        span::check_tape(&mut Reader::new(written.bytes.as_slice())).unwrap();
+        crate::tape::placement::check_tape(&mut Reader::new(written.bytes.as_slice())).unwrap();
         let mut out = Vec::new();
         print(&mut Reader::new(written.bytes.as_slice()), &mut out).unwrap();
         String::from_utf8(out).unwrap()

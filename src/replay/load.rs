@@ -8,7 +8,7 @@ use log::{info, warn};
 use super::TapeFile;
 use crate::error::Error;
 use crate::tape::reader::MAX_CHUNK;
-use crate::tape::{self, Direction, Frame, Kind, Locator, Reader, span};
+use crate::tape::{self, Direction, Frame, Kind, Locator, Reader, placement};
 
 /// Opens a tape (binary or text) and reads it through once, so a bad tape
 /// is reported before anyone connects rather than in the middle of a
@@ -22,8 +22,8 @@ pub fn load(path: &Path, own: Direction) -> Result<(TapeFile, Locator), Error> {
     let mut frames = 0u64;
     let mut closed: [Option<u64>; 2] = [None, None];
     let mut cut = None;
-    let mut spans = span::Checker::new();
-    let span_error = |fault: span::Fault<Frame>| {
+    let mut spans = placement::Checker::new();
+    let span_error = |fault: placement::Fault<Frame>| {
         let place = |frame: &Frame| {
             let line = locator.place(frame, frame.offset);
             format!("frame {} ({line})", frame.index)

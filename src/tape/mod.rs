@@ -8,6 +8,7 @@
 
 pub mod describe;
 pub mod frame;
+pub mod placement;
 pub mod reader;
 pub mod span;
 pub mod text;

@@ -167,7 +167,7 @@ pub enum TapeErrorKind {
     WildcardLength(u32),
     /// A span frame whose payload is not a span, and why.
     BadSpan(String),
-    /// A span that breaks a rule of where spans may be (`span::check_tape`),
+    /// A span that breaks a rule of where spans may be (`placement::check_tape`),
     /// and which.
     SpanRule(String),
     /// The file changed on disk after it was opened.

@@ -6,8 +6,9 @@ use std::io::{self, Write};
 
 use super::HEADER;
 use crate::tape::frame::{Direction, Kind};
+use crate::tape::placement::{Checker, Fault, FramePlace};
 use crate::tape::reader::{Frame, Reader, Source, TapeError};
-use crate::tape::span::{Checker, Fault, FramePlace, Span, SpanKind};
+use crate::tape::span::{Span, SpanKind};
 
 /// Bytes of a frame looked at to choose between string and hex form.
 const SAMPLE: usize = 4096;

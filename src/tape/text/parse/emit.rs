@@ -5,7 +5,8 @@ use super::body::{Body, Pending, Segment};
 use super::{Failure, LineMap, Place};
 use crate::tape::Writer;
 use crate::tape::frame::{Direction, HEADER_LEN, Header, MAX_LEN, WILDCARD_LEN, opcode};
-use crate::tape::span::{Checker, Span};
+use crate::tape::placement::Checker;
+use crate::tape::span::Span;
 
 /// The binary tape being built (written by the one tape writer), the
 /// line each of its bytes came from, and the check of where its spans

@@ -13,7 +13,7 @@ mod grammar;
 use std::fmt;
 
 use super::{HEADER, LineMap};
-use crate::tape::span::Fault;
+use crate::tape::placement::Fault;
 use body::Pending;
 use cursor::Cursor;
 use emit::Tape;
