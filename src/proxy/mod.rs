@@ -11,6 +11,7 @@
 mod recorder;
 mod session;
 mod target;
+mod write_behind;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //! slices borrowed from the rings the socket reads landed in. Nothing is
 //! copied into a tape buffer, and nothing is buffered in user space, so a
 //! frame is in the kernel's hands before the proxy forwards its bytes.
+//! Behind the writes, [`WriteBehind`] hands the tape to the disk chunk by
+//! chunk, so a long recording holds few pages of the page cache.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 use log::{error, warn};
 
+use super::write_behind::WriteBehind;
 use crate::engine::ring::Ring;
 use crate::tape::frame::{self, Direction, Header};
 
@@ -39,6 +42,7 @@ pub struct Recorder {
     recorded: [u64; 2],
     /// The direction of the first data recorded.
     first: Option<Direction>,
+    behind: WriteBehind,
 }
 
 impl Recorder {
@@ -55,6 +59,7 @@ impl Recorder {
             return Err(err);
         }
         Ok(Recorder {
+            behind: WriteBehind::for_file(&file, magic.len() as u64),
             file,
             path: path.to_path_buf(),
             last_frame: now,
@@ -164,6 +169,9 @@ impl Recorder {
                 .find(|p| done.data[p.dir.index()] > 0)
                 .map(|p| p.dir);
         }
+        // A writeback that failed lost bytes written before: the session
+        // ends with its tape salvaged, as after a failed write.
+        self.behind.wrote(&self.file, self.bytes)?;
         Ok(done)
     }
 }
@@ -185,6 +193,7 @@ impl Recorder {
     /// to `NAME.partial`, which no replay serves, so a tape is never taken
     /// for whole when it is not. Returns where the tape is now.
     pub fn salvage(&mut self, reason: &str) -> PathBuf {
+        self.behind.truncated(self.bytes);
         let marked = self
             .file
             .set_len(self.bytes)

@@ -97,8 +97,9 @@ struct Pipe {
 }
 
 struct Relay {
-    /// Created with the first byte or EOF (see `Status::NeedsTape`).
-    tape: Option<Recorder>,
+    /// Created with the first byte or EOF (see `Status::NeedsTape`); boxed,
+    /// as it is most of a relay's size and absent from idle sessions.
+    tape: Option<Box<Recorder>>,
     pipes: [Pipe; 2],
 }
 
@@ -209,7 +210,7 @@ impl Session {
                 self.number,
                 tape.path().display()
             );
-            relay.tape = Some(tape);
+            relay.tape = Some(Box::new(tape));
         }
     }
 
