@@ -8,6 +8,7 @@
 //! listener is bound; an earlier cassette is replaced only once the first
 //! new session has something to record.
 
+mod faults;
 mod recorder;
 mod session;
 mod target;
@@ -26,6 +27,7 @@ use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
+use crate::fault::{Control, Faults};
 use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use recorder::Recorder;
@@ -64,6 +66,10 @@ pub(crate) struct Options {
     pub backlog: u32,
     /// Stop once something was recorded and no session is open.
     pub until_idle: bool,
+    /// Faults to inject (`--fault`).
+    pub faults: Faults,
+    /// Where new faults come from while the proxy runs (the library).
+    pub control: Option<Control>,
 }
 
 fn client_token(key: usize) -> Token {
@@ -97,6 +103,9 @@ pub(crate) enum ProxyTimer {
     Idle { key: usize, number: u64 },
     /// Continue a session that yielded to let others run.
     Resume { key: usize, number: u64 },
+    /// A fault paces a session's bytes, or is placed in time: its next
+    /// move is due.
+    Wake { key: usize, number: u64 },
     /// The grace period after a stop is over.
     Grace,
 }
@@ -244,7 +253,10 @@ impl Proxy {
             cx.now,
         );
         match started {
-            Ok(session) => {
+            Ok(mut session) => {
+                if !self.options.faults.is_empty() {
+                    session.set_faults(&self.options.faults, cx.now);
+                }
                 let key = self.sessions.insert(session);
                 if let Some(timeout) = self.options.idle_timeout {
                     let deadline = cx.deadline_after(timeout);
@@ -281,6 +293,11 @@ impl Proxy {
             return;
         };
         let number = session.number;
+        match session.take_wake(cx.now) {
+            Some(at) if at <= cx.now => cx.defer(ProxyTimer::Resume { key, number }),
+            Some(at) => cx.timers.insert(at, ProxyTimer::Wake { key, number }),
+            None => {}
+        }
         match status {
             Status::Running => {}
             Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),
@@ -301,6 +318,7 @@ impl Proxy {
                 }
             }
             Status::Finished => self.end(cx, key, Outcome::Recorded, None),
+            Status::Faulted => self.end(cx, key, Outcome::Faulted, None),
             Status::Failed(err) => self.end(cx, key, Outcome::Error, Some(err)),
         }
     }
@@ -331,6 +349,19 @@ impl Proxy {
         let Some(session) = self.sessions.remove(key) else {
             return;
         };
+        let faults = session.fired().to_vec();
+        // After a fault fired, a session cut short, idle, or left by a peer
+        // that gave up ended by the fault (a tape that could not be written
+        // did not).
+        let (outcome, err) = match (outcome, err) {
+            (Outcome::RecordedCut, _)
+            | (Outcome::Error, Some(Error::Timeout { .. } | Error::Address { .. }))
+                if !faults.is_empty() =>
+            {
+                (Outcome::Faulted, None)
+            }
+            other => other,
+        };
         let summary = session.summary();
         if let Some(err) = &err {
             error!("session {}: {err}", session.number);
@@ -346,6 +377,7 @@ impl Proxy {
         let peer = session.client_addr().clone();
         let bytes = session.bytes();
         let number = session.number;
+        let ending = session.ending().map(|e| e.describe());
         session.close(cx.registry, &mut self.buffers);
         match (outcome, err) {
             (_, Some(err)) => self.failed(number, &peer, summary.map(|s| s.tape), bytes, err),
@@ -354,13 +386,22 @@ impl Proxy {
                 peer: peer.to_string(),
                 tape: summary.map(|s| s.tape),
                 outcome,
-                message: (outcome == Outcome::RecordedCut).then(|| {
-                    format!(
+                message: match outcome {
+                    Outcome::RecordedCut => Some(format!(
                         "session {number}: cut short by the stop; its tape ends with a CUT frame"
-                    )
-                }),
+                    )),
+                    Outcome::Faulted => Some(format!(
+                        "session {number}: {}",
+                        ending.unwrap_or_else(|| format!(
+                            "ended after the injected faults '{}'",
+                            faults.join("', '")
+                        ))
+                    )),
+                    _ => None,
+                },
                 details: None,
                 bytes,
+                faults,
             }),
         }
         self.close_when_full(cx);
@@ -382,6 +423,7 @@ impl Proxy {
             message: Some(format!("session {number}: {err}")),
             details: None,
             bytes,
+            faults: Vec::new(),
         });
     }
 
@@ -507,7 +549,7 @@ impl Service for Proxy {
                 self.accept(cx);
             }
             ProxyTimer::Idle { key, number } => self.idle_check(cx, key, number),
-            ProxyTimer::Resume { key, number } => {
+            ProxyTimer::Resume { key, number } | ProxyTimer::Wake { key, number } => {
                 if let Some(session) = self.sessions.get_mut(key)
                     && session.number == number
                 {
@@ -534,6 +576,24 @@ impl Service for Proxy {
             }
             Stop::Graceful => {}
             Stop::Now => self.cut_all(cx),
+        }
+    }
+
+    /// The library's handle changed the faults: sessions under way take
+    /// them up for their next bytes, new ones get them.
+    fn notified(&mut self, cx: &mut Context<'_, ProxyTimer>) {
+        let Some(faults) = self.options.control.as_ref().and_then(Control::take) else {
+            return;
+        };
+        info!("the faults changed: {} in force", faults.len());
+        self.options.faults = faults;
+        let keys: Vec<usize> = self.sessions.keys().collect();
+        for key in keys {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.set_faults(&self.options.faults, cx.now);
+                let status = session.resume(cx.registry, turn(cx), &mut self.buffers);
+                self.update(cx, key, status);
+            }
         }
     }
 

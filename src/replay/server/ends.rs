@@ -36,6 +36,7 @@ impl Server {
         };
         conn.log_end(ending.outcome.as_str());
         let (number, addr) = (conn.number(), conn.addr().clone());
+        let faults = conn.peer().fired().to_vec();
         let (entry, bytes) = conn.close(cx.registry);
         let tape = match (&mut self.tapes, entry) {
             (Tapes::Cassette(catalog), Some(i)) => {
@@ -47,7 +48,8 @@ impl Server {
             (Tapes::Cassette(_), None) => None,
         };
         let outcome = ending.outcome;
-        self.run.record(cx, (number, &addr), tape, ending, bytes);
+        self.run
+            .record(cx, (number, &addr), tape, ending, (bytes, faults));
         if outcome == Outcome::Mismatch && self.abort {
             self.abort_run(cx);
         } else if outcome != Outcome::Passed
