@@ -17,6 +17,9 @@ use crate::report::{Report, Verdict};
 
 /// Where a mock or a recorder listens unless told otherwise.
 const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
+/// How long `set_faults` waits at most for the loop to take new faults
+/// (it takes them at its next wake-up, at once unless the machine stalls).
+const SET_FAULTS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A service running on its own thread.
 struct Handle {
@@ -78,9 +81,12 @@ impl Handle {
 
     /// Hands the running service new faults: they take effect for the
     /// next bytes of its open connections, and for new ones.
+    /// Returns once the service took them (or is gone).
     fn set_faults(&self, control: &Control, specs: &[&str], role: Role) -> Result<(), Error> {
-        control.set(faults(specs, role)?);
+        let set = control.set(faults(specs, role)?);
         self.stop.notify();
+        let running = || self.thread.as_ref().is_some_and(|t| !t.is_finished());
+        control.wait_taken(set, running, SET_FAULTS_PATIENCE);
         Ok(())
     }
 

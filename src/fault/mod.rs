@@ -17,7 +17,8 @@ mod shaper;
 mod spec;
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 pub(crate) use conn::{Allow, ConnFaults, Ending, Here};
 
@@ -268,21 +269,63 @@ pub fn parse(spec: &str) -> Result<Fault, String> {
 
 /// The faults of a running service, shared with the handle that changes
 /// them (`set_faults`): the handle writes and wakes the loop, the service
-/// reads them when woken.
+/// takes them when woken, and the handle waits until it did, so that
+/// bytes a test sends after `set_faults` meet the new faults.
 #[derive(Clone, Default)]
-pub struct Control(Arc<Mutex<Option<Faults>>>);
+pub struct Control(Arc<(Mutex<Handover>, Condvar)>);
+
+#[derive(Default)]
+struct Handover {
+    faults: Option<Faults>,
+    /// Faults set, and taken by the service, so far.
+    set: u64,
+    taken: u64,
+}
 
 impl Control {
-    /// New faults for the service to take up when next woken.
-    pub fn set(&self, faults: Faults) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(faults);
-        }
+    /// New faults for the service to take up when next woken; returns
+    /// their number, for `wait_taken`.
+    pub fn set(&self, faults: Faults) -> u64 {
+        let (handover, _) = &*self.0;
+        let Ok(mut handover) = handover.lock() else {
+            return 0;
+        };
+        handover.faults = Some(faults);
+        handover.set += 1;
+        handover.set
     }
 
-    /// The faults set since the last call, if any.
+    /// The faults set since the last call, if any (the service's side).
     pub fn take(&self) -> Option<Faults> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
+        let (handover, taken) = &*self.0;
+        let mut handover = handover.lock().ok()?;
+        let faults = handover.faults.take()?;
+        handover.taken = handover.set;
+        taken.notify_all();
+        Some(faults)
+    }
+
+    /// Waits until the service took faults number `set`, or `running`
+    /// says it is gone; at most `patience`.
+    pub fn wait_taken(&self, set: u64, running: impl Fn() -> bool, patience: Duration) {
+        let (handover, taken) = &*self.0;
+        let Ok(mut handover) = handover.lock() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + patience;
+        // The service may end without taking them: look again now and
+        // then, not only when woken.
+        let look = Duration::from_millis(50);
+        while handover.taken < set && running() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match taken.wait_timeout(handover, left.min(look)) {
+                Ok((next, _)) => handover = next,
+                Err(_) => return,
+            }
+        }
     }
 }
 
@@ -376,11 +419,24 @@ mod tests {
     fn control_hands_over_the_last_faults_set_once() {
         let control = Control::default();
         assert!(control.take().is_none());
-        control.set(Faults::parse(["stall"]).unwrap());
-        control.set(Faults::default());
-        assert_eq!(control.take(), Some(Faults::default()));
+        assert_eq!(control.set(Faults::parse(["stall"]).unwrap()), 1);
+        let second = control.set(Faults::default());
+        let service = control.clone();
+        let taker = std::thread::spawn(move || service.take());
+        control.wait_taken(second, || true, Duration::from_secs(30));
+        assert_eq!(taker.join().unwrap(), Some(Faults::default()));
         assert!(control.take().is_none());
         assert_eq!(control.clone(), control);
         assert_ne!(Control::default(), control);
+    }
+
+    #[test]
+    fn control_stops_waiting_for_a_service_that_is_gone() {
+        let control = Control::default();
+        let set = control.set(Faults::default());
+        let started = std::time::Instant::now();
+        control.wait_taken(set, || false, Duration::from_secs(30));
+        control.wait_taken(set, || true, Duration::from_millis(20));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -231,7 +231,12 @@ impl Peer {
 
     /// True while a write may find room (and no fault holds it back).
     pub fn is_writable(&self) -> bool {
-        self.socket.is_writable() && !self.faults.as_ref().is_some_and(|f| f.held())
+        self.socket.is_writable() && !self.held_by_fault()
+    }
+
+    /// True while a fault holds our bytes back (a pace, a stall).
+    pub fn held_by_fault(&self) -> bool {
+        self.faults.as_ref().is_some_and(|f| f.held())
     }
 
     /// Writes `bytes`, as many as the faults let go; a failed write means
@@ -328,7 +333,7 @@ impl Peer {
     /// Asks for WRITABLE only while our bytes wait for room (not while a
     /// fault holds them: a timer wakes the connection then).
     pub fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {
-        let held = self.faults.as_ref().is_some_and(|f| f.held());
+        let held = self.held_by_fault();
         self.socket.want(registry, writable && !held)
     }
 

@@ -80,7 +80,8 @@ pub struct Run {
     pub report: Report,
     /// Connections so far: their numbers.
     pub started: u64,
-    /// Sessions that ended (probes are not sessions).
+    /// Sessions that ended (probes are not sessions, nor are sessions a
+    /// fault ended: a `--once` run waits for the client's next try).
     pub ended: u64,
     /// The tick a connection last started or ended, for `--once`'s wait.
     pub last_progress: u64,
@@ -163,8 +164,9 @@ impl Run {
 
     /// Files what a running status asks for (a turn after others, a
     /// delay, what faults wait for); a status that ends the session
-    /// becomes its `Ending`. After a fault fired, a peer that leaves or
-    /// keeps the session waiting past `--timeout` ended it by the fault.
+    /// becomes its `Ending`. After a fault fired, a peer that leaves (having
+    /// said something: else it is a probe) or keeps the session waiting
+    /// past `--timeout` ended it by the fault.
     pub fn schedule(
         &mut self,
         cx: &mut Context<'_, ReplayTimer>,
@@ -173,7 +175,7 @@ impl Run {
         status: Status,
     ) -> Option<Ending> {
         let fired = peer.fired();
-        let left = peer.inbound() != Inbound::Open;
+        let left = peer.inbound() != Inbound::Open && !peer.heard_nothing();
         let status = match status {
             Status::Mismatch { summary, .. } if !fired.is_empty() && left => Status::Faulted {
                 summary: after_fault(
@@ -280,17 +282,20 @@ impl Run {
         let message = ending
             .message
             .map(|m| m.lines().next().unwrap_or_default().to_string());
+        let outcome = ending.outcome;
         self.report.push(SessionReport {
             number,
             peer: peer.to_string(),
             tape,
-            outcome: ending.outcome,
+            outcome,
             message,
             details: ending.details,
             bytes,
             faults,
         });
-        self.ended += 1;
+        if outcome != Outcome::Faulted {
+            self.ended += 1;
+        }
         self.last_progress = cx.now;
     }
 

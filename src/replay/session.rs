@@ -500,6 +500,12 @@ impl<S: Source + Clone> Session<S> {
         if self.phase == Phase::Connecting {
             return Some(format!("the connection to {}", self.peer.addr()));
         }
+        // Our bytes are due and a fault holds them (a latency, a stall):
+        // the peer owes nothing before it has them.
+        let ours_due = !self.outgoing.is_empty() || self.playback.is_due();
+        if ours_due && self.peer.held_by_fault() {
+            return None;
+        }
         if let Some(owed) = self.playback.owed() {
             return Some(owed);
         }

@@ -286,7 +286,7 @@ impl Server {
         };
         self.run.reclaim.freed(conn.take_freed());
         let number = conn.number();
-        let heard_nothing = conn.heard_nothing() && conn.peer().fired().is_empty();
+        let heard_nothing = conn.heard_nothing();
         let Some(ending) = self
             .run
             .schedule(cx, (key, number), conn.peer_mut(), status)

@@ -34,7 +34,7 @@ impl Server {
         if let Some(status) = chooser.peer.faulted_status() {
             return self.on_status(cx, key, status);
         }
-        if chooser.eof() && chooser.received.is_empty() && chooser.peer.fired().is_empty() {
+        if chooser.eof() && chooser.received.is_empty() {
             return self.end_probe(cx, key);
         }
         let (Tapes::Cassette(catalog), Stage::Reading) = (&mut self.tapes, chooser.stage) else {
