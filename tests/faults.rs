@@ -276,6 +276,25 @@ fn a_reset_placed_in_time_comes_then() {
 }
 
 #[test]
+fn stall_then_close_in_time_is_toxiproxys_timeout() {
+    let dir = temp_dir("fault-timeout-toxic");
+    let args = ["--fault", "stall", "--fault", "close,at=ms:300"];
+    let (mock, report) = serve(&dir, &echo_tape(), &args);
+    let started = Instant::now();
+    let mut client = connect(mock.addr());
+    client.write_all(b"qqq\n").unwrap();
+    assert_eq!(read_until_gone(&mut client), (Vec::new(), false));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    let (code, report, stderr) = stop(mock, &report);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report.contains("\"faults\": [\"stall\", \"close,at=ms:300\"]"),
+        "{report}"
+    );
+}
+
+#[test]
 fn slow_close_holds_the_half_close_back() {
     let tape = fixture("halfclose-reply.tape");
     let dir = temp_dir("fault-slow-close");

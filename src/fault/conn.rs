@@ -518,11 +518,11 @@ mod tests {
         let mut c = conn(&["latency=100", "truncate,dir=both"], Role::Server);
         assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Drop);
         let mut c = conn(&["latency=100"], Role::Server);
-        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1100));
+        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1101));
         assert_eq!(c.fired(), ["latency=100"]);
         assert_eq!(c.read_cap(Dir::Up, None, at(1000)), Allow::Bytes(u64::MAX));
         let mut c = conn(&["latency=100"], Role::Proxy);
-        assert_eq!(c.allow(Dir::Up, (10, 1000), at(1000)), Allow::Wait(1100));
+        assert_eq!(c.allow(Dir::Up, (10, 1000), at(1000)), Allow::Wait(1101));
     }
 
     #[test]
@@ -563,12 +563,12 @@ mod tests {
     fn a_wake_is_asked_for_once_until_it_is_due() {
         let mut c = conn(&["latency=100", "reset,at=ms:500"], Role::Server);
         assert_eq!(c.take_wake(1000), Some(1500), "the reset in time");
-        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1100));
-        assert_eq!(c.take_wake(1000), Some(1100), "earlier than the one filed");
-        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1100));
+        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1101));
+        assert_eq!(c.take_wake(1000), Some(1101), "earlier than the one filed");
+        assert_eq!(c.allow(Dir::Down, (10, 1000), at(1000)), Allow::Wait(1101));
         assert_eq!(c.take_wake(1000), None, "filed already");
         assert_eq!(
-            c.take_wake(1100),
+            c.take_wake(1101),
             Some(1500),
             "the last one is due: the next"
         );
@@ -577,8 +577,8 @@ mod tests {
     #[test]
     fn the_half_close_waits_for_slow_close() {
         let mut c = conn(&["slow_close=200"], Role::Client);
-        assert_eq!(c.allow_eof(Dir::Up, 1000, at(1000)), Allow::Wait(1200));
-        assert_eq!(c.allow_eof(Dir::Up, 1100, at(1200)), Allow::Bytes(1));
+        assert_eq!(c.allow_eof(Dir::Up, 1000, at(1000)), Allow::Wait(1201));
+        assert_eq!(c.allow_eof(Dir::Up, 1100, at(1201)), Allow::Bytes(1));
         assert_eq!(c.fired(), ["slow_close=200"]);
     }
 }

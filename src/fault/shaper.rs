@@ -105,11 +105,14 @@ impl Shaper {
         }
     }
 
-    /// When a mark's bytes may go, under `pace`.
+    /// When a mark's bytes may go, under `pace`. Ticks are whole
+    /// milliseconds rounded down: bytes ready at tick `t` were ready at
+    /// most a tick later than `t`, so they are due a tick after `t` plus
+    /// the latency, and never go early.
     fn due(mark: &Mark, pace: &Pace) -> u64 {
         let shift = pace.jitter as f64 * mark.draw;
         let at = (mark.since + pace.latency) as f64 + shift;
-        (at.max(mark.since as f64)) as u64
+        (at.max(mark.since as f64)) as u64 + 1
     }
 
     /// How many bytes from `done` may go at tick `now`, with the stream
@@ -181,7 +184,12 @@ impl Shaper {
     /// `Err(tick)` when it must wait (latency, slow_close).
     pub fn allow_eof(&mut self, pace: &Pace, since: u64, now: u64) -> Result<(), u64> {
         let since = *self.eof_since.get_or_insert(since);
-        let due = since + pace.latency + pace.slow_close;
+        let hold = pace.latency + pace.slow_close;
+        if hold == 0 {
+            return Ok(());
+        }
+        // A tick late rather than early, as for bytes (`due`).
+        let due = since + hold + 1;
         match due > now {
             true => Err(due),
             false => Ok(()),
@@ -205,10 +213,11 @@ mod tests {
     fn latency_holds_a_burst_until_its_time_then_lets_it_all_go() {
         let pace = latency(200, 0);
         let mut s = Shaper::new(0);
-        assert_eq!(s.allow(&pace, (0, 100), 1000, 1000), Err(1200));
-        assert_eq!(s.allow(&pace, (0, 100), 1000, 1199), Err(1200));
-        assert_eq!(s.allow(&pace, (0, 100), 1000, 1200), Ok(100));
-        s.sent(&pace, 60, 1200);
+        // A tick more than the latency: tick 1000 may have been 1000.9.
+        assert_eq!(s.allow(&pace, (0, 100), 1000, 1000), Err(1201));
+        assert_eq!(s.allow(&pace, (0, 100), 1000, 1200), Err(1201));
+        assert_eq!(s.allow(&pace, (0, 100), 1000, 1201), Ok(100));
+        s.sent(&pace, 60, 1201);
         // The rest of the same burst goes at once, whenever asked.
         assert_eq!(s.allow(&pace, (60, 100), 1000, 1250), Ok(40));
     }
@@ -217,12 +226,12 @@ mod tests {
     fn latency_keeps_later_bursts_behind_earlier_ones() {
         let pace = latency(100, 0);
         let mut s = Shaper::new(0);
-        assert_eq!(s.allow(&pace, (0, 10), 0, 0), Err(100));
+        assert_eq!(s.allow(&pace, (0, 10), 0, 0), Err(101));
         // More bytes, ready later: they wait for their own time.
-        assert_eq!(s.allow(&pace, (0, 30), 50, 100), Ok(10));
-        s.sent(&pace, 10, 100);
-        assert_eq!(s.allow(&pace, (10, 30), 50, 120), Err(150));
-        assert_eq!(s.allow(&pace, (10, 30), 50, 150), Ok(20));
+        assert_eq!(s.allow(&pace, (0, 30), 50, 101), Ok(10));
+        s.sent(&pace, 10, 101);
+        assert_eq!(s.allow(&pace, (10, 30), 50, 120), Err(151));
+        assert_eq!(s.allow(&pace, (10, 30), 50, 151), Ok(20));
     }
 
     #[test]
@@ -235,8 +244,8 @@ mod tests {
             let due = s
                 .allow(&pace, (burst * 10, burst * 10 + 10), since, since)
                 .unwrap_err();
-            assert!((since + 150..=since + 250).contains(&due), "{due}");
-            dues.push(due - since);
+            assert!((since + 151..=since + 251).contains(&due), "{due}");
+            dues.push(due - since - 1);
             s.allow(&pace, (burst * 10, burst * 10 + 10), since, due)
                 .unwrap();
             s.sent(&pace, 10, due);
@@ -244,7 +253,7 @@ mod tests {
         assert!(dues.iter().any(|&d| d < 200) && dues.iter().any(|&d| d > 200));
         let mut wide = Shaper::new(1);
         let due = wide.allow(&latency(0, 500), (0, 1), 10, 10);
-        assert!(matches!(due, Ok(_) | Err(10..=510)), "{due:?}");
+        assert!(matches!(due, Ok(_) | Err(11..=511)), "{due:?}");
     }
 
     #[test]
@@ -334,10 +343,10 @@ mod tests {
             ..Pace::default()
         };
         let mut s = Shaper::new(0);
-        assert_eq!(s.allow_eof(&pace, 100, 100), Err(140));
+        assert_eq!(s.allow_eof(&pace, 100, 100), Err(141));
         // Asked again later, it still counts from when it was first ready.
-        assert_eq!(s.allow_eof(&pace, 120, 139), Err(140));
-        assert_eq!(s.allow_eof(&pace, 120, 140), Ok(()));
+        assert_eq!(s.allow_eof(&pace, 120, 140), Err(141));
+        assert_eq!(s.allow_eof(&pace, 120, 141), Ok(()));
         assert_eq!(Shaper::new(0).allow_eof(&Pace::default(), 5, 5), Ok(()));
     }
 }
