@@ -139,6 +139,12 @@ impl Ring {
         }
     }
 
+    /// The ring, gated (`gate`) when `gated`.
+    pub fn gated(mut self, gated: bool) -> Ring {
+        self.gate(gated);
+        self
+    }
+
     /// Holds the bytes committed from now on until they are released
     /// (`true`), or lets them, and any held now, be recorded (`false`).
     pub fn gate(&mut self, gated: bool) {

@@ -295,6 +295,17 @@ impl Control {
         handover.set
     }
 
+    /// Takes the faults set since last asked, if any, into `faults`: true
+    /// when they changed (the service's side).
+    pub fn update(control: Option<&Control>, faults: &mut Faults) -> bool {
+        let Some(new) = control.and_then(Control::take) else {
+            return false;
+        };
+        log::info!("the faults changed: {} in force", new.len());
+        *faults = new;
+        true
+    }
+
     /// The faults set since the last call, if any (the service's side).
     pub fn take(&self) -> Option<Faults> {
         let (handover, taken) = &*self.0;

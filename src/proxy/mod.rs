@@ -66,9 +66,8 @@ pub(crate) struct Options {
     pub backlog: u32,
     /// Stop once something was recorded and no session is open.
     pub until_idle: bool,
-    /// Faults to inject (`--fault`).
+    /// Faults to inject (`--fault`), and where new ones come from (the library).
     pub faults: Faults,
-    /// Where new faults come from while the proxy runs (the library).
     pub control: Option<Control>,
 }
 
@@ -101,11 +100,9 @@ pub(crate) enum ProxyTimer {
     ResumeAccept,
     /// Check whether the session numbered `number` in slot `key` went idle.
     Idle { key: usize, number: u64 },
-    /// Continue a session that yielded to let others run.
+    /// Continue a session: it yielded to let others run, or its faults
+    /// want it woken (a pace, a fault placed in time).
     Resume { key: usize, number: u64 },
-    /// A fault paces a session's bytes, or is placed in time: its next
-    /// move is due.
-    Wake { key: usize, number: u64 },
     /// The grace period after a stop is over.
     Grace,
 }
@@ -254,9 +251,7 @@ impl Proxy {
         );
         match started {
             Ok(mut session) => {
-                if !self.options.faults.is_empty() {
-                    session.set_faults(&self.options.faults, cx.now);
-                }
+                session.set_faults(&self.options.faults, cx.now);
                 let key = self.sessions.insert(session);
                 if let Some(timeout) = self.options.idle_timeout {
                     let deadline = cx.deadline_after(timeout);
@@ -293,11 +288,7 @@ impl Proxy {
             return;
         };
         let number = session.number;
-        match session.take_wake(cx.now) {
-            Some(at) if at <= cx.now => cx.defer(ProxyTimer::Resume { key, number }),
-            Some(at) => cx.timers.insert(at, ProxyTimer::Wake { key, number }),
-            None => {}
-        }
+        session.faults.wake(cx, (key, number));
         match status {
             Status::Running => {}
             Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),
@@ -349,19 +340,9 @@ impl Proxy {
         let Some(session) = self.sessions.remove(key) else {
             return;
         };
-        let faults = session.fired().to_vec();
-        // After a fault fired, a session cut short, idle, or left by a peer
-        // that gave up ended by the fault (a tape that could not be written
-        // did not).
-        let (outcome, err) = match (outcome, err) {
-            (Outcome::RecordedCut, _)
-            | (Outcome::Error, Some(Error::Timeout { .. } | Error::Address { .. }))
-                if !faults.is_empty() =>
-            {
-                (Outcome::Faulted, None)
-            }
-            other => other,
-        };
+        let (outcome, err) = session.faults.outcome(outcome, err);
+        let faults = session.faults.fired().to_vec();
+        let number = session.number;
         let summary = session.summary();
         if let Some(err) = &err {
             error!("session {}: {err}", session.number);
@@ -376,8 +357,13 @@ impl Proxy {
         }
         let peer = session.client_addr().clone();
         let bytes = session.bytes();
-        let number = session.number;
-        let ending = session.ending().map(|e| e.describe());
+        let message = match outcome {
+            Outcome::RecordedCut => Some(format!(
+                "session {number}: cut short by the stop; its tape ends with a CUT frame"
+            )),
+            Outcome::Faulted => Some(session.faults.message(number)),
+            _ => None,
+        };
         session.close(cx.registry, &mut self.buffers);
         match (outcome, err) {
             (_, Some(err)) => self.failed(number, &peer, summary.map(|s| s.tape), bytes, err),
@@ -386,19 +372,7 @@ impl Proxy {
                 peer: peer.to_string(),
                 tape: summary.map(|s| s.tape),
                 outcome,
-                message: match outcome {
-                    Outcome::RecordedCut => Some(format!(
-                        "session {number}: cut short by the stop; its tape ends with a CUT frame"
-                    )),
-                    Outcome::Faulted => Some(format!(
-                        "session {number}: {}",
-                        ending.unwrap_or_else(|| format!(
-                            "ended after the injected faults '{}'",
-                            faults.join("', '")
-                        ))
-                    )),
-                    _ => None,
-                },
+                message,
                 details: None,
                 bytes,
                 faults,
@@ -549,7 +523,7 @@ impl Service for Proxy {
                 self.accept(cx);
             }
             ProxyTimer::Idle { key, number } => self.idle_check(cx, key, number),
-            ProxyTimer::Resume { key, number } | ProxyTimer::Wake { key, number } => {
+            ProxyTimer::Resume { key, number } => {
                 if let Some(session) = self.sessions.get_mut(key)
                     && session.number == number
                 {
@@ -579,20 +553,17 @@ impl Service for Proxy {
         }
     }
 
-    /// The library's handle changed the faults: sessions under way take
-    /// them up for their next bytes, new ones get them.
+    /// New faults from the library's handle, for the sessions under way
+    /// (their next bytes) and new ones.
     fn notified(&mut self, cx: &mut Context<'_, ProxyTimer>) {
-        let Some(faults) = self.options.control.as_ref().and_then(Control::take) else {
+        if !Control::update(self.options.control.as_ref(), &mut self.options.faults) {
             return;
-        };
-        info!("the faults changed: {} in force", faults.len());
-        self.options.faults = faults;
-        let keys: Vec<usize> = self.sessions.keys().collect();
-        for key in keys {
+        }
+        for key in self.sessions.keys().collect::<Vec<_>>() {
             if let Some(session) = self.sessions.get_mut(key) {
+                let number = session.number;
                 session.set_faults(&self.options.faults, cx.now);
-                let status = session.resume(cx.registry, turn(cx), &mut self.buffers);
-                self.update(cx, key, status);
+                cx.defer(ProxyTimer::Resume { key, number });
             }
         }
     }

@@ -21,13 +21,13 @@ use log::{debug, info};
 use mio::event::Event;
 use mio::{Registry, Token};
 
-use super::faults::{self as injected, Gate};
+use super::faults::SessionFaults;
 use super::recorder::{Pending, Recorder};
 use crate::engine::buffers::Buffers;
 use crate::engine::net::{Address, Received, Sent, Socket, Stream};
 use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
-use crate::fault::{ConnFaults, Ending, Faults, Kind};
+use crate::fault::Faults;
 use crate::tape::Direction;
 
 /// Bytes a session reads per turn before it yields to the others (at
@@ -106,8 +106,7 @@ struct Relay {
     pipes: [Pipe; 2],
 }
 
-// A session lives in its slab slot and changes phase there, never moved:
-// boxing the larger phase would cost an allocation per connection for no gain.
+// A session changes phase in its slab slot, never moved: boxing gains nothing.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Waiting for the connect to the server; nothing is read or recorded yet,
@@ -127,10 +126,8 @@ pub struct Session {
     started: u64,
     /// The tick of the last byte moved, for the idle timeout.
     pub last_activity: u64,
-    /// The faults this session got (`--fault`); none costs nothing.
-    faults: Option<Box<ConnFaults>>,
-    /// The fault that ended the session.
-    ending: Option<Ending>,
+    /// The faults this session got (`--fault`).
+    pub faults: SessionFaults,
 }
 
 /// What the report and a cassette's index say of a recorded session.
@@ -163,36 +160,17 @@ impl Session {
             opened: Instant::now(),
             started: now,
             last_activity: now,
-            faults: None,
-            ending: None,
+            faults: SessionFaults::default(),
         })
     }
 
     /// Gives the session the faults it gets of `faults` (the run's, or
     /// new ones while it runs: they take effect for its next bytes).
     pub fn set_faults(&mut self, faults: &Faults, now: u64) {
-        let read = self.bytes();
-        injected::give(&mut self.faults, faults, (self.number, read), now);
+        let gated = (self.faults).give(faults, (self.number, self.bytes()), now);
         if let Phase::Relaying(relay) = &mut self.phase {
-            for pipe in &mut relay.pipes {
-                pipe.ring.gate(self.faults.is_some());
-            }
+            relay.pipes.iter_mut().for_each(|p| p.ring.gate(gated));
         }
-    }
-
-    /// The SPECs of the faults that fired in this session.
-    pub fn fired(&self) -> &[String] {
-        self.faults.as_ref().map_or(&[], |f| f.fired())
-    }
-
-    /// The fault that ended the session, if one did.
-    pub fn ending(&self) -> Option<&Ending> {
-        self.ending.as_ref()
-    }
-
-    /// The tick the faults want the session woken at, once per wake-up.
-    pub fn take_wake(&mut self, now: u64) -> Option<u64> {
-        self.faults.as_mut().and_then(|f| f.take_wake(now))
     }
 
     pub fn client_addr(&self) -> &Address {
@@ -227,7 +205,13 @@ impl Session {
             }
         }
         let status = match self.relay(registry, turn, buffers) {
-            Ok(Status::Faulted) => self.end_by_fault(),
+            // A fault ended it: the sockets reset or closed, the tape cut.
+            Ok(Status::Faulted) => {
+                if let Some(reason) = self.faults.end([&self.client, &self.server], self.number) {
+                    self.cut(&reason);
+                }
+                Status::Faulted
+            }
             Ok(status) => status,
             Err(err) => Status::Failed(err),
         };
@@ -272,16 +256,11 @@ impl Session {
             self.client.addr(),
             self.server.addr(),
         );
-        let gated = self.faults.is_some();
-        let pipe = || {
-            let mut ring = Ring::unallocated();
-            ring.gate(gated);
-            Pipe {
-                ring,
-                size,
-                flow: Flow::Open,
-                bytes: 0,
-            }
+        let pipe = || Pipe {
+            ring: Ring::unallocated().gated(self.faults.any()),
+            size,
+            flow: Flow::Open,
+            bytes: 0,
         };
         self.phase = Phase::Relaying(Relay {
             tape: None,
@@ -301,8 +280,7 @@ impl Session {
         };
         let mut status = Status::Running;
         let read_before: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
-        if let Some(ending) = injected::turn(self.faults.as_deref_mut(), now) {
-            self.ending = Some(ending);
+        if !self.faults.turn(now) {
             return Ok(Status::Faulted);
         }
         loop {
@@ -312,7 +290,7 @@ impl Session {
                 break;
             }
             let mut progress = false;
-            for dir in DIRECTIONS {
+            for dir in self.faults.flowing(DIRECTIONS) {
                 let side = Side::source_of(dir);
                 let silent = relay.pipes.iter().all(|p| p.bytes == 0);
                 let source = peer(&mut self.client, &mut self.server, side);
@@ -325,9 +303,6 @@ impl Session {
                 } else {
                     usize::MAX
                 };
-                if injected::stalled(self.faults.as_deref(), dir) {
-                    continue;
-                }
                 match fill(pipe, source, buffers, limit, (self.number, dir)) {
                     Ok(moved) => progress |= moved,
                     // A client that resets before a byte went either way is a probe too.
@@ -338,45 +313,27 @@ impl Session {
                     }
                 }
             }
-            {
-                let [c2s, s2c] = &relay.pipes;
-                if c2s.flow == Flow::Ended && c2s.bytes == 0 && s2c.bytes == 0 {
-                    return Ok(Status::Probe);
-                }
-            }
-            // What the faults let go is what the peers receive: only that
-            // is recorded, and forwarded.
-            let mut eof_due = [true, true];
-            if let Some(faults) = self.faults.as_deref_mut() {
-                for dir in DIRECTIONS {
-                    let pipe = &mut relay.pipes[dir.index()];
-                    let ended = pipe.flow == Flow::Ended;
-                    match injected::release(faults, (dir, &mut pipe.ring, pipe.bytes, ended), now) {
-                        Gate::Moved(moved, eof) => {
-                            progress |= moved;
-                            eof_due[dir.index()] = eof;
-                        }
-                        Gate::End(ending) => {
-                            self.ending = Some(ending);
-                            return Ok(Status::Faulted);
-                        }
-                    }
-                }
-            }
+            // What the faults let go is all the peers get, and all recorded.
+            let pipes =
+                (relay.pipes.each_mut()).map(|p| (&mut p.ring, p.bytes, p.flow == Flow::Ended));
+            let Some((moved, eof_due)) = self.faults.release(pipes, now) else {
+                return Ok(Status::Faulted);
+            };
+            progress |= moved;
             let [c2s, s2c] = &relay.pipes;
+            if c2s.flow == Flow::Ended && c2s.bytes == 0 && s2c.bytes == 0 {
+                return Ok(Status::Probe);
+            }
             let ended = |pipe: &Pipe| pipe.flow == Flow::Ended;
             let pending = ended(c2s) || ended(s2c) || c2s.ring.unrecorded_len() > 0;
             if relay.tape.is_none() && (pending || s2c.ring.unrecorded_len() > 0) {
                 return Ok(Status::NeedsTape);
             }
             record(relay, self.number, eof_due)?;
-            for dir in DIRECTIONS {
+            for dir in self.faults.flowing(DIRECTIONS) {
                 let dest_side = Side::source_of(dir.reverse());
                 let dest = peer(&mut self.client, &mut self.server, dest_side);
                 let pipe = &mut relay.pipes[dir.index()];
-                if injected::stalled(self.faults.as_deref(), dir) {
-                    continue;
-                }
                 match forward(pipe, dest, self.number, dir) {
                     Ok(moved) => progress |= moved,
                     Err(err) => {
@@ -404,31 +361,6 @@ impl Session {
                 .map_err(|err| Error::address(peer.addr(), "poll", err))?;
         }
         Ok(status)
-    }
-
-    /// A fault ended the session: both connections are reset (RST) or
-    /// closed (FIN) as it says, and the tape is cut where it fired.
-    fn end_by_fault(&mut self) -> Status {
-        let Some(ending) = &self.ending else {
-            return Status::Faulted;
-        };
-        let (reason, kind) = (ending.describe(), ending.kind);
-        info!("session {}: {reason}", self.number);
-        for socket in [&self.client, &self.server] {
-            let done = match kind {
-                Kind::Reset => socket.reset_on_close(),
-                _ => socket.shutdown_write(),
-            };
-            if let Err(err) = done {
-                debug!(
-                    "session {}: {reason}: {}: {err}",
-                    self.number,
-                    socket.addr()
-                );
-            }
-        }
-        self.cut(&reason);
-        Status::Faulted
     }
 
     /// Ends the recording before the session ended: the tape gets a CUT
@@ -586,8 +518,7 @@ fn salvage(relay: &mut Relay, err: Error) -> Error {
     err
 }
 
-/// Puts everything read (and released) so far on tape, then marks the
-/// EOFs it recorded; an EOF waits while `eof_due` says a fault holds it.
+/// Puts everything read (and let go) so far on tape, then marks the EOFs it recorded.
 fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2]) -> Result<(), Error> {
     let Some(tape) = &mut relay.tape else {
         return Ok(());

@@ -279,9 +279,7 @@ impl Service for Client {
                     self.on_status(cx, key, status);
                 }
             }
-            ReplayTimer::Resume { key, number } | ReplayTimer::Wake { key, number }
-                if self.holds(key, number) =>
-            {
+            ReplayTimer::Resume { key, number } if self.holds(key, number) => {
                 self.resume(cx, key);
             }
             ReplayTimer::Timeout { key, number } if self.holds(key, number) => {

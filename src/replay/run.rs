@@ -29,11 +29,9 @@ pub(crate) enum ReplayTimer {
     Delay { key: usize, number: u64 },
     /// Check whether a connection has waited too long for its peer.
     Timeout { key: usize, number: u64 },
-    /// Continue a connection that yielded to let others run.
+    /// Continue a connection: it yielded to let others run, or its faults
+    /// want it woken (a pace, a fault placed in time).
     Resume { key: usize, number: u64 },
-    /// A fault paces a connection's bytes, or is placed in time: its next
-    /// move is due.
-    Wake { key: usize, number: u64 },
     /// Accept again: after a batch of a burst, or after a session ended.
     ResumeAccept,
     /// The pause after running out of file descriptors is over.
@@ -133,12 +131,7 @@ impl Run {
     /// the run's from now on (connections under way get them with
     /// `give_faults`). True when they changed.
     pub fn take_new_faults(&mut self) -> bool {
-        let Some(faults) = self.control.as_ref().and_then(Control::take) else {
-            return false;
-        };
-        info!("the faults changed: {} in force", faults.len());
-        self.faults = faults;
-        true
+        Control::update(self.control.as_ref(), &mut self.faults)
     }
 
     /// Files the wake-up a connection's faults want.
@@ -150,7 +143,7 @@ impl Run {
     ) {
         match peer.take_wake() {
             Some(at) if at <= cx.now => cx.defer(ReplayTimer::Resume { key, number }),
-            Some(at) => cx.timers.insert(at, ReplayTimer::Wake { key, number }),
+            Some(at) => cx.timers.insert(at, ReplayTimer::Resume { key, number }),
             None => {}
         }
     }

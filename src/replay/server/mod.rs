@@ -407,9 +407,7 @@ impl Service for Server {
                     _ => {}
                 }
             }
-            ReplayTimer::Resume { key, number } | ReplayTimer::Wake { key, number }
-                if self.holds(key, number) =>
-            {
+            ReplayTimer::Resume { key, number } if self.holds(key, number) => {
                 self.resume(cx, key);
             }
             ReplayTimer::Timeout { key, number } => self.check_timeout(cx, key, number),
@@ -427,7 +425,6 @@ impl Service for Server {
             ReplayTimer::Grace => self.cut_all(cx),
             ReplayTimer::Delay { .. }
             | ReplayTimer::Resume { .. }
-            | ReplayTimer::Wake { .. }
             | ReplayTimer::Connect { .. } => {}
         }
     }
