@@ -274,10 +274,21 @@ impl ConnFaults {
     /// Fires the faults of `dir` whose place is reached; an ending one
     /// ends the connection.
     pub fn poll(&mut self, dir: Dir, here: Here) -> Option<Ending> {
+        self.poll_where(dir, here, false)
+    }
+
+    /// Fires the faults of `dir` placed in time whose time has come: for
+    /// an owner whose byte counts run ahead of what the peer got (the
+    /// proxy counts bytes as it lets them go, before they are forwarded).
+    pub fn poll_time(&mut self, dir: Dir, now: u64) -> Option<Ending> {
+        self.poll_where(dir, Here { frame: None, now }, true)
+    }
+
+    fn poll_where(&mut self, dir: Dir, here: Here, time_only: bool) -> Option<Ending> {
         let lane = &self.lanes[dir.index()];
         let reached = |at: At| match at {
-            At::Byte(n) => lane.done >= n,
-            At::Frame(k) => here.frame.is_some_and(|frame| frame >= k),
+            At::Byte(n) => !time_only && lane.done >= n,
+            At::Frame(k) => !time_only && here.frame.is_some_and(|frame| frame >= k),
             At::Ms(ms) => here.now >= self.started.saturating_add(ms),
         };
         let due: Vec<usize> = (lane.items.iter().enumerate())

@@ -72,9 +72,9 @@ impl SessionFaults {
             return true;
         };
         faults.new_turn();
-        self.ending = Dir::BOTH
-            .into_iter()
-            .find_map(|d| faults.poll(d, here(now)));
+        // Faults placed at a byte wait for `release`, which asks once the
+        // bytes before them were forwarded.
+        self.ending = Dir::BOTH.into_iter().find_map(|d| faults.poll_time(d, now));
         self.ending.is_none()
     }
 

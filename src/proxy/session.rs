@@ -738,6 +738,64 @@ mod tests {
         assert_eq!(session.summary().unwrap().bytes, [5, 0]);
     }
 
+    fn with_faults(session: &mut Session, specs: &[&str]) {
+        let faults = Faults::parse(specs).unwrap();
+        session.set_faults(&faults, 0);
+    }
+
+    #[test]
+    fn relaying_sliced_bytes_records_each_slice_as_the_server_got_it() {
+        let (mut bench, mut session) = Bench::new("slices");
+        with_faults(&mut session, &["slice=2,dir=up"]);
+        bench.client.write_all(b"hello").unwrap();
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if got.len() == 5 {
+                break;
+            }
+            bench.turn(&mut session);
+            got.extend(Bench::read(&bench.server));
+        }
+        assert_eq!(got, b"hello");
+        let sizes: Vec<Kind> = bench.frames();
+        assert_eq!(
+            sizes,
+            [
+                Kind::Noop,
+                Kind::Data(C2S),
+                Kind::Data(C2S),
+                Kind::Data(C2S)
+            ]
+        );
+        assert_eq!(session.faults.fired(), ["slice=2,dir=up"]);
+    }
+
+    #[test]
+    fn relaying_into_a_reset_resets_both_and_cuts_the_tape() {
+        let (mut bench, mut session) = Bench::new("reset");
+        with_faults(&mut session, &["reset,at=byte:3"]);
+        bench.server.write_all(b"hello").unwrap();
+        let mut status = Status::Running;
+        for _ in 0..10 {
+            status = bench.turn(&mut session);
+            if matches!(status, Status::Faulted) {
+                break;
+            }
+        }
+        assert!(matches!(status, Status::Faulted), "{status:?}");
+        assert_eq!(Bench::read(&bench.client), b"hel");
+        assert_eq!(
+            bench.frames(),
+            [Kind::Noop, Kind::Data(S2C), Kind::Cut],
+            "3 bytes, then where it ended"
+        );
+        let reason = session.faults.message(1);
+        assert_eq!(
+            reason,
+            "session 1: reset (RST) by the fault 'reset,at=byte:3' after 3 bytes down"
+        );
+    }
+
     #[test]
     fn relaying_a_half_close_is_recorded_then_forwarded_while_the_answer_flows() {
         let (mut bench, mut session) = Bench::new("half-close");

@@ -125,7 +125,7 @@ impl PeerFaults {
         let allow = self
             .faults
             .read_cap(self.peer_dir(), frames.peer_left, here);
-        self.go(allow, 0).map_or(0, |n| n)
+        self.go(allow, 0).unwrap_or(0)
     }
 
     /// True while a fault waits for a later frame of the peer: reads go
@@ -160,18 +160,14 @@ impl PeerFaults {
         self.faults.sent(self.own, n as u64, self.now);
     }
 
-    /// What may happen to our half-close now.
-    pub fn shutdown(&mut self) -> Go {
+    /// Whether our half-close may go now.
+    pub fn shutdown(&mut self) -> bool {
         if self.ending.is_some() {
-            return Go::Stop;
+            return false;
         }
         let here = self.here(self.frames.own);
         let allow = self.faults.allow_eof(self.own, self.since, here);
-        match self.go(allow, 1) {
-            Some(0) => Go::Stop,
-            Some(_) => Go::Bytes(1),
-            None => Go::Drop,
-        }
+        self.go(allow, 1) != Some(0)
     }
 
     /// Turns an answer into a count (`None`: drop them), noting a wait, a

@@ -297,16 +297,13 @@ impl Peer {
         sent
     }
 
-    /// Half-closes our side: `Ok(false)` while a fault holds it back
-    /// (a truncated direction's half-close counts as gone, unsent).
+    /// Half-closes our side: `Ok(false)` while a fault holds it back.
     pub fn shutdown(&mut self) -> io::Result<bool> {
         if let Some(faults) = &mut self.faults {
             let go = faults.shutdown();
             self.apply_ending();
-            match go {
-                Go::Bytes(_) => {}
-                Go::Drop => return Ok(true),
-                Go::Stop => return Ok(false),
+            if !go {
+                return Ok(false);
             }
         }
         let done = self.socket.shutdown_write();

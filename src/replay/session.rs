@@ -663,6 +663,64 @@ mod tests {
         assert_eq!(wire.take(), b"pong\n");
     }
 
+    fn faulted(tape: &TapeFile, specs: &[&str]) -> (Wire, Session<TapeFile>) {
+        let (wire, mut s) = session(tape, None);
+        let faults = crate::fault::Faults::parse(specs).unwrap();
+        s.peer_mut()
+            .set_faults(&faults, (1, crate::fault::Role::Server), 0);
+        (wire, s)
+    }
+
+    #[test]
+    fn playing_with_latency_holds_the_answer_until_its_wake() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["latency=40"]);
+        wire.send(b"ping\n");
+        assert!(matches!(resume(&mut s, &mut wire, 10), Status::Running));
+        assert_eq!(wire.take(), b"", "held");
+        assert_eq!(s.peer_mut().take_wake(), Some(51), "ready at 10, due at 51");
+        assert!(
+            s.waiting_for().is_none(),
+            "the client owes nothing meanwhile"
+        );
+        assert!(matches!(resume(&mut s, &mut wire, 50), Status::Running));
+        assert_eq!(wire.take(), b"");
+        assert!(matches!(resume(&mut s, &mut wire, 51), Status::Running));
+        assert_eq!(wire.take(), b"pong\n");
+        assert_eq!(s.peer().fired(), ["latency=40"]);
+    }
+
+    #[test]
+    fn playing_into_a_reset_ends_the_session_where_it_stands() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["reset,at=byte:2"]);
+        wire.send(b"ping\n");
+        let Status::Faulted { summary } = resume(&mut s, &mut wire, 0) else {
+            panic!("expected the fault to end it")
+        };
+        assert_eq!(
+            summary,
+            "reset (RST) by the fault 'reset,at=byte:2' after 2 bytes down"
+        );
+        assert_eq!(wire.take(), b"po");
+    }
+
+    #[test]
+    fn playing_with_a_stall_on_the_client_reads_nothing_more() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["stall,dir=up,at=byte:2"]);
+        wire.send(b"ping\n");
+        assert!(matches!(resume(&mut s, &mut wire, 0), Status::Running));
+        assert_eq!(s.peer().received(), 2, "reads stop at the stall's byte");
+        assert_eq!(wire.take(), b"");
+        let none = crate::fault::Faults::default();
+        s.peer_mut()
+            .set_faults(&none, (1, crate::fault::Role::Server), 5);
+        assert!(matches!(resume(&mut s, &mut wire, 5), Status::Running));
+        assert_eq!(
+            wire.take(),
+            b"pong\n",
+            "flowing again once the stall is gone"
+        );
+    }
+
     #[test]
     fn bytes_kept_while_a_tape_was_chosen_are_checked_like_any_others() {
         let (_wire, mut s) = session(&ping_pong(0), None);
