@@ -1,7 +1,8 @@
 //! Faults on demand: what `--fault SPEC` asks for, parsed into a typed
 //! [`Fault`], which connections get it, and where in their byte streams it
-//! takes effect. Pure: no sockets, no clock (ticks are passed in), so every
-//! rule is tested without a network.
+//! takes effect. No sockets and no clock (ticks are passed in), so every
+//! rule is tested without a network; only `Control`, the hand-over of new
+//! faults between threads, waits.
 //!
 //! - `spec`: a SPEC's text into a [`Fault`], and back;
 //! - `conn`: the faults one connection got ([`ConnFaults`]): where each
