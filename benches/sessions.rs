@@ -14,11 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tcptape::tape::{Direction, Writer};
-
-const REQUEST: [u8; 100] = [b'q'; 100];
-const ANSWER: [u8; 100] = [b'a'; 100];
-const CLIENTS: usize = 4;
+use tcptape::tape::Direction;
 
 /// The reference: one thread per connection, same exchange as the tape.
 fn thread_per_connection() -> SocketAddr {
@@ -39,37 +35,6 @@ fn thread_per_connection() -> SocketAddr {
     addr
 }
 
-/// connect, 100-byte request, answer, close: `sessions` times over
-/// `CLIENTS` threads. Returns sessions per second.
-fn sessions_per_second(addr: SocketAddr, sessions: usize) -> f64 {
-    let start = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            thread::spawn(move || {
-                for _ in 0..sessions / CLIENTS {
-                    let mut s = TcpStream::connect(addr).unwrap();
-                    s.set_nodelay(true).unwrap();
-                    s.write_all(&REQUEST).unwrap();
-                    let mut answer = [0; 100];
-                    s.read_exact(&mut answer).unwrap();
-                    assert_eq!(answer, ANSWER);
-                    s.shutdown(Shutdown::Write).unwrap();
-                    let _ = s.read(&mut [0; 1]);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    (sessions / CLIENTS * CLIENTS) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn write_tape(path: &Path, build: impl FnOnce(&mut Writer<std::fs::File>)) {
-    let mut w = Writer::new(std::fs::File::create(path).unwrap()).unwrap();
-    build(&mut w);
-}
-
 fn main() {
     let sessions = size(10_000, 200);
     let concurrent = size(1000, 100);
@@ -84,12 +49,7 @@ fn main() {
     ));
 
     let tape = dir.join("short.tape");
-    write_tape(&tape, |w| {
-        w.data(Direction::ClientToServer, &REQUEST).unwrap();
-        w.data(Direction::ServerToClient, &ANSWER).unwrap();
-        w.eof(Direction::ClientToServer).unwrap();
-        w.eof(Direction::ServerToClient).unwrap();
-    });
+    short_tape(&tape);
     let (mut server, addr) = tcptape_quiet(&["server", "LISTEN", tape.to_str().unwrap()]);
     let rate = sessions_per_second(addr, sessions);
     server.kill();

@@ -61,6 +61,8 @@ mod report;
 // The tape format and the poll loop, side by side.
 mod engine;
 pub mod tape;
+// Faults on demand: what they are and where they take effect, without I/O.
+mod fault;
 // Utilities.
 mod hexdump;
 mod linediff;

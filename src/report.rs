@@ -74,6 +74,11 @@ pub enum Outcome {
     RecordedCut,
     /// The session failed (see its message).
     Error,
+    /// A fault the run injected ended the session (a reset, a close), or
+    /// the peer gave up after one (it closed, reset, or kept the session
+    /// waiting past `--timeout`): what a fault is for, so not a failure.
+    /// A peer that sends other bytes than the tape's is still a mismatch.
+    Faulted,
 }
 
 impl Outcome {
@@ -85,13 +90,14 @@ impl Outcome {
             Outcome::Mismatch => "mismatch",
             Outcome::Cut | Outcome::RecordedCut => "cut",
             Outcome::Error => "error",
+            Outcome::Faulted => "faulted",
         }
     }
 
     /// What this outcome makes of the run's verdict.
     fn verdict(self) -> Verdict {
         match self {
-            Outcome::Passed | Outcome::Recorded => Verdict::Passed,
+            Outcome::Passed | Outcome::Recorded | Outcome::Faulted => Verdict::Passed,
             Outcome::Updated => Verdict::Pending,
             Outcome::Mismatch | Outcome::Cut => Verdict::Mismatch,
             Outcome::RecordedCut | Outcome::Error => Verdict::Error,
@@ -118,6 +124,9 @@ pub struct SessionReport {
     /// Bytes from client to server and from server to client: checked and
     /// sent in a replay, recorded by the proxy.
     pub bytes: [u64; 2],
+    /// The faults injected into the session (`--fault`), as their SPECs,
+    /// in the order they fired.
+    pub faults: Vec<String>,
 }
 
 /// What a run did: its sessions and its verdict.
@@ -214,6 +223,7 @@ impl Report {
             (Outcome::Cut, "cut short"),
             (Outcome::RecordedCut, "cut short"),
             (Outcome::Error, "failed"),
+            (Outcome::Faulted, "ended by a fault"),
         ];
         let counts: Vec<String> = parts
             .iter()
@@ -222,6 +232,10 @@ impl Report {
             .collect();
         if !counts.is_empty() {
             let _ = write!(line, ": {}", counts.join(", "));
+        }
+        let faults: usize = self.sessions.iter().map(|s| s.faults.len()).sum();
+        if faults > 0 {
+            let _ = write!(line, "; {faults} {} injected", plural(faults, "fault"));
         }
         if self.probes > 0 {
             let _ = write!(
@@ -266,8 +280,8 @@ impl Report {
     }
 
     /// The report as a JSON document: the verdict, every session with its
-    /// peer, tape, outcome, message, mismatch report and byte counts, and
-    /// the run's own failures.
+    /// peer, tape, outcome, message, byte counts, mismatch report and the
+    /// faults injected, and the run's own failures.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{\n");
         let _ = writeln!(
@@ -281,7 +295,7 @@ impl Report {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
             let _ = write!(
                 out,
-                "    {{\"number\": {}, \"peer\": {}, \"tape\": {}, \"verdict\": {}, \"message\": {}, \"client_bytes\": {}, \"server_bytes\": {}, \"report\": {}}}",
+                "    {{\"number\": {}, \"peer\": {}, \"tape\": {}, \"verdict\": {}, \"message\": {}, \"client_bytes\": {}, \"server_bytes\": {}, \"report\": {}, \"faults\": [{}]}}",
                 s.number,
                 json_string(&s.peer),
                 json_option(s.tape.as_ref().map(|p| p.to_string_lossy())),
@@ -290,6 +304,11 @@ impl Report {
                 s.bytes[0],
                 s.bytes[1],
                 json_option(s.details.as_deref()),
+                s.faults
+                    .iter()
+                    .map(|f| json_string(f))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
         }
         if !self.sessions.is_empty() {
@@ -359,6 +378,7 @@ mod tests {
             message: (outcome != Outcome::Passed).then(|| format!("session {number} went wrong")),
             details: None,
             bytes: [3, 4],
+            faults: Vec::new(),
         }
     }
 
@@ -402,6 +422,28 @@ mod tests {
     }
 
     #[test]
+    fn faults_count_in_the_summary_and_a_faulted_session_passes() {
+        let mut report = Report::default();
+        report.push(session(1, Outcome::Faulted));
+        let mut passed = session(2, Outcome::Passed);
+        passed.faults = vec!["slice=1".into(), "latency=5".into()];
+        report.push(passed);
+        report.sessions[0].faults = vec!["reset,at=byte:3,conn=1".into()];
+        assert!(report.passed());
+        assert_eq!(
+            report.summary(),
+            "2 sessions: 1 passed, 1 ended by a fault; 3 faults injected; verdict: passed"
+        );
+        let json = report.to_json();
+        assert!(
+            json.contains("\"verdict\": \"faulted\",")
+                && json.contains("\"faults\": [\"reset,at=byte:3,conn=1\"]}")
+                && json.contains("\"faults\": [\"slice=1\", \"latency=5\"]}"),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn json_escapes_strings() {
         assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
         let mut report = Report::default();
@@ -412,7 +454,7 @@ mod tests {
             "{json}"
         );
         assert!(
-            json.contains("\"number\": 1, \"peer\": \"127.0.0.1:5000\", \"tape\": \"t.tape\", \"verdict\": \"mismatch\", \"message\": \"session 1 went wrong\", \"client_bytes\": 3, \"server_bytes\": 4, \"report\": null}"),
+            json.contains("\"number\": 1, \"peer\": \"127.0.0.1:5000\", \"tape\": \"t.tape\", \"verdict\": \"mismatch\", \"message\": \"session 1 went wrong\", \"client_bytes\": 3, \"server_bytes\": 4, \"report\": null, \"faults\": []}"),
             "{json}"
         );
         assert!(json.ends_with("  \"probes\": 0\n}\n"), "{json}");

@@ -1,7 +1,7 @@
 //! The few system calls that std and mio lack, each behind a safe function:
-//! the listen backlog, the descriptor limit, sendfile, write-behind of
-//! tapes, terminal keys, and a self-pipe that turns SIGINT and SIGTERM into
-//! readiness events of the poll loop.
+//! the listen backlog, the descriptor limit, sendfile, a reset on close
+//! (SO_LINGER), write-behind of tapes, terminal keys, and a self-pipe that
+//! turns SIGINT and SIGTERM into readiness events of the poll loop.
 //!
 //! This is the only module with `unsafe` code.
 
@@ -75,6 +75,29 @@ pub(crate) fn sendfile(
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
+}
+
+/// Makes closing `socket` a reset: with SO_LINGER on and a zero timeout,
+/// `close` drops what is still unsent and sends an RST instead of a FIN
+/// (the `reset` fault). The socket is reset when its last descriptor goes.
+pub(crate) fn set_linger_zero(socket: BorrowedFd<'_>) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    // SAFETY: `setsockopt` reads `len` bytes of the `linger` we own; the
+    // descriptor is borrowed, so open for the call.
+    check(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            len,
+        )
+    })
+    .map(drop)
 }
 
 /// Starts writing `len` bytes of `file` from `offset` to the disk, without
@@ -290,6 +313,25 @@ mod tests {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
         assert_eq!(soft, limit.rlim_cur);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
+    }
+
+    #[test]
+    fn a_socket_closed_with_linger_zero_resets_its_peer() {
+        use std::io::Read;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        set_linger_zero(server.as_fd()).unwrap();
+        drop(server);
+        let err = client.read(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[test]
+    fn linger_on_what_is_no_socket_is_an_error() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let err = set_linger_zero(file.as_fd()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK));
     }
 
     #[test]

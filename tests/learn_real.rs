@@ -105,16 +105,8 @@ fn dig_gets_its_own_query_id_back_from_a_mock_learned_from_dnsmasq() {
 /// python-binary-memcached sets and gets back a value of 8 letters drawn
 /// from `seed`.
 fn bmemcached(addr: SocketAddr, seed: usize) -> Result<(), String> {
-    let out = Command::new("python3")
-        .arg(fixture("peers").join("memcached_binary.py"))
-        .args([addr.port().to_string(), "8".into(), seed.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
+    let args = [addr.port().to_string(), "8".into(), seed.to_string()];
+    python_peer("memcached_binary.py", &args)
 }
 
 #[test]
@@ -151,26 +143,6 @@ fn memcached_binary_protocol_learned_from_three_runs_replays_both_roles() {
     let (result, code, stderr) = mock_once(out, |mock| bmemcached(mock, 99));
     assert_eq!(result, Ok(()), "{stderr}\n{text}");
     assert_eq!(code, 0, "{stderr}");
-}
-
-/// psql's one query against `addr` as `user` with `password`, without TLS
-/// (the mock does not speak it): what it printed, or its error.
-fn psql(addr: SocketAddr, user: &str, password: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-        .args(["-U", user, "-d", "postgres", "-X", "-A", "-t"])
-        .args(["-c", "select 41 + 1 as answer"])
-        .env("PGPASSWORD", password)
-        .env("PGSSLMODE", "disable")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]

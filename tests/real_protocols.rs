@@ -9,7 +9,7 @@ mod peers;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -59,35 +59,12 @@ fn replay(cassette: &Path, script: &str, runs: usize) {
     }
 }
 
-/// A redis-server of the test's own, or None (with a message) where it
-/// or redis-py is not installed.
-fn redis_server() -> Option<(Peer, SocketAddr)> {
-    if !installed("redis-server", &["--version"]) || !python_has("redis") {
-        eprintln!(
-            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
-        );
-        return None;
-    }
-    let addr = dead_addr();
-    let port = addr.port().to_string();
-    let redis = start_peer(
-        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
-        addr,
-    );
-    Some((redis, addr))
-}
-
 /// redis-py sets and reads back a value of `len` letters against `port`.
 fn redis_echo(port: u16, len: usize, seed: u64) -> Result<(), String> {
-    let out = Command::new("python3")
-        .arg(fixture("peers").join("redis_echo.py"))
-        .args([port.to_string(), len.to_string(), seed.to_string()])
-        .output()
-        .unwrap();
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
+    python_peer(
+        "redis_echo.py",
+        &[port.to_string(), len.to_string(), seed.to_string()],
+    )
 }
 
 #[test]
@@ -193,25 +170,6 @@ fn concurrent_smtplib_senders_replay_against_an_aiosmtpd_recording() {
     replay(&dir.join("mail"), "smtp_senders.py", 4);
 }
 
-/// psql's one query against `port`, without TLS (the mock does not speak
-/// it, and the server here is not set up for it); returns what it printed.
-fn psql(port: u16) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-X", "-A", "-t"])
-        .args(["-c", "select 41 + 1 as answer"])
-        .env("PGSSLMODE", "disable")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 #[test]
 fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
     let Some(bin) = postgres_bin().filter(|_| installed("psql", &["--version"])) else {
@@ -226,7 +184,7 @@ fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
     // pid and a random key) differs.
     let tapes = [dir.join("run1.tape"), dir.join("run2.tape")];
     for tape in &tapes {
-        let answer = record_through_proxy(addr, tape, |proxy| psql(proxy.port()));
+        let answer = record_through_proxy(addr, tape, |proxy| psql(proxy, "postgres", ""));
         assert_eq!(answer, Ok("42".into()));
     }
     let learned = dir.join("psql.txt");
@@ -246,7 +204,7 @@ fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
         &["server", "--once", "127.0.0.1:0", learned.to_str().unwrap()],
         true,
     );
-    assert_eq!(psql(mock.addr().port()), Ok("42".into()));
+    assert_eq!(psql(mock.addr(), "postgres", ""), Ok("42".into()));
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{stderr}");
 }
@@ -498,17 +456,11 @@ fn memcached_stats_learned_from_several_runs_replays_both_roles() {
 /// The `mariadb` client's answer to one query against `port`, without TLS
 /// (the mock does not speak it); what it printed.
 fn mariadb_query(port: u16, sql: &str) -> Result<String, String> {
-    let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"])
-        .args(["--skip-ssl", "--connect-timeout=10", "-N", "-B", "-e", sql])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    answer(
+        Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"])
+            .args(["--skip-ssl", "--connect-timeout=10", "-N", "-B", "-e", sql]),
+    )
 }
 
 #[test]

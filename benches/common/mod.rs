@@ -347,6 +347,59 @@ pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// The short session of `sessions_per_second`: a 100-byte request, a
+/// 100-byte answer.
+pub const REQUEST: [u8; 100] = [b'q'; 100];
+pub const ANSWER: [u8; 100] = [b'a'; 100];
+/// Client threads of `sessions_per_second`.
+pub const CLIENTS: usize = 4;
+
+/// connect, 100-byte request, answer, close: `sessions` times over
+/// `CLIENTS` threads. Returns sessions per second.
+pub fn sessions_per_second(addr: SocketAddr, sessions: usize) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            thread::spawn(move || {
+                for _ in 0..sessions / CLIENTS {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    s.write_all(&REQUEST).unwrap();
+                    let mut answer = [0; 100];
+                    s.read_exact(&mut answer).unwrap();
+                    assert_eq!(answer, ANSWER);
+                    s.shutdown(Shutdown::Write).unwrap();
+                    let _ = s.read(&mut [0; 1]);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    (sessions / CLIENTS * CLIENTS) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Writes a tape with the library's writer.
+pub fn write_tape(
+    path: &std::path::Path,
+    build: impl FnOnce(&mut tcptape::tape::Writer<std::fs::File>),
+) {
+    let mut w = tcptape::tape::Writer::new(std::fs::File::create(path).unwrap()).unwrap();
+    build(&mut w);
+}
+
+/// The short session's tape: request, answer, both sides close.
+pub fn short_tape(path: &std::path::Path) {
+    use tcptape::tape::Direction;
+    write_tape(path, |w| {
+        w.data(Direction::ClientToServer, &REQUEST).unwrap();
+        w.data(Direction::ServerToClient, &ANSWER).unwrap();
+        w.eof(Direction::ClientToServer).unwrap();
+        w.eof(Direction::ServerToClient).unwrap();
+    });
+}
+
 pub fn kill(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();

@@ -209,7 +209,7 @@ def _verdict(describe: str, code: int, report_path: str, log_path: str) -> Tuple
     problems = [str(error) for error in report.get("errors") or []]
     for session in sessions:
         message = str(session.get("message") or f"session {session.get('number')}: {session.get('verdict')}")
-        if session.get("verdict") not in ("passed", "mismatch") and not any(message in p for p in problems):
+        if session.get("verdict") not in ("passed", "faulted", "mismatch") and not any(message in p for p in problems):
             problems.append(message)
     unused = report.get("unused_tapes") or []
     if unused:

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Handle, endpoint, verdict};
+use super::{Handle, endpoint, faults, verdict};
 use crate::error::Error;
+use crate::fault::Role;
 use crate::job::Spec;
 use crate::replay::{ClientOptions, ReplayOptions};
 use crate::report::Report;
@@ -42,6 +43,7 @@ impl MockClient {
             connect: None,
             replay: ReplayOptions::default(),
             update: false,
+            faults: Vec::new(),
         }
     }
 }
@@ -53,6 +55,7 @@ pub struct MockClientBuilder {
     connect: Option<String>,
     replay: ReplayOptions,
     update: bool,
+    faults: Vec<String>,
 }
 
 impl MockClientBuilder {
@@ -92,7 +95,10 @@ impl MockClientBuilder {
         let spec = Spec::Client(ClientOptions {
             connect: endpoint("server address", connect)?,
             tape: self.tape,
-            replay: self.replay,
+            replay: ReplayOptions {
+                faults: faults(&self.faults, Role::Client)?,
+                ..self.replay
+            },
             update: crate::job::update_wanted(self.update, &crate::job::Environment::read()),
         });
         let mut handle = Handle::spawn(spec)?;

@@ -11,11 +11,15 @@ use crate::engine::addr::Endpoint;
 use crate::engine::event_loop::{Stop, StopHandle};
 use crate::engine::net::Address;
 use crate::error::Error;
+use crate::fault::{Control, Faults, Role};
 use crate::job::{self, Spec};
 use crate::report::{Report, Verdict};
 
 /// Where a mock or a recorder listens unless told otherwise.
 const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
+/// How long `set_faults` waits at most for the loop to take new faults
+/// (it takes them at its next wake-up, at once unless the machine stalls).
+const SET_FAULTS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A service running on its own thread.
 struct Handle {
@@ -75,6 +79,17 @@ impl Handle {
         })
     }
 
+    /// Hands the running service new faults: they take effect for the
+    /// next bytes of its open connections, and for new ones.
+    /// Returns once the service took them (or is gone).
+    fn set_faults(&self, control: &Control, specs: &[&str], role: Role) -> Result<(), Error> {
+        let set = control.set(faults(specs, role)?);
+        self.stop.notify();
+        let running = || self.thread.as_ref().is_some_and(|t| !t.is_finished());
+        control.wait_taken(set, running, SET_FAULTS_PATIENCE);
+        Ok(())
+    }
+
     fn addr(&self) -> SocketAddr {
         match &self.addr {
             Some(Address::Tcp(addr)) => *addr,
@@ -112,6 +127,16 @@ fn verdict(report: Report) -> Result<Report, Error> {
     } else {
         Err(Error::Verdict(Box::new(report)))
     }
+}
+
+/// Fault SPECs (`--fault`) for a service in `role`: an error names the
+/// SPEC and what is wrong with it.
+fn faults<S: AsRef<str>>(specs: &[S], role: Role) -> Result<Faults, Error> {
+    let faults = Faults::parse(specs).map_err(|reason| Error::setting("fault", reason))?;
+    faults
+        .check(role)
+        .map_err(|reason| Error::setting("fault", reason))?;
+    Ok(faults)
 }
 
 fn endpoint(what: &str, text: &str) -> Result<Endpoint, Error> {
@@ -152,6 +177,15 @@ macro_rules! replay_settings {
         /// Adds a line diff to mismatch reports when both sides are text.
         pub fn text_diff(mut self, text_diff: bool) -> Self {
             self.replay.text_diff = text_diff;
+            self
+        }
+
+        /// Injects a fault, as `--fault SPEC` does (`"reset,at=byte:3,conn=1"`,
+        /// `"latency=200"`, `"slice=1"`...; see the README's "Faults"); may
+        /// be given several times. A SPEC that is wrong fails `start` (or
+        /// `run`) with [`Error::Setting`](crate::Error::Setting).
+        pub fn fault(mut self, spec: &str) -> Self {
+            self.faults.push(spec.to_string());
             self
         }
     };

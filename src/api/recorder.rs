@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Handle, LOOPBACK_ANY_PORT, endpoint, verdict};
+use super::{Handle, LOOPBACK_ANY_PORT, endpoint, faults, verdict};
 use crate::engine::event_loop::{DEFAULT_GRACE, Stop};
 use crate::engine::net::DEFAULT_BACKLOG;
 use crate::error::Error;
@@ -67,6 +67,7 @@ impl Recorder {
             max_sessions: None,
             idle_timeout: None,
             grace: DEFAULT_GRACE,
+            faults: Vec::new(),
         }
     }
 
@@ -106,6 +107,7 @@ pub struct RecorderBuilder {
     max_sessions: Option<u64>,
     idle_timeout: Option<Duration>,
     grace: Duration,
+    faults: Vec<String>,
 }
 
 impl RecorderBuilder {
@@ -145,6 +147,13 @@ impl RecorderBuilder {
         self
     }
 
+    /// Injects a fault between the clients and the server, as `--fault
+    /// SPEC` does; the tapes record what each side really received.
+    pub fn fault(mut self, spec: &str) -> Self {
+        self.faults.push(spec.to_string());
+        self
+    }
+
     /// Starts recording; returns once it listens.
     pub fn start(self) -> Result<Recorder, Error> {
         let spec = Spec::Proxy(proxy::Options {
@@ -157,6 +166,8 @@ impl RecorderBuilder {
             grace: self.grace,
             backlog: DEFAULT_BACKLOG,
             until_idle: false,
+            faults: faults(&self.faults, crate::fault::Role::Proxy)?,
+            control: None,
         });
         Ok(Recorder {
             handle: Handle::spawn(spec)?,

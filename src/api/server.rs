@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
-use super::{Handle, LOOPBACK_ANY_PORT, endpoint, verdict};
+use super::{Handle, LOOPBACK_ANY_PORT, endpoint, faults, verdict};
 use crate::engine::event_loop::{DEFAULT_GRACE, Stop};
 use crate::engine::net::DEFAULT_BACKLOG;
 use crate::error::Error;
+use crate::fault::{Control, Role};
 use crate::job::{AutoMode, Environment, Spec};
 use crate::proxy::{self, DEFAULT_BUFFER};
 use crate::replay::{ReplayOptions, ServerOptions};
@@ -51,6 +52,8 @@ use crate::report::Report;
 pub struct MockServer {
     handle: Handle,
     recording: bool,
+    /// Where `set_faults` puts new faults for the running mock.
+    control: Control,
 }
 
 impl MockServer {
@@ -72,6 +75,7 @@ impl MockServer {
             allow_unused: false,
             grace: DEFAULT_GRACE,
             record_from: None,
+            faults: Vec::new(),
         }
     }
 
@@ -85,6 +89,40 @@ impl MockServer {
     /// `[::1]:41234` or `unix:/path`.
     pub fn address(&self) -> String {
         self.handle.address()
+    }
+
+    /// Replaces the faults of the running mock (see
+    /// [`MockServerBuilder::fault`]): they take effect for the next bytes
+    /// of the connections open now, and for new ones; a stalled
+    /// connection whose stall is gone flows again. Connections count from
+    /// the mock's start, as `conn=` counts them. An `Err` names a SPEC
+    /// that is wrong, and changes nothing.
+    ///
+    /// ```
+    /// use tcptape::MockServer;
+    ///
+    /// # fn main() -> Result<(), tcptape::Error> {
+    /// let tape = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/banner.tape");
+    /// let mock = MockServer::builder(tape).allow_unused(true).start()?;
+    /// mock.set_faults(&["stall"])?; // from now on, no answer
+    /// mock.clear_faults(); // and answers again
+    /// mock.finish()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_faults(&self, specs: &[&str]) -> Result<(), Error> {
+        let role = if self.recording {
+            Role::Proxy
+        } else {
+            Role::Server
+        };
+        self.handle.set_faults(&self.control, specs, role)
+    }
+
+    /// Removes every fault of the running mock: connections flow as
+    /// recorded from their next bytes on.
+    pub fn clear_faults(&self) {
+        let _ = self.handle.set_faults(&self.control, &[], Role::Server);
     }
 
     /// True when [`MockServerBuilder::record_from`] made it record instead
@@ -146,6 +184,7 @@ pub struct MockServerBuilder {
     allow_unused: bool,
     grace: Duration,
     record_from: Option<String>,
+    faults: Vec<String>,
 }
 
 impl MockServerBuilder {
@@ -206,6 +245,7 @@ impl MockServerBuilder {
             Some(_) => crate::job::auto_mode(&Environment::read(), &self.tape)? == AutoMode::Record,
             None => false,
         };
+        let control = Control::default();
         let spec = match (&self.record_from, recording) {
             (Some(upstream), true) => Spec::Proxy(proxy::Options {
                 listen,
@@ -217,11 +257,17 @@ impl MockServerBuilder {
                 grace: self.grace,
                 backlog: DEFAULT_BACKLOG,
                 until_idle: false,
+                faults: faults(&self.faults, Role::Proxy)?,
+                control: Some(control.clone()),
             }),
             _ => Spec::Server(ServerOptions {
                 listen,
                 tape: self.tape,
-                replay: self.replay,
+                replay: ReplayOptions {
+                    faults: faults(&self.faults, Role::Server)?,
+                    control: Some(control.clone()),
+                    ..self.replay
+                },
                 abort: false,
                 once: self.once,
                 reuse: self.reuse,
@@ -233,6 +279,7 @@ impl MockServerBuilder {
         Ok(MockServer {
             handle: Handle::spawn(spec)?,
             recording,
+            control,
         })
     }
 }

@@ -11,6 +11,7 @@ use super::args::{
 };
 use super::help::*;
 use crate::engine::addr::Endpoint;
+use crate::fault::{self, Faults, Role};
 use crate::job::Spec;
 use crate::proxy::{self, NUMBER};
 use crate::replay::{ClientOptions, ReplayOptions, ServerOptions};
@@ -114,16 +115,19 @@ impl ProxyFlags {
             grace: common.grace,
             backlog: common.backlog,
             until_idle: false,
+            faults: common.faults_for(Role::Proxy, usage)?,
+            control: None,
         })
     }
 }
 
 /// Options of every command that runs: the stop's grace period, the listen
-/// backlog, and the files written beside the tapes.
+/// backlog, the files written beside the tapes, the faults to inject.
 struct CommonFlags {
     grace: Duration,
     backlog: u32,
     outputs: Outputs,
+    faults: Faults,
 }
 
 impl CommonFlags {
@@ -132,7 +136,15 @@ impl CommonFlags {
             grace: crate::engine::event_loop::DEFAULT_GRACE,
             backlog: crate::engine::net::DEFAULT_BACKLOG,
             outputs: Outputs::default(),
+            faults: Faults::default(),
         }
+    }
+
+    /// The faults given, refused where `role` cannot inject them.
+    fn faults_for(&self, role: Role, usage: &'static str) -> Result<Faults, Usage> {
+        let refused = |reason| Usage::new(format!("--fault {reason}"), usage);
+        self.faults.check(role).map_err(refused)?;
+        Ok(self.faults.clone())
     }
 
     /// Parses one of these options; false when `name` is not one.
@@ -164,6 +176,11 @@ impl CommonFlags {
                     })?;
             }
             "--address-file" if listens => self.outputs.address_file = Some(path(parser, usage)?),
+            "--fault" => {
+                let refused = |reason| Usage::new(format!("--fault {reason}"), usage);
+                let fault = fault::parse(&text(parser, usage)?).map_err(refused)?;
+                self.faults.push(fault).map_err(refused)?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -210,18 +227,27 @@ impl ServerFlags {
         Ok(true)
     }
 
-    fn into_options(self, listen: Endpoint, tape: PathBuf, common: &CommonFlags) -> ServerOptions {
-        ServerOptions {
+    fn into_options(
+        self,
+        listen: Endpoint,
+        tape: PathBuf,
+        common: &CommonFlags,
+        usage: &'static str,
+    ) -> Result<ServerOptions, Usage> {
+        Ok(ServerOptions {
             listen,
             tape,
-            replay: self.replay,
+            replay: ReplayOptions {
+                faults: common.faults_for(Role::Server, usage)?,
+                ..self.replay
+            },
             abort: self.abort,
             once: self.once,
             reuse: self.reuse,
             allow_unused: self.allow_unused,
             grace: common.grace,
             backlog: common.backlog,
-        }
+        })
     }
 }
 
@@ -265,7 +291,8 @@ pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Usage
         endpoint("LISTEN", listen, usage)?,
         PathBuf::from(tape),
         &common,
-    );
+        usage,
+    )?;
     Ok(Command::Run(Spec::Server(options), common.outputs))
 }
 
@@ -298,7 +325,7 @@ pub(super) fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Usage> 
     let mut proxy = proxy.into_options(listen.clone(), connect, path.clone(), &common, usage)?;
     proxy.until_idle = once;
     Ok(Command::Auto(AutoArgs {
-        server: server.into_options(listen, path, &common),
+        server: server.into_options(listen, path, &common, usage)?,
         proxy,
         outputs: common.outputs,
     }))
@@ -361,7 +388,10 @@ pub(super) fn parse_client(parser: &mut lexopt::Parser) -> Result<Command, Usage
     let options = ClientOptions {
         connect: endpoint("CONNECT", connect, usage)?,
         tape: PathBuf::from(tape),
-        replay,
+        replay: ReplayOptions {
+            faults: common.faults_for(Role::Client, usage)?,
+            ..replay
+        },
         update,
     };
     Ok(Command::Run(Spec::Client(options), common.outputs))

@@ -76,6 +76,13 @@ options:
   --backlog N           listen queue length (default 4096)
   --address-file PATH   once listening, write the address to PATH
   --report FILE         when done, write a JSON report to FILE
+  --fault SPEC          inject a fault between client and server (repeatable);
+                        the tapes record what each side received. SPEC is
+                        KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
+                        (K, M), slice=BYTES, slow_close=MS, reset, close,
+                        stall, truncate; OPTION jitter=MS, gap=MS,
+                        dir=up|down|both, at=byte:N|ms:MS, conn=N[..M],
+                        p=0..1, seed=S (README: Faults)
   -h, --help            print this help
 ";
 
@@ -108,6 +115,14 @@ options:
       --backlog N       listen queue length (default 4096)
       --address-file PATH  once listening, write the address to PATH
       --report FILE     when done, write a JSON report to FILE
+      --fault SPEC      inject a fault into what the server sends, or at a
+                        place in what clients send (repeatable); a session
+                        a fault ends passes as `faulted`. SPEC is
+                        KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
+                        (K, M), slice=BYTES, slow_close=MS, reset, close,
+                        stall, truncate; OPTION jitter=MS, gap=MS,
+                        dir=up|down|both, at=byte:N|frame:K|ms:MS,
+                        conn=N[..M], p=0..1, seed=S (README: Faults)
   -h, --help            print this help
 ";
 
@@ -131,6 +146,14 @@ options:
                       any was written (TCPTAPE_UPDATE=1 does the same,
                       except under CI=true)
       --report FILE   when done, write a JSON report to FILE
+      --fault SPEC    inject a fault into what the client sends, or at a
+                      place in what the server sends (repeatable); a
+                      session a fault ends passes as `faulted`. SPEC is
+                      KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
+                      (K, M), slice=BYTES, slow_close=MS, reset, close,
+                      stall, truncate; OPTION jitter=MS, gap=MS,
+                      dir=up|down|both, at=byte:N|frame:K|ms:MS,
+                      conn=N[..M], p=0..1, seed=S (README: Faults)
   -h, --help          print this help
 ";
 
@@ -174,7 +197,8 @@ options: those of `server` when replaying, those of `proxy` when recording
   -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --timeout SECS,
   --text-diff
   --buffer SIZE, --max-sessions N, --idle-timeout SECS
-  --grace SECS, --backlog N, --address-file PATH, --report FILE
+  --grace SECS, --backlog N, --address-file PATH, --report FILE,
+  --fault SPEC (in either mode; at=frame:K, replay only, is refused)
   -h, --help   print this help
 ";
 

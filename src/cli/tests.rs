@@ -344,4 +344,80 @@ mod parsing {
         };
         assert_eq!(err.usage, SERVER_USAGE);
     }
+    #[test]
+    fn faults_are_repeatable_on_every_command_that_runs() {
+        let (options, _) = server(&[
+            "server",
+            "--fault",
+            "reset,at=byte:3,conn=1",
+            "--fault=latency=200,jitter=50",
+            "127.0.0.1:0",
+            "t.tape",
+        ]);
+        assert_eq!(options.replay.faults.len(), 2);
+        let options = client(&["client", "--fault", "stall,dir=up", "h:1", "t.tape"]);
+        assert_eq!(options.replay.faults.len(), 1);
+        let (options, _) = proxy(&[
+            "proxy",
+            "--fault",
+            "slice=1",
+            "127.0.0.1:0",
+            "h:1",
+            "t.tape",
+        ]);
+        assert_eq!(options.faults.len(), 1);
+        match parse_ok(&[
+            "auto",
+            "--fault",
+            "bandwidth=1M",
+            "127.0.0.1:0",
+            "h:1",
+            "t.tape",
+        ]) {
+            Command::Auto(args) => {
+                assert_eq!(args.server.replay.faults.len(), 1);
+                assert_eq!(args.proxy.faults.len(), 1);
+            }
+            other => panic!("not auto: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_fault_is_a_usage_error_naming_it() {
+        let err = parse_err(&["server", "--fault", "latency=soon", "127.0.0.1:0", "t.tape"]);
+        assert_eq!(
+            err,
+            "--fault 'latency=soon': latency=soon: not a whole number of milliseconds up to a day (86400000)"
+        );
+        let err = parse_err(&["client", "--fault", "truncate,dir=down", "h:1", "t.tape"]);
+        assert!(
+            err.starts_with("--fault 'truncate,dir=down': a mock client sends up only"),
+            "{err}"
+        );
+        let err = parse_err(&[
+            "proxy",
+            "--fault",
+            "stall,at=frame:2",
+            "127.0.0.1:0",
+            "h:1",
+            "t.tape",
+        ]);
+        assert!(err.contains("at=frame:K is for replay"), "{err}");
+        let err = parse_err(&[
+            "auto",
+            "--fault",
+            "stall,at=frame:2",
+            "127.0.0.1:0",
+            "h:1",
+            "t.tape",
+        ]);
+        assert!(err.contains("at=frame:K is for replay"), "{err}");
+        let mut args = vec!["server"];
+        args.extend(std::iter::repeat_n(["--fault", "stall"], 33).flatten());
+        args.extend(["127.0.0.1:0", "t.tape"]);
+        assert_eq!(
+            parse_err(&args),
+            "--fault 'stall': more than 32 faults at once"
+        );
+    }
 }

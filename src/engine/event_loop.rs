@@ -9,7 +9,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -37,10 +37,12 @@ pub(crate) enum Stop {
     Now = 2,
 }
 
-/// Asks a loop running on another thread to stop. Cheap to clone.
+/// Asks a loop running on another thread to stop, or to look at what
+/// changed for its service (`notify`). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StopHandle {
     asked: Arc<AtomicU8>,
+    notified: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
@@ -48,6 +50,13 @@ impl StopHandle {
     pub(crate) fn stop(&self, how: Stop) {
         self.asked.fetch_max(how as u8, Ordering::SeqCst);
         // A loop that is gone cannot be woken, and needs no stopping.
+        let _ = self.waker.wake();
+    }
+
+    /// Wakes the loop to hand its service `Service::notified`: something
+    /// it shares with another thread changed (the faults of a mock).
+    pub(crate) fn notify(&self) {
+        self.notified.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
 
@@ -114,6 +123,10 @@ pub trait Service {
     /// Someone asked the service to stop; called once per kind of stop.
     fn stop(&mut self, cx: &mut Context<'_, Self::Timer>, how: Stop);
 
+    /// Another thread changed what it shares with the service
+    /// (`StopHandle::notify`).
+    fn notified(&mut self, _cx: &mut Context<'_, Self::Timer>) {}
+
     /// True when the loop should return.
     fn is_done(&self) -> bool;
 }
@@ -143,6 +156,7 @@ impl<T> EventLoop<T> {
             epoch: Instant::now(),
             stop_handle: StopHandle {
                 asked: Arc::new(AtomicU8::new(0)),
+                notified: Arc::new(AtomicBool::new(false)),
                 waker: Arc::new(waker),
             },
             signals: None,
@@ -215,7 +229,12 @@ impl<T> EventLoop<T> {
             };
             for event in self.events.iter() {
                 match event.token() {
-                    WAKER => asked = asked.max(self.stop_handle.asked()),
+                    WAKER => {
+                        asked = asked.max(self.stop_handle.asked());
+                        if self.stop_handle.notified.swap(false, Ordering::SeqCst) {
+                            service.notified(&mut cx);
+                        }
+                    }
                     SIGNALS => {
                         let signals = self.signals.as_ref().map_or(0, SignalPipe::drain);
                         if signals > 0 {
@@ -317,6 +336,30 @@ mod tests {
         event_loop.context().defer(0);
         event_loop.run(&mut busy).unwrap();
         assert_eq!(busy.yielded, vec![1; 5]);
+    }
+
+    #[test]
+    fn a_notice_from_another_thread_reaches_the_service() {
+        struct Listening(u32);
+        impl Service for Listening {
+            type Timer = ();
+            fn ready(&mut self, _: &mut Context<'_, ()>, _: &Event) {}
+            fn expired(&mut self, _: &mut Context<'_, ()>, _: ()) {}
+            fn stop(&mut self, _: &mut Context<'_, ()>, _: Stop) {}
+            fn notified(&mut self, _: &mut Context<'_, ()>) {
+                self.0 += 1;
+            }
+            fn is_done(&self) -> bool {
+                self.0 > 0
+            }
+        }
+        let mut event_loop = EventLoop::new().unwrap();
+        let handle = event_loop.stop_handle();
+        let notifier = std::thread::spawn(move || handle.notify());
+        let mut service = Listening(0);
+        event_loop.run(&mut service).unwrap();
+        notifier.join().unwrap();
+        assert_eq!(service.0, 1);
     }
 
     #[test]

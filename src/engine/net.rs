@@ -328,6 +328,11 @@ impl Socket {
         }
     }
 
+    /// Makes dropping the socket a reset (RST) rather than a close (FIN).
+    pub fn reset_on_close(&self) -> io::Result<()> {
+        crate::sys::set_linger_zero(self.stream.as_fd())
+    }
+
     /// Asks for WRITABLE only while output waits, or every send would wake
     /// the loop.
     pub fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {

@@ -12,6 +12,10 @@
 //!
 //! Only recorded bytes may be forwarded (write-ahead). Windows are lent out
 //! as slices, contiguous where possible; on wrap-around a view is two slices.
+//!
+//! A gated ring (a session with faults) holds the bytes it reads back at
+//! its end: the recorder sees them only once released, so the tape gets
+//! what the peer receives, when it receives it.
 
 pub struct Ring {
     storage: Box<[u8]>,
@@ -21,6 +25,9 @@ pub struct Ring {
     len: usize,
     /// Stored bytes, counted from `head`, that are on tape.
     recorded: usize,
+    /// Stored bytes at the end that are held back (gated rings only).
+    held: usize,
+    gated: bool,
 }
 
 impl Ring {
@@ -32,6 +39,8 @@ impl Ring {
             head: 0,
             len: 0,
             recorded: 0,
+            held: 0,
+            gated: false,
         }
     }
 
@@ -42,6 +51,8 @@ impl Ring {
             head: 0,
             len: 0,
             recorded: 0,
+            held: 0,
+            gated: false,
         }
     }
 
@@ -123,6 +134,48 @@ impl Ring {
         let (start, end) = self.window_bounds();
         assert!(n <= end - start, "commit beyond the free window");
         self.len += n;
+        if self.gated {
+            self.held += n;
+        }
+    }
+
+    /// The ring, gated (`gate`) when `gated`.
+    pub fn gated(mut self, gated: bool) -> Ring {
+        self.gate(gated);
+        self
+    }
+
+    /// Holds the bytes committed from now on until they are released
+    /// (`true`), or lets them, and any held now, be recorded (`false`).
+    pub fn gate(&mut self, gated: bool) {
+        self.gated = gated;
+        if !gated {
+            self.held = 0;
+        }
+    }
+
+    /// Bytes held back.
+    pub fn held_len(&self) -> usize {
+        self.held
+    }
+
+    /// `n` held bytes may be recorded now.
+    pub fn release(&mut self, n: usize) {
+        assert!(n <= self.held, "releasing more than is held");
+        self.held -= n;
+    }
+
+    /// Drops every held byte, once nothing before them waits (they are
+    /// all the ring holds); returns how many went.
+    pub fn discard_held(&mut self) -> usize {
+        if self.held == 0 || self.held != self.len {
+            return 0;
+        }
+        let n = self.held;
+        self.held = 0;
+        self.len = 0;
+        self.head = 0;
+        n
     }
 
     /// The stored bytes from `from` (relative to head) to the end, as up to
@@ -143,13 +196,13 @@ impl Ring {
         }
     }
 
-    /// Bytes stored but not yet on tape.
+    /// Bytes stored but not yet on tape (and not held back).
     pub fn unrecorded(&self) -> (&[u8], &[u8]) {
-        self.slices(self.recorded, self.len)
+        self.slices(self.recorded, self.len - self.held)
     }
 
     pub fn unrecorded_len(&self) -> usize {
-        self.len - self.recorded
+        self.len - self.held - self.recorded
     }
 
     /// `n` more bytes are on tape.
@@ -194,6 +247,36 @@ mod tests {
 
     fn joined((a, b): (&[u8], &[u8])) -> Vec<u8> {
         [a, b].concat()
+    }
+
+    #[test]
+    fn a_gated_ring_shows_the_recorder_only_what_was_released() {
+        let mut ring = Ring::new(16);
+        ring.gate(true);
+        put(&mut ring, b"abcdef");
+        assert_eq!(ring.unrecorded_len(), 0);
+        assert_eq!(ring.held_len(), 6);
+        ring.release(2);
+        assert_eq!(joined(ring.unrecorded()), b"ab");
+        ring.mark_recorded(2);
+        assert_eq!(ring.discard_held(), 0, "recorded bytes wait before them");
+        ring.consume(2);
+        assert_eq!(ring.discard_held(), 4);
+        assert!(ring.is_empty());
+        put(&mut ring, b"gh");
+        ring.gate(false);
+        assert_eq!(joined(ring.unrecorded()), b"gh", "ungated: all of it");
+        put(&mut ring, b"ij");
+        assert_eq!(ring.unrecorded_len(), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "releasing more than is held")]
+    fn releasing_what_is_not_held_is_a_bug() {
+        let mut ring = Ring::new(4);
+        ring.gate(true);
+        put(&mut ring, b"ab");
+        ring.release(3);
     }
 
     #[test]

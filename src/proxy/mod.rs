@@ -8,27 +8,31 @@
 //! listener is bound; an earlier cassette is replaced only once the first
 //! new session has something to record.
 
+mod faults;
+mod options;
+mod pipe;
 mod recorder;
 mod session;
 mod target;
 mod write_behind;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{error, info, warn};
 use mio::event::Event;
 use mio::{Interest, Token};
 
 use crate::cassette::{self, Index};
-use crate::engine::addr::Endpoint;
 use crate::engine::buffers::Buffers;
 use crate::engine::event_loop::{Context, Service, Stop};
 use crate::engine::net::{self, Accept, Address, Listener, Stream};
 use crate::engine::slab::Slab;
 use crate::error::Error;
+use crate::fault::Control;
 use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
+pub(crate) use options::{DEFAULT_BUFFER, MAX_BUFFER, MIN_BUFFER, NUMBER, Options};
 use recorder::Recorder;
 use session::{Session, Side, Status, Turn};
 use target::{CassetteState, Target, prepare_folder};
@@ -37,36 +41,6 @@ const LISTENER: Token = Token(0);
 /// A session's first ring per direction: small, for request and answer;
 /// it doubles up to `--buffer` while a transfer keeps filling it.
 const FIRST_RING: usize = 16 * 1024;
-/// Placeholder in a tape path that turns the proxy into a daemon.
-pub(crate) const NUMBER: &str = "{n}";
-/// The largest ring per direction: rings start small and double while a
-/// transfer fills them; 2 MiB reads and writes measured fastest here (4 MiB
-/// fell out of the cache and got erratic: docs/performance.md).
-pub(crate) const DEFAULT_BUFFER: usize = 2 * 1024 * 1024;
-/// The bounds of `--buffer`.
-pub(crate) const MIN_BUFFER: usize = 1024;
-pub(crate) const MAX_BUFFER: usize = 1024 * 1024 * 1024;
-
-/// What the proxy is asked to do; the command line and the library fill it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Options {
-    pub listen: Endpoint,
-    pub connect: Endpoint,
-    /// A tape FILE (one session), a path with `{n}` (a daemon), or a
-    /// cassette folder (`DIR/`).
-    pub tape: PathBuf,
-    /// Ring size per direction and session.
-    pub buffer: usize,
-    /// Sessions to record before the proxy stops listening.
-    pub max_sessions: Option<u64>,
-    pub idle_timeout: Option<Duration>,
-    /// How long sessions in progress may go on after a stop was asked for.
-    pub grace: Duration,
-    pub backlog: u32,
-    /// Stop once something was recorded and no session is open.
-    pub until_idle: bool,
-}
-
 fn client_token(key: usize) -> Token {
     Token(2 * key + 1)
 }
@@ -96,7 +70,8 @@ pub(crate) enum ProxyTimer {
     ResumeAccept,
     /// Check whether the session numbered `number` in slot `key` went idle.
     Idle { key: usize, number: u64 },
-    /// Continue a session that yielded to let others run.
+    /// Continue a session: it yielded to let others run, or its faults
+    /// want it woken (a pace, a fault placed in time).
     Resume { key: usize, number: u64 },
     /// The grace period after a stop is over.
     Grace,
@@ -245,7 +220,8 @@ impl Proxy {
             cx.now,
         );
         match started {
-            Ok(session) => {
+            Ok(mut session) => {
+                session.set_faults(&self.options.faults, cx.now);
                 let key = self.sessions.insert(session);
                 if let Some(timeout) = self.options.idle_timeout {
                     let deadline = cx.deadline_after(timeout);
@@ -282,6 +258,7 @@ impl Proxy {
             return;
         };
         let number = session.number;
+        session.faults.wake(cx, (key, number));
         match status {
             Status::Running => {}
             Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),
@@ -302,6 +279,7 @@ impl Proxy {
                 }
             }
             Status::Finished => self.end(cx, key, Outcome::Recorded, None),
+            Status::Faulted => self.end(cx, key, Outcome::Faulted, None),
             Status::Failed(err) => self.end(cx, key, Outcome::Error, Some(err)),
         }
     }
@@ -332,6 +310,9 @@ impl Proxy {
         let Some(session) = self.sessions.remove(key) else {
             return;
         };
+        let (outcome, err) = session.faults.outcome(outcome, err);
+        let faults = session.faults.fired().to_vec();
+        let number = session.number;
         let summary = session.summary();
         if let Some(err) = &err {
             error!("session {}: {err}", session.number);
@@ -346,7 +327,13 @@ impl Proxy {
         }
         let peer = session.client_addr().clone();
         let bytes = session.bytes();
-        let number = session.number;
+        let message = match outcome {
+            Outcome::RecordedCut => Some(format!(
+                "session {number}: cut short by the stop; its tape ends with a CUT frame"
+            )),
+            Outcome::Faulted => Some(session.faults.message(number)),
+            _ => None,
+        };
         session.close(cx.registry, &mut self.buffers);
         match (outcome, err) {
             (_, Some(err)) => self.failed(number, &peer, summary.map(|s| s.tape), bytes, err),
@@ -355,13 +342,10 @@ impl Proxy {
                 peer: peer.to_string(),
                 tape: summary.map(|s| s.tape),
                 outcome,
-                message: (outcome == Outcome::RecordedCut).then(|| {
-                    format!(
-                        "session {number}: cut short by the stop; its tape ends with a CUT frame"
-                    )
-                }),
+                message,
                 details: None,
                 bytes,
+                faults,
             }),
         }
         self.close_when_full(cx);
@@ -383,6 +367,7 @@ impl Proxy {
             message: Some(format!("session {number}: {err}")),
             details: None,
             bytes,
+            faults: Vec::new(),
         });
     }
 
@@ -535,6 +520,21 @@ impl Service for Proxy {
             }
             Stop::Graceful => {}
             Stop::Now => self.cut_all(cx),
+        }
+    }
+
+    /// New faults from the library's handle, for the sessions under way
+    /// (their next bytes) and new ones.
+    fn notified(&mut self, cx: &mut Context<'_, ProxyTimer>) {
+        if !Control::update(self.options.control.as_ref(), &mut self.options.faults) {
+            return;
+        }
+        for key in self.sessions.keys().collect::<Vec<_>>() {
+            if let Some(session) = self.sessions.get_mut(key) {
+                let number = session.number;
+                session.set_faults(&self.options.faults, cx.now);
+                cx.defer(ProxyTimer::Resume { key, number });
+            }
         }
     }
 

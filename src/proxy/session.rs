@@ -13,7 +13,7 @@
 //! connect: a client that leaves before anything was said either way (a
 //! readiness probe) leaves no tape and is not counted as a session.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,11 +21,14 @@ use log::{debug, info};
 use mio::event::Event;
 use mio::{Registry, Token};
 
+use super::faults::SessionFaults;
+use super::pipe::{Flow, Pipe, fill, forward, set_flow};
 use super::recorder::{Pending, Recorder};
 use crate::engine::buffers::Buffers;
-use crate::engine::net::{Address, Received, Sent, Socket, Stream};
+use crate::engine::net::{Address, Socket, Stream};
 use crate::engine::ring::Ring;
 use crate::error::{Error, os_reason};
+use crate::fault::Faults;
 use crate::tape::Direction;
 
 /// Bytes a session reads per turn before it yields to the others (at
@@ -53,20 +56,6 @@ impl Side {
     }
 }
 
-/// The life of one direction of the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    /// Reading from the source, forwarding to the destination.
-    Open,
-    /// The source sent EOF; its EOF frame is not on tape yet.
-    Ended,
-    /// The source sent EOF and its EOF frame is on tape; what is left in the
-    /// ring drains to the destination, then its write side is shut down.
-    Draining,
-    /// The destination got the half-close; nothing more goes this way.
-    Closed,
-}
-
 /// The outcome of waking a session.
 #[derive(Debug)]
 pub enum Status {
@@ -80,29 +69,19 @@ pub enum Status {
     Probe,
     /// Both directions closed cleanly.
     Finished,
+    /// A fault we injected ended the session (a reset, a close).
+    Faulted,
     Failed(Error),
 }
 
-/// One direction: the ring its bytes pass through and how far it has closed.
-struct Pipe {
-    /// Storage only while bytes move: taken from `Buffers` to read, given
-    /// back once empty.
-    ring: Ring,
-    /// The ring size to take next: it doubles each time a read fills the
-    /// ring, so a bulk transfer gets large reads and writes while a chatty
-    /// session keeps small ones.
-    size: usize,
-    flow: Flow,
-    bytes: u64,
-}
-
 struct Relay {
-    /// Created with the first byte or EOF (see `Status::NeedsTape`); boxed,
-    /// as it is most of a relay's size and absent from idle sessions.
-    tape: Option<Box<Recorder>>,
+    /// Created with the first byte or EOF (see `Status::NeedsTape`).
+    tape: Option<Recorder>,
     pipes: [Pipe; 2],
 }
 
+// A session changes phase in its slab slot, never moved: boxing gains nothing.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Waiting for the connect to the server; nothing is read or recorded yet,
     /// so a refused connect leaves no tape behind.
@@ -121,6 +100,8 @@ pub struct Session {
     started: u64,
     /// The tick of the last byte moved, for the idle timeout.
     pub last_activity: u64,
+    /// The faults this session got (`--fault`).
+    pub faults: SessionFaults,
 }
 
 /// What the report and a cassette's index say of a recorded session.
@@ -153,7 +134,17 @@ impl Session {
             opened: Instant::now(),
             started: now,
             last_activity: now,
+            faults: SessionFaults::default(),
         })
+    }
+
+    /// Gives the session the faults it gets of `faults` (the run's, or
+    /// new ones while it runs: they take effect for its next bytes).
+    pub fn set_faults(&mut self, faults: &Faults, now: u64) {
+        let gated = (self.faults).give(faults, (self.number, self.bytes()), now);
+        if let Phase::Relaying(relay) = &mut self.phase {
+            relay.pipes.iter_mut().for_each(|p| p.ring.gate(gated));
+        }
     }
 
     pub fn client_addr(&self) -> &Address {
@@ -188,6 +179,13 @@ impl Session {
             }
         }
         let status = match self.relay(registry, turn, buffers) {
+            // A fault ended it: the sockets reset or closed, the tape cut.
+            Ok(Status::Faulted) => {
+                if let Some(reason) = self.faults.end([&self.client, &self.server], self.number) {
+                    self.cut(&reason);
+                }
+                Status::Faulted
+            }
             Ok(status) => status,
             Err(err) => Status::Failed(err),
         };
@@ -210,7 +208,7 @@ impl Session {
                 self.number,
                 tape.path().display()
             );
-            relay.tape = Some(Box::new(tape));
+            relay.tape = Some(tape);
         }
     }
 
@@ -233,7 +231,7 @@ impl Session {
             self.server.addr(),
         );
         let pipe = || Pipe {
-            ring: Ring::unallocated(),
+            ring: Ring::unallocated().gated(self.faults.any()),
             size,
             flow: Flow::Open,
             bytes: 0,
@@ -256,6 +254,9 @@ impl Session {
         };
         let mut status = Status::Running;
         let read_before: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
+        if !self.faults.turn(now) {
+            return Ok(Status::Faulted);
+        }
         loop {
             let read: u64 = relay.pipes.iter().map(|p| p.bytes).sum();
             if read - read_before >= BUDGET {
@@ -263,7 +264,7 @@ impl Session {
                 break;
             }
             let mut progress = false;
-            for dir in DIRECTIONS {
+            for dir in self.faults.flowing(DIRECTIONS) {
                 let side = Side::source_of(dir);
                 let silent = relay.pipes.iter().all(|p| p.bytes == 0);
                 let source = peer(&mut self.client, &mut self.server, side);
@@ -286,6 +287,13 @@ impl Session {
                     }
                 }
             }
+            // What the faults let go is all the peers get, and all recorded.
+            let pipes =
+                (relay.pipes.each_mut()).map(|p| (&mut p.ring, p.bytes, p.flow == Flow::Ended));
+            let Some((moved, eof_due)) = self.faults.release(pipes, now) else {
+                return Ok(Status::Faulted);
+            };
+            progress |= moved;
             let [c2s, s2c] = &relay.pipes;
             if c2s.flow == Flow::Ended && c2s.bytes == 0 && s2c.bytes == 0 {
                 return Ok(Status::Probe);
@@ -295,8 +303,8 @@ impl Session {
             if relay.tape.is_none() && (pending || s2c.ring.unrecorded_len() > 0) {
                 return Ok(Status::NeedsTape);
             }
-            record(relay, self.number)?;
-            for dir in DIRECTIONS {
+            record(relay, self.number, eof_due)?;
+            for dir in self.faults.flowing(DIRECTIONS) {
                 let dest_side = Side::source_of(dir.reverse());
                 let dest = peer(&mut self.client, &mut self.server, dest_side);
                 let pipe = &mut relay.pipes[dir.index()];
@@ -433,46 +441,6 @@ pub struct Turn {
     pub contended: bool,
 }
 
-/// Reads from the source into the ring until it would block, the ring is
-/// full, the source ends or `limit` bytes came (the rest of the session's
-/// turn when others wait: four sessions filling 2 MiB rings each turn held
-/// a new session's first reply back 150 ms). Returns whether bytes were read; an EOF is
-/// noted in the pipe.
-fn fill(
-    pipe: &mut Pipe,
-    source: &mut Socket,
-    buffers: &mut Buffers,
-    limit: usize,
-    (number, dir): (u64, Direction),
-) -> io::Result<bool> {
-    let can_read = pipe.flow == Flow::Open && source.is_readable();
-    if can_read && !pipe.ring.has_storage() {
-        pipe.ring.attach(buffers.take(pipe.size));
-    }
-    let mut moved = false;
-    let mut left = limit;
-    while pipe.flow == Flow::Open && source.is_readable() && !pipe.ring.is_full() && left > 0 {
-        let free = pipe.ring.free_window();
-        let len = free.len().min(left);
-        match source.read(&mut free[..len]) {
-            Received::Eof => set_flow(pipe, Flow::Ended, number, dir),
-            Received::Data(n) => {
-                pipe.ring.commit(n);
-                pipe.bytes += n as u64;
-                left -= n;
-                moved = true;
-                if pipe.ring.is_full() {
-                    // More may wait: the next ring is twice as large.
-                    pipe.size = (pipe.ring.capacity() * 2).min(buffers.max());
-                }
-            }
-            Received::Blocked => {}
-            Received::Failed(err) => return Err(err),
-        }
-    }
-    Ok(moved)
-}
-
 /// A session that fails: its tape (if any) is marked as cut short for
 /// `err`, and `err` is what the session reports.
 fn salvage(relay: &mut Relay, err: Error) -> Error {
@@ -484,8 +452,8 @@ fn salvage(relay: &mut Relay, err: Error) -> Error {
     err
 }
 
-/// Puts everything read so far on tape, then marks the EOFs it recorded.
-fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
+/// Puts everything read (and let go) so far on tape, then marks the EOFs it recorded.
+fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2]) -> Result<(), Error> {
     let Some(tape) = &mut relay.tape else {
         return Ok(());
     };
@@ -495,12 +463,12 @@ fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
             Pending {
                 dir: Direction::ClientToServer,
                 ring: &c2s.ring,
-                eof: c2s.flow == Flow::Ended,
+                eof: c2s.flow == Flow::Ended && eof_due[0],
             },
             Pending {
                 dir: Direction::ServerToClient,
                 ring: &s2c.ring,
-                eof: s2c.flow == Flow::Ended,
+                eof: s2c.flow == Flow::Ended && eof_due[1],
             },
         ];
         let done = match tape.record(pending, Instant::now()) {
@@ -522,46 +490,6 @@ fn record(relay: &mut Relay, number: u64) -> Result<(), Error> {
             }
         }
     }
-}
-
-/// Writes recorded bytes to the destination; once a draining direction is
-/// empty, forwards its half-close. Returns whether anything moved.
-fn forward(pipe: &mut Pipe, dest: &mut Socket, number: u64, dir: Direction) -> io::Result<bool> {
-    let mut moved = false;
-    while dest.is_writable() {
-        let (first, second) = pipe.ring.recorded_slices();
-        if first.is_empty() {
-            break;
-        }
-        let slices = [IoSlice::new(first), IoSlice::new(second)];
-        match dest.write_vectored(&slices) {
-            Sent::Moved(n) => {
-                pipe.ring.consume(n);
-                moved = true;
-            }
-            Sent::Blocked => {}
-            Sent::Failed(err) => return Err(err),
-        }
-    }
-    if pipe.flow == Flow::Draining && pipe.ring.is_empty() {
-        dest.shutdown_write()?;
-        set_flow(pipe, Flow::Closed, number, dir);
-        moved = true;
-    }
-    Ok(moved)
-}
-
-/// Every change of a direction's state passes here.
-fn set_flow(pipe: &mut Pipe, flow: Flow, number: u64, dir: Direction) {
-    debug!("session {number}: {dir:?} {:?} => {flow:?}", pipe.flow);
-    if flow == Flow::Closed {
-        let (from, to) = (dir.sender(), dir.receiver());
-        info!(
-            "session {number}: the {from} closed its side after {} bytes; half-close forwarded to the {to}",
-            pipe.bytes
-        );
-    }
-    pipe.flow = flow;
 }
 
 #[cfg(test)]
@@ -702,6 +630,64 @@ mod tests {
         assert_eq!(Bench::read(&bench.server), b"hello");
         assert_eq!(bench.frames(), [Kind::Noop, Kind::Data(C2S)]);
         assert_eq!(session.summary().unwrap().bytes, [5, 0]);
+    }
+
+    fn with_faults(session: &mut Session, specs: &[&str]) {
+        let faults = Faults::parse(specs).unwrap();
+        session.set_faults(&faults, 0);
+    }
+
+    #[test]
+    fn relaying_sliced_bytes_records_each_slice_as_the_server_got_it() {
+        let (mut bench, mut session) = Bench::new("slices");
+        with_faults(&mut session, &["slice=2,dir=up"]);
+        bench.client.write_all(b"hello").unwrap();
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if got.len() == 5 {
+                break;
+            }
+            bench.turn(&mut session);
+            got.extend(Bench::read(&bench.server));
+        }
+        assert_eq!(got, b"hello");
+        let sizes: Vec<Kind> = bench.frames();
+        assert_eq!(
+            sizes,
+            [
+                Kind::Noop,
+                Kind::Data(C2S),
+                Kind::Data(C2S),
+                Kind::Data(C2S)
+            ]
+        );
+        assert_eq!(session.faults.fired(), ["slice=2,dir=up"]);
+    }
+
+    #[test]
+    fn relaying_into_a_reset_resets_both_and_cuts_the_tape() {
+        let (mut bench, mut session) = Bench::new("reset");
+        with_faults(&mut session, &["reset,at=byte:3"]);
+        bench.server.write_all(b"hello").unwrap();
+        let mut status = Status::Running;
+        for _ in 0..10 {
+            status = bench.turn(&mut session);
+            if matches!(status, Status::Faulted) {
+                break;
+            }
+        }
+        assert!(matches!(status, Status::Faulted), "{status:?}");
+        assert_eq!(Bench::read(&bench.client), b"hel");
+        assert_eq!(
+            bench.frames(),
+            [Kind::Noop, Kind::Data(S2C), Kind::Cut],
+            "3 bytes, then where it ended"
+        );
+        let reason = session.faults.message(1);
+        assert_eq!(
+            reason,
+            "session 1: reset (RST) by the fault 'reset,at=byte:3' after 3 bytes down"
+        );
     }
 
     #[test]

@@ -153,6 +153,7 @@ impl Client {
                 .map_err(|err| Error::file(&pending, "write", err))?;
             session = session.with_update(update);
         }
+        self.run.give_faults(session.peer_mut(), number, cx.now);
         self.sessions.insert((Box::new(session), index));
         self.run.arm_timeout(cx, key, number);
         self.resume(cx, key);
@@ -189,8 +190,11 @@ impl Client {
             return;
         };
         self.run.reclaim.freed(session.take_freed());
-        let (number, addr) = (session.number, session.addr().clone());
-        if let Some(ending) = self.run.schedule(cx, (key, number), &addr, status) {
+        let number = session.number;
+        if let Some(ending) = self
+            .run
+            .schedule(cx, (key, number), session.peer_mut(), status)
+        {
             self.end(cx, key, ending);
         }
     }
@@ -201,6 +205,7 @@ impl Client {
         };
         session.log_end(ending.outcome.as_str());
         let (number, addr, bytes) = (session.number, session.addr().clone(), session.bytes());
+        let faults = session.peer().fired().to_vec();
         let update = session.take_update();
         session.close(cx.registry);
         let path = self.plan[index].path.clone();
@@ -221,7 +226,7 @@ impl Client {
             }
         }
         self.run
-            .record(cx, (number, &addr), Some(path), ending, bytes);
+            .record(cx, (number, &addr), Some(path), ending, (bytes, faults));
     }
 
     fn cut_all(&mut self, cx: &mut Context<'_, ReplayTimer>) {
@@ -301,6 +306,22 @@ impl Service for Client {
             }
             Stop::Graceful => {}
             Stop::Now => self.cut_all(cx),
+        }
+    }
+
+    /// The library's handle changed the faults: sessions under way take
+    /// them up for their next bytes, new ones get them.
+    fn notified(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        if !self.run.take_new_faults() {
+            return;
+        }
+        let keys: Vec<usize> = self.sessions.keys().collect();
+        for key in keys {
+            if let Some((session, _)) = self.sessions.get_mut(key) {
+                let number = session.number;
+                self.run.give_faults(session.peer_mut(), number, cx.now);
+            }
+            self.resume(cx, key);
         }
     }
 

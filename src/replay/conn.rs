@@ -84,10 +84,22 @@ impl Conn {
     }
 
     pub fn addr(&self) -> &Address {
+        self.peer().addr()
+    }
+
+    pub fn peer(&self) -> &Peer {
         match self {
-            Conn::Choosing(c) => c.peer.addr(),
-            Conn::Deciding(p) => p.addr(),
-            Conn::Playing(s, _) => s.addr(),
+            Conn::Choosing(c) => &c.peer,
+            Conn::Deciding(p) => p.peer(),
+            Conn::Playing(s, _) => s.peer(),
+        }
+    }
+
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        match self {
+            Conn::Choosing(c) => &mut c.peer,
+            Conn::Deciding(p) => p.peer_mut(),
+            Conn::Playing(s, _) => s.peer_mut(),
         }
     }
 

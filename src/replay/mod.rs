@@ -28,6 +28,7 @@
 mod catalog;
 mod client;
 mod conn;
+mod faults;
 mod load;
 mod matching;
 mod peer;
@@ -46,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::engine::addr::Endpoint;
+use crate::fault::{Control, Faults};
 use crate::tape::SharedTape;
 
 pub(crate) use client::Client;
@@ -70,6 +72,10 @@ pub(crate) struct ReplayOptions {
     /// Print each mismatch report on stderr as it happens (the command
     /// line); the library hands them over in its `Report` instead.
     pub print_reports: bool,
+    /// Faults to inject (`--fault`).
+    pub faults: Faults,
+    /// Where new faults come from while the run goes on (the library).
+    pub control: Option<Control>,
 }
 
 impl Default for ReplayOptions {
@@ -80,6 +86,8 @@ impl Default for ReplayOptions {
             timeout: Some(DEFAULT_TIMEOUT),
             text_diff: false,
             print_reports: false,
+            faults: Faults::default(),
+            control: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The peer's end of a replayed connection: its socket, how many bytes it
 //! sent, and whether its direction is still open. A session and a pool
 //! both read and write through it, so the non-blocking I/O of replay is
-//! written once.
+//! written once, and so are the faults (`--fault`): every read, write and
+//! half-close asks them first.
 
 use std::fs::File;
 use std::io;
@@ -10,7 +11,10 @@ use log::debug;
 use mio::Registry;
 use mio::event::Event;
 
+use super::faults::{Frames, Go, PeerFaults, for_open_conn};
+use super::status::Status;
 use crate::engine::net::{Address, Received, Sent, Socket};
+use crate::fault::{Faults, Kind, Role};
 
 /// Where the peer's direction (what it sends us) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,10 @@ pub struct Peer {
     received: u64,
     /// The tick of the last byte moved either way, for `--timeout`.
     pub last_activity: u64,
+    /// Our bytes that went.
+    sent: u64,
+    /// The faults this connection got; none costs nothing.
+    faults: Option<Box<PeerFaults>>,
 }
 
 impl Peer {
@@ -46,6 +54,88 @@ impl Peer {
             inbound: Inbound::Open,
             received: 0,
             last_activity: now,
+            sent: 0,
+            faults: None,
+        }
+    }
+
+    /// Gives connection `conn` of a `role` the faults it gets of `faults`
+    /// (the run's, or new ones while it runs: they take effect for its
+    /// next bytes).
+    pub fn set_faults(&mut self, faults: &Faults, (conn, role): (u64, Role), now: u64) {
+        if faults.is_empty() && self.faults.is_none() {
+            return;
+        }
+        match &mut self.faults {
+            Some(mine) => mine.replace(faults),
+            None => {
+                let done = match role {
+                    Role::Client => [self.sent, self.received],
+                    _ => [self.received, self.sent],
+                };
+                self.faults = for_open_conn(faults, (conn, role), done, now).map(Box::new);
+            }
+        }
+    }
+
+    /// A new turn at tick `now`, the tape's cursors at `frames`.
+    pub fn turn(&mut self, now: u64, frames: Frames) {
+        if let Some(faults) = &mut self.faults {
+            faults.turn(now, frames);
+            self.apply_ending();
+        }
+    }
+
+    /// The tape's cursors moved to `frames`.
+    pub fn at(&mut self, frames: Frames) {
+        if let Some(faults) = &mut self.faults {
+            faults.at(frames);
+            self.apply_ending();
+        }
+    }
+
+    /// Our next bytes are ready from now on: a recorded delay is over.
+    pub fn ready_now(&mut self, now: u64) {
+        if let Some(faults) = &mut self.faults {
+            faults.ready_now(now);
+        }
+    }
+
+    /// The first of our frames a fault waits for.
+    pub fn own_frame_limit(&self) -> Option<u64> {
+        self.faults.as_ref().and_then(|f| f.own_frame_limit())
+    }
+
+    /// How a fault ended the connection, as a status; `None` while none did.
+    pub fn faulted_status(&self) -> Option<Status> {
+        let ending = self.faults.as_ref()?.ending()?;
+        Some(Status::Faulted {
+            summary: ending.describe(),
+        })
+    }
+
+    /// The SPECs of the faults that fired on this connection.
+    pub fn fired(&self) -> &[String] {
+        self.faults.as_ref().map_or(&[], |f| f.fired())
+    }
+
+    /// The tick the faults want the connection woken at, once per wake-up.
+    pub fn take_wake(&mut self) -> Option<u64> {
+        self.faults.as_mut().and_then(|f| f.take_wake())
+    }
+
+    /// A fault that ended the connection acts on the socket: a reset
+    /// makes its close an RST, a close sends the FIN now.
+    fn apply_ending(&mut self) {
+        let Some(ending) = self.faults.as_ref().and_then(|f| f.ending()) else {
+            return;
+        };
+        let done = match ending.kind {
+            Kind::Reset => self.socket.reset_on_close(),
+            _ => self.socket.shutdown_write(),
+        };
+        if let Err(err) = done {
+            debug!("{}: {}: {err}", self.socket.addr(), ending.describe());
         }
     }
 
@@ -91,16 +181,31 @@ impl Peer {
             && self.inbound == Inbound::Open
             && self.received - before < budget
         {
-            match self.socket.read(scratch) {
+            let cap = match &mut self.faults {
+                Some(faults) => faults.read_cap(),
+                None => usize::MAX,
+            };
+            self.apply_ending();
+            if cap == 0 {
+                break;
+            }
+            let len = scratch.len().min(cap);
+            match self.socket.read(&mut scratch[..len]) {
                 Received::Data(n) => {
                     self.received += n as u64;
                     moved = true;
+                    if let Some(faults) = &mut self.faults {
+                        faults.arrived(n);
+                    }
                     take(Arrival::Data(&scratch[..n]))?;
                 }
                 Received::Eof => {
                     debug!("{} half-closed", self.socket.addr());
                     self.set_inbound(Inbound::Closed);
                     moved = true;
+                    if let Some(faults) = &mut self.faults {
+                        faults.arrived(0);
+                    }
                     take(Arrival::Eof)?;
                 }
                 Received::Blocked => {}
@@ -111,43 +216,101 @@ impl Peer {
                     take(Arrival::Reset)?;
                 }
             }
+            if self
+                .faults
+                .as_ref()
+                .is_some_and(|f| f.reads_frame_by_frame())
+            {
+                // The cursor's frame moves with each read: the caller says
+                // where it is before the next.
+                break;
+            }
         }
         Ok(moved)
     }
 
-    /// True while a write may find room.
+    /// True while a write may find room (and no fault holds it back).
     pub fn is_writable(&self) -> bool {
-        self.socket.is_writable()
+        self.socket.is_writable() && !self.held_by_fault()
     }
 
-    /// Writes `bytes`; a failed write means the peer is gone.
+    /// True while a fault holds our bytes back (a pace, a stall).
+    pub fn held_by_fault(&self) -> bool {
+        self.faults.as_ref().is_some_and(|f| f.held())
+    }
+
+    /// Writes `bytes`, as many as the faults let go; a failed write means
+    /// the peer is gone.
     pub fn write(&mut self, bytes: &[u8]) -> Sent {
-        let sent = self.socket.write(bytes);
-        self.note_sent(&sent);
-        sent
+        match self.allowance(bytes.len()) {
+            Go::Bytes(n) => {
+                let sent = self.socket.write(&bytes[..n]);
+                self.note_sent(sent)
+            }
+            Go::Drop => self.dropped(bytes.len()),
+            Go::Stop => Sent::Blocked,
+        }
     }
 
     /// Sends `len` bytes of `file` from `offset`.
     pub fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Sent {
-        let sent = self.socket.send_file(file, offset, len);
-        self.note_sent(&sent);
-        sent
-    }
-
-    fn note_sent(&mut self, sent: &Sent) {
-        if let Sent::Failed(err) = sent {
-            debug!("write to {}: {err}", self.socket.addr());
-            self.set_inbound(Inbound::Gone);
+        match self.allowance(len) {
+            Go::Bytes(n) => {
+                let sent = self.socket.send_file(file, offset, n);
+                self.note_sent(sent)
+            }
+            Go::Drop => self.dropped(len),
+            Go::Stop => Sent::Blocked,
         }
     }
 
-    /// Half-closes our side.
-    pub fn shutdown(&mut self) -> io::Result<()> {
+    /// How many of our next `len` bytes the faults let go now.
+    fn allowance(&mut self, len: usize) -> Go {
+        let Some(faults) = &mut self.faults else {
+            return Go::Bytes(len);
+        };
+        let go = faults.write(len);
+        self.apply_ending();
+        go
+    }
+
+    /// Bytes a truncated direction takes without sending: to the tape's
+    /// cursor they went.
+    fn dropped(&mut self, len: usize) -> Sent {
+        self.note_sent(Sent::Moved(len))
+    }
+
+    fn note_sent(&mut self, sent: Sent) -> Sent {
+        match &sent {
+            Sent::Moved(n) => {
+                self.sent += *n as u64;
+                if let Some(faults) = &mut self.faults {
+                    faults.sent(*n);
+                }
+            }
+            Sent::Blocked => {}
+            Sent::Failed(err) => {
+                debug!("write to {}: {err}", self.socket.addr());
+                self.set_inbound(Inbound::Gone);
+            }
+        }
+        sent
+    }
+
+    /// Half-closes our side: `Ok(false)` while a fault holds it back.
+    pub fn shutdown(&mut self) -> io::Result<bool> {
+        if let Some(faults) = &mut self.faults {
+            let go = faults.shutdown();
+            self.apply_ending();
+            if !go {
+                return Ok(false);
+            }
+        }
         let done = self.socket.shutdown_write();
         if done.is_err() {
             self.set_inbound(Inbound::Gone);
         }
-        done
+        done.map(|()| true)
     }
 
     fn set_inbound(&mut self, inbound: Inbound) {
@@ -164,9 +327,11 @@ impl Peer {
         }
     }
 
-    /// Asks for WRITABLE only while our bytes wait for room.
+    /// Asks for WRITABLE only while our bytes wait for room (not while a
+    /// fault holds them: a timer wakes the connection then).
     pub fn want(&mut self, registry: &Registry, writable: bool) -> io::Result<()> {
-        self.socket.want(registry, writable)
+        let held = self.held_by_fault();
+        self.socket.want(registry, writable && !held)
     }
 
     pub fn close(mut self, registry: &Registry) {

@@ -8,12 +8,14 @@ use std::time::Duration;
 use log::{error, info, warn};
 
 use super::ReplayOptions;
+use super::peer::{Inbound, Peer};
 use super::script::playback::Settings;
 use super::status::Status;
 use crate::engine::buffers::Reclaim;
 use crate::engine::event_loop::Context;
 use crate::engine::net::Address;
 use crate::error::Error;
+use crate::fault::{Control, Faults, Role};
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use crate::tape::Direction;
 
@@ -27,7 +29,8 @@ pub(crate) enum ReplayTimer {
     Delay { key: usize, number: u64 },
     /// Check whether a connection has waited too long for its peer.
     Timeout { key: usize, number: u64 },
-    /// Continue a connection that yielded to let others run.
+    /// Continue a connection: it yielded to let others run, or its faults
+    /// want it woken (a pace, a fault placed in time).
     Resume { key: usize, number: u64 },
     /// Accept again: after a batch of a burst, or after a session ended.
     ResumeAccept,
@@ -75,11 +78,18 @@ pub struct Run {
     pub report: Report,
     /// Connections so far: their numbers.
     pub started: u64,
-    /// Sessions that ended (probes are not sessions).
+    /// Sessions that ended (probes are not sessions, nor are sessions a
+    /// fault ended: a `--once` run waits for the client's next try).
     pub ended: u64,
     /// The tick a connection last started or ended, for `--once`'s wait.
     pub last_progress: u64,
     pub phase: Phase,
+    /// The faults injected (`--fault`), and where new ones come from
+    /// while the run goes on (the library's `set_faults`).
+    pub faults: Faults,
+    pub control: Option<Control>,
+    /// Our role, as faults see it.
+    role: Role,
 }
 
 impl Run {
@@ -102,6 +112,39 @@ impl Run {
             ended: 0,
             last_progress: now,
             phase: Phase::Running,
+            faults: options.faults.clone(),
+            control: options.control.clone(),
+            role: match own {
+                Direction::ServerToClient => Role::Server,
+                Direction::ClientToServer => Role::Client,
+            },
+        }
+    }
+
+    /// Gives connection `number` (its `peer`) the faults it gets of the
+    /// run's (none costs nothing).
+    pub fn give_faults(&self, peer: &mut Peer, number: u64, now: u64) {
+        peer.set_faults(&self.faults, (number, self.role), now);
+    }
+
+    /// Takes the faults the handle set since last asked, if any: they are
+    /// the run's from now on (connections under way get them with
+    /// `give_faults`). True when they changed.
+    pub fn take_new_faults(&mut self) -> bool {
+        Control::update(self.control.as_ref(), &mut self.faults)
+    }
+
+    /// Files the wake-up a connection's faults want.
+    fn wake(
+        &self,
+        cx: &mut Context<'_, ReplayTimer>,
+        (key, number): (usize, u64),
+        peer: &mut Peer,
+    ) {
+        match peer.take_wake() {
+            Some(at) if at <= cx.now => cx.defer(ReplayTimer::Resume { key, number }),
+            Some(at) => cx.timers.insert(at, ReplayTimer::Resume { key, number }),
+            None => {}
         }
     }
 
@@ -113,8 +156,39 @@ impl Run {
     }
 
     /// Files what a running status asks for (a turn after others, a
-    /// delay); a status that ends the session becomes its `Ending`.
+    /// delay, what faults wait for); a status that ends the session
+    /// becomes its `Ending`. After a fault fired, a peer that leaves (having
+    /// said something: else it is a probe) or keeps the session waiting
+    /// past `--timeout` ended it by the fault.
     pub fn schedule(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        (key, number): (usize, u64),
+        peer: &mut Peer,
+        status: Status,
+    ) -> Option<Ending> {
+        let fired = peer.fired();
+        let left = peer.inbound() != Inbound::Open && !peer.heard_nothing();
+        let status = match status {
+            Status::Mismatch { summary, .. } if !fired.is_empty() && left => Status::Faulted {
+                summary: after_fault(
+                    fired,
+                    summary.strip_prefix("mismatch with ").unwrap_or(&summary),
+                ),
+            },
+            Status::Failed(err @ Error::Timeout { .. }) if !fired.is_empty() => Status::Faulted {
+                summary: after_fault(fired, &err.to_string()),
+            },
+            status => status,
+        };
+        let ending = self.ending(cx, (key, number), peer.addr(), status);
+        if ending.is_none() {
+            self.wake(cx, (key, number), peer);
+        }
+        ending
+    }
+
+    fn ending(
         &mut self,
         cx: &mut Context<'_, ReplayTimer>,
         (key, number): (usize, u64),
@@ -150,6 +224,11 @@ impl Run {
                 message: Some(summary),
                 details: Some(report),
             }),
+            Status::Faulted { summary } => Some(Ending {
+                outcome: Outcome::Faulted,
+                message: Some(format!("session {number} with {peer}: {summary}")),
+                details: None,
+            }),
             Status::Failed(err) => {
                 // An address error names the peer already.
                 let message = match err {
@@ -165,15 +244,21 @@ impl Run {
         }
     }
 
-    /// Reports a session's end: the report, the log, the counts.
+    /// Reports a session's end: the report, the log, the counts. A
+    /// session cut short by a stop after a fault fired (a stall, most
+    /// often) ended by the fault.
     pub fn record(
         &mut self,
         cx: &Context<'_, ReplayTimer>,
         (number, peer): (u64, &Address),
         tape: Option<PathBuf>,
-        ending: Ending,
-        bytes: [u64; 2],
+        mut ending: Ending,
+        (bytes, faults): ([u64; 2], Vec<String>),
     ) {
+        if ending.outcome == Outcome::Cut && !faults.is_empty() {
+            ending.outcome = Outcome::Faulted;
+            ending.message = (ending.message).map(|m| after_fault(&faults, &m));
+        }
         match (&ending.outcome, &ending.message) {
             (Outcome::Mismatch, _) => {
                 if self.print_reports
@@ -184,21 +269,26 @@ impl Run {
             }
             (Outcome::Error, Some(message)) => error!("{message}"),
             (Outcome::Cut, Some(message)) => warn!("{message}"),
+            (Outcome::Faulted, Some(message)) => info!("{message}"),
             _ => {}
         }
         let message = ending
             .message
             .map(|m| m.lines().next().unwrap_or_default().to_string());
+        let outcome = ending.outcome;
         self.report.push(SessionReport {
             number,
             peer: peer.to_string(),
             tape,
-            outcome: ending.outcome,
+            outcome,
             message,
             details: ending.details,
             bytes,
+            faults,
         });
-        self.ended += 1;
+        if outcome != Outcome::Faulted {
+            self.ended += 1;
+        }
         self.last_progress = cx.now;
     }
 
@@ -222,6 +312,7 @@ impl Run {
             message: Some(err.to_string()),
             details: None,
             bytes: [0, 0],
+            faults: Vec::new(),
         });
     }
 
@@ -268,6 +359,16 @@ impl Run {
         error!("{message}");
         self.report.fail(Verdict::Error, message);
     }
+}
+
+/// What a session that ended after faults fired says: the faults, then
+/// how it ended.
+fn after_fault(fired: &[String], how: &str) -> String {
+    let (s, names) = match fired {
+        [one] => ("", format!("'{one}'")),
+        many => ("s", format!("'{}'", many.join("', '"))),
+    };
+    format!("after the injected fault{s} {names}: {how}")
 }
 
 fn timed_out(timeout: Duration, what: &str) -> Error {

@@ -11,6 +11,7 @@ use log::{debug, info};
 use mio::event::Event;
 use mio::{Registry, Token};
 
+use super::faults::Frames;
 use super::peer::{Arrival, Inbound, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
@@ -117,6 +118,25 @@ impl<S: Source + Clone> Session<S> {
         self.peer.addr()
     }
 
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+
+    /// Where the tape's cursors stand, for faults placed at a frame. While
+    /// bytes taken from the tape wait to be written, our frame is not
+    /// known (they never reach a frame a fault waits for: see `gather`).
+    fn frames(&self) -> Frames {
+        let mut frames = Frames::of(self.playback.frames());
+        if !self.outgoing.is_empty() {
+            frames.own = None;
+        }
+        frames
+    }
+
     /// The tick of the last byte moved either way, for `--timeout`.
     pub fn last_activity(&self) -> u64 {
         self.peer.last_activity
@@ -152,6 +172,7 @@ impl<S: Source + Clone> Session<S> {
     /// The delay before our next frame is over.
     pub fn delay_over(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> Status {
         self.playback.delay_over();
+        self.peer.ready_now(now);
         self.resume(registry, now, scratch)
     }
 
@@ -170,6 +191,7 @@ impl<S: Source + Clone> Session<S> {
                 }
             }
         }
+        self.peer.turn(now, self.frames());
         let status = match self.play_rounds(now, scratch) {
             Ok(status) => status,
             Err(fault) => return self.playback.fault_status(fault, self.peer.addr()),
@@ -209,10 +231,16 @@ impl<S: Source + Clone> Session<S> {
                 break;
             }
             self.wake_at = None;
+            if let Some(status) = self.peer.faulted_status() {
+                return Ok(status);
+            }
             let received = self.receive(scratch, now)?;
             let sent = self.send(now)?;
             if received || sent {
                 self.peer.last_activity = now;
+            }
+            if let Some(status) = self.peer.faulted_status() {
+                return Ok(status);
             }
             if let Some(status) = self.departed_end(now) {
                 return Ok(status);
@@ -273,6 +301,7 @@ impl<S: Source + Clone> Session<S> {
             ..
         } = self;
         let addr = peer.addr().clone();
+        peer.at(Frames::of(playback.frames()));
         peer.receive(scratch, BUDGET, |arrival| {
             if let Some(update) = update.as_deref_mut() {
                 if let Err(err) = update.theirs(&arrival, now) {
@@ -337,6 +366,10 @@ impl<S: Source + Clone> Session<S> {
         let before = self.playback.sent();
         loop {
             if self.playback.sent() - before >= BUDGET {
+                return Ok(moved);
+            }
+            self.peer.at(self.frames());
+            if self.peer.faulted_status().is_some() {
                 return Ok(moved);
             }
             if !self.outgoing.is_empty() {
@@ -409,8 +442,11 @@ impl<S: Source + Clone> Session<S> {
                     }
                 }
                 Action::Shutdown { .. } => {
-                    if self.peer.shutdown().is_err() && !self.departed() {
-                        return Err(self.playback.gone());
+                    match self.peer.shutdown() {
+                        // A fault holds our half-close back.
+                        Ok(false) => return Ok(moved),
+                        Err(_) if !self.departed() => return Err(self.playback.gone()),
+                        Ok(true) | Err(_) => {}
                     }
                     debug!("session {}: half-closed our side", self.number);
                     self.playback.shut_down()?;
@@ -423,10 +459,12 @@ impl<S: Source + Clone> Session<S> {
     }
 
     /// Takes the current small frame, and the frames right after it that
-    /// may go at once (no peer bytes or delay between), into `outgoing`.
+    /// may go at once (no peer bytes or delay between), into `outgoing`;
+    /// never a frame a fault waits for, which must find its bytes unsent.
     fn gather(&mut self) -> Result<(), Fault> {
+        let limit = self.peer.own_frame_limit().unwrap_or(u64::MAX);
         while self.outgoing.len() < GATHER
-            && matches!(self.playback.action(), Action::Send { .. })
+            && matches!(self.playback.action(), Action::Send { frame, .. } if frame.index < limit)
             && self.playback.may_go()
         {
             let chunk = self.playback.peek(GATHER - self.outgoing.len())?;
@@ -467,6 +505,12 @@ impl<S: Source + Clone> Session<S> {
     pub fn waiting_for(&self) -> Option<String> {
         if self.phase == Phase::Connecting {
             return Some(format!("the connection to {}", self.peer.addr()));
+        }
+        // Our bytes are due and a fault holds them (a latency, a stall):
+        // the peer owes nothing before it has them.
+        let ours_due = !self.outgoing.is_empty() || self.playback.is_due();
+        if ours_due && self.peer.held_by_fault() {
+            return None;
         }
         if let Some(owed) = self.playback.owed() {
             return Some(owed);
@@ -623,6 +667,64 @@ mod tests {
         let status = s.delay_over(&wire.registry, 40, &mut wire.scratch);
         assert!(matches!(status, Status::Running));
         assert_eq!(wire.take(), b"pong\n");
+    }
+
+    fn faulted(tape: &TapeFile, specs: &[&str]) -> (Wire, Session<TapeFile>) {
+        let (wire, mut s) = session(tape, None);
+        let faults = crate::fault::Faults::parse(specs).unwrap();
+        s.peer_mut()
+            .set_faults(&faults, (1, crate::fault::Role::Server), 0);
+        (wire, s)
+    }
+
+    #[test]
+    fn playing_with_latency_holds_the_answer_until_its_wake() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["latency=40"]);
+        wire.send(b"ping\n");
+        assert!(matches!(resume(&mut s, &mut wire, 10), Status::Running));
+        assert_eq!(wire.take(), b"", "held");
+        assert_eq!(s.peer_mut().take_wake(), Some(51), "ready at 10, due at 51");
+        assert!(
+            s.waiting_for().is_none(),
+            "the client owes nothing meanwhile"
+        );
+        assert!(matches!(resume(&mut s, &mut wire, 50), Status::Running));
+        assert_eq!(wire.take(), b"");
+        assert!(matches!(resume(&mut s, &mut wire, 51), Status::Running));
+        assert_eq!(wire.take(), b"pong\n");
+        assert_eq!(s.peer().fired(), ["latency=40"]);
+    }
+
+    #[test]
+    fn playing_into_a_reset_ends_the_session_where_it_stands() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["reset,at=byte:2"]);
+        wire.send(b"ping\n");
+        let Status::Faulted { summary } = resume(&mut s, &mut wire, 0) else {
+            panic!("expected the fault to end it")
+        };
+        assert_eq!(
+            summary,
+            "reset (RST) by the fault 'reset,at=byte:2' after 2 bytes down"
+        );
+        assert_eq!(wire.take(), b"po");
+    }
+
+    #[test]
+    fn playing_with_a_stall_on_the_client_reads_nothing_more() {
+        let (mut wire, mut s) = faulted(&ping_pong(0), &["stall,dir=up,at=byte:2"]);
+        wire.send(b"ping\n");
+        assert!(matches!(resume(&mut s, &mut wire, 0), Status::Running));
+        assert_eq!(s.peer().received(), 2, "reads stop at the stall's byte");
+        assert_eq!(wire.take(), b"");
+        let none = crate::fault::Faults::default();
+        s.peer_mut()
+            .set_faults(&none, (1, crate::fault::Role::Server), 5);
+        assert!(matches!(resume(&mut s, &mut wire, 5), Status::Running));
+        assert_eq!(
+            wire.take(),
+            b"pong\n",
+            "flowing again once the stall is gone"
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub enum Status {
         received: u64,
     },
     Failed(Error),
+    /// A fault we injected ended the connection (a reset, a close):
+    /// `summary` says which and where.
+    Faulted {
+        summary: String,
+    },
 }
 
 /// The outcome of waking a pool (a cassette connection whose tape is not

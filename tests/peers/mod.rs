@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use super::common::PATIENCE;
+use super::common::{PATIENCE, dead_addr, fixture};
 
 /// A peer program running for the length of a test.
 pub struct Peer(pub Child);
@@ -62,6 +62,56 @@ pub fn start_peer(command: &mut Command, addr: SocketAddr) -> Peer {
         std::thread::sleep(Duration::from_millis(20));
     }
     peer
+}
+
+/// Runs the script `script` of tests/fixtures/peers with python3 and
+/// `args`: `Ok`, or what it said on stderr.
+pub fn python_peer(script: &str, args: &[String]) -> Result<(), String> {
+    let mut python = Command::new("python3");
+    answer(python.arg(fixture("peers").join(script)).args(args)).map(drop)
+}
+
+/// Runs a client program to its end: what it printed (trimmed), or what
+/// it said on stderr when it failed.
+pub fn answer(command: &mut Command) -> Result<String, String> {
+    let out = command.stdin(Stdio::null()).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A redis-server of the test's own, or None (with a message) where it
+/// or redis-py is not installed.
+pub fn redis_server() -> Option<(Peer, SocketAddr)> {
+    if !installed("redis-server", &["--version"]) || !python_has("redis") {
+        eprintln!(
+            "skipped: needs redis-server and the redis Python package (.ci/run installs them)"
+        );
+        return None;
+    }
+    let addr = dead_addr();
+    let port = addr.port().to_string();
+    let redis = start_peer(
+        Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
+        addr,
+    );
+    Some((redis, addr))
+}
+
+/// psql's one query against `addr` as `user` with `password`, without TLS
+/// (the mock does not speak it): what it printed, or its error.
+pub fn psql(addr: SocketAddr, user: &str, password: &str) -> Result<String, String> {
+    answer(
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+            .args(["-U", user, "-d", "postgres", "-X", "-A", "-t"])
+            .args(["-c", "select 41 + 1 as answer"])
+            .env("PGPASSWORD", password)
+            .env("PGSSLMODE", "disable")
+            .env("PGCONNECT_TIMEOUT", "10"),
+    )
 }
 
 /// The bin folder of the newest PostgreSQL server installed, if any.

@@ -34,6 +34,7 @@ use mio::event::Event;
 mod moves;
 mod window;
 
+use super::faults::Frames;
 use super::peer::{Arrival, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
@@ -131,12 +132,16 @@ impl<S: Source + Clone> Pool<S> {
         pool
     }
 
-    pub fn addr(&self) -> &Address {
-        self.peer.addr()
-    }
-
     pub fn last_activity(&self) -> u64 {
         self.peer.last_activity
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.peer
     }
 
     /// The catalog entries still in the running.
@@ -225,6 +230,7 @@ impl<S: Source + Clone> Pool<S> {
         for candidate in &mut self.candidates {
             candidate.playback.delay_over();
         }
+        self.peer.ready_now(now);
         self.resume(registry, now, scratch)
     }
 
@@ -235,6 +241,9 @@ impl<S: Source + Clone> Pool<S> {
 
     /// Does whatever the socket and the candidates allow now.
     pub fn resume(&mut self, registry: &Registry, now: u64, scratch: &mut [u8]) -> PoolStatus {
+        // Which tape's frames count is not decided yet: faults placed at
+        // a frame wait for the session.
+        self.peer.turn(now, Frames::default());
         let status = self.rounds(now, scratch);
         if matches!(status, PoolStatus::Running | PoolStatus::Sleep { .. }) {
             for candidate in &mut self.candidates {
@@ -258,6 +267,9 @@ impl<S: Source + Clone> Pool<S> {
 
     fn rounds(&mut self, now: u64, scratch: &mut [u8]) -> PoolStatus {
         for _ in 0..MAX_ROUNDS {
+            if let Some(status) = self.peer.faulted_status() {
+                return PoolStatus::Failed(status);
+            }
             let received = self.receive(scratch);
             if received {
                 self.peer.last_activity = now;

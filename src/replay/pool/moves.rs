@@ -155,7 +155,9 @@ impl<S: Source + Clone> Pool<S> {
                 Err(fault) => Err(fault),
             },
             Action::Shutdown { .. } => match peer.shutdown() {
-                Ok(()) => playback.shut_down().map(|()| Some(None)),
+                Ok(true) => playback.shut_down().map(|()| Some(None)),
+                // A fault holds the half-close back.
+                Ok(false) => Ok(None),
                 Err(_) => Err(playback.gone()),
             },
             Action::End => Ok(None),

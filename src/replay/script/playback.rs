@@ -108,6 +108,25 @@ impl<S: Source + Clone> Playback<S> {
         self.captures.insert(name, value);
     }
 
+    /// Where the cursors stand, for faults placed at a frame: the index of
+    /// our next frame, of the peer's next, and how many bytes of the
+    /// peer's current frame are still to come where that is known
+    /// (`u64::MAX` for a cursor at the tape's end).
+    pub fn frames(&self) -> (u64, u64, Option<u64>) {
+        let own = match self.play.action() {
+            Action::Send { frame, .. } | Action::Shutdown { frame } => frame.index,
+            Action::End => u64::MAX,
+        };
+        let (peer, left) = match self.expect.next() {
+            Expected::Data { frame, remaining } | Expected::Any { frame, remaining } => {
+                (frame.index, Some(u64::from(remaining)))
+            }
+            Expected::Span { frame, .. } | Expected::Eof { frame } => (frame.index, None),
+            Expected::Closed | Expected::End => (u64::MAX, None),
+        };
+        (own, peer, left)
+    }
+
     /// How many of the peer's recorded bytes came before our next action.
     pub fn expected(&self) -> u64 {
         self.play.needs().peer_bytes

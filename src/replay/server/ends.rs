@@ -36,10 +36,14 @@ impl Server {
         };
         conn.log_end(ending.outcome.as_str());
         let (number, addr) = (conn.number(), conn.addr().clone());
+        let faults = conn.peer().fired().to_vec();
         let (entry, bytes) = conn.close(cx.registry);
+        // A session a fault ended leaves its tape to be played again (the
+        // client under test retries), and does not end `--once`.
+        let faulted = ending.outcome == Outcome::Faulted;
         let tape = match (&mut self.tapes, entry) {
             (Tapes::Cassette(catalog), Some(i)) => {
-                catalog.release(i, true);
+                catalog.release(i, !faulted);
                 cx.defer(ReplayTimer::Rechoose);
                 Some(catalog.entry(i).path.clone())
             }
@@ -47,10 +51,11 @@ impl Server {
             (Tapes::Cassette(_), None) => None,
         };
         let outcome = ending.outcome;
-        self.run.record(cx, (number, &addr), tape, ending, bytes);
+        self.run
+            .record(cx, (number, &addr), tape, ending, (bytes, faults));
         if outcome == Outcome::Mismatch && self.abort {
             self.abort_run(cx);
-        } else if outcome != Outcome::Passed
+        } else if !matches!(outcome, Outcome::Passed | Outcome::Faulted)
             && self.until != Until::Stopped
             && !matches!(self.accepting, Accepting::Closed)
         {

@@ -205,7 +205,11 @@ impl Server {
         // WRITABLE from the start: our first frame may be due at once.
         let socket = Socket::register(cx.registry, stream, addr.clone(), Token(key + 1), true);
         let peer = match socket {
-            Ok(socket) => Peer::new(socket, cx.now),
+            Ok(socket) => {
+                let mut peer = Peer::new(socket, cx.now);
+                self.run.give_faults(&mut peer, number, cx.now);
+                peer
+            }
             Err(err) => {
                 let err = Error::address(&addr, "poll", err);
                 return self.run.failed(number, &addr, None, err);
@@ -281,9 +285,12 @@ impl Server {
             return;
         };
         self.run.reclaim.freed(conn.take_freed());
-        let (number, addr) = (conn.number(), conn.addr().clone());
+        let number = conn.number();
         let heard_nothing = conn.heard_nothing();
-        let Some(ending) = self.run.schedule(cx, (key, number), &addr, status) else {
+        let Some(ending) = self
+            .run
+            .schedule(cx, (key, number), conn.peer_mut(), status)
+        else {
             return;
         };
         if ending.outcome == Outcome::Mismatch && heard_nothing {
@@ -419,6 +426,22 @@ impl Service for Server {
             ReplayTimer::Delay { .. }
             | ReplayTimer::Resume { .. }
             | ReplayTimer::Connect { .. } => {}
+        }
+    }
+
+    /// The library's handle changed the faults: open connections take
+    /// them up for their next bytes, new ones get them.
+    fn notified(&mut self, cx: &mut Context<'_, ReplayTimer>) {
+        if !self.run.take_new_faults() {
+            return;
+        }
+        let keys: Vec<usize> = self.conns.keys().collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                let number = conn.number();
+                self.run.give_faults(conn.peer_mut(), number, cx.now);
+            }
+            self.resume(cx, key);
         }
     }
 

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::replay::TapeFile;
 use crate::replay::catalog::{Candidates, Choice, PREFIX_LIMIT};
 use crate::replay::conn::{Chooser, Conn, Stage};
+use crate::replay::faults::Frames;
 use crate::replay::matching::has_distinct_tapes;
 use crate::replay::peer::Inbound;
 use crate::replay::pool::{Candidate, Pool, Reserve, WINDOW};
@@ -27,7 +28,12 @@ impl Server {
         let Some(Conn::Choosing(chooser)) = self.conns.get_mut(key) else {
             return;
         };
+        // No tape's frames count yet: faults placed at a frame wait.
+        chooser.peer.turn(cx.now, Frames::default());
         chooser.read(&mut self.run.scratch, PREFIX_LIMIT);
+        if let Some(status) = chooser.peer.faulted_status() {
+            return self.on_status(cx, key, status);
+        }
         if chooser.eof() && chooser.received.is_empty() {
             return self.end_probe(cx, key);
         }
