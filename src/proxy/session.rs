@@ -38,6 +38,12 @@ use crate::tape::Direction;
 /// the sockets were polled again.
 const BUDGET: u64 = 128 * 1024;
 
+/// The most a session reads before it records and forwards, however large
+/// its rings (`--buffer`): bytes read are still in the CPU's cache when they
+/// are written to the tape and to the peer. With 8 MiB reads, recording ran
+/// at 458-1029 MiB/s against 1250-1712 with 2 MiB ones.
+const READ_CHUNK: usize = 2 * 1024 * 1024;
+
 const DIRECTIONS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
 
 /// Which socket of the session an event is for.
@@ -269,13 +275,13 @@ impl Session {
                 let silent = relay.pipes.iter().all(|p| p.bytes == 0);
                 let source = peer(&mut self.client, &mut self.server, side);
                 let pipe = &mut relay.pipes[dir.index()];
-                // Alone, a session reads all its ring takes (fewer, larger
+                // Alone, a session reads up to READ_CHUNK (fewer, larger
                 // calls: the fastest bulk recording); with others waiting,
                 // no more than its turn, so that theirs come soon.
                 let limit = if turn.contended {
                     BUDGET.saturating_sub(read - read_before).max(1) as usize
                 } else {
-                    usize::MAX
+                    READ_CHUNK
                 };
                 match fill(pipe, source, buffers, limit, (self.number, dir)) {
                     Ok(moved) => progress |= moved,
