@@ -288,9 +288,9 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tape::Reader;
     use crate::tape::SpanKind;
     use crate::tape::text::print;
-    use crate::tape::Reader;
 
     const C2S: Direction = Direction::ClientToServer;
     const S2C: Direction = Direction::ServerToClient;

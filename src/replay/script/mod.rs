@@ -14,9 +14,14 @@
 //! peer must repeat a captured value, and an echo of ours sends it. A
 //! length of the peer is checked once the bytes it counts have arrived; a
 //! length of ours is sent grown or shrunk by what the echoes it counts
-//! change.
+//! change. A secret of either side is an echo of the environment
+//! variable it names when the replay has it set ([`Secrets`]); without
+//! it, the peer's secret is any value and ours goes out as recorded (the
+//! placeholder).
 
 use std::collections::HashMap;
+#[cfg(test)]
+use std::rc::Rc;
 
 mod expect;
 mod play;
@@ -49,6 +54,32 @@ impl Captures {
 
     fn insert(&mut self, name: &str, value: Vec<u8>) {
         self.0.insert(name.to_string(), value);
+    }
+}
+
+/// The live values of secrets (`secret NAME` spans): the replay's
+/// environment variables, read when a secret comes up, or values given.
+#[derive(Debug, Clone, Default)]
+pub enum Secrets {
+    #[default]
+    Environment,
+    /// Values the tests give.
+    #[cfg(test)]
+    Given(Rc<HashMap<String, Vec<u8>>>),
+}
+
+impl Secrets {
+    /// The value of secret `name`, if the replay has one. A variable set
+    /// to nothing counts as not set (CI systems define unset secrets as
+    /// empty).
+    pub fn value(&self, name: &str) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::OsStringExt;
+        let value = match self {
+            Secrets::Environment => std::env::var_os(name).map(OsStringExt::into_vec),
+            #[cfg(test)]
+            Secrets::Given(values) => values.get(name).cloned(),
+        };
+        value.filter(|value| !value.is_empty())
     }
 }
 
@@ -101,6 +132,9 @@ pub enum DeviationKind {
     SpanTooLong { frame: Frame, max: u32 },
     /// The peer closed inside a varying value shorter than its `min`.
     SpanTooShort { frame: Frame, min: u32, got: u32 },
+    /// Byte `at` of a secret (span `frame`) differs from the value of the
+    /// environment variable `name`, which no report shows.
+    SecretDiffers { frame: Frame, name: String, at: u32 },
     /// Byte `at` of an echo (span `frame`) differs from the value
     /// captured as `name`, `value`.
     EchoDiffers {
