@@ -61,6 +61,8 @@ mod report;
 // The tape format and the poll loop, side by side.
 mod engine;
 pub mod tape;
+// Redaction rules and their matching, without I/O.
+mod secrets;
 // Utilities.
 mod hexdump;
 mod linediff;

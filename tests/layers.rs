@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("report", 4),
     ("engine", 3),
     ("tape", 3),
+    ("secrets", 2),
     ("hexdump", 1),
     ("linediff", 1),
     ("output", 1),

@@ -157,6 +157,7 @@ impl RecorderBuilder {
             grace: self.grace,
             backlog: DEFAULT_BACKLOG,
             until_idle: false,
+            redact: crate::secrets::Rules::default(),
         });
         Ok(Recorder {
             handle: Handle::spawn(spec)?,

@@ -217,6 +217,7 @@ impl MockServerBuilder {
                 grace: self.grace,
                 backlog: DEFAULT_BACKLOG,
                 until_idle: false,
+                redact: crate::secrets::Rules::default(),
             }),
             _ => Spec::Server(ServerOptions {
                 listen,

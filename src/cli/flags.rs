@@ -10,6 +10,7 @@ use super::args::{
     parse_size, path, text,
 };
 use super::help::*;
+use super::rules::RuleFlags;
 use crate::engine::addr::Endpoint;
 use crate::job::Spec;
 use crate::proxy::{self, NUMBER};
@@ -29,6 +30,7 @@ struct ProxyFlags {
     buffer: usize,
     max_sessions: Option<u64>,
     idle_timeout: Option<Duration>,
+    redact: RuleFlags,
 }
 
 impl ProxyFlags {
@@ -37,6 +39,7 @@ impl ProxyFlags {
             buffer: proxy::DEFAULT_BUFFER,
             max_sessions: None,
             idle_timeout: None,
+            redact: RuleFlags::default(),
         }
     }
 
@@ -67,7 +70,7 @@ impl ProxyFlags {
                 let value = text(parser, usage)?;
                 self.idle_timeout = Some(parse_seconds("--idle-timeout", &value, usage)?);
             }
-            _ => return Ok(false),
+            _ => return self.redact.parse(parser, name, usage),
         }
         Ok(true)
     }
@@ -114,6 +117,7 @@ impl ProxyFlags {
             grace: common.grace,
             backlog: common.backlog,
             until_idle: false,
+            redact: self.redact.into_rules(usage)?,
         })
     }
 }

@@ -71,6 +71,17 @@ options:
   --max-sessions N      with {n} or DIR/: stop after N sessions
   --idle-timeout SECS   end a session after SECS without traffic (default:
                         never)
+  --redact-env NAME     keep the value of the variable NAME off the tape,
+                        either direction: a secret span named NAME holds a
+                        placeholder (replay takes $NAME's value if set)
+  --redact TEXT         keep TEXT off the tape (escapes \\\\ \\r \\n \\t \\xHH)
+  --redact-hex HEX      keep these bytes off the tape
+  --redact-after PREFIX[..END]
+                        keep the bytes after PREFIX off the tape, up to the
+                        line's end or up to END
+  --redact-file FILE    the rules of FILE, one a line: env NAME, text TEXT,
+                        hex HEX, after PREFIX[..END]; # comments
+                        (every --redact option may be given many times)
   --grace SECS          after SIGINT/SIGTERM, let sessions finish for SECS
                         (default 5), then cut the rest
   --backlog N           listen queue length (default 4096)
@@ -173,7 +184,9 @@ open), and replayed until stopped (with --once: until every tape played).
 options: those of `server` when replaying, those of `proxy` when recording
   -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --timeout SECS,
   --text-diff
-  --buffer SIZE, --max-sessions N, --idle-timeout SECS
+  --buffer SIZE, --max-sessions N, --idle-timeout SECS, --redact-env NAME,
+  --redact TEXT, --redact-hex HEX, --redact-after PREFIX[..END],
+  --redact-file FILE
   --grace SECS, --backlog N, --address-file PATH, --report FILE
   -h, --help   print this help
 ";

@@ -13,6 +13,7 @@ mod args;
 mod flags;
 mod help;
 mod review;
+mod rules;
 mod run;
 #[cfg(test)]
 mod tests;

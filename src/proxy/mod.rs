@@ -9,6 +9,7 @@
 //! new session has something to record.
 
 mod recorder;
+mod redaction;
 mod session;
 mod target;
 
@@ -29,6 +30,7 @@ use crate::error::Error;
 use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 use recorder::Recorder;
+use redaction::Redaction;
 use session::{Session, Side, Status, Turn};
 use target::{CassetteState, Target, prepare_folder};
 
@@ -64,6 +66,8 @@ pub(crate) struct Options {
     pub backlog: u32,
     /// Stop once something was recorded and no session is open.
     pub until_idle: bool,
+    /// What never reaches the tape.
+    pub redact: crate::secrets::Rules,
 }
 
 fn client_token(key: usize) -> Token {
@@ -122,6 +126,7 @@ pub(crate) struct Proxy {
     first_accept: Option<u64>,
     stopping: bool,
     report: Report,
+    redaction: Option<std::rc::Rc<Redaction>>,
 }
 
 impl Proxy {
@@ -153,7 +158,9 @@ impl Proxy {
             .map_err(|err| Error::address(&local, "listen on", err))?;
         info!("listening on {local}, forwarding to {upstream}");
         let buffers = Buffers::new(FIRST_RING.min(options.buffer), options.buffer);
+        let redaction = Redaction::of(&options.redact);
         Ok(Proxy {
+            redaction,
             buffers,
             listener: Some(listener),
             local,
@@ -273,7 +280,8 @@ impl Proxy {
         }
         self.taped += 1;
         let path = self.target.path_for(self.taped);
-        Recorder::create(&path, Instant::now()).map_err(|err| Error::file(&path, "write tape", err))
+        Recorder::create(&path, Instant::now(), self.redaction.as_ref())
+            .map_err(|err| Error::file(&path, "write tape", err))
     }
 
     fn update(&mut self, cx: &mut Context<'_, ProxyTimer>, key: usize, status: Status) {
@@ -281,6 +289,11 @@ impl Proxy {
             return;
         };
         let number = session.number;
+        if let Some(deadline) = session.hold_deadline() {
+            // Bytes held back for the rules are released by then.
+            cx.timers
+                .insert(deadline, ProxyTimer::Resume { key, number });
+        }
         match status {
             Status::Running => {}
             Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),

@@ -3,9 +3,8 @@
 
 use super::{
     CONTEXT_AFTER, CONTEXT_BEFORE, Captures, Deviation, DeviationKind, Excerpt, Expected, Fault,
-    Secrets, covered_bytes, literal_after, recorded_length, skip_covered,
+    Secrets, covered_bytes, literal_after, mask, recorded_length, skip_covered,
 };
-use crate::tape::span::MAX_SPAN;
 use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind};
 
 /// A span of the peer's that is being received.
@@ -164,22 +163,7 @@ impl<S: Source + Clone> Expect<S> {
     fn enter_span(&mut self, frame: Frame) -> Result<(), Fault> {
         let mut span = self.reader.read_span()?;
         self.current = Some(frame);
-        // A secret is the environment's value, or without one any value
-        // that the bytes after it (or a length) end.
-        let mut secret = None;
-        let mut any_secret = false;
-        if let SpanKind::Secret(name) = &span.kind {
-            secret = self.secrets.value(name);
-            if secret.is_none() {
-                any_secret = true;
-                span = Span {
-                    kind: SpanKind::Vary,
-                    len: span.len,
-                    min: 0,
-                    max: MAX_SPAN,
-                };
-            }
-        }
+        let (secret, any_secret) = self.secrets.received(&mut span);
         let recorded = match &span.kind {
             SpanKind::Length(length) => {
                 let bytes = covered_bytes(&self.reader, self.peer, span.len, self.current)?;
@@ -441,15 +425,11 @@ impl<S: Source + Clone> Expect<S> {
                     },
                 };
                 // What the peer sent of a secret stays out of reports.
-                let masked;
-                let data = if matches!(kind, DeviationKind::SecretDiffers { .. }) {
-                    masked = mask(data, from.saturating_sub(at as usize - i), from + n);
-                    &masked[..]
-                } else {
-                    data
-                };
+                let secret = matches!(kind, DeviationKind::SecretDiffers { .. });
+                let start = from.saturating_sub(at as usize - i);
+                let shown = mask(data, secret.then_some((start, from + n)));
                 self.received += i as u64;
-                return Err(self.deviate(kind, data, from + i));
+                return Err(self.deviate(kind, &shown, from + i));
             }
             receiving.received += n as u32;
             self.received += n as u64;
@@ -617,14 +597,4 @@ impl<S: Source + Clone> Expect<S> {
             },
         }))
     }
-}
-
-/// `data` with the bytes in `from..to` starred out.
-fn mask(data: &[u8], from: usize, to: usize) -> Vec<u8> {
-    let mut out = data.to_vec();
-    let to = to.min(out.len());
-    if from < to {
-        out[from..to].fill(b'*');
-    }
-    out
 }

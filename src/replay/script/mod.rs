@@ -32,7 +32,8 @@ mod tests;
 pub use expect::Expect;
 pub use play::Play;
 
-use crate::tape::{Direction, Encoding, Frame, Kind, Reader, Source, TapeError};
+use crate::tape::span::MAX_SPAN;
+use crate::tape::{Direction, Encoding, Frame, Kind, Reader, Source, Span, SpanKind, TapeError};
 
 /// Bytes after a variable span that end it: the recorded bytes that follow
 /// it, up to this many.
@@ -81,6 +82,39 @@ impl Secrets {
         };
         value.filter(|value| !value.is_empty())
     }
+
+    /// A span of the peer's as received: a secret is the environment's
+    /// value (returned), or without one any value that the bytes after it
+    /// (or a length) end: a variable vary span (and true).
+    fn received(&self, span: &mut Span) -> (Option<Vec<u8>>, bool) {
+        let SpanKind::Secret(name) = &span.kind else {
+            return (None, false);
+        };
+        let value = self.value(name);
+        if value.is_some() {
+            return (value, false);
+        }
+        *span = Span {
+            kind: SpanKind::Vary,
+            len: span.len,
+            min: 0,
+            max: MAX_SPAN,
+        };
+        (None, true)
+    }
+}
+
+/// `data` with the bytes in `range` (from, to) starred out.
+fn mask(data: &[u8], range: Option<(usize, usize)>) -> std::borrow::Cow<'_, [u8]> {
+    let Some((from, to)) = range else {
+        return data.into();
+    };
+    let mut out = data.to_vec();
+    let to = to.min(out.len());
+    if from < to {
+        out[from..to].fill(b'*');
+    }
+    out.into()
 }
 
 /// What the peer owes us next, according to the tape.
