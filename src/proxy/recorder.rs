@@ -125,6 +125,9 @@ impl Recorder {
             // that records the rest.
             done.eof[i] = p.eof && done.data[i] == p.ring.unrecorded_len();
         }
+        if let Some(redactor) = &mut self.redactor {
+            redactor.settle(&self.file)?;
+        }
         if done.data == [0, 0] && done.eof == [false, false] {
             return Ok(done);
         }
@@ -217,9 +220,9 @@ impl Recorder {
         done: Recorded,
         now: Instant,
     ) -> io::Result<Recorded> {
-        let redactor = self
+        let mut redactor = self
             .redactor
-            .as_ref()
+            .take()
             .expect("a redacted batch has a redactor");
         let mut owned = Vec::new();
         let mut parts: [Vec<Part>; 2] = [Vec::new(), Vec::new()];
@@ -237,12 +240,21 @@ impl Recorder {
                 owned.push(Header::eof(p.dir).emit().to_vec());
             }
         }
+        // Where each tentative secret lands in the file, to put its bytes
+        // back should it turn out to be none.
         let mut slices = Vec::new();
+        let mut at = self.bytes;
         for p in &pending {
             for &part in &parts[p.dir.index()] {
+                let before = slices.len();
                 redaction::slices(part, &owned, p.ring, &mut slices);
+                if let Part::Stars(len, Some((start, head))) = part {
+                    redactor.place(p.dir, (start, len), at - head as u64, at);
+                }
+                at += slices[before..].iter().map(|s| s.len() as u64).sum::<u64>();
             }
         }
+        self.redactor = Some(redactor);
         write_all_vectored(&mut self.file, &mut slices)?;
         self.wrote(&slices, &pending, done, now);
         Ok(done)

@@ -5,12 +5,18 @@
 //! secret; the ring keeps the real bytes for the peer. What the matcher
 //! holds back stays unrecorded in the ring, so it is neither on tape nor
 //! forwarded until it is released.
+//!
+//! Bytes held too long go as a tentative secret (they may be one); when
+//! the stream shows they were not, their placeholder on tape is replaced
+//! by them and their span frame turned into a NOOP (`Tentatives`).
 
-use std::io::IoSlice;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 use crate::engine::ring::Ring;
-use crate::secrets::{MAX_SECRET, Matcher, Piece, Release, Rules};
+use crate::secrets::{MAX_SECRET, Matcher, Piece, Release, Rules, Verdict};
 use crate::tape::frame::{self, Direction, Header};
 use crate::tape::{Span, SpanKind};
 
@@ -85,6 +91,24 @@ pub struct Redactor {
     redaction: Rc<Redaction>,
     matchers: [Matcher; 2],
     pieces: [Vec<Piece>; 2],
+    /// Stream bytes released so far, per direction, and where the last
+    /// batch began.
+    released: [u64; 2],
+    batch: [u64; 2],
+    /// Tentative secrets on tape, per direction, until their verdict.
+    placed: [Vec<Placed>; 2],
+    verdicts: [Option<Verdict>; 2],
+}
+
+/// A tentative secret on tape.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    /// Where its bytes start in the stream, and how many.
+    start: u64,
+    len: usize,
+    /// Where its span frame and its placeholder are in the file.
+    span_at: u64,
+    data_at: u64,
 }
 
 impl Redactor {
@@ -94,6 +118,10 @@ impl Redactor {
             redaction: redaction.clone(),
             matchers: [matcher(), matcher()],
             pieces: [Vec::new(), Vec::new()],
+            released: [0, 0],
+            batch: [0, 0],
+            placed: [Vec::new(), Vec::new()],
+            verdicts: [None, None],
         }
     }
 
@@ -104,15 +132,61 @@ impl Redactor {
         self.pieces[i].clear();
         let (first, second) = ring.unrecorded();
         let n = self.matchers[i].scan([first, second], release, &mut self.pieces[i]);
+        self.batch[i] = self.released[i];
+        self.released[i] += n as u64;
+        if let Some(verdict) = self.matchers[i].verdict() {
+            self.verdicts[i] = Some(verdict);
+        }
         (n, self.pieces[i].iter().any(|p| p.secret.is_some()))
+    }
+
+    /// Applies the verdicts on tentative secrets to the tape: a secret
+    /// that was none gets its bytes back, and its span frame becomes a
+    /// NOOP (same size: nothing else moves).
+    pub fn settle(&mut self, file: &File) -> io::Result<()> {
+        for i in 0..2 {
+            match self.verdicts[i].take() {
+                None => {}
+                Some(Verdict::Confirmed) => self.placed[i].clear(),
+                Some(Verdict::Retracted { start, bytes }) => {
+                    let end = start + bytes.len() as u64;
+                    for placed in &self.placed[i] {
+                        if placed.start >= start && placed.start + placed.len as u64 <= end {
+                            let from = (placed.start - start) as usize;
+                            file.write_all_at(&bytes[from..from + placed.len], placed.data_at)?;
+                            file.write_all_at(&[frame::opcode::NOOP], placed.span_at)?;
+                        }
+                    }
+                    self.placed[i].retain(|p| p.start + p.len as u64 > end);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A tentative secret went on tape at these offsets.
+    pub fn place(
+        &mut self,
+        dir: Direction,
+        (start, len): (u64, usize),
+        span_at: u64,
+        data_at: u64,
+    ) {
+        self.placed[dir.index()].push(Placed {
+            start,
+            len,
+            span_at,
+            data_at,
+        });
     }
 
     /// The frames of what `classify` released for `dir`: data frames of
     /// plain bytes (from the ring), a secret span and its placeholder for
     /// each secret. Headers and span payloads go to `owned`; `frames`
     /// says, in order, where each slice comes from.
-    pub fn frames(&self, dir: Direction, owned: &mut Vec<Vec<u8>>, frames: &mut Vec<Part>) {
+    pub fn frames(&mut self, dir: Direction, owned: &mut Vec<Vec<u8>>, frames: &mut Vec<Part>) {
         let mut at = 0;
+        let released = self.batch[dir.index()];
         for piece in &self.pieces[dir.index()] {
             match piece.secret {
                 None => {
@@ -134,9 +208,11 @@ impl Redactor {
                         .to_vec();
                     head.extend_from_slice(&span);
                     head.extend_from_slice(&Header::data(dir, piece.len).emit());
+                    let head_len = head.len();
                     frames.push(Part::Owned(owned.len()));
                     owned.push(head);
-                    frames.push(Part::Stars(piece.len));
+                    let tentative = piece.tentative.then_some((released + at as u64, head_len));
+                    frames.push(Part::Stars(piece.len, tentative));
                     at += piece.len;
                 }
             }
@@ -151,15 +227,17 @@ pub enum Part {
     Owned(usize),
     /// Unrecorded bytes of the direction's ring, `from..to`.
     Ring(usize, usize),
-    /// A placeholder of this many bytes.
-    Stars(usize),
+    /// A placeholder of this many bytes; for a tentative secret, where
+    /// it starts in the stream and the length of the frames before it
+    /// (its span frame, its data header).
+    Stars(usize, Option<(u64, usize)>),
 }
 
 /// The slices of `part`, pushed to `out`.
 pub fn slices<'a>(part: Part, owned: &'a [Vec<u8>], ring: &'a Ring, out: &mut Vec<IoSlice<'a>>) {
     match part {
         Part::Owned(i) => out.push(IoSlice::new(&owned[i])),
-        Part::Stars(len) => out.push(IoSlice::new(&STARS[..len])),
+        Part::Stars(len, _) => out.push(IoSlice::new(&STARS[..len])),
         Part::Ring(from, to) => {
             let (first, second) = ring.unrecorded();
             let in_first = |x: usize| x.min(first.len());

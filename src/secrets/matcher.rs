@@ -7,6 +7,11 @@
 //! value after a prefix until its end (at most `MAX_VALUE` bytes). The
 //! matcher keeps the last bytes it released, so a pattern that began in
 //! them is still found.
+//!
+//! Bytes released by force because they begin a literal are *tentative*
+//! secrets: once the stream shows whether the literal completes, the
+//! matcher says so ([`Verdict`]), and a recorder puts back the bytes of
+//! one that did not (they were no secret).
 
 use std::rc::Rc;
 
@@ -22,6 +27,26 @@ const MAX_FOUND: usize = 4096;
 pub struct Piece {
     pub len: usize,
     pub secret: Option<usize>,
+    /// Released by force as a secret, in case it is one: a `Verdict`
+    /// follows.
+    pub tentative: bool,
+}
+
+/// What became of the tentative secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// They were (the beginning of) a secret.
+    Confirmed,
+    /// They were not: the stream's bytes from `start` are `bytes`.
+    Retracted { start: u64, bytes: Vec<u8> },
+}
+
+/// Bytes released by force as a secret, waiting for a verdict.
+#[derive(Debug)]
+struct Tentative {
+    /// Where they start in the stream.
+    start: u64,
+    bytes: Vec<u8>,
 }
 
 /// How much may be released.
@@ -52,6 +77,10 @@ pub struct Matcher {
     /// The last bytes released, up to the longest pattern less one.
     context: Vec<u8>,
     state: State,
+    /// Bytes released so far: where the unreleased ones start.
+    base: u64,
+    tentative: Option<Tentative>,
+    verdict: Option<Verdict>,
 }
 
 /// The stream as the matcher sees it in one call: the context, then the
@@ -116,6 +145,9 @@ impl Matcher {
             finder,
             context: Vec::new(),
             state: State::Scanning,
+            base: 0,
+            tentative: None,
+            verdict: None,
         }
     }
 
@@ -149,6 +181,12 @@ impl Matcher {
         };
         let held = (total - partial.map_or(0, |(len, _)| len)).max(ctx);
         let limit = looked.min(held);
+        let start = self.base - ctx as u64;
+        self.judge(
+            &found,
+            start,
+            (looked == total).then(|| total - partial.map_or(0, |p| p.0)),
+        );
         let mut pieces = Pieces { out, at: ctx };
         let mut next = 0;
         loop {
@@ -219,7 +257,13 @@ impl Matcher {
                     if pattern.prefix {
                         pieces.plain(total);
                     } else {
-                        pieces.secret(total, pattern.rule);
+                        let at = pieces.at;
+                        pieces.tentative(total, pattern.rule);
+                        let tentative = self.tentative.get_or_insert(Tentative {
+                            start: start + at as u64,
+                            bytes: Vec::new(),
+                        });
+                        tentative.bytes.extend(view.copy(at, total));
                     }
                 }
                 _ => {}
@@ -228,7 +272,42 @@ impl Matcher {
         let released = pieces.at;
         let keep = self.finder.longest - 1;
         self.context = view.copy(released.saturating_sub(keep), released);
+        self.base += (released - ctx) as u64;
         released - ctx
+    }
+
+    /// The verdict on the tentative secrets, once there is one.
+    pub fn verdict(&mut self) -> Option<Verdict> {
+        self.verdict.take()
+    }
+
+    /// Decides on the tentative secrets, if the stream seen says: a match
+    /// over them confirms them; with none, and no beginning of one that
+    /// starts inside them (`pending`, where the held beginning starts;
+    /// `None` while the view was not looked through), they are retracted.
+    fn judge(&mut self, found: &[Found], start: u64, pending: Option<usize>) {
+        let Some(tentative) = &self.tentative else {
+            return;
+        };
+        let end = tentative.start + tentative.bytes.len() as u64;
+        let overlaps = found.iter().any(|f| {
+            !self.finder.patterns[f.pattern].prefix
+                && start + (f.start as u64) < end
+                && start + (f.end as u64) > tentative.start
+        });
+        if overlaps {
+            self.verdict = Some(Verdict::Confirmed);
+        } else if pending.is_some_and(|at| start + at as u64 >= end) {
+            let tentative = self.tentative.take().expect("a tentative secret");
+            self.verdict = Some(Verdict::Retracted {
+                start: tentative.start,
+                bytes: tentative.bytes,
+            });
+            return;
+        } else {
+            return;
+        }
+        self.tentative = None;
     }
 
     /// The occurrences in the view that end after the context, in order
@@ -277,7 +356,7 @@ struct Pieces<'a> {
 }
 
 impl Pieces<'_> {
-    fn push(&mut self, to: usize, secret: Option<usize>) {
+    fn push(&mut self, to: usize, secret: Option<usize>, tentative: bool) {
         if to <= self.at {
             return;
         }
@@ -285,16 +364,24 @@ impl Pieces<'_> {
         self.at = to;
         match self.out.last_mut() {
             Some(last) if secret.is_none() && last.secret.is_none() => last.len += len,
-            _ => self.out.push(Piece { len, secret }),
+            _ => self.out.push(Piece {
+                len,
+                secret,
+                tentative,
+            }),
         }
     }
 
     fn plain(&mut self, to: usize) {
-        self.push(to, None);
+        self.push(to, None, false);
     }
 
     fn secret(&mut self, to: usize, rule: usize) {
-        self.push(to, Some(rule));
+        self.push(to, Some(rule), false);
+    }
+
+    fn tentative(&mut self, to: usize, rule: usize) {
+        self.push(to, Some(rule), true);
     }
 }
 
@@ -442,19 +529,56 @@ mod tests {
         let mut pieces = Vec::new();
         assert_eq!(m.scan([b"x hun", b""], Release::Hold, &mut pieces), 2);
         assert_eq!(m.scan([b"hun", b""], Release::Force, &mut pieces), 3);
+        assert_eq!(m.verdict(), None, "not known yet");
         assert_eq!(m.scan([b"ter22 ok", b""], Release::Hold, &mut pieces), 8);
-        let secret = |len| Piece {
+        assert_eq!(m.verdict(), Some(Verdict::Confirmed));
+        let secret = |len, tentative| Piece {
             len,
             secret: Some(0),
+            tentative,
         };
-        let plain = |len| Piece { len, secret: None };
-        assert_eq!(pieces, [plain(2), secret(3), secret(5), plain(3)]);
+        let plain = |len| Piece {
+            len,
+            secret: None,
+            tentative: false,
+        };
+        assert_eq!(
+            pieces,
+            [plain(2), secret(3, true), secret(5, false), plain(3)]
+        );
+        // Bytes that only looked like the beginning of one get a verdict
+        // too, once the stream shows it (here its end).
+        let mut m = Matcher::new(finder.clone());
+        pieces.clear();
+        assert_eq!(m.scan([b"ok h", b""], Release::Hold, &mut pieces), 3);
+        assert_eq!(m.scan([b"h", b""], Release::Force, &mut pieces), 1);
+        assert_eq!(m.scan([b"", b""], Release::End, &mut pieces), 0);
+        assert_eq!(
+            m.verdict(),
+            Some(Verdict::Retracted {
+                start: 3,
+                bytes: b"h".to_vec()
+            })
+        );
+        pieces.clear();
+        let mut m = Matcher::new(finder.clone());
+        m.scan([b"hu", b""], Release::Force, &mut pieces);
+        m.scan([b"n", b""], Release::Force, &mut pieces);
+        m.scan([b"tx", b""], Release::Hold, &mut pieces);
+        assert_eq!(
+            m.verdict(),
+            Some(Verdict::Retracted {
+                start: 0,
+                bytes: b"hun".to_vec()
+            })
+        );
         // The beginning of a prefix is no secret.
         let mut m = Matcher::new(finder);
         pieces.clear();
         assert_eq!(m.scan([b"LOG", b""], Release::Hold, &mut pieces), 0);
         assert_eq!(m.scan([b"LOG", b""], Release::Force, &mut pieces), 3);
         assert_eq!(pieces, [plain(3)]);
+        assert_eq!(m.verdict(), None, "nothing tentative");
     }
 
     #[test]
@@ -483,7 +607,8 @@ mod tests {
             pieces,
             [Piece {
                 len: 100_000,
-                secret: None
+                secret: None,
+                tentative: false,
             }]
         );
     }

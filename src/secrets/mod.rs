@@ -15,7 +15,7 @@ mod matcher;
 mod rules;
 
 pub use finder::Finder;
-pub use matcher::{Matcher, Piece, Release};
+pub use matcher::{Matcher, Piece, Release, Verdict};
 pub use rules::{RuleError, parse_file, parse_flag};
 
 /// The most rules a recording takes.
