@@ -50,9 +50,11 @@ mod job;
 mod learn;
 mod pcap;
 mod proxy;
+mod redact;
 mod repair;
 mod replay;
 mod review;
+mod scan;
 // Cassettes: folders of tapes and their index.
 mod cassette;
 // What went wrong, and what a run did.
