@@ -613,3 +613,73 @@ mod tests {
         );
     }
 }
+/// The matcher's speed on random bytes with the bench's five rules:
+/// `cargo test --release --lib matcher_speed -- --ignored --nocapture`.
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::secrets::{Rule, What};
+
+    #[test]
+    #[ignore]
+    fn matcher_speed() {
+        let rules = Rules::new(vec![
+            Rule {
+                name: "A".into(),
+                what: What::Literal(b"correct-horse-battery-staple".to_vec()),
+            },
+            Rule {
+                name: "B".into(),
+                what: What::Literal(b"ghp_0123456789abcdefABCDEF0123456789ab".to_vec()),
+            },
+            Rule {
+                name: "C".into(),
+                what: What::Literal(b"sk_live_0123456789abcdef".to_vec()),
+            },
+            Rule {
+                name: "D".into(),
+                what: What::After {
+                    prefix: b"Authorization: Bearer ".to_vec(),
+                    end: End::Line,
+                },
+            },
+            Rule {
+                name: "E".into(),
+                what: What::After {
+                    prefix: b"password=".to_vec(),
+                    end: End::Bytes(b"&".to_vec()),
+                },
+            },
+        ])
+        .unwrap();
+        let mut x: u64 = 42;
+        let data: Vec<u8> = (0..64 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let finder = Matcher::finder(&rules);
+        let t = std::time::Instant::now();
+        let mut out = Vec::new();
+        finder.find(&data, 0, usize::MAX, &mut out, 4096);
+        println!(
+            "find: {:.2} GB/s ({} found)",
+            data.len() as f64 / t.elapsed().as_secs_f64() / 1e9,
+            out.len()
+        );
+        let mut m = Matcher::new(finder);
+        let t = std::time::Instant::now();
+        let mut pieces = Vec::new();
+        for chunk in data.chunks(256 << 10) {
+            pieces.clear();
+            m.scan([chunk, &[]], Release::Hold, &mut pieces);
+        }
+        println!(
+            "matcher: {:.2} GB/s",
+            data.len() as f64 / t.elapsed().as_secs_f64() / 1e9
+        );
+    }
+}
