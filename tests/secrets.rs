@@ -285,6 +285,20 @@ fn bad_rules_are_usage_errors_naming_the_rule_or_the_file_and_line() {
             "{err}"
         );
     }
+    // auto takes the same rules.
+    let (code, _, err) = run(&[
+        "auto",
+        "--redact",
+        "abc",
+        "127.0.0.1:0",
+        "127.0.0.1:9",
+        "x.tape",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("error: --redact abc: is 3 bytes long"),
+        "{err}"
+    );
     // The library says the same as a setting.
     let err = tcptape::Recorder::builder("127.0.0.1:9".parse().unwrap(), dir.join("y.tape"))
         .redact("abc")
