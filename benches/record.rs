@@ -2,9 +2,18 @@
 //! tape written to a file on disk, against a direct loopback connection and
 //! `socat` relays that record nothing (with their default 8 KiB blocks, and
 //! with `-b 262144`), interleaved round by round; medians, every round
-//! printed. Also the proxy's peak RSS while recording, and the proxy
-//! recording with 5 redaction rules (two variables' values, a literal, two
-//! values after a prefix), which every byte goes through.
+//! printed, and the relays' CPU seconds per GiB (steadier than throughput
+//! on a shared machine). Also the proxy's peak RSS while recording.
+//!
+//! Two proxies record: one whose tapes are removed after each upload (the
+//! page cache gets the same pages back), and one whose tapes stay on disk
+//! until the end, as a user's recordings do (each upload writes into pages
+//! the cache has not held before).
+//!
+//! A third records with 5 redaction rules (two variables' values, a
+//! literal, two values after a prefix): the random upload matches none, so
+//! every byte is looked through and recorded; its throughput and CPU per
+//! GiB stand against the first's.
 //!
 //! `TCPTAPE_BENCH_BUFFERS=256K,2M` adds a proxy per `--buffer` value;
 //! `TCPTAPE_BENCH_OTHER=PATH` adds a proxy run by another tcptape binary
@@ -12,29 +21,68 @@
 
 mod common;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use common::*;
 
+/// CPU seconds per GiB of each contender, by name, round by round.
+type Cpu = RefCell<BTreeMap<String, Vec<f64>>>;
+
 /// One upload through a proxy daemon recording to `dir`; checks the tape
-/// holds the upload, then removes it.
-fn through_proxy(proxy: &mut Running, dir: &Path, session: &mut u64, total: usize) -> f64 {
+/// holds the upload, and removes it unless `keep`. Notes the proxy's CPU.
+fn through_proxy(
+    proxy: &mut Running,
+    (dir, keep): (&Path, bool),
+    session: &mut u64,
+    total: usize,
+    cpu: (&Cpu, &str),
+) -> f64 {
     *session += 1;
+    let pid = proxy.child.id();
+    let before = cpu_seconds(pid).unwrap_or(0.0);
     let elapsed = upload(proxy.addr(), total);
     proxy.wait_for_line(&format!("session {session}: closed"));
+    let used = cpu_seconds(pid).unwrap_or(0.0) - before;
+    note_cpu(cpu, per_gib(used, total));
     let tape = dir.join(format!("upload-{session}.tape"));
     let tape_len = std::fs::metadata(&tape).map(|m| m.len()).unwrap_or(0);
     assert!(
         tape_len >= total as u64,
         "tape holds {tape_len} bytes of {total}"
     );
-    let _ = std::fs::remove_file(&tape);
+    if !keep {
+        let _ = std::fs::remove_file(&tape);
+    }
     mib_per_s(total, elapsed)
 }
 
-/// Five rules of the kinds a team would give: no byte of the random
-/// upload matches them, so all of it is looked through and recorded.
+fn note_cpu((cpu, name): (&Cpu, &str), value: f64) {
+    cpu.borrow_mut()
+        .entry(name.to_string())
+        .or_default()
+        .push(value);
+}
+
+/// One upload through a socat relay with `options`, and its CPU.
+fn through_socat(
+    upstream: SocketAddr,
+    options: &[&str],
+    total: usize,
+    cpu: (&Cpu, &str),
+) -> Option<f64> {
+    let (child, listen) = socat_with(upstream, options)?;
+    let rate = mib_per_s(total, upload(listen, total));
+    // A relay whose connection ended is a zombie until waited for: its
+    // CPU times are still there to read.
+    note_cpu(cpu, per_gib(cpu_seconds(child.id()).unwrap_or(0.0), total));
+    kill(child);
+    Some(rate)
+}
+
+/// Five rules of the kinds a team would give.
 const RULES: [&str; 10] = [
     "--redact-env",
     "BENCH_PASSWORD",
@@ -79,11 +127,12 @@ fn main() {
     let rounds = size(5, 1);
     let upstream = sink();
     let socat = socat_installed();
+    let cpu: Cpu = RefCell::new(BTreeMap::new());
 
-    let dirs: Vec<_> = (0..5).map(|i| work_dir(&format!("record-{i}"))).collect();
+    let dirs: Vec<_> = (0..6).map(|i| work_dir(&format!("record-{i}"))).collect();
     let mut default_proxy = proxy(upstream, &dirs[0], None, bin());
-    let mut rules_proxy = proxy_with(upstream, &dirs[4], None, bin(), &RULES);
-    let mut rules_session = 0;
+    let mut kept_proxy = proxy(upstream, &dirs[1], None, bin());
+    let mut rules_proxy = proxy_with(upstream, &dirs[5], None, bin(), &RULES);
     // Extra contenders: (name, buffer, program).
     let mut extra: Vec<(String, Option<String>, String)> = std::env::var("TCPTAPE_BENCH_BUFFERS")
         .map(|v| {
@@ -102,54 +151,78 @@ fn main() {
     if let Ok(other) = std::env::var("TCPTAPE_BENCH_OTHER") {
         extra.push(("other binary".to_string(), None, other));
     }
+    extra.truncate(3);
     let mut extra_proxies: Vec<(Running, u64)> = extra
         .iter()
         .enumerate()
         .map(|(i, (_, buffer, program))| {
-            (proxy(upstream, &dirs[i + 1], buffer.as_deref(), program), 0)
+            (proxy(upstream, &dirs[i + 2], buffer.as_deref(), program), 0)
         })
         .collect();
 
-    let mut session = 0;
+    let (mut session, mut kept_session, mut rules_session) = (0, 0, 0);
     let mut direct = || Some(mib_per_s(total, upload(upstream, total)));
     let mut socat_default = || {
-        let (child, listen) = socat_with(upstream, &[]).filter(|_| socat)?;
-        let rate = mib_per_s(total, upload(listen, total));
-        kill(child);
-        Some(rate)
+        socat
+            .then(|| through_socat(upstream, &[], total, (&cpu, "socat")))
+            .flatten()
     };
     let mut socat_big = || {
-        let (child, listen) = socat_with(upstream, &["-b", "262144"]).filter(|_| socat)?;
-        let rate = mib_per_s(total, upload(listen, total));
-        kill(child);
-        Some(rate)
+        socat
+            .then(|| through_socat(upstream, &["-b", "262144"], total, (&cpu, "socat -b")))
+            .flatten()
     };
     let mut tcptape_default = || {
+        let dir = (dirs[0].as_path(), false);
         Some(through_proxy(
             &mut default_proxy,
-            &dirs[0],
+            dir,
             &mut session,
             total,
+            (&cpu, "tcptape"),
+        ))
+    };
+    let mut tcptape_kept = || {
+        let dir = (dirs[1].as_path(), true);
+        let cpu = (&cpu, "tcptape kept");
+        Some(through_proxy(
+            &mut kept_proxy,
+            dir,
+            &mut kept_session,
+            total,
+            cpu,
         ))
     };
     let mut tcptape_rules = || {
+        let dir = (dirs[5].as_path(), false);
+        let cpu = (&cpu, "tcptape rules");
         Some(through_proxy(
             &mut rules_proxy,
-            &dirs[4],
+            dir,
             &mut rules_session,
             total,
+            cpu,
         ))
     };
+    let extra_names: Vec<String> = extra.iter().map(|(name, _, _)| name.clone()).collect();
     let mut extra_measures: Vec<Box<dyn FnMut() -> Option<f64> + '_>> = extra_proxies
         .iter_mut()
         .enumerate()
         .map(|(i, (proxy, session))| {
-            let dir = &dirs[i + 1];
-            Box::new(move || Some(through_proxy(proxy, dir, session, total)))
-                as Box<dyn FnMut() -> Option<f64>>
+            let dir = dirs[i + 2].as_path();
+            let name = extra_names[i].clone();
+            let cpu = &cpu;
+            Box::new(move || {
+                Some(through_proxy(
+                    proxy,
+                    (dir, false),
+                    session,
+                    total,
+                    (cpu, &name),
+                ))
+            }) as Box<dyn FnMut() -> Option<f64>>
         })
         .collect();
-    let extra_names: Vec<String> = extra.iter().map(|(name, _, _)| name.clone()).collect();
 
     println!(
         "record: {} MiB uploads, {rounds} interleaved rounds (MiB/s)",
@@ -161,6 +234,7 @@ fn main() {
             ("socat", &mut socat_default),
             ("socat -b 262144", &mut socat_big),
             ("tcptape", &mut tcptape_default),
+            ("tcptape, tapes kept", &mut tcptape_kept),
             ("tcptape, 5 rules", &mut tcptape_rules),
         ];
         for (name, measure) in extra_names.iter().zip(extra_measures.iter_mut()) {
@@ -171,6 +245,7 @@ fn main() {
     drop(extra_measures);
     let rss = peak_rss_kib(default_proxy.child.id());
     default_proxy.kill();
+    kept_proxy.kill();
     rules_proxy.kill();
     for (mut proxy, _) in extra_proxies {
         proxy.kill();
@@ -178,8 +253,14 @@ fn main() {
     for dir in &dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+    let cpu = cpu.into_inner();
+    for (name, values) in &cpu {
+        let each: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        println!("  CPU s/GiB, {name}: {}", each.join(", "));
+    }
 
     let median_of = |i: usize| (!values[i].is_empty()).then(|| median(&values[i]));
+    let cpu_of = |name: &str| cpu.get(name).filter(|v| !v.is_empty()).map(|v| median(v));
     let mut rows = vec![
         row("direct loopback", median_of(0), "MiB/s"),
         row(
@@ -200,17 +281,39 @@ fn main() {
             .against("socat relay, defaults (no recording)"),
         row("tcptape proxy vs socat -b 262144", median_of(3), "MiB/s")
             .against("socat relay -b 262144 (no recording)"),
-    ];
-    rows.push(
-        row("tcptape proxy, 5 redaction rules", median_of(4), "MiB/s")
+        row("tcptape proxy, tapes kept", median_of(4), "MiB/s")
+            .against("socat relay -b 262144 (no recording)")
+            .note("every recording stays on disk"),
+        row("socat CPU per GiB", cpu_of("socat"), "s"),
+        row("socat -b 262144 CPU per GiB", cpu_of("socat -b"), "s"),
+        row("tcptape CPU per GiB", cpu_of("tcptape"), "s").against("socat -b 262144 CPU per GiB"),
+        row(
+            "tcptape, tapes kept, CPU per GiB",
+            cpu_of("tcptape kept"),
+            "s",
+        )
+        .against("socat -b 262144 CPU per GiB"),
+        row("tcptape proxy, 5 redaction rules", median_of(5), "MiB/s")
             .against("tcptape proxy, recording to disk")
             .note("target >= 0.9"),
-    );
+        row(
+            "tcptape, 5 rules, CPU per GiB",
+            cpu_of("tcptape rules"),
+            "s",
+        )
+        .against("tcptape CPU per GiB")
+        .note("target <= 1.11"),
+    ];
     for (i, name) in extra_names.iter().enumerate() {
         rows.push(
-            row(&format!("tcptape proxy {name}"), median_of(5 + i), "MiB/s")
+            row(&format!("tcptape proxy {name}"), median_of(6 + i), "MiB/s")
                 .against("direct loopback"),
         );
+        rows.push(row(
+            &format!("tcptape {name} CPU per GiB"),
+            cpu_of(name),
+            "s",
+        ));
     }
     rows.push(row(
         "tcptape proxy peak RSS",

@@ -101,7 +101,7 @@ fn main() {
     burst(&dir, concurrent, &mut rows);
     idle_replay_sessions(&dir, size(10_000, 200), &mut rows);
     idle_proxy_sessions(&dir, size(5_000, 100), &mut rows);
-    non_reading_clients(&dir, size(2_000, 50), &mut rows);
+    non_reading_clients(&dir, size(10_000, 50), &mut rows);
     let _ = std::fs::remove_dir_all(&dir);
     print_table("sessions", &rows);
 }

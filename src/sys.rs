@@ -1,6 +1,7 @@
 //! The few system calls that std and mio lack, each behind a safe function:
-//! the listen backlog, the descriptor limit, and a self-pipe that turns
-//! SIGINT and SIGTERM into readiness events of the poll loop.
+//! the listen backlog, the descriptor limit, sendfile, write-behind of
+//! tapes, terminal keys, and a self-pipe that turns SIGINT and SIGTERM into
+//! readiness events of the poll loop.
 //!
 //! This is the only module with `unsafe` code (and `pairs`, the vector
 //! compares of the redaction rules' search).
@@ -78,6 +79,48 @@ pub(crate) fn sendfile(
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
+}
+
+/// Starts writing `len` bytes of `file` from `offset` to the disk, without
+/// waiting for them to get there.
+pub(crate) fn start_writeback(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = file_range(offset, len)?;
+    // SAFETY: the descriptor is borrowed, so open for the call; the call
+    // reads only its integer arguments.
+    check(unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    })
+    .map(drop)
+}
+
+/// Waits until `len` bytes of `file` from `offset` are on the disk, then
+/// drops them from the page cache: a long recording then cycles through the
+/// same few pages instead of taking fresh ones, which cost more than the
+/// copy itself on a virtual machine. An I/O error of the writeback is
+/// reported here, as the data it lost.
+pub(crate) fn settle_written(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = file_range(offset, len)?;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: as in `start_writeback`.
+    check(unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) })?;
+    // SAFETY: the descriptor is borrowed; `posix_fadvise` reads only its
+    // integer arguments. It returns the error number instead of setting errno.
+    let advised =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
+    match advised {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+fn file_range(offset: u64, len: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+    let past = || io::Error::new(io::ErrorKind::InvalidInput, "file range past off_t");
+    Ok((
+        libc::off_t::try_from(offset).map_err(|_| past())?,
+        libc::off_t::try_from(len).map_err(|_| past())?,
+    ))
 }
 
 /// Reads one key from a terminal without waiting for Enter and without
@@ -278,6 +321,29 @@ mod tests {
         let err = sendfile(a.as_fd(), a.as_fd(), 0, 1).unwrap_err();
         assert!(err.raw_os_error().is_some(), "{err}");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn written_pages_are_settled_and_dropped() {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("tcptape-sys-wb-{}", std::process::id()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&[7u8; 64 * 1024]).unwrap();
+        start_writeback(file.as_fd(), 0, 64 * 1024).unwrap();
+        settle_written(file.as_fd(), 0, 64 * 1024).unwrap();
+        // Dropped from the cache, not from the file.
+        let mut back = Vec::new();
+        std::fs::File::open(&path)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, vec![7u8; 64 * 1024]);
+        std::fs::remove_file(&path).unwrap();
+        // A pipe has no pages to write back.
+        let (read, _write) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(start_writeback(read.as_fd(), 0, 1).is_err());
+        assert!(settle_written(read.as_fd(), 0, 1).is_err());
+        assert!(start_writeback(file.as_fd(), u64::MAX, 1).is_err());
     }
 
     #[test]

@@ -225,6 +225,60 @@ fn eight_mib_each_way_at_once() {
     assert_eq!(frames.iter().filter(|f| f.0 == S2C_EOF).count(), 1);
 }
 
+/// Write-behind: a long recording is handed to the disk as it goes and
+/// its older pages leave the page cache, so a 64 MiB tape holds at most
+/// about 24 MiB of it once recorded (plain writes would leave all 64).
+#[test]
+fn a_long_recording_leaves_the_page_cache_as_it_goes() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    if std::process::Command::new("fincore")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs fincore (util-linux-extra)");
+        return;
+    }
+    // On the disk under target/, not a tmpfs, whose pages never leave.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("write-behind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tape = dir.join("long.tape");
+    let up = random_bytes(SIZE, 3);
+    let expected = up.clone();
+    let (upstream, server) = serve_once(move |mut s| {
+        assert!(read_to_end(&mut s) == expected, "server got other bytes");
+    });
+    let proxy = record(upstream, &tape, &[]);
+    let mut client = connect(proxy.addr());
+    client.write_all(&up).unwrap();
+    half_close(&client);
+    let _ = read_to_end(&mut client);
+    server.join().unwrap();
+    assert_eq!(proxy.finish().0, 0);
+
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(&tape)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let resident: u64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore said {text:?}"));
+    assert!(
+        resident <= 32 * 1024 * 1024,
+        "{resident} bytes of the tape still in the page cache"
+    );
+    assert!(
+        tape_stream(&tape, C2S) == up,
+        "tape's client stream differs"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn fifty_concurrent_sessions_with_numbered_tapes() {
     const SESSIONS: usize = 50;

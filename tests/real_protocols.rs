@@ -5,54 +5,15 @@
 //! server or client library is not installed (`.ci/run` installs them).
 
 mod common;
+mod peers;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
-
-/// A peer program running for the length of a test.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn installed(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn python_has(module: &str) -> bool {
-    installed("python3", &["-c", &format!("import {module}")])
-}
-
-/// Starts `command` and waits until `addr` accepts connections.
-fn start_peer(command: &mut Command, addr: SocketAddr) -> Child {
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the peer");
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the peer did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
+use peers::*;
 
 /// Runs a client script from tests/fixtures/peers against `port`.
 fn client_script(script: &str, port: u16) {
@@ -109,10 +70,10 @@ fn redis_server() -> Option<(Peer, SocketAddr)> {
     }
     let addr = dead_addr();
     let port = addr.port().to_string();
-    let redis = Peer(start_peer(
+    let redis = start_peer(
         Command::new("redis-server").args(["--port", &port, "--save", "", "--appendonly", "no"]),
         addr,
-    ));
+    );
     Some((redis, addr))
 }
 
@@ -223,62 +184,13 @@ fn concurrent_smtplib_senders_replay_against_an_aiosmtpd_recording() {
     }
     let dir = temp_dir("real-smtp");
     let addr = dead_addr();
-    let server = Peer(start_peer(
+    let server = start_peer(
         Command::new("python3").args(["-m", "aiosmtpd", "-n", "-l", &addr.to_string()]),
         addr,
-    ));
+    );
     record(&dir.join("mail"), addr, "smtp_senders.py");
     drop(server);
     replay(&dir.join("mail"), "smtp_senders.py", 4);
-}
-
-/// The bin folder of the newest PostgreSQL server installed, if any.
-fn postgres_bin() -> Option<std::path::PathBuf> {
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin"))
-        .filter(|bin| bin.join("postgres").exists() && bin.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-/// `program` as the `postgres` account when we are root (PostgreSQL will
-/// not run as root), as ourselves otherwise. The account is switched in the
-/// child itself, so the process we hold is the server and not a wrapper
-/// that would leave it running.
-fn as_postgres(program: &Path) -> Command {
-    use std::os::unix::process::CommandExt;
-    let id = |flag: &str| {
-        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u32>()
-            .ok()
-    };
-    let mut command = Command::new(program);
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
-    if let (true, Some(uid), Some(gid)) = (root, id("-u"), id("-g")) {
-        command.uid(uid).gid(gid);
-    }
-    command
-}
-
-/// A PostgreSQL server, shut down (fast: SIGINT) when dropped, so its
-/// helper processes go with it.
-struct Postgres(Child);
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 /// psql's one query against `port`, without TLS (the mock does not speak
@@ -307,33 +219,8 @@ fn psql_against_postgresql_learned_from_two_runs_replays_both_roles() {
         return;
     };
     let dir = temp_dir("real-postgres");
-    let data = dir.join("data");
-    std::fs::create_dir(&data).unwrap();
-    // The server runs as `postgres` when we are root: it owns its files.
-    let _ = Command::new("chown")
-        .args(["-R", "postgres"])
-        .arg(&*dir)
-        .status();
-    let init = as_postgres(&bin.join("initdb"))
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "initdb: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
     let addr = dead_addr();
-    let server = Postgres(start_peer(
-        as_postgres(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &addr.port().to_string(), "-k"])
-            .arg(&*dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-        addr,
-    ));
+    let server = postgres(&bin, &dir, &["-A", "trust"], addr);
 
     // Two runs recorded: each connection's BackendKeyData (the backend's
     // pid and a random key) differs.
@@ -462,7 +349,7 @@ fn memcached() -> Option<(Peer, SocketAddr)> {
     {
         command.args(["-u", "nobody"]);
     }
-    Some((Peer(start_peer(&mut command, addr)), addr))
+    Some((start_peer(&mut command, addr), addr))
 }
 
 /// Sets a value of `len` letters drawn from `seed` and gets it back,
@@ -665,7 +552,7 @@ fn mariadb_learned_from_two_queries_echoes_a_literal_of_any_length() {
     let addr = dead_addr();
     // No grant tables: root with no password, and no password hash to
     // depend on the server's random scramble (docs/real-protocols.md).
-    let server = Peer(start_peer(
+    let server = start_peer(
         Command::new(server_bin)
             .arg("--no-defaults")
             .args(user)
@@ -675,7 +562,7 @@ fn mariadb_learned_from_two_queries_echoes_a_literal_of_any_length() {
             .arg(format!("--port={}", addr.port()))
             .args(["--bind-address=127.0.0.1", "--skip-grant-tables"]),
         addr,
-    ));
+    );
 
     // Two queries whose literal has another length each time: the server
     // echoes it in a column name and a row, each with its length before it,

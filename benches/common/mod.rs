@@ -212,6 +212,29 @@ pub fn interleaved(
     values
 }
 
+/// CPU time a process (or a zombie not yet waited for) has used, user and
+/// system, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are the 14th and 15th fields, 12th and 13th after ')'.
+    Some((ticks(11)? + ticks(12)?) / clock_ticks())
+}
+
+/// Clock ticks per second, as `/proc` counts CPU time.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// Seconds of CPU per GiB moved.
+pub fn per_gib(seconds: f64, bytes: usize) -> f64 {
+    seconds / (bytes as f64 / (1024.0 * MIB as f64))
+}
+
 /// Peak resident memory of a process, in KiB (`VmHWM`).
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -274,7 +297,7 @@ pub fn print_table(title: &str, rows: &[Row]) {
         let ratio = r
             .baseline
             .and_then(|b| rows.iter().find(|x| x.name == b))
-            .and_then(|b| Some(r.value? / b.value?))
+            .and_then(|b| Some(r.value? / b.value.filter(|v| *v > 0.0)?))
             .map(|x| format!("{x:.2}"))
             .unwrap_or_default();
         println!("{:<44} {:>14} {:>8}  {}", r.name, value, ratio, r.note);

@@ -12,6 +12,7 @@ mod recorder;
 mod redaction;
 mod session;
 mod target;
+mod write_behind;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! frame is in the kernel's hands before the proxy forwards its bytes.
 //! With redaction rules, only what the matcher releases is written
 //! (`redaction`), and a batch that holds a secret is built in a list.
+//! Behind the writes, [`WriteBehind`] hands the tape to the disk chunk by
+//! chunk, so a long recording holds few pages of the page cache.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -17,6 +19,7 @@ use std::time::Instant;
 use log::{error, warn};
 
 use super::redaction::{self, Part, Redaction, Redactor};
+use super::write_behind::WriteBehind;
 use crate::engine::ring::Ring;
 use crate::secrets::Release;
 use crate::tape::frame::{self, Direction, Header};
@@ -49,6 +52,7 @@ pub struct Recorder {
     first: Option<Direction>,
     /// The matchers of the redaction rules, when there are any.
     redactor: Option<Box<Redactor>>,
+    behind: WriteBehind,
 }
 
 impl Recorder {
@@ -69,6 +73,7 @@ impl Recorder {
             return Err(err);
         }
         Ok(Recorder {
+            behind: WriteBehind::for_file(&file, magic.len() as u64),
             file,
             path: path.to_path_buf(),
             last_frame: now,
@@ -187,18 +192,19 @@ impl Recorder {
         }
 
         write_all_vectored(&mut self.file, &mut slices[..n])?;
-        self.wrote(&slices[..n], &pending, done, now);
+        self.wrote(&slices[..n], &pending, done, now)?;
         Ok(done)
     }
 
-    /// Notes a batch on tape.
+    /// Notes a batch on tape, and hands what is written to the disk
+    /// behind.
     fn wrote(
         &mut self,
         slices: &[IoSlice<'_>],
         pending: &[Pending<'_>; 2],
         done: Recorded,
         now: Instant,
-    ) {
+    ) -> io::Result<()> {
         self.bytes += slices.iter().map(|s| s.len() as u64).sum::<u64>();
         self.recorded[0] += done.data[0] as u64;
         self.recorded[1] += done.data[1] as u64;
@@ -209,6 +215,9 @@ impl Recorder {
                 .find(|p| done.data[p.dir.index()] > 0)
                 .map(|p| p.dir);
         }
+        // A writeback that failed lost bytes written before: the session
+        // ends with its tape salvaged, as after a failed write.
+        self.behind.wrote(&self.file, self.bytes)
     }
 
     /// A batch with secrets in it (or more than a frame of plain bytes):
@@ -256,7 +265,7 @@ impl Recorder {
         }
         self.redactor = Some(redactor);
         write_all_vectored(&mut self.file, &mut slices)?;
-        self.wrote(&slices, &pending, done, now);
+        self.wrote(&slices, &pending, done, now)?;
         Ok(done)
     }
 }
@@ -278,6 +287,7 @@ impl Recorder {
     /// to `NAME.partial`, which no replay serves, so a tape is never taken
     /// for whole when it is not. Returns where the tape is now.
     pub fn salvage(&mut self, reason: &str) -> PathBuf {
+        self.behind.truncated(self.bytes);
         let marked = self
             .file
             .set_len(self.bytes)

@@ -100,7 +100,8 @@ struct Pipe {
 }
 
 struct Relay {
-    /// Created with the first byte or EOF (see `Status::NeedsTape`).
+    /// Created with the first byte or EOF (see `Status::NeedsTape`); boxed,
+    /// as it is most of a relay's size and absent from idle sessions.
     tape: Option<Box<Recorder>>,
     pipes: [Pipe; 2],
 }

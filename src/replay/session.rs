@@ -382,6 +382,12 @@ impl<S: Source + Clone> Session<S> {
                         self.gather()?;
                         continue;
                     }
+                    if self.playback.in_file().is_some() {
+                        // What is left of this frame is a place in the tape:
+                        // no read buffer is needed while it goes, however
+                        // long the peer takes to read it.
+                        self.freed += self.playback.park();
+                    }
                     let sent = match self.playback.in_file() {
                         Some((file, offset, remaining)) => {
                             self.playback.check_unchanged()?;

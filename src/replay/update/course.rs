@@ -184,50 +184,44 @@ impl Update {
         }
     }
 
+    /// Once the peer departed: the tick its answer counts as whole (quiet
+    /// after it answered, or silent for long), and the peer bytes the
+    /// recording had before our last frame.
+    fn answer_due(&self) -> Option<(u64, u64)> {
+        match &self.course {
+            Course::Following => None,
+            Course::Departed {
+                last_heard,
+                last_sent,
+                answered,
+                expected_at_send,
+                ..
+            } => {
+                let due = match answered {
+                    true => last_heard + QUIET_MS,
+                    false => last_sent + SILENT_TURN_MS,
+                };
+                Some((due, *expected_at_send))
+            }
+        }
+    }
+
     /// Whether our next action may go at `now`: `expected` is how many peer
     /// bytes the recording had before it.
     pub fn gate(&self, expected: u64, peer_closed: bool, now: u64) -> Gate {
-        let Course::Departed {
-            last_heard,
-            last_sent,
-            answered,
-            expected_at_send,
-            ..
-        } = &self.course
-        else {
+        let Some((due, expected_at_send)) = self.answer_due() else {
             return Gate::Tape;
         };
-        let due = match answered {
-            true => last_heard + QUIET_MS,
-            false => last_sent + SILENT_TURN_MS,
-        };
-        if expected == *expected_at_send || peer_closed || now >= due {
-            Gate::Go
-        } else {
-            Gate::WaitUntil(due)
-        }
+        go_or_wait(expected == expected_at_send || peer_closed, due, now)
     }
 
     /// Whether the session, having played its tape out, is over: the peer
     /// closed, or was quiet long enough.
     pub fn over(&self, peer_closed: bool, now: u64) -> Gate {
-        let Course::Departed {
-            last_heard,
-            last_sent,
-            answered,
-            ..
-        } = &self.course
-        else {
+        let Some((due, _)) = self.answer_due() else {
             return Gate::Tape;
         };
-        let due = match answered {
-            true => last_heard + QUIET_MS,
-            false => last_sent + SILENT_TURN_MS,
-        };
-        match peer_closed || now >= due {
-            true => Gate::Go,
-            false => Gate::WaitUntil(due),
-        }
+        go_or_wait(peer_closed, due, now)
     }
 
     /// The session as it went: flushed, and where it is.
@@ -239,6 +233,13 @@ impl Update {
     /// Nothing to keep: the session matched, or failed.
     pub fn discard(self) {
         let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+fn go_or_wait(at_once: bool, due: u64, now: u64) -> Gate {
+    match at_once || now >= due {
+        true => Gate::Go,
+        false => Gate::WaitUntil(due),
     }
 }
 
