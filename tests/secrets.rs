@@ -309,6 +309,29 @@ fn bad_rules_are_usage_errors_naming_the_rule_or_the_file_and_line() {
         err.to_string(),
         "redaction rule: --redact abc: is 3 bytes long; a secret to redact has 4 to 512"
     );
+    let missing = dir.join("no-rules.txt");
+    let err = tcptape::Recorder::builder("127.0.0.1:9".parse().unwrap(), dir.join("y.tape"))
+        .redact_file(&missing)
+        .start()
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read rules file {}", missing.display())),
+        "{err}"
+    );
+    std::fs::write(&missing, "text s3cr3t-token\nafter X\n").unwrap();
+    let err = tcptape::Recorder::builder("127.0.0.1:9".parse().unwrap(), dir.join("y.tape"))
+        .redact_file(&missing)
+        .start()
+        .err()
+        .unwrap();
+    assert!(matches!(err, tcptape::Error::Setting { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("no-rules.txt:2: a prefix has 2 to 512 bytes"),
+        "{err}"
+    );
 }
 
 /// A binary login: a u16 big-endian length, then `LOGIN ` and the key.
