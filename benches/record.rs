@@ -10,6 +10,11 @@
 //! until the end, as a user's recordings do (each upload writes into pages
 //! the cache has not held before).
 //!
+//! A third records with 5 redaction rules (two variables' values, a
+//! literal, two values after a prefix): the random upload matches none, so
+//! every byte is looked through and recorded; its throughput and CPU per
+//! GiB stand against the first's.
+//!
 //! `TCPTAPE_BENCH_BUFFERS=256K,2M` adds a proxy per `--buffer` value;
 //! `TCPTAPE_BENCH_OTHER=PATH` adds a proxy run by another tcptape binary
 //! (another build profile, an older version), with default options.
@@ -77,12 +82,39 @@ fn through_socat(
     Some(rate)
 }
 
+/// Five rules of the kinds a team would give.
+const RULES: [&str; 10] = [
+    "--redact-env",
+    "BENCH_PASSWORD",
+    "--redact-env",
+    "BENCH_TOKEN",
+    "--redact",
+    "sk_live_0123456789abcdef",
+    "--redact-after",
+    "Authorization: Bearer ",
+    "--redact-after",
+    "password=..&",
+];
+
 fn proxy(upstream: SocketAddr, dir: &Path, buffer: Option<&str>, program: &str) -> Running {
+    proxy_with(upstream, dir, buffer, program, &[])
+}
+
+fn proxy_with(
+    upstream: SocketAddr,
+    dir: &Path,
+    buffer: Option<&str>,
+    program: &str,
+    rules: &[&str],
+) -> Running {
     let template = dir.join("upload-{n}.tape");
     let mut command = std::process::Command::new(program);
     command
         .args(["proxy", "127.0.0.1:0", &upstream.to_string()])
         .arg(template)
+        .args(rules)
+        .env("BENCH_PASSWORD", "correct-horse-battery-staple")
+        .env("BENCH_TOKEN", "ghp_0123456789abcdefABCDEF0123456789ab")
         .env("RUST_LOG", "info");
     if let Some(buffer) = buffer {
         command.args(["--buffer", buffer]);
@@ -97,9 +129,10 @@ fn main() {
     let socat = socat_installed();
     let cpu: Cpu = RefCell::new(BTreeMap::new());
 
-    let dirs: Vec<_> = (0..5).map(|i| work_dir(&format!("record-{i}"))).collect();
+    let dirs: Vec<_> = (0..6).map(|i| work_dir(&format!("record-{i}"))).collect();
     let mut default_proxy = proxy(upstream, &dirs[0], None, bin());
     let mut kept_proxy = proxy(upstream, &dirs[1], None, bin());
+    let mut rules_proxy = proxy_with(upstream, &dirs[5], None, bin(), &RULES);
     // Extra contenders: (name, buffer, program).
     let mut extra: Vec<(String, Option<String>, String)> = std::env::var("TCPTAPE_BENCH_BUFFERS")
         .map(|v| {
@@ -127,7 +160,7 @@ fn main() {
         })
         .collect();
 
-    let (mut session, mut kept_session) = (0, 0);
+    let (mut session, mut kept_session, mut rules_session) = (0, 0, 0);
     let mut direct = || Some(mib_per_s(total, upload(upstream, total)));
     let mut socat_default = || {
         socat
@@ -156,6 +189,17 @@ fn main() {
             &mut kept_proxy,
             dir,
             &mut kept_session,
+            total,
+            cpu,
+        ))
+    };
+    let mut tcptape_rules = || {
+        let dir = (dirs[5].as_path(), false);
+        let cpu = (&cpu, "tcptape rules");
+        Some(through_proxy(
+            &mut rules_proxy,
+            dir,
+            &mut rules_session,
             total,
             cpu,
         ))
@@ -191,6 +235,7 @@ fn main() {
             ("socat -b 262144", &mut socat_big),
             ("tcptape", &mut tcptape_default),
             ("tcptape, tapes kept", &mut tcptape_kept),
+            ("tcptape, 5 rules", &mut tcptape_rules),
         ];
         for (name, measure) in extra_names.iter().zip(extra_measures.iter_mut()) {
             contenders.push((name.as_str(), measure.as_mut()));
@@ -201,6 +246,7 @@ fn main() {
     let rss = peak_rss_kib(default_proxy.child.id());
     default_proxy.kill();
     kept_proxy.kill();
+    rules_proxy.kill();
     for (mut proxy, _) in extra_proxies {
         proxy.kill();
     }
@@ -247,10 +293,20 @@ fn main() {
             "s",
         )
         .against("socat -b 262144 CPU per GiB"),
+        row("tcptape proxy, 5 redaction rules", median_of(5), "MiB/s")
+            .against("tcptape proxy, recording to disk")
+            .note("target >= 0.9"),
+        row(
+            "tcptape, 5 rules, CPU per GiB",
+            cpu_of("tcptape rules"),
+            "s",
+        )
+        .against("tcptape CPU per GiB")
+        .note("target <= 1.11"),
     ];
     for (i, name) in extra_names.iter().enumerate() {
         rows.push(
-            row(&format!("tcptape proxy {name}"), median_of(5 + i), "MiB/s")
+            row(&format!("tcptape proxy {name}"), median_of(6 + i), "MiB/s")
                 .against("direct loopback"),
         );
         rows.push(row(

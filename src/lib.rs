@@ -50,9 +50,11 @@ mod job;
 mod learn;
 mod pcap;
 mod proxy;
+mod redact;
 mod repair;
 mod replay;
 mod review;
+mod scan;
 // Cassettes: folders of tapes and their index.
 mod cassette;
 // What went wrong, and what a run did.
@@ -63,6 +65,8 @@ mod engine;
 pub mod tape;
 // Faults on demand: what they are and where they take effect, without I/O.
 mod fault;
+// Redaction rules and their matching, without I/O.
+mod secrets;
 // Utilities.
 mod hexdump;
 mod linediff;

@@ -3,7 +3,11 @@
 //! (SO_LINGER), write-behind of tapes, terminal keys, and a self-pipe that
 //! turns SIGINT and SIGTERM into readiness events of the poll loop.
 //!
-//! This is the only module with `unsafe` code.
+//! This is the only module with `unsafe` code (and `pairs`, the vector
+//! compares of the redaction rules' search).
+
+mod pairs;
+pub(crate) use pairs::pair_positions;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -68,6 +68,7 @@ impl Recorder {
             idle_timeout: None,
             grace: DEFAULT_GRACE,
             faults: Vec::new(),
+            redact: Vec::new(),
         }
     }
 
@@ -108,6 +109,8 @@ pub struct RecorderBuilder {
     idle_timeout: Option<Duration>,
     grace: Duration,
     faults: Vec<String>,
+    /// Redaction rules as the command line gives them: flag and value.
+    redact: Vec<(&'static str, String)>,
 }
 
 impl RecorderBuilder {
@@ -154,7 +157,43 @@ impl RecorderBuilder {
         self
     }
 
-    /// Starts recording; returns once it listens.
+    /// Keeps the value of the environment variable `name` off the tapes,
+    /// either direction: a secret span named `name` holds a placeholder
+    /// (`--redact-env`). The variable must be set.
+    pub fn redact_env(self, name: &str) -> Self {
+        self.rule("--redact-env", name)
+    }
+
+    /// Keeps `text` off the tapes (`--redact`: escapes `\\`, `\r`, `\n`,
+    /// `\t`, `\xHH`).
+    pub fn redact(self, text: &str) -> Self {
+        self.rule("--redact", text)
+    }
+
+    /// Keeps these bytes, in hex, off the tapes (`--redact-hex`).
+    pub fn redact_hex(self, hex: &str) -> Self {
+        self.rule("--redact-hex", hex)
+    }
+
+    /// Keeps the bytes after a prefix off the tapes, up to the line's end
+    /// or a given end: `PREFIX` or `PREFIX..END` (`--redact-after`).
+    pub fn redact_after(self, prefix: &str) -> Self {
+        self.rule("--redact-after", prefix)
+    }
+
+    /// The rules of a rules file, one a line (`--redact-file`).
+    pub fn redact_file(self, path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        self.rule("--redact-file", &path)
+    }
+
+    fn rule(mut self, flag: &'static str, value: &str) -> Self {
+        self.redact.push((flag, value.to_string()));
+        self
+    }
+
+    /// Starts recording; returns once it listens. A rule that cannot be
+    /// taken is an `Error::Setting` naming it.
     pub fn start(self) -> Result<Recorder, Error> {
         let spec = Spec::Proxy(proxy::Options {
             listen: endpoint("listen address", &self.listen)?,
@@ -168,9 +207,29 @@ impl RecorderBuilder {
             until_idle: false,
             faults: faults(&self.faults, crate::fault::Role::Proxy)?,
             control: None,
+            redact: rules(&self.redact)?,
         });
         Ok(Recorder {
             handle: Handle::spawn(spec)?,
         })
     }
+}
+
+/// The rules the builder was given, resolved: variables read, files read.
+fn rules(given: &[(&'static str, String)]) -> Result<crate::secrets::Rules, Error> {
+    use crate::secrets::{self, Rules};
+    use std::os::unix::ffi::OsStringExt;
+    let env = |name: &str| std::env::var_os(name).map(OsStringExt::into_vec);
+    let refused = |err: secrets::RuleError| Error::setting("redaction rule", err.0);
+    let mut rules = Vec::new();
+    for (flag, value) in given {
+        if *flag != "--redact-file" {
+            rules.push(secrets::parse_flag(flag, value, &env).map_err(refused)?);
+            continue;
+        }
+        let text = std::fs::read_to_string(value)
+            .map_err(|err| Error::file(Path::new(value), "read rules file", err))?;
+        rules.extend(secrets::parse_file(value, &text, &env).map_err(refused)?);
+    }
+    Rules::new(rules).map_err(refused)
 }

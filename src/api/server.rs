@@ -259,6 +259,7 @@ impl MockServerBuilder {
                 until_idle: false,
                 faults: faults(&self.faults, Role::Proxy)?,
                 control: Some(control.clone()),
+                redact: crate::secrets::Rules::default(),
             }),
             _ => Spec::Server(ServerOptions {
                 listen,

@@ -28,6 +28,8 @@ pub(crate) enum Command {
     Review(Review),
     Pcap(pcap::Export),
     Import(pcap::Import),
+    Redact(super::rules::RedactArgs),
+    Scan(super::rules::ScanArgs),
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -85,6 +87,8 @@ where
             Some("review") => parse_review(&mut parser),
             Some("pcap") => parse_pcap(&mut parser),
             Some("import") => parse_import(&mut parser),
+            Some("redact") => super::rules::parse_redact(&mut parser),
+            Some("scan") => super::rules::parse_scan(&mut parser),
             _ => Err(Usage::new(
                 format!("unknown command '{}'", name.to_string_lossy()),
                 MAIN_USAGE,

@@ -10,6 +10,7 @@ use super::args::{
     parse_size, path, text,
 };
 use super::help::*;
+use super::rules::RuleFlags;
 use crate::engine::addr::Endpoint;
 use crate::fault::{self, Faults, Role};
 use crate::job::Spec;
@@ -30,6 +31,7 @@ struct ProxyFlags {
     buffer: usize,
     max_sessions: Option<u64>,
     idle_timeout: Option<Duration>,
+    redact: RuleFlags,
 }
 
 impl ProxyFlags {
@@ -38,6 +40,7 @@ impl ProxyFlags {
             buffer: proxy::DEFAULT_BUFFER,
             max_sessions: None,
             idle_timeout: None,
+            redact: RuleFlags::default(),
         }
     }
 
@@ -68,7 +71,7 @@ impl ProxyFlags {
                 let value = text(parser, usage)?;
                 self.idle_timeout = Some(parse_seconds("--idle-timeout", &value, usage)?);
             }
-            _ => return Ok(false),
+            _ => return self.redact.parse(parser, name, usage),
         }
         Ok(true)
     }
@@ -117,6 +120,7 @@ impl ProxyFlags {
             until_idle: false,
             faults: common.faults_for(Role::Proxy, usage)?,
             control: None,
+            redact: self.redact.into_rules(usage)?,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub(super) const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|review|describe|print|build|learn|repair|pcap|import> [OPTIONS] [ARGS]";
+pub(super) const MAIN_USAGE: &str = "usage: tcptape <proxy|server|client|auto|review|describe|print|build|learn|repair|redact|scan|pcap|import> [OPTIONS] [ARGS]";
 pub(super) const PROXY_USAGE: &str = "usage: tcptape proxy [OPTIONS] LISTEN CONNECT FILE";
 pub(super) const SERVER_USAGE: &str = "usage: tcptape server [OPTIONS] LISTEN FILE";
 pub(super) const CLIENT_USAGE: &str = "usage: tcptape client [OPTIONS] CONNECT FILE";
@@ -14,6 +14,8 @@ pub(super) const LEARN_USAGE: &str = "usage: tcptape learn A B [C ...] -o OUT";
 pub(super) const REPAIR_USAGE: &str = "usage: tcptape repair FILE|DIR/";
 pub(super) const REVIEW_USAGE: &str =
     "usage: tcptape review [--accept|--reject|--check|--diff] [PATH ...]";
+pub(super) const REDACT_USAGE: &str = "usage: tcptape redact RULES... TAPE|DIR/ [...]";
+pub(super) const SCAN_USAGE: &str = "usage: tcptape scan [--allow FILE] TAPE|DIR/ [...]";
 pub(super) const PCAP_USAGE: &str = "usage: tcptape pcap TAPE|DIR/ -o OUT.pcap [--port N]";
 pub(super) const IMPORT_USAGE: &str =
     "usage: tcptape import CAPTURE -o TAPE|DIR/ [--filter HOST:PORT] [--allow-gaps]";
@@ -34,6 +36,8 @@ commands:
   build     turn a text tape back into a binary tape
   learn     mark what differs between recordings of one scenario as spans
   repair    keep the complete frames of a tape whose recording was interrupted
+  redact    keep secrets off tapes already recorded: rules as for proxy
+  scan      list what looks like a secret in tapes (exit 1 if anything)
   pcap      export tapes as a pcap capture, for Wireshark and tshark
   import    turn the TCP connections of a pcap or pcapng capture into tapes
 
@@ -71,6 +75,17 @@ options:
   --max-sessions N      with {n} or DIR/: stop after N sessions
   --idle-timeout SECS   end a session after SECS without traffic (default:
                         never)
+  --redact-env NAME     keep the value of the variable NAME off the tape,
+                        either direction: a secret span named NAME holds a
+                        placeholder (replay takes $NAME's value if set)
+  --redact TEXT         keep TEXT off the tape (escapes \\\\ \\r \\n \\t \\xHH)
+  --redact-hex HEX      keep these bytes off the tape
+  --redact-after PREFIX[..END]
+                        keep the bytes after PREFIX off the tape, up to the
+                        line's end or up to END
+  --redact-file FILE    the rules of FILE, one a line: env NAME, text TEXT,
+                        hex HEX, after PREFIX[..END]; # comments
+                        (every --redact option may be given many times)
   --grace SECS          after SIGINT/SIGTERM, let sessions finish for SECS
                         (default 5), then cut the rest
   --backlog N           listen queue length (default 4096)
@@ -176,6 +191,42 @@ options:
   -h, --help     print this help
 ";
 
+pub(super) const REDACT_HELP: &str = "\
+Rewrite tapes already recorded so that what the rules name is a secret span
+over a placeholder, as `proxy` with the same rules would have recorded it.
+Each tape is replaced atomically; a text tape stays text, its lines kept as
+written but for those of frames that held a secret. A cassette (DIR/) has
+each of its tapes redacted.
+
+usage: tcptape redact RULES... TAPE|DIR/ [...]
+
+rules (each as often as wanted, at least one):
+  --redact-env NAME     the value of the variable NAME (the span is named NAME)
+  --redact TEXT         TEXT (escapes \\\\ \\r \\n \\t \\xHH)
+  --redact-hex HEX      these bytes
+  --redact-after PREFIX[..END]
+                        the bytes after PREFIX, up to the line's end or END
+  --redact-file FILE    the rules of FILE, one a line: env NAME, text TEXT,
+                        hex HEX, after PREFIX[..END]; # comments
+  -h, --help            print this help
+";
+
+pub(super) const SCAN_HELP: &str = "\
+List what looks like a secret left in clear in tapes: Authorization
+headers, password= and \"password\": values, AWS access keys, private keys
+(PEM), JWTs, Redis AUTH, NATS \"pass\", long high-entropy tokens. Bytes of a
+secret span (a placeholder) are no finding. One line a finding, with the
+file, frame and line (or tape offset), and only the value's first bytes.
+Exit 1 when anything is found, 0 when nothing: a gate for CI.
+
+usage: tcptape scan [--allow FILE] TAPE|DIR/ [...]
+
+options:
+  --allow FILE   strings that are no secret, one a line (# comments): a
+                 finding whose value holds one is left out
+  -h, --help     print this help
+";
+
 pub(super) const AUTO_HELP: &str = "\
 Replay PATH as `server` if it exists, otherwise record it through the proxy
 to CONNECT: the everyday test loop in one command. PATH is a tape or a
@@ -196,7 +247,9 @@ open), and replayed until stopped (with --once: until every tape played).
 options: those of `server` when replaying, those of `proxy` when recording
   -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --timeout SECS,
   --text-diff
-  --buffer SIZE, --max-sessions N, --idle-timeout SECS
+  --buffer SIZE, --max-sessions N, --idle-timeout SECS, --redact-env NAME,
+  --redact TEXT, --redact-hex HEX, --redact-after PREFIX[..END],
+  --redact-file FILE
   --grace SECS, --backlog N, --address-file PATH, --report FILE,
   --fault SPEC (in either mode; at=frame:K, replay only, is refused)
   -h, --help   print this help

@@ -13,6 +13,7 @@ mod args;
 mod flags;
 mod help;
 mod review;
+mod rules;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,11 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         },
         Command::Pcap(args) => crate::pcap::run_pcap(&args),
         Command::Import(args) => crate::pcap::run_import(&args),
+        Command::Redact(args) => rules::run_redact(&args),
+        Command::Scan(args) => match rules::run_scan(&args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => EXIT_OK,

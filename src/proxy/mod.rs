@@ -12,6 +12,7 @@ mod faults;
 mod options;
 mod pipe;
 mod recorder;
+mod redaction;
 mod session;
 mod target;
 mod write_behind;
@@ -34,6 +35,7 @@ use crate::report::Finish;
 use crate::report::{Outcome, Report, SessionReport, Verdict};
 pub(crate) use options::{DEFAULT_BUFFER, MAX_BUFFER, MIN_BUFFER, NUMBER, Options};
 use recorder::Recorder;
+use redaction::Redaction;
 use session::{Session, Side, Status, Turn};
 use target::{CassetteState, Target, prepare_folder};
 
@@ -98,6 +100,7 @@ pub(crate) struct Proxy {
     first_accept: Option<u64>,
     stopping: bool,
     report: Report,
+    redaction: Option<std::rc::Rc<Redaction>>,
 }
 
 impl Proxy {
@@ -129,7 +132,9 @@ impl Proxy {
             .map_err(|err| Error::address(&local, "listen on", err))?;
         info!("listening on {local}, forwarding to {upstream}");
         let buffers = Buffers::new(FIRST_RING.min(options.buffer), options.buffer);
+        let redaction = Redaction::of(&options.redact);
         Ok(Proxy {
+            redaction,
             buffers,
             listener: Some(listener),
             local,
@@ -250,7 +255,8 @@ impl Proxy {
         }
         self.taped += 1;
         let path = self.target.path_for(self.taped);
-        Recorder::create(&path, Instant::now()).map_err(|err| Error::file(&path, "write tape", err))
+        Recorder::create(&path, Instant::now(), self.redaction.as_ref())
+            .map_err(|err| Error::file(&path, "write tape", err))
     }
 
     fn update(&mut self, cx: &mut Context<'_, ProxyTimer>, key: usize, status: Status) {
@@ -259,6 +265,11 @@ impl Proxy {
         };
         let number = session.number;
         session.faults.wake(cx, (key, number));
+        if let Some(deadline) = session.hold_deadline() {
+            // Bytes held back for the rules are released by then.
+            cx.timers
+                .insert(deadline, ProxyTimer::Resume { key, number });
+        }
         match status {
             Status::Running => {}
             Status::Yielded => cx.defer(ProxyTimer::Resume { key, number }),

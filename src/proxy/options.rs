@@ -37,4 +37,6 @@ pub(crate) struct Options {
     /// Faults to inject (`--fault`), and where new ones come from (the library).
     pub faults: Faults,
     pub control: Option<Control>,
+    /// What never reaches the tape.
+    pub redact: crate::secrets::Rules,
 }

@@ -6,6 +6,7 @@ use std::io::{self, IoSlice};
 
 use log::{debug, info};
 
+use super::redaction::Hold;
 use crate::engine::buffers::Buffers;
 use crate::engine::net::{Received, Sent, Socket};
 use crate::engine::ring::Ring;
@@ -36,6 +37,8 @@ pub struct Pipe {
     pub size: usize,
     pub flow: Flow,
     pub bytes: u64,
+    /// Bytes waiting unrecorded for the redaction rules.
+    pub hold: Hold,
 }
 
 /// Reads from the source into the ring until it would block, the ring is

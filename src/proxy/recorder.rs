@@ -5,18 +5,23 @@
 //! slices borrowed from the rings the socket reads landed in. Nothing is
 //! copied into a tape buffer, and nothing is buffered in user space, so a
 //! frame is in the kernel's hands before the proxy forwards its bytes.
+//! With redaction rules, only what the matcher releases is written
+//! (`redaction`), and a batch that holds a secret is built in a list.
 //! Behind the writes, [`WriteBehind`] hands the tape to the disk chunk by
 //! chunk, so a long recording holds few pages of the page cache.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use log::{error, warn};
 
+use super::redaction::{self, Part, Redaction, Redactor};
 use super::write_behind::WriteBehind;
 use crate::engine::ring::Ring;
+use crate::secrets::Release;
 use crate::tape::frame::{self, Direction, Header};
 
 /// One direction's contribution to a batch: its ring and whether its EOF is due.
@@ -24,6 +29,9 @@ pub struct Pending<'a> {
     pub dir: Direction,
     pub ring: &'a Ring,
     pub eof: bool,
+    /// Bytes held back for the rules waited too long (or fill the ring):
+    /// release them.
+    pub force: bool,
 }
 
 /// How much of each direction a [`Recorder::record`] call put on tape.
@@ -42,6 +50,8 @@ pub struct Recorder {
     recorded: [u64; 2],
     /// The direction of the first data recorded.
     first: Option<Direction>,
+    /// The matchers of the redaction rules, when there are any.
+    redactor: Option<Box<Redactor>>,
     behind: WriteBehind,
 }
 
@@ -49,7 +59,11 @@ impl Recorder {
     /// Creates (or truncates) the tape and writes the magic frame. A tape
     /// file that cannot even hold its magic is removed again (a regular
     /// file only: the path may name a device).
-    pub fn create(path: &Path, now: Instant) -> io::Result<Recorder> {
+    pub fn create(
+        path: &Path,
+        now: Instant,
+        redaction: Option<&Rc<Redaction>>,
+    ) -> io::Result<Recorder> {
         let mut file = File::create(path)?;
         let magic = frame::magic_frame();
         if let Err(err) = file.write_all(&magic) {
@@ -66,6 +80,7 @@ impl Recorder {
             bytes: magic.len() as u64,
             recorded: [0, 0],
             first: None,
+            redactor: redaction.map(|r| Box::new(Redactor::new(r))),
         })
     }
 
@@ -95,15 +110,34 @@ impl Recorder {
     /// again while anything is left.
     pub fn record(&mut self, pending: [Pending<'_>; 2], now: Instant) -> io::Result<Recorded> {
         let mut done = Recorded::default();
+        let mut secrets = false;
         for p in &pending {
             let i = p.dir.index();
-            done.data[i] = p.ring.unrecorded_len().min(frame::MAX_LEN as usize);
+            done.data[i] = match &mut self.redactor {
+                None => p.ring.unrecorded_len().min(frame::MAX_LEN as usize),
+                Some(redactor) => {
+                    let release = match (p.eof, p.force) {
+                        (true, _) => Release::End,
+                        (false, true) => Release::Force,
+                        (false, false) => Release::Hold,
+                    };
+                    let (n, secret) = redactor.classify(p.dir, p.ring, release);
+                    secrets |= secret || n > frame::MAX_LEN as usize;
+                    n
+                }
+            };
             // An EOF follows the last of the data, so it waits for a batch
             // that records the rest.
             done.eof[i] = p.eof && done.data[i] == p.ring.unrecorded_len();
         }
+        if let Some(redactor) = &mut self.redactor {
+            redactor.settle(&self.file)?;
+        }
         if done.data == [0, 0] && done.eof == [false, false] {
             return Ok(done);
+        }
+        if secrets {
+            return self.record_redacted(pending, done, now);
         }
 
         // At most: a DELAY, then per direction a data header and an EOF.
@@ -157,9 +191,21 @@ impl Recorder {
             }
         }
 
-        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
         write_all_vectored(&mut self.file, &mut slices[..n])?;
-        self.bytes += total as u64;
+        self.wrote(&slices[..n], &pending, done, now)?;
+        Ok(done)
+    }
+
+    /// Notes a batch on tape, and hands what is written to the disk
+    /// behind.
+    fn wrote(
+        &mut self,
+        slices: &[IoSlice<'_>],
+        pending: &[Pending<'_>; 2],
+        done: Recorded,
+        now: Instant,
+    ) -> io::Result<()> {
+        self.bytes += slices.iter().map(|s| s.len() as u64).sum::<u64>();
         self.recorded[0] += done.data[0] as u64;
         self.recorded[1] += done.data[1] as u64;
         self.last_frame = now;
@@ -171,7 +217,55 @@ impl Recorder {
         }
         // A writeback that failed lost bytes written before: the session
         // ends with its tape salvaged, as after a failed write.
-        self.behind.wrote(&self.file, self.bytes)?;
+        self.behind.wrote(&self.file, self.bytes)
+    }
+
+    /// A batch with secrets in it (or more than a frame of plain bytes):
+    /// its frames listed one by one, the placeholders in place of the
+    /// secrets.
+    fn record_redacted(
+        &mut self,
+        pending: [Pending<'_>; 2],
+        done: Recorded,
+        now: Instant,
+    ) -> io::Result<Recorded> {
+        let mut redactor = self
+            .redactor
+            .take()
+            .expect("a redacted batch has a redactor");
+        let mut owned = Vec::new();
+        let mut parts: [Vec<Part>; 2] = [Vec::new(), Vec::new()];
+        let elapsed = now.saturating_duration_since(self.last_frame).as_millis();
+        if elapsed > 0 {
+            let ms = u64::try_from(elapsed).unwrap_or(u64::MAX);
+            parts[0].push(Part::Owned(owned.len()));
+            owned.push(Header::delay(ms).emit().to_vec());
+        }
+        for p in &pending {
+            let i = p.dir.index();
+            redactor.frames(p.dir, &mut owned, &mut parts[i]);
+            if done.eof[i] {
+                parts[i].push(Part::Owned(owned.len()));
+                owned.push(Header::eof(p.dir).emit().to_vec());
+            }
+        }
+        // Where each tentative secret lands in the file, to put its bytes
+        // back should it turn out to be none.
+        let mut slices = Vec::new();
+        let mut at = self.bytes;
+        for p in &pending {
+            for &part in &parts[p.dir.index()] {
+                let before = slices.len();
+                redaction::slices(part, &owned, p.ring, &mut slices);
+                if let Part::Stars(len, Some((start, head))) = part {
+                    redactor.place(p.dir, (start, len), at - head as u64, at);
+                }
+                at += slices[before..].iter().map(|s| s.len() as u64).sum::<u64>();
+            }
+        }
+        self.redactor = Some(redactor);
+        write_all_vectored(&mut self.file, &mut slices)?;
+        self.wrote(&slices, &pending, done, now)?;
         Ok(done)
     }
 }
@@ -310,7 +404,7 @@ mod tests {
     fn both_directions_delay_and_eof_in_one_batch() {
         let path = temp_tape("batch.tape");
         let start = Instant::now();
-        let mut recorder = Recorder::create(&path, start).unwrap();
+        let mut recorder = Recorder::create(&path, start, None).unwrap();
         let c2s = ring_with(b"ping", 64);
         let s2c = ring_with(b"pong!", 64);
         let done = recorder
@@ -320,11 +414,13 @@ mod tests {
                         dir: Direction::ClientToServer,
                         ring: &c2s,
                         eof: true,
+                        force: false,
                     },
                     Pending {
                         dir: Direction::ServerToClient,
                         ring: &s2c,
                         eof: false,
+                        force: false,
                     },
                 ],
                 start + Duration::from_millis(42),
@@ -350,7 +446,7 @@ mod tests {
     fn wrapped_ring_is_one_frame_from_two_slices() {
         let path = temp_tape("wrapped.tape");
         let start = Instant::now();
-        let mut recorder = Recorder::create(&path, start).unwrap();
+        let mut recorder = Recorder::create(&path, start, None).unwrap();
         let mut ring = ring_with(b"abcdef", 8);
         ring.mark_recorded(6);
         ring.consume(6);
@@ -373,11 +469,13 @@ mod tests {
                         dir: Direction::ClientToServer,
                         ring: &idle,
                         eof: false,
+                        force: false,
                     },
                     Pending {
                         dir: Direction::ServerToClient,
                         ring: &ring2,
                         eof: false,
+                        force: false,
                     },
                 ],
                 start,
@@ -395,7 +493,7 @@ mod tests {
     fn nothing_pending_writes_nothing() {
         let path = temp_tape("empty.tape");
         let start = Instant::now();
-        let mut recorder = Recorder::create(&path, start).unwrap();
+        let mut recorder = Recorder::create(&path, start, None).unwrap();
         let a = Ring::new(8);
         let b = Ring::new(8);
         let done = recorder
@@ -405,11 +503,13 @@ mod tests {
                         dir: Direction::ClientToServer,
                         ring: &a,
                         eof: false,
+                        force: false,
                     },
                     Pending {
                         dir: Direction::ServerToClient,
                         ring: &b,
                         eof: false,
+                        force: false,
                     },
                 ],
                 start + Duration::from_secs(1),
@@ -422,7 +522,7 @@ mod tests {
     #[test]
     fn a_failed_write_keeps_the_complete_frames_and_marks_the_tape() {
         let path = temp_tape("salvaged.tape");
-        let mut recorder = Recorder::create(&path, Instant::now()).unwrap();
+        let mut recorder = Recorder::create(&path, Instant::now(), None).unwrap();
         // A frame half written when the disk filled up.
         recorder
             .file
@@ -438,7 +538,7 @@ mod tests {
     #[test]
     fn a_tape_that_cannot_even_be_marked_is_renamed_partial() {
         let path = temp_tape("unmarkable.tape");
-        let recorder = Recorder::create(&path, Instant::now()).unwrap();
+        let recorder = Recorder::create(&path, Instant::now(), None).unwrap();
         // A descriptor that cannot write: truncating and marking both fail.
         let mut recorder = Recorder {
             file: File::open(&path).unwrap(),
@@ -452,7 +552,7 @@ mod tests {
     #[test]
     fn full_device_is_an_error_and_stays_a_device() {
         use std::os::unix::fs::FileTypeExt;
-        let err = Recorder::create(Path::new("/dev/full"), Instant::now())
+        let err = Recorder::create(Path::new("/dev/full"), Instant::now(), None)
             .err()
             .expect("writing to /dev/full must fail");
         assert_eq!(err.raw_os_error(), Some(28), "{err}");

@@ -24,6 +24,7 @@ use mio::{Registry, Token};
 use super::faults::SessionFaults;
 use super::pipe::{Flow, Pipe, fill, forward, set_flow};
 use super::recorder::{Pending, Recorder};
+use super::redaction::Hold;
 use crate::engine::buffers::Buffers;
 use crate::engine::net::{Address, Socket, Stream};
 use crate::engine::ring::Ring;
@@ -241,6 +242,7 @@ impl Session {
             size,
             flow: Flow::Open,
             bytes: 0,
+            hold: Hold::default(),
         };
         self.phase = Phase::Relaying(Relay {
             tape: None,
@@ -309,7 +311,7 @@ impl Session {
             if relay.tape.is_none() && (pending || s2c.ring.unrecorded_len() > 0) {
                 return Ok(Status::NeedsTape);
             }
-            record(relay, self.number, eof_due)?;
+            record(relay, self.number, eof_due, now)?;
             for dir in self.faults.flowing(DIRECTIONS) {
                 let dest_side = Side::source_of(dir.reverse());
                 let dest = peer(&mut self.client, &mut self.server, dest_side);
@@ -341,6 +343,15 @@ impl Session {
                 .map_err(|err| Error::address(peer.addr(), "poll", err))?;
         }
         Ok(status)
+    }
+
+    /// When bytes held back for the redaction rules are to be released,
+    /// once per hold: the caller sets a timer that resumes the session.
+    pub fn hold_deadline(&mut self) -> Option<u64> {
+        let Phase::Relaying(relay) = &mut self.phase else {
+            return None;
+        };
+        relay.pipes.iter_mut().find_map(|pipe| pipe.hold.deadline())
     }
 
     /// Ends the recording before the session ended: the tape gets a CUT
@@ -458,11 +469,14 @@ fn salvage(relay: &mut Relay, err: Error) -> Error {
     err
 }
 
-/// Puts everything read (and let go) so far on tape, then marks the EOFs it recorded.
-fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2]) -> Result<(), Error> {
+/// Puts everything read (and let go) so far on tape (all but what the
+/// redaction rules hold back, for at most `HOLD_MS`), then marks the EOFs
+/// it recorded.
+fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2], now: u64) -> Result<(), Error> {
     let Some(tape) = &mut relay.tape else {
         return Ok(());
     };
+    let force = |pipe: &Pipe| pipe.hold.is_due(&pipe.ring, now);
     loop {
         let [c2s, s2c] = &relay.pipes;
         let pending = [
@@ -470,11 +484,13 @@ fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2]) -> Result<(), Erro
                 dir: Direction::ClientToServer,
                 ring: &c2s.ring,
                 eof: c2s.flow == Flow::Ended && eof_due[0],
+                force: force(c2s),
             },
             Pending {
                 dir: Direction::ServerToClient,
                 ring: &s2c.ring,
                 eof: s2c.flow == Flow::Ended && eof_due[1],
+                force: force(s2c),
             },
         ];
         let done = match tape.record(pending, Instant::now()) {
@@ -486,6 +502,9 @@ fn record(relay: &mut Relay, number: u64, eof_due: [bool; 2]) -> Result<(), Erro
             }
         };
         if done.data == [0, 0] && done.eof == [false, false] {
+            for pipe in &mut relay.pipes {
+                pipe.hold.note(pipe.ring.unrecorded_len() > 0, now);
+            }
             return Ok(());
         }
         for dir in DIRECTIONS {
@@ -574,7 +593,7 @@ mod tests {
             }
             match session.resume(&self.registry, turn, &mut self.buffers) {
                 Status::NeedsTape => {
-                    session.attach(Recorder::create(&self.tape, Instant::now()).unwrap());
+                    session.attach(Recorder::create(&self.tape, Instant::now(), None).unwrap());
                     session.resume(&self.registry, turn, &mut self.buffers)
                 }
                 status => status,

@@ -82,7 +82,8 @@ impl Prefix {
                     bytes.extend(std::iter::repeat_n(None, count));
                 }
                 // A fixed vary span or capture agrees with any bytes of its
-                // length; where the length is not known, the prefix ends.
+                // length; where the length is not known (a secret's may be
+                // any), the prefix ends.
                 Kind::Span(Direction::ClientToServer) => {
                     let payload = reader.read_payload(MAX_PAYLOAD).map_err(tape_error)?;
                     let span = Span::parse(payload).map_err(|err| {
@@ -91,7 +92,9 @@ impl Prefix {
                             format!("{}: span frame {}: {err}", path.display(), frame.index),
                         )
                     })?;
-                    if !span.is_fixed() || matches!(span.kind, SpanKind::Echo(_)) {
+                    if !span.is_fixed()
+                        || matches!(span.kind, SpanKind::Echo(_) | SpanKind::Secret(_))
+                    {
                         break;
                     }
                     let count = (span.len as usize).min(PREFIX_LIMIT - bytes.len());

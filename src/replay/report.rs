@@ -85,6 +85,11 @@ pub fn summary(
             frame.index,
             locator.place(&frame, frame.offset)
         ),
+        DeviationKind::SecretDiffers { frame, name, .. } => format!(
+            "mismatch with {who} {addr}: byte {at} of its stream differs from the secret '{name}', which the replay's environment sets (frame {}, {})",
+            frame.index,
+            locator.place(&frame, frame.offset)
+        ),
         DeviationKind::NotALength { frame, encoding } => format!(
             "mismatch with {who} {addr}: the length field before byte {at} of its stream is not a {} length (frame {}, {})",
             encoding.name(),
@@ -140,6 +145,12 @@ pub fn render<S: Source>(
         DeviationKind::Reset => out.push_str("  expected: the rest of the tape\n"),
         DeviationKind::NotALength { encoding, .. } => {
             let _ = writeln!(out, "  expected: a {} length", encoding.name());
+        }
+        DeviationKind::SecretDiffers { name, .. } => {
+            let _ = writeln!(
+                out,
+                "  expected: the value of ${name} (not shown; what was received of it is starred out)"
+            );
         }
         DeviationKind::LengthDiffers { counted, .. } => {
             let _ = writeln!(out, "  expected: a length of {counted}");

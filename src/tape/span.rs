@@ -16,17 +16,22 @@
 //!   however much longer those bytes are live (an echo of a longer value,
 //!   a variable span): played, that value is sent; received, it is checked
 //!   once the bytes it counts have arrived.
+//! - **secret NAME**: a value kept off the tape (a password, a token): the
+//!   recorded bytes are a placeholder of the value's length, never the
+//!   value. Received, any value is accepted there (exactly the value of
+//!   the environment variable NAME when the replay has it); played, that
+//!   variable's value goes out when set, else the placeholder.
 //!
 //! Payload (docs/tape-format.md):
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 0 | kind: 1 vary, 2 capture, 3 echo, 4 length |
+//! | 0 | kind: 1 vary, 2 capture, 3 echo, 4 length, 5 secret |
 //! | 1..5 | `len`, u32 BE: recorded bytes covered |
 //! | 5..9 | `min`, u32 BE: shortest live value |
 //! | 9..13 | `max`, u32 BE: longest live value |
 //! | 13 | name length N (0 for vary) |
-//! | 14..14+N | the name, ASCII letters, digits, `_`, `-`, `.`; a length's encoding |
+//! | 14..14+N | the name, ASCII letters, digits, `_`, `-`, `.`; a length's encoding; a secret's variable |
 //! | 14+N..18+N | a length's region, u32 BE (only for kind 4) |
 //!
 //! Where spans may stand (a capture before its echoes, a variable span
@@ -61,6 +66,7 @@ const VARY: u8 = 1;
 const CAPTURE: u8 = 2;
 const ECHO: u8 = 3;
 const LENGTH: u8 = 4;
+const SECRET: u8 = 5;
 
 /// The most lengths whose regions may hold the same byte (a message in a
 /// message in a message...): each is checked at its region's end, so this
@@ -76,13 +82,16 @@ pub enum SpanKind {
     Capture(String),
     Echo(String),
     Length(Length),
+    /// A secret: the recorded bytes are a placeholder; the name is the
+    /// environment variable that holds the live value in a replay.
+    Secret(String),
 }
 
 impl SpanKind {
     /// The capture name this span captures or echoes.
     pub fn name(&self) -> Option<&str> {
         match self {
-            SpanKind::Vary | SpanKind::Length(_) => None,
+            SpanKind::Vary | SpanKind::Length(_) | SpanKind::Secret(_) => None,
             SpanKind::Capture(name) | SpanKind::Echo(name) => Some(name),
         }
     }
@@ -248,6 +257,13 @@ impl Span {
         match &self.kind {
             SpanKind::Vary => Ok(()),
             SpanKind::Capture(name) | SpanKind::Echo(name) => check_name(name),
+            // How long a secret is live is not the tape's to say: any
+            // length where something ends it (docs/tape-format.md).
+            SpanKind::Secret(_) if !self.is_fixed() => err(format!(
+                "a secret's bounds are its recorded length ({}, not {}..{})",
+                self.len, self.min, self.max
+            )),
+            SpanKind::Secret(name) => check_name(name),
             SpanKind::Length(length) => match length.encoding {
                 Encoding::Int { width, .. } if !self.is_fixed() || self.len != u32::from(width) => {
                     err(format!(
@@ -293,6 +309,7 @@ impl Span {
             (VARY, false) => return Err(SpanError("a vary span has no name".into())),
             (CAPTURE, _) => SpanKind::Capture(name),
             (ECHO, _) => SpanKind::Echo(name),
+            (SECRET, _) => SpanKind::Secret(name),
             (LENGTH, _) => {
                 let encoding = Encoding::named(&name)
                     .ok_or_else(|| SpanError(format!("'{name}' is not a length encoding")))?;
@@ -318,6 +335,7 @@ impl Span {
             SpanKind::Capture(name) => (CAPTURE, name.as_str()),
             SpanKind::Echo(name) => (ECHO, name.as_str()),
             SpanKind::Length(length) => (LENGTH, length.encoding.name()),
+            SpanKind::Secret(name) => (SECRET, name.as_str()),
         };
         let mut out = vec![0; FIXED + name.len()];
         out[field::KIND] = kind;
@@ -347,6 +365,7 @@ impl fmt::Display for Span {
                 length.encoding.name(),
                 length.region
             )?,
+            SpanKind::Secret(name) => write!(f, "secret {name}")?,
         }
         if self.is_fixed() {
             write!(f, ", {} bytes", self.len)
@@ -403,6 +422,7 @@ mod tests {
                 min: 1,
                 max: 20,
             },
+            Span::fixed(SpanKind::Secret("REDIS_PASSWORD".into()), 8),
         ];
         for span in spans {
             let bytes = span.emit();
@@ -454,6 +474,30 @@ mod tests {
         assert_eq!(capture.to_string(), "capture token, 12 bytes");
         let echo = Span::fixed(SpanKind::Echo("token".into()), 12);
         assert_eq!(echo.to_string(), "echo token, 12 bytes");
+        let secret = Span::fixed(SpanKind::Secret("PW".into()), 8);
+        assert_eq!(secret.to_string(), "secret PW, 8 bytes");
+    }
+
+    #[test]
+    fn a_secret_has_a_name_and_its_recorded_length() {
+        let err = |span: Span| Span::parse(&span.emit()).unwrap_err().0;
+        let unnamed = Span::fixed(SpanKind::Secret(String::new()), 3);
+        assert!(err(unnamed).contains("not a capture name"));
+        let bounded = Span {
+            kind: SpanKind::Secret("PW".into()),
+            len: 8,
+            min: 1,
+            max: 64,
+        };
+        assert_eq!(
+            err(bounded),
+            "a secret's bounds are its recorded length (8, not 1..64)"
+        );
+        let secret = Span::fixed(SpanKind::Secret("PW".into()), 2).emit();
+        assert_eq!(
+            secret,
+            [5, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 2, b'P', b'W']
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::{
     CONTEXT_AFTER, CONTEXT_BEFORE, Captures, Deviation, DeviationKind, Excerpt, Expected, Fault,
-    covered_bytes, literal_after, recorded_length, skip_covered,
+    Secrets, covered_bytes, literal_after, mask, recorded_length, skip_covered,
 };
 use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind};
 
@@ -27,6 +27,8 @@ struct Receiving {
     known: Option<u32>,
     /// The data frame whose rest follows the span, if it ended mid-frame.
     resume: Option<Frame>,
+    /// A secret's value from the environment, which the peer must send.
+    secret: Option<Vec<u8>>,
 }
 
 /// A length of the peer's whose counted bytes are arriving.
@@ -63,10 +65,19 @@ pub struct Expect<S: Source> {
     departure: Option<DeviationKind>,
     /// Whether bytes are compared (off for `--no-assert`), as last told.
     compare: bool,
+    secrets: Secrets,
 }
 
 impl<S: Source + Clone> Expect<S> {
     pub fn new(reader: Reader<S>, peer: Direction) -> Result<Expect<S>, Fault> {
+        Expect::with_secrets(reader, peer, Secrets::Environment)
+    }
+
+    pub fn with_secrets(
+        reader: Reader<S>,
+        peer: Direction,
+        secrets: Secrets,
+    ) -> Result<Expect<S>, Fault> {
         let mut expect = Expect {
             reader,
             peer,
@@ -78,6 +89,7 @@ impl<S: Source + Clone> Expect<S> {
             lengths: Vec::new(),
             departure: None,
             compare: true,
+            secrets,
         };
         expect.advance()?;
         Ok(expect)
@@ -149,8 +161,9 @@ impl<S: Source + Clone> Expect<S> {
     /// The peer's span `frame` is next: its recorded bytes are skipped and
     /// the live value awaited.
     fn enter_span(&mut self, frame: Frame) -> Result<(), Fault> {
-        let span = self.reader.read_span()?;
+        let mut span = self.reader.read_span()?;
         self.current = Some(frame);
+        let (secret, any_secret) = self.secrets.received(&mut span);
         let recorded = match &span.kind {
             SpanKind::Length(length) => {
                 let bytes = covered_bytes(&self.reader, self.peer, span.len, self.current)?;
@@ -159,7 +172,8 @@ impl<S: Source + Clone> Expect<S> {
             _ => 0,
         };
         let resume = skip_covered(&mut self.reader, self.peer, span.len, &mut self.current)?;
-        let variable = !span.is_fixed() && !matches!(span.kind, SpanKind::Echo(_));
+        let variable =
+            !span.is_fixed() && !matches!(span.kind, SpanKind::Echo(_) | SpanKind::Secret(_));
         let delimiter = if variable {
             literal_after(&self.reader, self.peer, resume)?
         } else {
@@ -192,6 +206,11 @@ impl<S: Source + Clone> Expect<S> {
                 known = Some(left as u32);
             }
         }
+        if any_secret && delimiter.is_empty() && known.is_none() {
+            // Nothing after it to show where a value of another length
+            // ends: the placeholder's length (the recorded value's) it is.
+            span = Span::fixed(SpanKind::Vary, span.len);
+        }
         self.span = Some(Receiving {
             span,
             frame,
@@ -202,6 +221,7 @@ impl<S: Source + Clone> Expect<S> {
             delimiter,
             known,
             resume,
+            secret,
         });
         self.next = Expected::Span { frame, received: 0 };
         Ok(())
@@ -232,7 +252,7 @@ impl<S: Source + Clone> Expect<S> {
                     self.departure = Some(DeviationKind::NotALength { frame, encoding });
                 }
             },
-            SpanKind::Vary | SpanKind::Echo(_) => {}
+            SpanKind::Vary | SpanKind::Echo(_) | SpanKind::Secret(_) => {}
         }
         self.count_lengths();
         match receiving.resume {
@@ -378,8 +398,13 @@ impl<S: Source + Clone> Expect<S> {
         };
         let frame = receiving.frame;
         let input = &data[from..];
-        if let SpanKind::Echo(name) = &receiving.span.kind {
-            let Some(value) = captures.get(name) else {
+        let echoed = match &receiving.span.kind {
+            SpanKind::Echo(name) => Some((name, captures.get(name))),
+            SpanKind::Secret(name) => Some((name, receiving.secret.as_deref())),
+            _ => None,
+        };
+        if let Some((name, value)) = echoed {
+            let Some(value) = value else {
                 return Err(Fault::BadSpan(format!(
                     "span frame {} echoes '{name}', which was never captured",
                     frame.index
@@ -389,14 +414,22 @@ impl<S: Source + Clone> Expect<S> {
             let n = (value.len() - at).min(input.len());
             let want = &value[at..at + n];
             if compare && let Some(i) = want.iter().zip(input).position(|(a, b)| a != b) {
-                let kind = DeviationKind::EchoDiffers {
-                    frame,
-                    name: name.clone(),
-                    at: (at + i) as u32,
-                    value: value.to_vec(),
+                let (name, at) = (name.clone(), (at + i) as u32);
+                let kind = match receiving.span.kind {
+                    SpanKind::Secret(_) => DeviationKind::SecretDiffers { frame, name, at },
+                    _ => DeviationKind::EchoDiffers {
+                        frame,
+                        name,
+                        at,
+                        value: value.to_vec(),
+                    },
                 };
+                // What the peer sent of a secret stays out of reports.
+                let secret = matches!(kind, DeviationKind::SecretDiffers { .. });
+                let start = from.saturating_sub(at as usize - i);
+                let shown = mask(data, secret.then_some((start, from + n)));
                 self.received += i as u64;
-                return Err(self.deviate(kind, data, from + i));
+                return Err(self.deviate(kind, &shown, from + i));
             }
             receiving.received += n as u32;
             self.received += n as u64;
@@ -488,7 +521,7 @@ impl<S: Source + Clone> Expect<S> {
             let open_ended = receiving.delimiter.is_empty()
                 && receiving.known.is_none()
                 && !receiving.span.is_fixed()
-                && !matches!(receiving.span.kind, SpanKind::Echo(_));
+                && !matches!(receiving.span.kind, SpanKind::Echo(_) | SpanKind::Secret(_));
             if open_ended && got >= receiving.span.min {
                 self.leave_span(captures)?;
                 if let Some(kind) = self.departure.take() {

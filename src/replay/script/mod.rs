@@ -14,9 +14,14 @@
 //! peer must repeat a captured value, and an echo of ours sends it. A
 //! length of the peer is checked once the bytes it counts have arrived; a
 //! length of ours is sent grown or shrunk by what the echoes it counts
-//! change.
+//! change. A secret of either side is an echo of the environment
+//! variable it names when the replay has it set ([`Secrets`]); without
+//! it, the peer's secret is any value and ours goes out as recorded (the
+//! placeholder).
 
 use std::collections::HashMap;
+#[cfg(test)]
+use std::rc::Rc;
 
 mod expect;
 mod play;
@@ -27,7 +32,8 @@ mod tests;
 pub use expect::Expect;
 pub use play::Play;
 
-use crate::tape::{Direction, Encoding, Frame, Kind, Reader, Source, TapeError};
+use crate::tape::span::MAX_SPAN;
+use crate::tape::{Direction, Encoding, Frame, Kind, Reader, Source, Span, SpanKind, TapeError};
 
 /// Bytes after a variable span that end it: the recorded bytes that follow
 /// it, up to this many.
@@ -50,6 +56,65 @@ impl Captures {
     fn insert(&mut self, name: &str, value: Vec<u8>) {
         self.0.insert(name.to_string(), value);
     }
+}
+
+/// The live values of secrets (`secret NAME` spans): the replay's
+/// environment variables, read when a secret comes up, or values given.
+#[derive(Debug, Clone, Default)]
+pub enum Secrets {
+    #[default]
+    Environment,
+    /// Values the tests give.
+    #[cfg(test)]
+    Given(Rc<HashMap<String, Vec<u8>>>),
+}
+
+impl Secrets {
+    /// The value of secret `name`, if the replay has one. A variable set
+    /// to nothing counts as not set (CI systems define unset secrets as
+    /// empty).
+    pub fn value(&self, name: &str) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::OsStringExt;
+        let value = match self {
+            Secrets::Environment => std::env::var_os(name).map(OsStringExt::into_vec),
+            #[cfg(test)]
+            Secrets::Given(values) => values.get(name).cloned(),
+        };
+        value.filter(|value| !value.is_empty())
+    }
+
+    /// A span of the peer's as received: a secret is the environment's
+    /// value (returned), or without one any value that the bytes after it
+    /// (or a length) end: a variable vary span (and true).
+    fn received(&self, span: &mut Span) -> (Option<Vec<u8>>, bool) {
+        let SpanKind::Secret(name) = &span.kind else {
+            return (None, false);
+        };
+        let value = self.value(name);
+        if value.is_some() {
+            return (value, false);
+        }
+        *span = Span {
+            kind: SpanKind::Vary,
+            len: span.len,
+            min: 0,
+            max: MAX_SPAN,
+        };
+        (None, true)
+    }
+}
+
+/// `data` with the bytes in `range` (from, to) starred out.
+fn mask(data: &[u8], range: Option<(usize, usize)>) -> std::borrow::Cow<'_, [u8]> {
+    let Some((from, to)) = range else {
+        return data.into();
+    };
+    let mut out = data.to_vec();
+    let to = to.min(out.len());
+    if from < to {
+        out[from..to].fill(b'*');
+    }
+    out.into()
 }
 
 /// What the peer owes us next, according to the tape.
@@ -101,6 +166,9 @@ pub enum DeviationKind {
     SpanTooLong { frame: Frame, max: u32 },
     /// The peer closed inside a varying value shorter than its `min`.
     SpanTooShort { frame: Frame, min: u32, got: u32 },
+    /// Byte `at` of a secret (span `frame`) differs from the value of the
+    /// environment variable `name`, which no report shows.
+    SecretDiffers { frame: Frame, name: String, at: u32 },
     /// Byte `at` of an echo (span `frame`) differs from the value
     /// captured as `name`, `value`.
     EchoDiffers {

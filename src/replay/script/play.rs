@@ -2,7 +2,8 @@
 //! must have done before it may go.
 
 use super::{
-    Action, Captures, Fault, Needs, SHORT_LOOK, covered_bytes, recorded_length, skip_covered,
+    Action, Captures, Fault, Needs, SHORT_LOOK, Secrets, covered_bytes, recorded_length,
+    skip_covered,
 };
 use crate::tape::{Direction, Encoding, Frame, Kind, Length, Reader, Source, SpanKind};
 
@@ -35,6 +36,8 @@ enum Live {
     /// The recorded length, grown or shrunk by what the echoes it counts
     /// change.
     Length(Length),
+    /// A secret's value, from the environment.
+    Secret(Vec<u8>),
 }
 
 pub struct Play<S: Source> {
@@ -45,6 +48,7 @@ pub struct Play<S: Source> {
     sent: u64,
     current: Option<Frame>,
     playing: Option<Playing>,
+    secrets: Secrets,
 }
 
 /// The value captured as `name`, which span `frame` echoes.
@@ -59,6 +63,14 @@ fn captured<'a>(captures: &'a Captures, name: &str, frame: Frame) -> Result<&'a 
 
 impl<S: Source + Clone> Play<S> {
     pub fn new(reader: Reader<S>, own: Direction) -> Result<Play<S>, Fault> {
+        Play::with_secrets(reader, own, Secrets::Environment)
+    }
+
+    pub fn with_secrets(
+        reader: Reader<S>,
+        own: Direction,
+        secrets: Secrets,
+    ) -> Result<Play<S>, Fault> {
         let mut play = Play {
             reader,
             own,
@@ -67,6 +79,7 @@ impl<S: Source + Clone> Play<S> {
             sent: 0,
             current: None,
             playing: None,
+            secrets,
         };
         play.advance()?;
         Ok(play)
@@ -136,6 +149,13 @@ impl<S: Source + Clone> Play<S> {
                             self.play_live(frame, span.len, Live::Length(length));
                             return Ok(());
                         }
+                        // Without a value the placeholder goes, as recorded.
+                        SpanKind::Secret(name) => {
+                            if let Some(value) = self.secrets.value(&name) {
+                                self.play_live(frame, span.len, Live::Secret(value));
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 Kind::Data(_) if frame.len > 0 => {
@@ -189,6 +209,7 @@ impl<S: Source + Clone> Play<S> {
     ) -> Result<Vec<u8>, Fault> {
         match live {
             Live::Echo(name) => Ok(captured(captures, name, frame)?.to_vec()),
+            Live::Secret(value) => Ok(value.clone()),
             Live::Length(length) => {
                 let bytes = covered_bytes(&self.reader, self.own, len, self.current)?;
                 let recorded = recorded_length(frame, length.encoding, &bytes)?;
@@ -239,9 +260,13 @@ impl<S: Source + Clone> Play<S> {
                 }
                 Kind::Span(dir) if dir == self.own => {
                     let span = ahead.read_span()?;
-                    if let SpanKind::Echo(name) = &span.kind {
-                        let value = captured(captures, name, frame)?;
-                        change += value.len() as i128 - i128::from(span.len);
+                    let value = match &span.kind {
+                        SpanKind::Echo(name) => Some(captured(captures, name, frame)?.len()),
+                        SpanKind::Secret(name) => self.secrets.value(name).map(|v| v.len()),
+                        _ => None,
+                    };
+                    if let Some(value) = value {
+                        change += value as i128 - i128::from(span.len);
                     }
                 }
                 _ => {}

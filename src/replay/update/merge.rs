@@ -371,6 +371,8 @@ fn refit(turn: &Turn, said: &Said) -> NewTurn {
                     _ => false,
                 }
             }
+            // A secret may take any length; it keeps its placeholder.
+            SpanKind::Secret(_) => true,
             _ if fixed => len == span.len,
             _ => (span.min..=span.max).contains(&len),
         };
@@ -380,14 +382,19 @@ fn refit(turn: &Turn, said: &Said) -> NewTurn {
         if range.start > pos {
             items.push(Item::Bytes(new[pos..range.start].to_vec()));
         }
-        if matches!(span.kind, SpanKind::Length(_)) || !span.is_fixed() {
+        if matches!(span.kind, SpanKind::Length(_) | SpanKind::Secret(_)) || !span.is_fixed() {
             span.len = len;
-            if matches!(span.kind, SpanKind::Length(_)) {
+            if matches!(span.kind, SpanKind::Length(_) | SpanKind::Secret(_)) {
                 span.min = len;
                 span.max = len;
             }
         }
-        items.push(Item::Span(span, new[range.clone()].to_vec()));
+        // The live value of a secret never reaches the pending tape.
+        let bytes = match span.kind {
+            SpanKind::Secret(_) => vec![b'*'; range.len()],
+            _ => new[range.clone()].to_vec(),
+        };
+        items.push(Item::Span(span, bytes));
         pos = range.end;
     }
     if pos < new.len() {

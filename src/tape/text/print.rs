@@ -202,12 +202,13 @@ fn inline(span: &Span) -> bool {
     !matches!(span.kind, SpanKind::Echo(_)) || span.is_fixed()
 }
 
-/// `vary`, `capture NAME`, `echo NAME`, `length ENCODING REGION`.
+/// `vary`, `capture NAME`, `echo NAME`, `secret NAME`, `length ENCODING REGION`.
 fn kind_words(kind: &SpanKind) -> String {
     match kind {
         SpanKind::Vary => "vary".to_string(),
         SpanKind::Capture(name) => format!("capture {name}"),
         SpanKind::Echo(name) => format!("echo {name}"),
+        SpanKind::Secret(name) => format!("secret {name}"),
         SpanKind::Length(length) => format!("length {} {}", length.encoding.name(), length.region),
     }
 }

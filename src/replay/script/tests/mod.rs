@@ -2,4 +2,5 @@
 //! tape, fed bytes, its next state asserted.
 
 mod plain;
+mod secrets;
 mod spans;

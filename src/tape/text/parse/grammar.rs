@@ -189,7 +189,7 @@ impl Cursor<'_> {
         Ok((dir, span, place))
     }
 
-    /// `vary`, `capture NAME` or `echo NAME`.
+    /// `vary`, `capture NAME`, `echo NAME` or `secret NAME`.
     pub(super) fn span_kind(&mut self) -> Result<SpanKind, TextError> {
         let at = self.pos;
         let rest = self.rest();
@@ -201,6 +201,7 @@ impl Cursor<'_> {
             "vary" => None,
             "capture" => Some(SpanKind::Capture as fn(String) -> SpanKind),
             "echo" => Some(SpanKind::Echo as fn(String) -> SpanKind),
+            "secret" => Some(SpanKind::Secret as fn(String) -> SpanKind),
             "length" => return self.length(),
             _ => {
                 let found = if keyword.is_empty() {
@@ -211,7 +212,7 @@ impl Cursor<'_> {
                 return Err(self.error_at(
                     at,
                     format!(
-                        "expected 'vary', 'capture NAME', 'echo NAME' or 'length ENCODING REGION', found '{found}'"
+                        "expected 'vary', 'capture NAME', 'echo NAME', 'secret NAME' or 'length ENCODING REGION', found '{found}'"
                     ),
                 ));
             }
@@ -324,6 +325,11 @@ impl Cursor<'_> {
             if matches!(kind, SpanKind::Echo(_)) {
                 return Err(self
                     .error("an echo takes no bounds: its live value is the captured one".into()));
+            }
+            if matches!(kind, SpanKind::Secret(_)) {
+                return Err(self.error(
+                    "a secret takes no bounds: replay takes a value of any length there".into(),
+                ));
             }
             Some(self.bounds()?)
         } else {

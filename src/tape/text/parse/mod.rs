@@ -519,7 +519,7 @@ mod tests {
                 "> [oops \"x\"]\n",
                 2,
                 4,
-                "expected 'vary', 'capture NAME', 'echo NAME' or 'length ENCODING REGION', found 'oops'",
+                "expected 'vary', 'capture NAME', 'echo NAME', 'secret NAME' or 'length ENCODING REGION', found 'oops'",
             ),
             (
                 "> [length u64be 3 \"\\x00\\x00\\x03\"]\n",
