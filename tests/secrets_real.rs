@@ -148,24 +148,16 @@ fn redis_with_requirepass_recorded_with_redact_env_keeps_the_password_off_disk()
     assert!(text.contains("[secret REDIS_PASSWORD \""), "{text}");
 
     // The mock server takes another password (of the same length: RESP
-    // says how long it is, and the tape has no length span for it), tape
-    // by tape.
+    // says how long it is, and the tape has no length span for it), for
+    // the whole cassette at once, as a test suite replays it. (Each
+    // connection's HELLO answer holds its own id, 3 to 27: a pool that
+    // followed a one-digit id sent a two-digit one's last byte, issue 17.)
     let other = password(24, 2);
     assert_ne!(other, secret);
-    for tape in ["0001.tape", "0013.tape", "0025.tape"] {
-        let mock = spawn(
-            &[
-                "server",
-                "--once",
-                "127.0.0.1:0",
-                &format!("{cassette}{tape}"),
-            ],
-            true,
-        );
-        redis_auth(mock.addr().port(), &other, 1).unwrap();
-        let (code, _, log) = mock.finish();
-        assert_eq!(code, 0, "{log}");
-    }
+    let mock = spawn(&["server", "--once", "127.0.0.1:0", &cassette], true);
+    redis_auth(mock.addr().port(), &other, RUNS).unwrap();
+    let (code, _, log) = mock.finish();
+    assert_eq!(code, 0, "{log}");
 
     // The mock client logs in to the real server with the variable set...
     let client = |env: &[(&str, &str)]| {

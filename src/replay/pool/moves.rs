@@ -33,10 +33,15 @@ impl<S: Source + Clone> Pool<S> {
         if finished.len() == self.candidates.len() {
             return Move::Decide(self.preferred(finished));
         }
-        // The faithful first: the client got what they recorded.
+        // While any candidate is faithful (the client got what it
+        // recorded), only the faithful may speak: another one's bytes are
+        // out of step with what the client got (following an answer
+        // shorter than its own, it would send the rest of its own).
+        let any_faithful = self.candidates.iter().any(|c| c.faithful);
         let mut due: Vec<usize> = all
             .iter()
             .copied()
+            .filter(|&i| self.candidates[i].faithful || !any_faithful)
             .filter(|&i| self.candidates[i].playback.is_due())
             .collect();
         due.sort_by_key(|&i| !self.candidates[i].faithful);

@@ -147,3 +147,34 @@ fn a_tape_another_connection_took_leaves_the_pool() {
     assert_eq!(entries, [1]);
     assert!(!p.remove_entry(1), "none left");
 }
+
+#[test]
+fn a_longer_answer_than_was_said_never_sends_its_tail() {
+    // redis-py's HELLO answer holds the connection's id, `:3` on one tape
+    // and `:10` on another: following the first, the second is left with
+    // the last byte of its answer, which it must not send (the client got
+    // a stray "\n" before its next answer).
+    let session = |id: &'static [u8]| {
+        tape(move |w| {
+            w.data(C2S, b"HELLO\r\n").unwrap();
+            w.data(S2C, id).unwrap();
+            w.data(C2S, b"PING\r\n").unwrap();
+            w.data(S2C, b"+PONG\r\n").unwrap();
+            w.eof(C2S).unwrap();
+            w.eof(S2C).unwrap();
+        })
+    };
+    let (mut wire, mut p) = pool(&[session(b":3\r\n"), session(b":10\r\n")]);
+    wire.send(b"HELLO\r\n");
+    assert!(matches!(ready(&mut p, &mut wire), PoolStatus::Running));
+    assert!(matches!(resume(&mut p, &mut wire), PoolStatus::Running));
+    assert_eq!(wire.take(), b":3\r\n");
+    wire.send(b"PING\r\n");
+    assert!(matches!(ready(&mut p, &mut wire), PoolStatus::Running));
+    assert_eq!(wire.take(), b"+PONG\r\n", "nothing of the other answer");
+    wire.close();
+    let PoolStatus::Decide(entries) = ready(&mut p, &mut wire) else {
+        panic!("expected a decision")
+    };
+    assert_eq!(entries[0], 0, "the tape whose answers the client got");
+}
