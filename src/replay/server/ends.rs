@@ -37,7 +37,16 @@ impl Server {
         conn.log_end(ending.outcome.as_str());
         let (number, addr) = (conn.number(), conn.addr().clone());
         let faults = conn.peer().fired().to_vec();
-        let (entry, bytes) = conn.close(cx.registry);
+        let (entry, bytes, record) = match conn {
+            Conn::Updating(relay, entry) => {
+                let (record, bytes) = relay.into_record(cx.registry);
+                (entry, bytes, Some(record))
+            }
+            conn => {
+                let (entry, bytes) = conn.close(cx.registry);
+                (entry, bytes, None)
+            }
+        };
         // A session a fault ended leaves its tape to be played again (the
         // client under test retries), and does not end `--once`.
         let faulted = ending.outcome == Outcome::Faulted;
@@ -50,6 +59,7 @@ impl Server {
             (Tapes::One { path, .. }, _) => Some(path.clone()),
             (Tapes::Cassette(_), None) => None,
         };
+        let ending = self.settle((number, tape.as_deref()), record, ending);
         let outcome = ending.outcome;
         self.run
             .record(cx, (number, &addr), tape, ending, (bytes, faults));
@@ -131,6 +141,7 @@ impl Server {
                 Conn::Deciding(pool) => pool
                     .waiting_for()
                     .unwrap_or_else(|| "its tape to be decided".to_string()),
+                Conn::Updating(relay, _) => relay.waiting_for(),
             };
             let message = format!(
                 "session {}: stopped before the tape's end, while waiting for {what}",

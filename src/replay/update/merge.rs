@@ -334,6 +334,20 @@ pub(super) fn captures(turn: &Turn, new: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The values the turn's captures took when it was recorded.
+pub(super) fn recorded_captures(turn: &Turn) -> Vec<(String, Vec<u8>)> {
+    turn.items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Span(span, bytes) => match &span.kind {
+                SpanKind::Capture(name) => Some((name.clone(), bytes.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// A changed turn: the new bytes, with the old turn's spans that still fit
 /// them.
 fn refit(turn: &Turn, said: &Said) -> NewTurn {

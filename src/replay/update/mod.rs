@@ -11,7 +11,11 @@
 //! relays the rest, recording it).
 
 mod course;
+mod handover;
 mod merge;
 pub mod pending;
+mod relay;
 
 pub use course::{Gate, Update};
+pub use handover::{Departure, Handover};
+pub use relay::{Phase, Relay, Side};
