@@ -45,7 +45,8 @@ options:
   -h, --help     print help (also after a command: tcptape proxy --help)
   -V, --version  print the version
 
-exit codes: 0 success, 1 error, 2 usage error, 3 replay mismatch
+exit codes: 0 success, 1 error, 2 usage error, 3 replay mismatch,
+  4 tapes pending review (--update)
 logging: RUST_LOG=debug|info|warn|error (default info), on stderr
 proxy, server and auto print one line `listening on ADDR` on stdout once
 listening; SIGINT/SIGTERM stop them cleanly (a second signal at once).

@@ -1,9 +1,11 @@
 //! The cursor over the peer's frames: checks what arrives, byte for byte
 //! or by the rules of the spans over it.
 
+use super::counting::Counting;
+use super::excerpt::SecretsSeen;
 use super::{
-    CONTEXT_AFTER, CONTEXT_BEFORE, Captures, Deviation, DeviationKind, Excerpt, Expected, Fault,
-    Secrets, covered_bytes, literal_after, mask, recorded_length, skip_covered,
+    Captures, Deviation, DeviationKind, Expected, Fault, Secrets, covered_bytes, literal_after,
+    mask, recorded_length, skip_covered,
 };
 use crate::tape::{Direction, Frame, Kind, Reader, Source, Span, SpanKind};
 
@@ -29,20 +31,8 @@ struct Receiving {
     resume: Option<Frame>,
     /// A secret's value from the environment, which the peer must send.
     secret: Option<Vec<u8>>,
-}
-
-/// A length of the peer's whose counted bytes are arriving.
-#[derive(Debug)]
-struct Counting {
-    frame: Frame,
-    /// The length as received, and as recorded.
-    said: u64,
-    recorded: u64,
-    /// Recorded bytes it counts, and where they end (in `matched` terms).
-    region: u32,
-    end: u64,
-    /// The live stream offset where the counted bytes began.
-    live_start: u64,
+    /// A secret, whatever it became: its bytes stay out of reports.
+    hidden: bool,
 }
 
 pub struct Expect<S: Source> {
@@ -66,6 +56,7 @@ pub struct Expect<S: Source> {
     /// Whether bytes are compared (off for `--no-assert`), as last told.
     compare: bool,
     secrets: Secrets,
+    seen: SecretsSeen,
 }
 
 impl<S: Source + Clone> Expect<S> {
@@ -90,6 +81,7 @@ impl<S: Source + Clone> Expect<S> {
             departure: None,
             compare: true,
             secrets,
+            seen: SecretsSeen::default(),
         };
         expect.advance()?;
         Ok(expect)
@@ -221,6 +213,7 @@ impl<S: Source + Clone> Expect<S> {
             delimiter,
             known,
             resume,
+            hidden: any_secret || secret.is_some(),
             secret,
         });
         self.next = Expected::Span { frame, received: 0 };
@@ -233,6 +226,9 @@ impl<S: Source + Clone> Expect<S> {
             return Ok(());
         };
         self.matched += u64::from(receiving.span.len);
+        if receiving.hidden {
+            self.seen.note(receiving.started_at, self.received);
+        }
         match &receiving.span.kind {
             SpanKind::Capture(name) => captures.insert(name, receiving.value),
             SpanKind::Length(length) => match length.encoding.decode(&receiving.value) {
@@ -272,20 +268,9 @@ impl<S: Source + Clone> Expect<S> {
     /// are live. Bytes accounted past a region's end came from data, live
     /// as recorded.
     fn count_lengths(&mut self) {
-        while let Some(counting) = self.lengths.last() {
-            if counting.end > self.matched {
-                return;
-            }
-            let counting = self.lengths.pop().expect("a length");
-            let live_end = self.received.saturating_sub(self.matched - counting.end);
-            let live = i128::from(live_end.saturating_sub(counting.live_start));
-            let counted = i128::from(counting.recorded) + live - i128::from(counting.region);
-            if self.compare && counted != i128::from(counting.said) && self.departure.is_none() {
-                self.departure = Some(DeviationKind::LengthDiffers {
-                    frame: counting.frame,
-                    said: counting.said,
-                    counted: u64::try_from(counted).unwrap_or(0),
-                });
+        while let Some(counting) = self.lengths.pop_if(|c| c.end <= self.matched) {
+            if self.compare && self.departure.is_none() {
+                self.departure = counting.differs(self.matched, self.received);
             }
         }
     }
@@ -586,15 +571,17 @@ impl<S: Source + Clone> Expect<S> {
     /// Builds the deviation at index `at` of the received `data`; the live
     /// stream offset is what was received before it.
     fn deviate(&self, kind: DeviationKind, data: &[u8], at: usize) -> Fault {
-        let start = at.saturating_sub(CONTEXT_BEFORE);
-        let end = data.len().min(at + CONTEXT_AFTER);
+        let open = self
+            .span
+            .as_ref()
+            .filter(|r| r.hidden)
+            .map(|r| r.started_at);
+        let received = self.seen.excerpt(data, at, self.received, open);
+        let stream_offset = self.received;
         Fault::Deviation(Box::new(Deviation {
             kind,
-            stream_offset: self.received,
-            received: Excerpt {
-                bytes: data[start..end].to_vec(),
-                mismatch: at - start,
-            },
+            stream_offset,
+            received,
         }))
     }
 }

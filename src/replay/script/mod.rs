@@ -23,6 +23,8 @@ use std::collections::HashMap;
 #[cfg(test)]
 use std::rc::Rc;
 
+mod counting;
+mod excerpt;
 mod expect;
 mod play;
 pub mod playback;

@@ -173,3 +173,29 @@ fn a_secret_prints_as_it_is_written_and_takes_no_bounds() {
         "{err}"
     );
 }
+
+#[test]
+fn a_later_mismatch_in_the_same_read_does_not_show_the_secret_before_it() {
+    // Without the variable any value is taken: the client's own password,
+    // then a wrong request in the same read. The report shows the bytes
+    // before the departure, which held the password.
+    let bytes = text(
+        "tcptape text 1\n> \"AUTH \" [secret PW \"********\"] \"\\r\\n\"\n< \"+OK\\r\\n\"\n> \"GET x\\r\\n\"\n",
+    );
+    for chunks in [1, 3, 64] {
+        let mut e = expect(&bytes, none());
+        let mut captures = Captures::default();
+        let live = b"AUTH hunter2\r\nGXT x\r\n";
+        let deviation = live
+            .chunks(chunks)
+            .find_map(|piece| e.receive(piece, true, &mut captures).err());
+        let Some(Fault::Deviation(d)) = deviation else {
+            panic!("a wrong request passed")
+        };
+        let shown = String::from_utf8_lossy(&d.received.bytes).into_owned();
+        assert!(!shown.contains("hunter"), "by {chunks}: {shown:?}");
+        if chunks == 64 {
+            assert_eq!(shown, "AUTH *******\r\nGXT x\r\n");
+        }
+    }
+}
