@@ -17,9 +17,9 @@ use crate::replay::run::{Ending, ReplayTimer};
 use crate::replay::script::playback::{Playback, Settings};
 use crate::replay::session::Session;
 use crate::replay::status::Status;
-use crate::replay::update::{Relay, Update, pending};
+use crate::replay::update::{Handover, Relay, Update, pending};
 use crate::report::Outcome;
-use crate::tape::Direction;
+use crate::tape::{Direction, Locator};
 
 /// What a hand-over needs, made before the connection changes stage.
 struct Prepared {
@@ -32,7 +32,7 @@ impl Server {
     /// With an upstream, a session keeps what a hand-over takes.
     pub(super) fn with_handover(&self, session: Session<TapeFile>) -> Session<TapeFile> {
         match self.upstream {
-            Some(_) => session.with_handover(),
+            Some(_) => session.with_handover(Handover::new()),
             None => session,
         }
     }
@@ -46,38 +46,70 @@ impl Server {
         }
     }
 
-    /// The session in `key` departed: it becomes a relay to the upstream.
+    /// The session (or undecided pool) in `key` departed: it becomes a
+    /// relay to the upstream, with the tape it played (for a pool, the one
+    /// that went furthest).
     pub(super) fn hand_over(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize) {
-        let Some(Conn::Playing(session, entry)) = self.conns.get(key) else {
-            return;
+        let (tape, entry) = match self.conns.get_mut(key) {
+            Some(Conn::Playing(session, entry)) => (Ok(session.tape()), *entry),
+            Some(Conn::Deciding(pool)) => match (pool.departed_entry(), &mut self.tapes) {
+                // Another connection took that tape since: nothing to hand
+                // over with, the client departed from every free tape.
+                (Some(entry), Tapes::Cassette(catalog)) if catalog.serving(entry) => {
+                    let status = pool.failure();
+                    return self.on_status(cx, key, status);
+                }
+                (Some(entry), Tapes::Cassette(catalog)) => (catalog.open(entry), Some(entry)),
+                _ => return,
+            },
+            _ => return,
         };
-        let prepared = match self.prepare(cx, key, session, *entry) {
+        if let (Some(entry), Some(Conn::Deciding(_))) = (entry, self.conns.get(key)) {
+            self.taken(cx, entry, key);
+        }
+        let prepared = tape.and_then(|tape| self.prepare(cx, key, tape, entry));
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(err) => return self.on_status(cx, key, Status::Failed(err)),
         };
-        let mut prepared = Some(prepared);
-        self.conns.transition(key, |conn| match conn {
-            Conn::Playing(session, entry) => match (session.into_departed(), prepared.take()) {
-                (
-                    Ok(departed),
-                    Some(Prepared {
-                        prefix,
-                        upstream,
-                        record,
-                    }),
-                ) => {
-                    let client = (departed.number, departed.peer, departed.started);
-                    let relay = Relay::new(client, prefix, departed.departure, upstream, record);
-                    Conn::Updating(Box::new(relay), entry)
+        self.conns.transition(key, |conn| {
+            let (departed, entry) = match conn {
+                Conn::Playing(session, entry) => match session.into_departed() {
+                    Ok(departed) => (departed, entry),
+                    Err(session) => {
+                        prepared.record.discard();
+                        return Conn::Playing(session, entry);
+                    }
+                },
+                Conn::Deciding(pool) => match pool.into_departed() {
+                    Ok(departed) => (departed, entry),
+                    Err(pool) => {
+                        prepared.record.discard();
+                        return Conn::Deciding(pool);
+                    }
+                },
+                other => {
+                    prepared.record.discard();
+                    return other;
                 }
-                (Ok(departed), None) => unreachable!("prepared once: {}", departed.number),
-                (Err(session), _) => Conn::Playing(session, entry),
-            },
-            other => other,
+            };
+            let Prepared {
+                prefix,
+                upstream,
+                record,
+            } = prepared;
+            let client = (departed.number, departed.peer, departed.started);
+            Conn::Updating(
+                Box::new(Relay::new(
+                    client,
+                    prefix,
+                    departed.departure,
+                    upstream,
+                    record,
+                )),
+                entry,
+            )
         });
-        if let Some(Prepared { record, .. }) = prepared {
-            record.discard();
-        }
         self.resume(cx, key);
     }
 
@@ -87,7 +119,7 @@ impl Server {
         &self,
         cx: &mut Context<'_, ReplayTimer>,
         key: usize,
-        session: &Session<TapeFile>,
+        tape_played: (String, TapeFile, Locator),
         entry: Option<usize>,
     ) -> Result<Prepared, Error> {
         let (Some(addr), Some(tape)) = (&self.upstream, self.tape_path(entry)) else {
@@ -99,7 +131,7 @@ impl Server {
             speed: None,
             text_diff: false,
         };
-        let prefix = Playback::new(session.tape(), settings)?;
+        let prefix = Playback::new(tape_played, settings)?;
         let record = pending::start(&tape, Direction::ClientToServer)?;
         let upstream = Stream::connect(addr)
             .and_then(|stream| {

@@ -24,6 +24,8 @@ use crate::tape::{Direction, Source};
 
 mod update;
 
+pub use update::taking;
+
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
 /// Own frames shorter than this that may go back to back are gathered and
@@ -140,8 +142,12 @@ impl<S: Source + Clone> Session<S> {
 
     /// Checks bytes (and an EOF) the peer sent before the session started,
     /// while its cassette tape was being chosen (its peer counted them as
-    /// they came). A departure ends it at once.
+    /// they came). A departure ends it at once, unless there is an
+    /// upstream to hand the session over to.
     pub fn feed_kept(&mut self, received: &[u8], eof: bool) -> Option<Status> {
+        if let Some(handover) = self.handover.as_deref_mut() {
+            handover.heard(&Arrival::Data(received));
+        }
         let fed = self.playback.receive(received).and_then(|()| {
             if eof {
                 self.playback.receive_eof()
@@ -149,8 +155,16 @@ impl<S: Source + Clone> Session<S> {
                 Ok(())
             }
         });
-        fed.err()
-            .map(|fault| self.playback.fault_status(fault, self.peer.addr()))
+        let status = fed
+            .err()
+            .map(|fault| self.playback.fault_status(fault, self.peer.addr()))?;
+        match (self.handover.as_deref_mut(), status) {
+            (Some(handover), Status::Mismatch { summary, .. }) => {
+                handover.depart(summary, eof);
+                Some(Status::Departed)
+            }
+            (_, status) => Some(status),
+        }
     }
 
     /// Handles readiness of the session's socket.

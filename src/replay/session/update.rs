@@ -2,22 +2,13 @@
 //! peer departs (`client`), or the client's current turn kept for a
 //! hand-over to the upstream (`server`).
 
-use std::time::Instant;
-
 use super::Session;
-use crate::replay::peer::{Inbound, Peer};
+use crate::replay::peer::Inbound;
 use crate::replay::script::Action;
+use crate::replay::script::playback::Playback;
 use crate::replay::status::Status;
-use crate::replay::update::{Departure, Gate, Handover, Update};
+use crate::replay::update::{Departed, Gate, Handover, Update};
 use crate::tape::Source;
-
-/// A session whose client departed, taken apart for the hand-over.
-pub struct Departed {
-    pub number: u64,
-    pub peer: Peer,
-    pub departure: Departure,
-    pub started: Instant,
-}
 
 impl<S: Source + Clone> Session<S> {
     /// Plays with `--update`: goes on where the peer departs, recording.
@@ -32,9 +23,10 @@ impl<S: Source + Clone> Session<S> {
     }
 
     /// Plays with `--update` and an upstream: where the client departs,
-    /// the session ends `Departed`, to be handed over.
-    pub fn with_handover(mut self) -> Session<S> {
-        self.handover = Some(Box::new(Handover::new()));
+    /// the session ends `Departed`, to be handed over. `handover` is where
+    /// the client stands (a new one, or a pool's).
+    pub fn with_handover(mut self, handover: Handover) -> Session<S> {
+        self.handover = Some(Box::new(handover));
         self
     }
 
@@ -44,22 +36,25 @@ impl<S: Source + Clone> Session<S> {
     }
 
     /// A session that ended `Departed`, taken apart.
-    pub fn into_departed(self: Box<Self>) -> Result<Departed, Box<Session<S>>> {
-        if !self.handover.as_ref().is_some_and(|h| h.departed()) {
-            return Err(self);
-        }
+    pub fn into_departed(mut self: Box<Self>) -> Result<Departed, Box<Session<S>>> {
+        let departure = match self.handover.take().map(|h| h.into_departure()) {
+            Some(Ok(departure)) => departure,
+            Some(Err(handover)) => {
+                self.handover = Some(Box::new(handover));
+                return Err(self);
+            }
+            None => return Err(self),
+        };
         let Session {
             number,
             peer,
-            handover,
             started,
             ..
         } = *self;
-        let departure = handover.and_then(|h| h.into_departure());
         Ok(Departed {
             number,
             peer,
-            departure: departure.expect("checked: departed"),
+            departure,
             started,
         })
     }
@@ -72,16 +67,9 @@ impl<S: Source + Clone> Session<S> {
     /// Our next frame is taken from the tape: with an upstream to hand
     /// over to, the client's turn before it was answered.
     pub(super) fn taking(&mut self) {
-        let (Some(handover), Action::Send { frame, .. } | Action::Shutdown { frame }) =
-            (self.handover.as_deref_mut(), self.playback.action())
-        else {
-            return;
-        };
-        let pipelined = self
-            .playback
-            .matched()
-            .saturating_sub(self.playback.expected());
-        handover.taken(frame.index, pipelined);
+        if let Some(handover) = self.handover.as_deref_mut() {
+            taking(handover, &self.playback);
+        }
     }
 
     /// With `--update`, once the peer departed: the session is over when
@@ -142,4 +130,17 @@ impl<S: Source + Clone> Session<S> {
             self.update_failed.get_or_insert(err);
         }
     }
+}
+
+/// `playback`'s next frame is taken from the tape: the client's bytes the
+/// tape has before it were answered.
+pub fn taking<S: Source + Clone>(handover: &mut Handover, playback: &Playback<S>) {
+    if !matches!(
+        playback.action(),
+        Action::Send { .. } | Action::Shutdown { .. }
+    ) {
+        return;
+    }
+    let expected = playback.expected();
+    handover.taken(expected, playback.matched().saturating_sub(expected));
 }

@@ -104,10 +104,11 @@ pub struct Relay<S: Source> {
     client: Peer,
     upstream: Socket,
     phase: Phase,
-    /// The tape's client side, played to the upstream up to `boundary`
-    /// (the client's frames before it were answered from the tape).
+    /// The tape's client side, played to the upstream up to `answered`
+    /// bytes (those the tape answered the client; `None`: the client had
+    /// nothing from the tape).
     prefix: Playback<S>,
-    boundary: u64,
+    answered: Option<u64>,
     /// The client's turn where it departed, and whether it closed.
     departing: Departure,
     record: Update,
@@ -147,7 +148,7 @@ impl<S: Source + Clone> Relay<S> {
             client,
             upstream,
             phase: Phase::Connecting,
-            boundary: departing.boundary,
+            answered: departing.answered,
             prefix,
             departing,
             record,
@@ -364,10 +365,11 @@ impl<S: Source + Clone> Relay<S> {
     fn catch_up(&mut self, now: u64) -> Result<bool, Status> {
         let mut moved = false;
         let closed = self.flow(Direction::ServerToClient) != Flow::Open;
+        let answered = self.answered.unwrap_or(0);
         loop {
             let expected = self.prefix.expected();
             match self.prefix.action() {
-                Action::Send { frame, .. } if frame.index < self.boundary => {
+                Action::Send { frame, .. } if self.prefix.sent() < answered => {
                     if let Gate::WaitUntil(at) = self.record.gate(expected, closed, now) {
                         self.wake_at = Some(at);
                         return Ok(moved);
@@ -375,7 +377,8 @@ impl<S: Source + Clone> Relay<S> {
                     for (name, value) in self.record.captured_for(frame.offset) {
                         self.prefix.set_capture(&name, value);
                     }
-                    let chunk = match self.prefix.peek(CHUNK) {
+                    let left = (answered - self.prefix.sent()).min(CHUNK as u64);
+                    let chunk = match self.prefix.peek(left as usize) {
                         Ok(chunk) => chunk.to_vec(),
                         Err(fault) => return Err(self.fault(fault)),
                     };
@@ -391,9 +394,10 @@ impl<S: Source + Clone> Relay<S> {
                 _ => break,
             }
         }
-        // The tape answered the client before it departed: the upstream's
-        // answer to that goes unforwarded, so it must be over first.
-        if self.boundary > 0
+        // The client had the tape's bytes before it departed (a greeting,
+        // answers): the upstream's own go unforwarded, so they must be
+        // over first.
+        if self.answered.is_some()
             && let Gate::WaitUntil(at) = self.record.over(closed, now)
         {
             self.wake_at = Some(at);
