@@ -48,7 +48,8 @@ impl Server {
             }
         };
         // A session a fault ended leaves its tape to be played again (the
-        // client under test retries), and does not end `--once`.
+        // client under test retries), and does not end `--once`; nor does
+        // one written as a pending tape (`--update` goes on to the next).
         let faulted = ending.outcome == Outcome::Faulted;
         let tape = match (&mut self.tapes, entry) {
             (Tapes::Cassette(catalog), Some(i)) => {
@@ -65,8 +66,10 @@ impl Server {
             .record(cx, (number, &addr), tape, ending, (bytes, faults));
         if outcome == Outcome::Mismatch && self.abort {
             self.abort_run(cx);
-        } else if !matches!(outcome, Outcome::Passed | Outcome::Faulted)
-            && self.until != Until::Stopped
+        } else if !matches!(
+            outcome,
+            Outcome::Passed | Outcome::Faulted | Outcome::Updated
+        ) && self.until != Until::Stopped
             && !matches!(self.accepting, Accepting::Closed)
         {
             info!(
