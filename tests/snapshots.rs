@@ -394,3 +394,23 @@ fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(listing.matches(".tape").count(), 3, "{listing}");
 }
+
+#[test]
+fn the_library_mock_client_updates_and_reports_the_pending_tape() {
+    let dir = temp_dir("snap-library");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let (v2, server) = line_server("v2", 1);
+    let err = tcptape::MockClient::builder(&tape)
+        .connect(v2)
+        .update(true)
+        .run()
+        .unwrap_err();
+    server.join().unwrap();
+    let report = err.report().expect("a verdict");
+    assert_eq!(report.verdict(), tcptape::Verdict::Pending, "{err}");
+    assert_eq!(report.pending(), [dir.join("login.txt.new")]);
+    let new = std::fs::read_to_string(dir.join("login.txt.new")).unwrap();
+    assert!(new.contains("< \"WELCOME v2\\n\""), "{new}");
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+}

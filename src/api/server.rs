@@ -75,6 +75,7 @@ impl MockServer {
             allow_unused: false,
             grace: DEFAULT_GRACE,
             record_from: None,
+            update: false,
             faults: Vec::new(),
         }
     }
@@ -184,6 +185,7 @@ pub struct MockServerBuilder {
     allow_unused: bool,
     grace: Duration,
     record_from: Option<String>,
+    update: bool,
     faults: Vec<String>,
 }
 
@@ -238,8 +240,26 @@ impl MockServerBuilder {
         self
     }
 
+    /// Snapshot workflow, with [`record_from`](Self::record_from): where a
+    /// client departs from its tape, its connection is handed over to the
+    /// upstream (the tape's client turns it matched are played to it
+    /// first, then the rest is relayed) and the session is written as a
+    /// pending tape beside the old one (`TAPE.new`, for `tcptape
+    /// review`); the run's verdict is then `Pending`. `TCPTAPE_UPDATE=1`
+    /// in the environment does the same, except under `CI=true`.
+    pub fn update(mut self, update: bool) -> Self {
+        self.update = update;
+        self
+    }
+
     /// Starts the mock; returns once it listens.
     pub fn start(self) -> Result<MockServer, Error> {
+        if self.update && self.record_from.is_none() {
+            return Err(Error::setting(
+                "MockServer",
+                "update(true) needs record_from(upstream): the real server a departing client is handed over to",
+            ));
+        }
         let listen = endpoint("listen address", &self.listen)?;
         let recording = match &self.record_from {
             Some(_) => crate::job::auto_mode(&Environment::read(), &self.tape)? == AutoMode::Record,
@@ -275,6 +295,11 @@ impl MockServerBuilder {
                 allow_unused: self.allow_unused,
                 grace: self.grace,
                 backlog: DEFAULT_BACKLOG,
+                update: crate::job::update_wanted(self.update, &Environment::read()),
+                upstream: match &self.record_from {
+                    Some(upstream) => Some(endpoint("upstream address", upstream)?),
+                    None => None,
+                },
             }),
         };
         Ok(MockServer {

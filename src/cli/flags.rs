@@ -198,6 +198,7 @@ struct ServerFlags {
     once: bool,
     reuse: bool,
     allow_unused: bool,
+    update: bool,
 }
 
 impl ServerFlags {
@@ -211,6 +212,7 @@ impl ServerFlags {
             once: false,
             reuse: false,
             allow_unused: false,
+            update: false,
         }
     }
 
@@ -226,18 +228,26 @@ impl ServerFlags {
             "--once" => self.once = true,
             "--reuse" => self.reuse = true,
             "--allow-unused" => self.allow_unused = true,
+            "--update" => self.update = true,
             _ => return replay_option(parser, name, &mut self.replay, usage),
         }
         Ok(true)
     }
 
+    /// `upstream` is where `--update` hands a departing client over to.
     fn into_options(
         self,
-        listen: Endpoint,
-        tape: PathBuf,
+        (listen, tape): (Endpoint, PathBuf),
+        upstream: Option<Endpoint>,
         common: &CommonFlags,
         usage: &'static str,
     ) -> Result<ServerOptions, Usage> {
+        if self.update && upstream.is_none() {
+            return Err(Usage::new(
+                "--update needs --upstream HOST:PORT: the real server a client that departs from the tape is handed over to",
+                usage,
+            ));
+        }
         Ok(ServerOptions {
             listen,
             tape,
@@ -251,6 +261,8 @@ impl ServerFlags {
             allow_unused: self.allow_unused,
             grace: common.grace,
             backlog: common.backlog,
+            update: self.update,
+            upstream,
         })
     }
 }
@@ -282,8 +294,13 @@ pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Usage
     let usage = SERVER_USAGE;
     let mut flags = ServerFlags::new();
     let mut common = CommonFlags::new();
+    let mut upstream = None;
     let names = ["LISTEN", "FILE"];
     let parsed = parse_command(parser, usage, &names, |p, name| {
+        if name == "--upstream" {
+            upstream = Some(endpoint("--upstream", text(p, usage)?.into(), usage)?);
+            return Ok(true);
+        }
         Ok(flags.parse(p, name, usage)? || common.parse(p, name, usage, true)?)
     })?;
     let Some(values) = parsed else {
@@ -291,12 +308,8 @@ pub(super) fn parse_server(parser: &mut lexopt::Parser) -> Result<Command, Usage
     };
     let mut values = values.into_iter();
     let (listen, tape) = (next(&mut values), next(&mut values));
-    let options = flags.into_options(
-        endpoint("LISTEN", listen, usage)?,
-        PathBuf::from(tape),
-        &common,
-        usage,
-    )?;
+    let listen = endpoint("LISTEN", listen, usage)?;
+    let options = flags.into_options((listen, PathBuf::from(tape)), upstream, &common, usage)?;
     Ok(Command::Run(Spec::Server(options), common.outputs))
 }
 
@@ -326,10 +339,11 @@ pub(super) fn parse_auto(parser: &mut lexopt::Parser) -> Result<Command, Usage> 
         ));
     }
     let once = server.once;
+    let upstream = Some(connect.clone());
     let mut proxy = proxy.into_options(listen.clone(), connect, path.clone(), &common, usage)?;
     proxy.until_idle = once;
     Ok(Command::Auto(AutoArgs {
-        server: server.into_options(listen, path, &common, usage)?,
+        server: server.into_options((listen, path), upstream, &common, usage)?,
         proxy,
         outputs: common.outputs,
     }))

@@ -122,6 +122,13 @@ options:
       --allow-unused    pass even if a tape was never played (by default a
                         tape, or a cassette's tape, never played fails the
                         run as a mismatch)
+      --update          with --upstream: where a client departs from its
+                        tape, hand its connection over to the upstream and
+                        write the session as TAPE.new beside the tape (a
+                        cassette: DIR/NNNN.tape.new), for `tcptape review`;
+                        exit 4 when any was written (TCPTAPE_UPDATE=1 does
+                        the same, except under CI=true)
+      --upstream HOST:PORT  the real server --update hands clients over to
       --timeout SECS    fail a session that waits longer than SECS for its
                         peer, and --once when no client comes for SECS
                         (default 30; 0 waits forever)
@@ -174,7 +181,7 @@ options:
 ";
 
 pub(super) const REVIEW_HELP: &str = "\
-Review the pending tapes `client --update` wrote beside the tapes they
+Review the pending tapes `--update` wrote beside the tapes they
 would replace (TAPE.new; in a cassette, DIR/NNNN.tape.new): for each, the
 changed lines of the two tapes in text form, with a little context; then
 accept it (the pending tape replaces the old one), reject it (it is
@@ -244,10 +251,12 @@ default) decides by whether PATH exists. With TCPTAPE_MODE unset and CI=true
 A FILE is one session in either mode. A cassette is recorded until stopped
 (or --max-sessions, or with --once until a session was recorded and none is
 open), and replayed until stopped (with --once: until every tape played).
+With --update, a replay hands a client that departs from its tape over to
+CONNECT and writes the session as TAPE.new, for `tcptape review`.
 
 options: those of `server` when replaying, those of `proxy` when recording
-  -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --timeout SECS,
-  --text-diff
+  -n, -d, --speed F, -a, --once, --reuse, --allow-unused, --update,
+  --timeout SECS, --text-diff
   --buffer SIZE, --max-sessions N, --idle-timeout SECS, --redact-env NAME,
   --redact TEXT, --redact-hex HEX, --redact-after PREFIX[..END],
   --redact-file FILE

@@ -137,11 +137,16 @@ fn fail(err: &Error) -> i32 {
 }
 
 /// What the environment adds to a command: `TCPTAPE_UPDATE`.
-fn with_environment(spec: Spec, env: &Environment) -> Spec {
+pub(crate) fn with_environment(spec: Spec, env: &Environment) -> Spec {
     match spec {
         Spec::Client(mut options) => {
             options.update = job::update_wanted(options.update, env);
             Spec::Client(options)
+        }
+        // Without an upstream there is no one to hand a client over to.
+        Spec::Server(mut options) if options.upstream.is_some() => {
+            options.update = job::update_wanted(options.update, env);
+            Spec::Server(options)
         }
         other => other,
     }

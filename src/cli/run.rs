@@ -24,7 +24,7 @@ pub(super) fn auto_spec(args: AutoArgs, env: &Environment) -> Result<(Spec, Outp
             info!("auto: {} exists, replaying it", path.display());
             let mut server = args.server;
             server.once |= !cassette::is_cassette(&path);
-            Spec::Server(server)
+            super::with_environment(Spec::Server(server), env)
         }
         AutoMode::Record => {
             info!("auto: recording {}", path.display());

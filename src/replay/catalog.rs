@@ -349,6 +349,11 @@ impl Catalog {
             .collect()
     }
 
+    /// True while entry `i` serves a connection.
+    pub fn serving(&self, i: usize) -> bool {
+        self.entries[i].state == Use::Serving
+    }
+
     /// Entry `i` serves a connection.
     pub fn take(&mut self, i: usize) {
         self.entries[i].state = Use::Serving;

@@ -2,7 +2,7 @@
 //! one connection, or a cassette's tapes each on a connection of its own
 //! opened when it was in the recording.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use log::info;
@@ -13,7 +13,7 @@ use super::load::load;
 use super::run::{Ending, Phase, ReplayTimer, Run};
 use super::script::playback::Playback;
 use super::session::Session;
-use super::update::{self, Update};
+use super::update::pending;
 use super::{ClientOptions, TapeFile, file_name};
 use crate::cassette;
 use crate::engine::event_loop::{Context, Service, Stop};
@@ -147,10 +147,7 @@ impl Client {
         )?;
         if self.update {
             let tape = &self.plan[index].path;
-            let pending = pending_path(tape);
-            let (old, _) = read_old(tape)?;
-            let update = Update::start(&pending, Direction::ClientToServer, &old)
-                .map_err(|err| Error::file(&pending, "write", err))?;
+            let update = pending::start(tape, Direction::ClientToServer)?;
             session = session.with_update(update);
         }
         self.run.give_faults(session.peer_mut(), number, cx.now);
@@ -210,7 +207,12 @@ impl Client {
         session.close(cx.registry);
         let path = self.plan[index].path.clone();
         if let Some(update) = update {
-            match settle(&path, update, ending.outcome) {
+            match pending::settle(
+                &path,
+                update,
+                ending.outcome,
+                Some(Direction::ClientToServer),
+            ) {
                 Ok(Some(pending)) => {
                     info!("{}: the updated tape waits for review", pending.display());
                     self.run.report.pending.push(pending);
@@ -356,104 +358,4 @@ impl Finish for Client {
         }
         report
     }
-}
-
-/// Where the pending tape of `tape` goes.
-fn pending_path(tape: &Path) -> PathBuf {
-    let mut name = tape.as_os_str().to_owned();
-    name.push(crate::cassette::PENDING_EXTENSION);
-    PathBuf::from(name)
-}
-
-/// What an `--update` session leaves: for one that departed, the pending
-/// tape (written); for one that matched, nothing, and a stale pending tape
-/// of an earlier run is removed; for one that failed, nothing.
-fn settle(tape: &Path, update: Update, outcome: Outcome) -> Result<Option<PathBuf>, Error> {
-    let pending = pending_path(tape);
-    match outcome {
-        Outcome::Updated => {}
-        Outcome::Passed => {
-            update.discard();
-            if pending.exists() {
-                std::fs::remove_file(&pending)
-                    .map_err(|err| Error::file(&pending, "remove the stale", err))?;
-                info!(
-                    "{}: the tape matched: its stale pending tape is gone",
-                    tape.display()
-                );
-            }
-            return Ok(None);
-        }
-        _ => {
-            update.discard();
-            return Ok(None);
-        }
-    }
-    let partial = update
-        .finish()
-        .map_err(|err| Error::file(&pending, "write", err))?;
-    let written = write_pending(tape, &partial, &pending);
-    let _ = std::fs::remove_file(&partial);
-    written.map(|()| Some(pending))
-}
-
-/// The old tape, whole, as binary, and its text when it is written as
-/// text.
-fn read_old(tape: &Path) -> Result<(Vec<u8>, Option<String>), Error> {
-    let size = std::fs::metadata(tape)
-        .map_err(|err| Error::file(tape, "read", err))?
-        .len();
-    if size > update::MAX_TAPE {
-        return Err(Error::refused(
-            tape,
-            format!(
-                "{}: --update merges tapes of up to {} MiB, and this one has {size} bytes",
-                tape.display(),
-                update::MAX_TAPE >> 20
-            ),
-        ));
-    }
-    let raw = std::fs::read(tape).map_err(|err| Error::file(tape, "read", err))?;
-    let text = match crate::tape::text::looks_like_text(&raw[..raw.len().min(512)]) {
-        true => Some(String::from_utf8(raw.clone()).map_err(|_| {
-            Error::refused(
-                tape,
-                format!("{}: a text tape that is not UTF-8", tape.display()),
-            )
-        })?),
-        false => None,
-    };
-    let old = match &text {
-        Some(text) => crate::tape::text::parse(text).map_err(|source| Error::Text {
-            path: tape.to_path_buf(),
-            source,
-        })?,
-        None => raw,
-    };
-    Ok((old, text))
-}
-
-/// Merges the old tape with the recorded session into the pending tape,
-/// in the old tape's form.
-fn write_pending(tape: &Path, partial: &Path, pending: &Path) -> Result<(), Error> {
-    let (old, text) = read_old(tape)?;
-    let new = std::fs::read(partial).map_err(|err| Error::file(partial, "read", err))?;
-    let merged =
-        update::merge((&old, text.as_deref()), &new, Direction::ClientToServer).map_err(|why| {
-            Error::refused(
-                tape,
-                format!("{}: cannot merge the update: {why}", tape.display()),
-            )
-        })?;
-    info!(
-        "{}: {} of the server's turns changed",
-        tape.display(),
-        merged.changed
-    );
-    let bytes = match &merged.text {
-        Some(text) => text.as_bytes(),
-        None => merged.bytes.as_slice(),
-    };
-    crate::output::write_atomically(pending, |out| std::io::Write::write_all(out, bytes))
-        .map_err(|err| Error::file(pending, "write", err))
 }

@@ -1,6 +1,8 @@
 //! A connection of `server`, in whichever stage it is: its cassette tape
 //! being chosen by its first bytes, several tapes played side by side
-//! until they differ, or one tape played. A connection moves from one
+//! until they differ, one tape played, or (`--update` with an upstream)
+//! handed over to the real server where its client departed from the
+//! tape. A connection moves from one
 //! stage to the next in its slab slot, so its token and timers keep
 //! naming it.
 
@@ -9,6 +11,7 @@ use super::catalog::Candidates;
 use super::peer::{Arrival, Inbound, Peer};
 use super::pool::Pool;
 use super::session::Session;
+use super::update::{Phase, Relay};
 use crate::engine::net::Address;
 
 /// A cassette connection whose tape is not chosen yet: the client's first
@@ -72,6 +75,9 @@ pub enum Conn {
     Deciding(Box<Pool<TapeFile>>),
     /// One tape, and the cassette entry it is (if any).
     Playing(Box<Session<TapeFile>>, Option<usize>),
+    /// Its client departed from that tape: the upstream answers it now,
+    /// and the session with it is recorded.
+    Updating(Box<Relay<TapeFile>>, Option<usize>),
 }
 
 impl Conn {
@@ -80,6 +86,7 @@ impl Conn {
             Conn::Choosing(c) => c.number,
             Conn::Deciding(p) => p.number,
             Conn::Playing(s, _) => s.number,
+            Conn::Updating(r, _) => r.number,
         }
     }
 
@@ -92,6 +99,7 @@ impl Conn {
             Conn::Choosing(c) => &c.peer,
             Conn::Deciding(p) => p.peer(),
             Conn::Playing(s, _) => s.peer(),
+            Conn::Updating(r, _) => r.peer(),
         }
     }
 
@@ -100,6 +108,7 @@ impl Conn {
             Conn::Choosing(c) => &mut c.peer,
             Conn::Deciding(p) => p.peer_mut(),
             Conn::Playing(s, _) => s.peer_mut(),
+            Conn::Updating(r, _) => r.peer_mut(),
         }
     }
 
@@ -110,13 +119,14 @@ impl Conn {
             Conn::Choosing(c) => c.received.is_empty(),
             Conn::Deciding(p) => p.heard_nothing(),
             Conn::Playing(s, _) => s.heard_nothing(),
+            Conn::Updating(..) => false,
         }
     }
 
     /// Bytes of buffers the connection gave back since the last call.
     pub fn take_freed(&mut self) -> usize {
         match self {
-            Conn::Choosing(_) => 0,
+            Conn::Choosing(_) | Conn::Updating(..) => 0,
             Conn::Deciding(p) => p.take_freed(),
             Conn::Playing(s, _) => s.take_freed(),
         }
@@ -128,6 +138,7 @@ impl Conn {
         match self {
             Conn::Playing(session, _) => (session.last_activity(), session.waiting_for()),
             Conn::Deciding(pool) => (pool.last_activity(), pool.waiting_for()),
+            Conn::Updating(relay, _) => (relay.last_activity(), Some(relay.waiting_for())),
             Conn::Choosing(chooser) => (
                 chooser.peer.last_activity,
                 Some(match chooser.stage {
@@ -163,7 +174,18 @@ impl Conn {
                 session.close(registry);
                 (entry, bytes)
             }
+            Conn::Updating(relay, entry) => {
+                let (record, bytes) = relay.into_record(registry);
+                record.discard();
+                (entry, bytes)
+            }
         }
+    }
+
+    /// True while it relays between its client and the upstream: a
+    /// session that went quiet there is over, as far as it went.
+    pub fn relaying(&self) -> bool {
+        matches!(self, Conn::Updating(relay, _) if relay.phase() == Phase::Relaying)
     }
 
     /// Logs the end of the connection.
@@ -171,6 +193,7 @@ impl Conn {
         match self {
             Conn::Playing(session, _) => session.log_end(verdict),
             Conn::Deciding(pool) => pool.log_end(verdict),
+            Conn::Updating(relay, _) => relay.log_end(verdict),
             Conn::Choosing(_) => {}
         }
     }

@@ -13,8 +13,9 @@
 //! - `load` checks a tape before anyone connects; `report` renders a
 //!   mismatch; `status` is what waking a connection says.
 //!
-//! Tokens: the listener is 0; the connection in slab slot `k` owns token
-//! `k + 1`. Each session streams its tape through two cursors of its own
+//! Tokens: the listener is 0; a `server` connection in slab slot `k` owns
+//! token `2k + 1` for its client and `2k + 2` for the upstream it may be
+//! handed over to (`--update`); a `client` session in slot `k` owns `k + 1`. Each session streams its tape through two cursors of its own
 //! over one shared handle, so a thousand sessions cost a thousand small
 //! buffers, never a thousand copies of the tape.
 //!
@@ -109,6 +110,11 @@ pub(crate) struct ServerOptions {
     pub allow_unused: bool,
     pub grace: Duration,
     pub backlog: u32,
+    /// `--update`: where a client departs from its tape, its connection
+    /// is handed over to `upstream` (the real server), and the session
+    /// with it is written as a pending tape beside the tape.
+    pub update: bool,
+    pub upstream: Option<Endpoint>,
 }
 
 /// What `client` is asked to do.

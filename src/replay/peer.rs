@@ -156,6 +156,11 @@ impl Peer {
         self.received
     }
 
+    /// Our bytes that went so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
     /// True while not a byte came from the peer: a peer that leaves so is
     /// a probe, not a client departing from the tape.
     pub fn heard_nothing(&self) -> bool {

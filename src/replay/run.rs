@@ -217,6 +217,14 @@ impl Run {
                 message: Some(summary),
                 details: None,
             }),
+            // The server hands a departed session over before it ends.
+            Status::Departed => Some(Ending {
+                outcome: Outcome::Error,
+                message: Some(format!(
+                    "session {number} with {peer}: departed, and nothing took it over"
+                )),
+                details: None,
+            }),
             Status::Mismatch {
                 summary, report, ..
             } => Some(Ending {

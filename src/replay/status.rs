@@ -20,6 +20,9 @@ pub enum Status {
     Updated {
         summary: String,
     },
+    /// With `--update` and an upstream: the client departed from the
+    /// tape, and the session is to be handed over to the upstream.
+    Departed,
     /// The peer departed from the tape; the report is ready to print.
     Mismatch {
         summary: String,

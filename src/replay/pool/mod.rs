@@ -35,11 +35,13 @@ mod moves;
 mod window;
 
 use super::faults::Frames;
+use super::peer::Inbound;
 use super::peer::{Arrival, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::session::Session;
 use super::status::{PoolStatus, Status};
+use super::update::{Departed, Handover};
 use crate::engine::net::Address;
 use crate::error::Error;
 use crate::tape::{Direction, Source};
@@ -85,8 +87,12 @@ pub struct Pool<S: Source> {
     /// The entry whose bytes go to the client, once one spoke.
     speaker: Option<usize>,
     reserve: Reserve,
-    /// How the candidate that went furthest departed, for when none is left.
-    best_failure: Option<(u64, Status)>,
+    /// How the candidate that went furthest departed (and its entry), for
+    /// when none is left.
+    best_failure: Option<Failure>,
+    /// With `--update` and an upstream: what a hand-over takes, should the
+    /// client depart from every tape.
+    handover: Option<Handover>,
     sent: u64,
     started: Instant,
     /// Bytes of buffers given back since the owner last asked.
@@ -111,6 +117,7 @@ impl<S: Source + Clone> Pool<S> {
             speaker: None,
             reserve,
             best_failure: None,
+            handover: None,
             sent: 0,
             started: Instant::now(),
             freed: 0,
@@ -130,6 +137,20 @@ impl<S: Source + Clone> Pool<S> {
             &mut fed,
         );
         pool
+    }
+
+    /// Plays with `--update` and an upstream: where the client departs
+    /// from every tape, the pool ends `Departed`, to be handed over with
+    /// the tape that went furthest. `received` and `eof` are what the pool
+    /// was made with.
+    pub fn with_handover(mut self, (received, eof): (&[u8], bool)) -> Pool<S> {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(received));
+        if eof {
+            handover.heard(&Arrival::Eof);
+        }
+        self.handover = Some(handover);
+        self
     }
 
     pub fn last_activity(&self) -> u64 {
@@ -181,15 +202,71 @@ impl<S: Source + Clone> Pool<S> {
             number,
             peer,
             started,
+            handover,
             ..
         } = *self;
-        Ok(Session::resumed(number, peer, chosen.playback, started))
+        let session = Session::resumed(number, peer, chosen.playback, started);
+        Ok(match handover {
+            Some(handover) => session.with_handover(handover),
+            None => session,
+        })
+    }
+
+    /// With an upstream, once the client departed from every tape: the
+    /// entry of the one that went furthest, to hand over with.
+    pub fn departed_entry(&self) -> Option<usize> {
+        match (&self.handover, &self.best_failure) {
+            (Some(handover), Some(failure)) if handover.departed() => Some(failure.entry),
+            _ => None,
+        }
+    }
+
+    /// A pool whose client departed, taken apart for the hand-over.
+    pub fn into_departed(mut self: Box<Self>) -> Result<Departed, Box<Pool<S>>> {
+        if self.departed_entry().is_none() {
+            return Err(self);
+        }
+        let departure = match self.handover.take().map(Handover::into_departure) {
+            Some(Ok(departure)) => departure,
+            Some(Err(handover)) => {
+                self.handover = Some(handover);
+                return Err(self);
+            }
+            None => return Err(self),
+        };
+        let Pool {
+            number,
+            peer,
+            started,
+            ..
+        } = *self;
+        Ok(Departed {
+            number,
+            peer,
+            departure,
+            started,
+        })
+    }
+
+    /// No candidate is left: with an upstream, a client that departed from
+    /// the tapes (rather than went away) is handed over; else the run
+    /// hears how the furthest candidate departed.
+    fn none_left(&mut self) -> PoolStatus {
+        let eof = self.peer.inbound() != Inbound::Open;
+        if let (Some(handover), Some(failure)) = (&mut self.handover, &self.best_failure)
+            && let Status::Mismatch { summary, .. } = &failure.status
+            && self.peer.inbound() != Inbound::Gone
+        {
+            handover.depart(summary.clone(), eof);
+            return PoolStatus::Failed(Status::Departed);
+        }
+        PoolStatus::Failed(self.failure())
     }
 
     /// The candidate that went furthest before departing, as a status.
     pub fn failure(&mut self) -> Status {
         match self.best_failure.take() {
-            Some((_, status)) => status,
+            Some(failure) => failure.status,
             None => {
                 let lost = match self.reserve {
                     Reserve::Lost { after } => format!(
@@ -278,7 +355,7 @@ impl<S: Source + Clone> Pool<S> {
                 return PoolStatus::Refill;
             }
             if self.candidates.is_empty() {
-                return PoolStatus::Failed(self.failure());
+                return self.none_left();
             }
             match self.next_move() {
                 Move::Decide(entries) => return PoolStatus::Decide(entries),
@@ -303,11 +380,15 @@ impl<S: Source + Clone> Pool<S> {
             candidates,
             best_failure,
             reserve,
+            handover,
             ..
         } = self;
         let addr = peer.addr().clone();
         let received = peer.receive(scratch, BUDGET, |arrival| {
             remember(reserve, &arrival);
+            if let Some(handover) = handover.as_mut() {
+                handover.heard(&arrival);
+            }
             sift(candidates, best_failure, &addr, |playback| match &arrival {
                 Arrival::Data(bytes) => playback.receive(bytes),
                 Arrival::Eof => playback.receive_eof(),
@@ -371,11 +452,19 @@ impl<S: Source + Clone> Pool<S> {
     }
 }
 
+/// How a candidate departed.
+struct Failure {
+    /// Client bytes it had checked.
+    got: u64,
+    status: Status,
+    entry: usize,
+}
+
 /// Keeps the candidates for which `step` goes well; remembers how the
 /// furthest of the others departed.
 fn sift<S: Source + Clone>(
     candidates: &mut Vec<Candidate<S>>,
-    best_failure: &mut Option<(u64, Status)>,
+    best_failure: &mut Option<Failure>,
     addr: &Address,
     mut step: impl FnMut(&mut Playback<S>) -> Result<(), Fault>,
 ) {
@@ -387,8 +476,12 @@ fn sift<S: Source + Clone>(
                 Status::Mismatch { received, .. } => *received,
                 _ => 0,
             };
-            if best_failure.as_ref().is_none_or(|(best, _)| got > *best) {
-                *best_failure = Some((got, status));
+            if best_failure.as_ref().is_none_or(|best| got > best.got) {
+                *best_failure = Some(Failure {
+                    got,
+                    status,
+                    entry: candidate.entry,
+                });
             }
             false
         }

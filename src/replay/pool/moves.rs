@@ -3,11 +3,12 @@
 
 use log::debug;
 
-use super::{CHUNK, Pool, Reserve, sift};
+use super::{CHUNK, Failure, Pool, Reserve, sift};
 use crate::engine::net::Sent;
 use crate::replay::peer::Inbound;
 use crate::replay::script::Action;
 use crate::replay::script::Fault;
+use crate::replay::session::taking;
 use crate::tape::Source;
 
 /// What the candidates do next, taken together.
@@ -116,7 +117,11 @@ impl<S: Source + Clone> Pool<S> {
                 Ok(None) => gone.push(candidate.entry),
                 Err(fault) => {
                     let status = candidate.playback.fault_status(fault, &addr);
-                    self.best_failure.get_or_insert((0, status));
+                    self.best_failure.get_or_insert(Failure {
+                        got: 0,
+                        status,
+                        entry: candidate.entry,
+                    });
                     gone.push(candidate.entry);
                 }
             }
@@ -138,12 +143,16 @@ impl<S: Source + Clone> Pool<S> {
             candidates,
             best_failure,
             sent,
+            handover,
             ..
         } = self;
         let addr = peer.addr().clone();
         let playback = &mut candidates[at].playback;
         if !playback.may_go() {
             return Some(false);
+        }
+        if let Some(handover) = handover.as_mut() {
+            taking(handover, playback);
         }
         let step: Result<Option<Option<Vec<u8>>>, Fault> = match playback.action() {
             Action::Send { .. } if !peer.is_writable() => Ok(None),
@@ -183,10 +192,12 @@ impl<S: Source + Clone> Pool<S> {
                 // This tape cannot be played on (an echo of a value never
                 // captured): the others go on without it.
                 let status = candidates[at].playback.fault_status(fault, &addr);
-                candidates.remove(at);
-                if best_failure.is_none() {
-                    *best_failure = Some((0, status));
-                }
+                let entry = candidates.remove(at).entry;
+                best_failure.get_or_insert(Failure {
+                    got: 0,
+                    status,
+                    entry,
+                });
                 self.speaker = None;
                 Some(false)
             }

@@ -71,6 +71,15 @@ impl<S: Source + Clone> Playback<S> {
         })
     }
 
+    /// The tape played, for another playback of it.
+    pub fn tape(&self) -> (String, S, Locator) {
+        (
+            self.tape_name.clone(),
+            self.tape.clone(),
+            self.locator.clone(),
+        )
+    }
+
     pub fn tape_name(&self) -> &str {
         &self.tape_name
     }

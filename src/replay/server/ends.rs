@@ -37,9 +37,19 @@ impl Server {
         conn.log_end(ending.outcome.as_str());
         let (number, addr) = (conn.number(), conn.addr().clone());
         let faults = conn.peer().fired().to_vec();
-        let (entry, bytes) = conn.close(cx.registry);
+        let (entry, bytes, record) = match conn {
+            Conn::Updating(relay, entry) => {
+                let (record, bytes) = relay.into_record(cx.registry);
+                (entry, bytes, Some(record))
+            }
+            conn => {
+                let (entry, bytes) = conn.close(cx.registry);
+                (entry, bytes, None)
+            }
+        };
         // A session a fault ended leaves its tape to be played again (the
-        // client under test retries), and does not end `--once`.
+        // client under test retries), and does not end `--once`; nor does
+        // one written as a pending tape (`--update` goes on to the next).
         let faulted = ending.outcome == Outcome::Faulted;
         let tape = match (&mut self.tapes, entry) {
             (Tapes::Cassette(catalog), Some(i)) => {
@@ -50,13 +60,16 @@ impl Server {
             (Tapes::One { path, .. }, _) => Some(path.clone()),
             (Tapes::Cassette(_), None) => None,
         };
+        let ending = self.settle((number, tape.as_deref()), record, ending);
         let outcome = ending.outcome;
         self.run
             .record(cx, (number, &addr), tape, ending, (bytes, faults));
         if outcome == Outcome::Mismatch && self.abort {
             self.abort_run(cx);
-        } else if !matches!(outcome, Outcome::Passed | Outcome::Faulted)
-            && self.until != Until::Stopped
+        } else if !matches!(
+            outcome,
+            Outcome::Passed | Outcome::Faulted | Outcome::Updated
+        ) && self.until != Until::Stopped
             && !matches!(self.accepting, Accepting::Closed)
         {
             info!(
@@ -131,6 +144,7 @@ impl Server {
                 Conn::Deciding(pool) => pool
                     .waiting_for()
                     .unwrap_or_else(|| "its tape to be decided".to_string()),
+                Conn::Updating(relay, _) => relay.waiting_for(),
             };
             let message = format!(
                 "session {}: stopped before the tape's end, while waiting for {what}",

@@ -17,6 +17,7 @@ use mio::{Interest, Token};
 
 mod ends;
 mod stages;
+mod updating;
 
 use super::catalog::{Candidates, Catalog, Prefix};
 use super::conn::{Chooser, Conn};
@@ -26,6 +27,7 @@ use super::run::{Phase, ReplayTimer, Run};
 use super::script::playback::Playback;
 use super::session::Session;
 use super::status::{PoolStatus, Status};
+use super::update::Side;
 use super::{ServerOptions, TapeFile, file_name};
 use crate::cassette;
 use crate::engine::event_loop::{Context, Service, Stop};
@@ -85,6 +87,8 @@ pub(crate) struct Server {
     abort: bool,
     /// A tape never played does not fail the run.
     allow_unused: bool,
+    /// `--update`: the real server a departing client is handed over to.
+    upstream: Option<Address>,
 }
 
 impl Server {
@@ -132,6 +136,20 @@ impl Server {
                 catalog.len()
             ),
         }
+        let upstream = match (options.update, &options.upstream) {
+            (true, Some(upstream)) => Some(
+                upstream
+                    .resolve()
+                    .map_err(|err| Error::net(upstream, err))?,
+            ),
+            (true, None) => {
+                return Err(Error::setting(
+                    "--update",
+                    "a server needs --upstream: the real server a client that departs from the tape is handed over to",
+                ));
+            }
+            (false, _) => None,
+        };
         let mut run = Run::new(options.tape.clone(), own, &options.replay, cx.now);
         run.grace = options.grace;
         let server = Server {
@@ -143,6 +161,7 @@ impl Server {
             until,
             abort: options.abort,
             allow_unused: options.allow_unused,
+            upstream,
         };
         server.arm_connection_wait(cx);
         Ok(server)
@@ -203,7 +222,7 @@ impl Server {
         let key = self.conns.vacant_key();
         let _ = stream.set_nodelay();
         // WRITABLE from the start: our first frame may be due at once.
-        let socket = Socket::register(cx.registry, stream, addr.clone(), Token(key + 1), true);
+        let socket = Socket::register(cx.registry, stream, addr.clone(), client_token(key), true);
         let peer = match socket {
             Ok(socket) => {
                 let mut peer = Peer::new(socket, cx.now);
@@ -225,6 +244,7 @@ impl Server {
                 match Playback::new(tape, self.run.settings) {
                     Ok(playback) => {
                         let session = Session::resumed(number, peer, playback, Instant::now());
+                        let session = self.with_handover(session);
                         self.conns.insert(Conn::Playing(Box::new(session), None));
                         None
                     }
@@ -261,6 +281,10 @@ impl Server {
                 self.on_pool(cx, key, status);
             }
             Some(Conn::Choosing(_)) => self.choose(cx, key),
+            Some(Conn::Updating(relay, _)) => {
+                let status = relay.resume(cx.registry, cx.now, scratch);
+                self.on_status(cx, key, status);
+            }
             None => {}
         }
     }
@@ -281,6 +305,9 @@ impl Server {
     }
 
     fn on_status(&mut self, cx: &mut Context<'_, ReplayTimer>, key: usize, status: Status) {
+        if let Status::Departed = status {
+            return self.hand_over(cx, key);
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -351,10 +378,17 @@ impl Server {
             return;
         };
         let (last_activity, waiting) = conn.waiting(&self.run.path);
-        if let Some(status) = self
+        let relaying = conn.relaying();
+        let status = match self
             .run
             .check_timeout(cx, (key, number), last_activity, waiting)
         {
+            // Neither side said more for --timeout: the session with the
+            // upstream is over, as far as it went.
+            Some(Status::Failed(Error::Timeout { .. })) if relaying => self.quiet_relay_over(key),
+            other => other,
+        };
+        if let Some(status) = status {
             self.on_status(cx, key, status);
         }
     }
@@ -372,9 +406,15 @@ impl Service for Server {
         if event.token() == LISTENER {
             return self.accept(cx);
         }
-        let key = event.token().0 - 1;
+        let (key, side) = conn_of(event.token());
         let scratch = &mut self.run.scratch;
         match self.conns.get_mut(key) {
+            Some(Conn::Updating(relay, _)) => {
+                let status = relay.ready(cx.registry, (side, event), cx.now, scratch);
+                self.on_status(cx, key, status);
+            }
+            // Only a relay has a socket of the other side.
+            _ if side == Side::Upstream => {}
             Some(Conn::Playing(session, _)) => {
                 let status = session.ready(cx.registry, event, cx.now, scratch);
                 self.on_status(cx, key, status);
@@ -404,6 +444,7 @@ impl Service for Server {
                         let status = pool.delay_over(cx.registry, cx.now, scratch);
                         self.on_pool(cx, key, status);
                     }
+                    Some(Conn::Updating(..)) => self.resume(cx, key),
                     _ => {}
                 }
             }
@@ -502,4 +543,23 @@ impl Finish for Server {
         }
         report
     }
+}
+
+/// The token of the client of the connection in slab slot `key`; the
+/// upstream it may be handed over to has the next one.
+fn client_token(key: usize) -> Token {
+    Token(2 * key + 1)
+}
+
+fn upstream_token(key: usize) -> Token {
+    Token(2 * key + 2)
+}
+
+/// The connection slot and the side an event's token names.
+fn conn_of(token: Token) -> (usize, Side) {
+    let side = match (token.0 - 1) % 2 {
+        0 => Side::Client,
+        _ => Side::Upstream,
+    };
+    ((token.0 - 1) / 2, side)
 }

@@ -21,6 +21,7 @@ use crate::replay::run::ReplayTimer;
 use crate::replay::script::playback::Playback;
 use crate::replay::session::Session;
 use crate::replay::status::Status;
+use crate::replay::update::Handover;
 
 impl Server {
     /// Reads what a choosing connection sent and tries to pick its tape.
@@ -147,11 +148,15 @@ impl Server {
                 entry, playback, ..
             } = candidates.remove(0);
             let mut early = None;
+            let handover = self.upstream.is_some();
             self.conns.transition(key, |conn| match conn {
                 Conn::Choosing(chooser) => {
                     let Chooser { peer, received, .. } = *chooser;
                     let eof = peer.inbound() != Inbound::Open;
                     let mut session = Session::resumed(number, peer, playback, Instant::now());
+                    if handover {
+                        session = session.with_handover(Handover::new());
+                    }
                     // Its bytes so far were counted as they came.
                     early = session.feed_kept(&received, eof);
                     Conn::Playing(Box::new(session), Some(entry))
@@ -164,6 +169,7 @@ impl Server {
                 None => self.resume(cx, key),
             };
         }
+        let handover = self.upstream.is_some();
         self.conns.transition(key, |conn| match conn {
             Conn::Choosing(chooser) => {
                 let Chooser { peer, received, .. } = *chooser;
@@ -177,7 +183,10 @@ impl Server {
                     None => Reserve::Empty,
                 };
                 let pool = Pool::new(number, peer, candidates, reserve, (&received, eof));
-                Conn::Deciding(Box::new(pool))
+                Conn::Deciding(Box::new(match handover {
+                    true => pool.with_handover((&received, eof)),
+                    false => pool,
+                }))
             }
             other => other,
         });
@@ -186,7 +195,7 @@ impl Server {
 
     /// Cassette entry `entry` serves the connection in `key` now: the
     /// undecided connections look elsewhere.
-    fn taken(&mut self, cx: &mut Context<'_, ReplayTimer>, entry: usize, key: usize) {
+    pub(super) fn taken(&mut self, cx: &mut Context<'_, ReplayTimer>, entry: usize, key: usize) {
         if let Tapes::Cassette(catalog) = &mut self.tapes {
             catalog.take(entry);
             if let Some(conn) = self.conns.get(key) {

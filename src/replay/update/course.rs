@@ -133,6 +133,41 @@ impl Update {
         };
     }
 
+    /// The session was handed over to a real peer, which has not said a
+    /// thing yet: recorded, not checked, and the first frame that waits
+    /// for an answer waits for the one it gives.
+    pub fn hand_over(&mut self, summary: String, now: u64) {
+        self.course = Course::Departed {
+            summary,
+            last_heard: now,
+            last_sent: now,
+            answered: false,
+            expected_at_send: 0,
+        };
+    }
+
+    /// The values the old tape's peer turns captured, as recorded: what an
+    /// echo of ours says when the real peer's answer no longer shows them.
+    pub fn recorded_captures(&self) -> Vec<(String, Vec<u8>)> {
+        let peer = self.own.reverse();
+        self.turns
+            .iter()
+            .filter(|turn| turn.dir == peer)
+            .flat_map(merge::recorded_captures)
+            .collect()
+    }
+
+    /// Where the session is written as it goes.
+    pub fn path(&self) -> &Path {
+        &self.partial
+    }
+
+    /// What was recorded is in the file (the kernel's page cache), before
+    /// it is forwarded: write-ahead, as the proxy records.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.record.get_mut().flush()
+    }
+
     /// Bytes (or the end) the peer sent.
     pub fn theirs(&mut self, arrival: &Arrival<'_>, now: u64) -> io::Result<()> {
         if let Course::Departed {

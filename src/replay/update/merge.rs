@@ -3,7 +3,10 @@
 //! what the session recorded.
 //!
 //! A turn is what one side sends between two moves of the other. Our own
-//! turns went as the tape says and stay as they are. A peer turn whose new
+//! turns (when one side was played from the tape: `kept`) went as the tape
+//! says and stay as they are; with no side kept (a session handed over to
+//! a real server, where the client and the server may both have changed),
+//! every turn is compared. A turn whose new
 //! bytes still match the old one (its spans taking their new values) stays
 //! as it is too, text, comments and all. A peer turn that changed takes
 //! the new bytes, and keeps each of its spans that still fits them: the
@@ -60,25 +63,29 @@ pub struct Merged {
     pub bytes: Vec<u8>,
     /// The text form, for an old tape written as text.
     pub text: Option<String>,
-    /// Peer turns that changed.
+    /// Turns that changed (or are new).
     pub changed: usize,
 }
 
 /// Merges the old tape (`old`: its bytes, and its text when it was written
 /// as text) with the session recorded by `--update` (`new`, a binary
-/// tape), `own` being the side we played.
-pub fn merge(old: (&[u8], Option<&str>), new: &[u8], own: Direction) -> Result<Merged, String> {
+/// tape); `kept` is the side that went as the tape says, if one did.
+pub fn merge(
+    old: (&[u8], Option<&str>),
+    new: &[u8],
+    kept: Option<Direction>,
+) -> Result<Merged, String> {
     let (old_bytes, old_text) = old;
     let turns = turns(old_bytes).map_err(|err| format!("the old tape: {err}"))?;
-    let said = said(new, own).map_err(|err| format!("the recording: {err}"))?;
+    let said = said(new).map_err(|err| format!("the recording: {err}"))?;
     let mut plan: Vec<Piece> = Vec::new();
     let mut said = said.into_iter().peekable();
     for (index, turn) in turns.iter().enumerate() {
-        if turn.dir == own {
+        if Some(turn.dir) == kept {
             // Ours went as the tape says; a peer turn before it that the
             // tape does not have is new.
             while let Some((dir, _)) = said.peek()
-                && *dir != own
+                && Some(*dir) != kept
             {
                 if let Some((dir, extra)) = said.next() {
                     plan.push(Piece::Added(new_turn(dir, &extra)));
@@ -209,8 +216,7 @@ pub(super) fn turns(tape: &[u8]) -> Result<Vec<Turn>, TapeError> {
 }
 
 /// The recorded session's turns, in order.
-fn said(tape: &[u8], own: Direction) -> Result<Vec<(Direction, Said)>, TapeError> {
-    let _ = own;
+fn said(tape: &[u8]) -> Result<Vec<(Direction, Said)>, TapeError> {
     let mut reader = Reader::new(tape);
     let mut out: Vec<(Direction, Said)> = Vec::new();
     while let Some(frame) = reader.next_frame()? {
@@ -323,6 +329,20 @@ pub(super) fn captures(turn: &Turn, new: &[u8]) -> Vec<(String, Vec<u8>)> {
         .iter()
         .filter_map(|item| match item {
             Item::Span(_, bytes) => Some((named(item)?, bytes.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The values the turn's captures took when it was recorded.
+pub(super) fn recorded_captures(turn: &Turn) -> Vec<(String, Vec<u8>)> {
+    turn.items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Span(span, bytes) => match &span.kind {
+                SpanKind::Capture(name) => Some((name.clone(), bytes.clone())),
+                _ => None,
+            },
             _ => None,
         })
         .collect()
@@ -565,7 +585,7 @@ mod tests {
     #[test]
     fn a_session_that_matched_leaves_the_tape_as_it_was() {
         let old = session(&[(C2S, b"HELLO\n"), (S2C, b"WELCOME v1\n")]);
-        let merged = merge((&old, None), &old, C2S).unwrap();
+        let merged = merge((&old, None), &old, Some(C2S)).unwrap();
         assert_eq!(merged.changed, 0);
         assert_eq!(merged.bytes, old);
     }
@@ -584,7 +604,7 @@ mod tests {
             (C2S, b"BYE\n"),
             (S2C, b"BYE\n"),
         ]);
-        let merged = merge((&old, None), &new, C2S).unwrap();
+        let merged = merge((&old, None), &new, Some(C2S)).unwrap();
         assert_eq!(merged.changed, 1);
         assert_eq!(merged.bytes, new);
     }
@@ -599,7 +619,7 @@ mod tests {
             (C2S, b"BYE\n"),
             (S2C, b"BYE\n"),
         ]);
-        let merged = merge((&old, Some(text)), &new, C2S).unwrap();
+        let merged = merge((&old, Some(text)), &new, Some(C2S)).unwrap();
         let out = merged.text.unwrap();
         assert!(
             out.starts_with("tcptape text 1\n# the login\n> \"HELLO\\n\"\n"),
@@ -619,7 +639,7 @@ mod tests {
         let text = "tcptape text 1\n> \"HELLO\\n\"\n< \"v1 token=\" [capture tok 1..64 \"abc\"] \";\\n\"\neof >\neof <\n";
         let old = text::parse(text).unwrap();
         let new = session(&[(C2S, b"HELLO\n"), (S2C, b"v2 token=wxyz;\n")]);
-        let merged = merge((&old, Some(text)), &new, C2S).unwrap();
+        let merged = merge((&old, Some(text)), &new, Some(C2S)).unwrap();
         let out = merged.text.unwrap();
         assert!(out.contains("[capture tok 1..64 \"wxyz\"]"), "{out}");
         assert!(out.contains("\"v2 token=\""), "{out}");
@@ -630,7 +650,7 @@ mod tests {
         let text = "tcptape text 1\n> \"HELLO\\n\"\n< \"token=\" [vary 1..64 \"abc\"] \";\\n\"\neof >\neof <\n";
         let old = text::parse(text).unwrap();
         let new = session(&[(C2S, b"HELLO\n"), (S2C, b"token=a-longer-one;\n")]);
-        let merged = merge((&old, Some(text)), &new, C2S).unwrap();
+        let merged = merge((&old, Some(text)), &new, Some(C2S)).unwrap();
         assert_eq!(merged.changed, 0);
         assert_eq!(merged.text.unwrap(), text);
     }

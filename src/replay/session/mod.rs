@@ -12,14 +12,19 @@ use mio::event::Event;
 use mio::{Registry, Token};
 
 use super::faults::Frames;
-use super::peer::{Arrival, Inbound, Peer};
+use super::peer::{Arrival, Peer};
+
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::status::Status;
-use super::update::{Gate, Update};
+use super::update::{Handover, Update};
 use crate::engine::net::{Address, Sent, Socket, Stream};
 use crate::error::Error;
 use crate::tape::{Direction, Source};
+
+mod update;
+
+pub use update::taking;
 
 /// Largest chunk handed to one `write` of our own bytes.
 const SEND_CHUNK: usize = 256 * 1024;
@@ -53,6 +58,9 @@ pub struct Session<S: Source> {
     update: Option<Box<Update>>,
     /// The first failure to write that recording.
     update_failed: Option<io::Error>,
+    /// With `--update` and an upstream (`server`): the client's current
+    /// turn, for a hand-over where it departs.
+    handover: Option<Box<Handover>>,
     /// When a departed peer's turn may be over: the session sleeps until.
     wake_at: Option<u64>,
     started: Instant,
@@ -97,21 +105,11 @@ impl<S: Source + Clone> Session<S> {
             playback,
             update: None,
             update_failed: None,
+            handover: None,
             wake_at: None,
             started,
             freed: 0,
         }
-    }
-
-    /// Plays with `--update`: goes on where the peer departs, recording.
-    pub fn with_update(mut self, update: Update) -> Session<S> {
-        self.update = Some(Box::new(update));
-        self
-    }
-
-    /// The update recording, once the session is over.
-    pub fn take_update(&mut self) -> Option<Update> {
-        self.update.take().map(|update| *update)
     }
 
     pub fn addr(&self) -> &Address {
@@ -144,8 +142,12 @@ impl<S: Source + Clone> Session<S> {
 
     /// Checks bytes (and an EOF) the peer sent before the session started,
     /// while its cassette tape was being chosen (its peer counted them as
-    /// they came). A departure ends it at once.
+    /// they came). A departure ends it at once, unless there is an
+    /// upstream to hand the session over to.
     pub fn feed_kept(&mut self, received: &[u8], eof: bool) -> Option<Status> {
+        if let Some(handover) = self.handover.as_deref_mut() {
+            handover.heard(&Arrival::Data(received));
+        }
         let fed = self.playback.receive(received).and_then(|()| {
             if eof {
                 self.playback.receive_eof()
@@ -153,8 +155,16 @@ impl<S: Source + Clone> Session<S> {
                 Ok(())
             }
         });
-        fed.err()
-            .map(|fault| self.playback.fault_status(fault, self.peer.addr()))
+        let status = fed
+            .err()
+            .map(|fault| self.playback.fault_status(fault, self.peer.addr()))?;
+        match (self.handover.as_deref_mut(), status) {
+            (Some(handover), Status::Mismatch { summary, .. }) => {
+                handover.depart(summary, eof);
+                Some(Status::Departed)
+            }
+            (_, status) => Some(status),
+        }
     }
 
     /// Handles readiness of the session's socket.
@@ -267,29 +277,6 @@ impl<S: Source + Clone> Session<S> {
         Ok(Status::Yielded)
     }
 
-    fn departed(&self) -> bool {
-        self.update.as_ref().is_some_and(|u| u.departed())
-    }
-
-    /// With `--update`, once the peer departed: the session is over when
-    /// our side is played out and the peer closed or went quiet.
-    fn departed_end(&mut self, now: u64) -> Option<Status> {
-        let update = self.update.as_ref().filter(|u| u.departed())?;
-        let ours_done = self.playback.action() == Action::End && self.outgoing.is_empty();
-        if !ours_done {
-            return None;
-        }
-        match update.over(self.peer.inbound() != Inbound::Open, now) {
-            Gate::WaitUntil(at) => {
-                self.wake_at = Some(at);
-                None
-            }
-            Gate::Go | Gate::Tape => Some(Status::Updated {
-                summary: update.summary().unwrap_or_default().to_string(),
-            }),
-        }
-    }
-
     /// Reads everything available and checks it against the tape (with
     /// `--update`, records it too; once the peer departed, only records).
     fn receive(&mut self, scratch: &mut [u8], now: u64) -> Result<bool, Fault> {
@@ -298,11 +285,18 @@ impl<S: Source + Clone> Session<S> {
             playback,
             update,
             update_failed,
+            handover,
             ..
         } = self;
         let addr = peer.addr().clone();
         peer.at(Frames::of(playback.frames()));
         peer.receive(scratch, BUDGET, |arrival| {
+            if let Some(handover) = handover.as_deref_mut() {
+                handover.heard(&arrival);
+                if handover.departed() {
+                    return Ok(());
+                }
+            }
             if let Some(update) = update.as_deref_mut() {
                 if let Err(err) = update.theirs(&arrival, now) {
                     update_failed.get_or_insert(err);
@@ -311,53 +305,28 @@ impl<S: Source + Clone> Session<S> {
                     return Ok(());
                 }
             }
-            let checked = match arrival {
-                Arrival::Data(bytes) => playback.receive(bytes),
-                Arrival::Eof => playback.receive_eof(),
-                Arrival::Reset => playback.receive_reset(),
+            let (checked, eof) = match arrival {
+                Arrival::Data(bytes) => (playback.receive(bytes), false),
+                Arrival::Eof => (playback.receive_eof(), true),
+                Arrival::Reset => (playback.receive_reset(), true),
             };
-            match (checked, update.as_deref_mut()) {
-                (Err(fault @ Fault::Deviation(_)), Some(update)) => {
-                    if let Status::Mismatch { summary, .. } = playback.fault_status(fault, &addr) {
-                        update.depart(summary, now);
-                    }
-                    Ok(())
-                }
-                (checked, _) => checked,
+            // A client that is gone takes no answer from an upstream.
+            let gone = matches!(arrival, Arrival::Reset);
+            let departs = update.is_some() || (handover.is_some() && !gone);
+            let fault = match checked {
+                Err(fault @ Fault::Deviation(_)) if departs => fault,
+                checked => return checked,
+            };
+            let Status::Mismatch { summary, .. } = playback.fault_status(fault, &addr) else {
+                return Ok(());
+            };
+            match (update.as_deref_mut(), handover.as_deref_mut()) {
+                (Some(update), _) => update.depart(summary, now),
+                (None, Some(handover)) => handover.depart(summary, eof),
+                (None, None) => {}
             }
+            Ok(())
         })
-    }
-
-    /// Whether our next action may go now; when not, and a departed peer's
-    /// turn may end at a later tick, notes it in `wake_at`.
-    fn may_go(&mut self, now: u64) -> bool {
-        let closed = self.peer.inbound() != Inbound::Open;
-        let gate = match &self.update {
-            Some(update) => update.gate(self.playback.expected(), closed, now),
-            None => Gate::Tape,
-        };
-        match gate {
-            Gate::Tape => self.playback.may_go(),
-            Gate::Go => self.playback.action() != Action::End,
-            Gate::WaitUntil(at) => {
-                self.wake_at = Some(at);
-                false
-            }
-        }
-    }
-
-    /// With `--update`: our bytes went, or our half-close.
-    fn note_sent(&mut self, bytes: Option<&[u8]>, expected: u64, now: u64) {
-        let Some(update) = self.update.as_deref_mut() else {
-            return;
-        };
-        let noted = match bytes {
-            Some(bytes) => update.ours(bytes, expected, now),
-            None => update.our_eof(expected, now),
-        };
-        if let Err(err) = noted {
-            self.update_failed.get_or_insert(err);
-        }
     }
 
     /// Sends our frames for as long as the tape's order and the socket allow.
@@ -415,6 +384,7 @@ impl<S: Source + Clone> Session<S> {
                         self.gather()?;
                         continue;
                     }
+                    self.taking();
                     if self.playback.in_file().is_some() {
                         // What is left of this frame is a place in the tape:
                         // no read buffer is needed while it goes, however
@@ -449,6 +419,7 @@ impl<S: Source + Clone> Session<S> {
                         Ok(true) | Err(_) => {}
                     }
                     debug!("session {}: half-closed our side", self.number);
+                    self.taking();
                     self.playback.shut_down()?;
                     self.note_sent(None, expected, now);
                     moved = true;
@@ -467,6 +438,7 @@ impl<S: Source + Clone> Session<S> {
             && matches!(self.playback.action(), Action::Send { frame, .. } if frame.index < limit)
             && self.playback.may_go()
         {
+            self.taking();
             let chunk = self.playback.peek(GATHER - self.outgoing.len())?;
             self.outgoing.extend_from_slice(chunk);
             let n = chunk.len();

@@ -1,0 +1,146 @@
+//! What `--update` adds to a session: a recording that goes on where the
+//! peer departs (`client`), or the client's current turn kept for a
+//! hand-over to the upstream (`server`).
+
+use super::Session;
+use crate::replay::peer::Inbound;
+use crate::replay::script::Action;
+use crate::replay::script::playback::Playback;
+use crate::replay::status::Status;
+use crate::replay::update::{Departed, Gate, Handover, Update};
+use crate::tape::Source;
+
+impl<S: Source + Clone> Session<S> {
+    /// Plays with `--update`: goes on where the peer departs, recording.
+    pub fn with_update(mut self, update: Update) -> Session<S> {
+        self.update = Some(Box::new(update));
+        self
+    }
+
+    /// The update recording, once the session is over.
+    pub fn take_update(&mut self) -> Option<Update> {
+        self.update.take().map(|update| *update)
+    }
+
+    /// Plays with `--update` and an upstream: where the client departs,
+    /// the session ends `Departed`, to be handed over. `handover` is where
+    /// the client stands (a new one, or a pool's).
+    pub fn with_handover(mut self, handover: Handover) -> Session<S> {
+        self.handover = Some(Box::new(handover));
+        self
+    }
+
+    /// The tape played, for another playback of it.
+    pub fn tape(&self) -> (String, S, crate::tape::Locator) {
+        self.playback.tape()
+    }
+
+    /// A session that ended `Departed`, taken apart.
+    pub fn into_departed(mut self: Box<Self>) -> Result<Departed, Box<Session<S>>> {
+        let departure = match self.handover.take().map(|h| h.into_departure()) {
+            Some(Ok(departure)) => departure,
+            Some(Err(handover)) => {
+                self.handover = Some(Box::new(handover));
+                return Err(self);
+            }
+            None => return Err(self),
+        };
+        let Session {
+            number,
+            peer,
+            started,
+            ..
+        } = *self;
+        Ok(Departed {
+            number,
+            peer,
+            departure,
+            started,
+        })
+    }
+
+    pub(super) fn departed(&self) -> bool {
+        self.update.as_ref().is_some_and(|u| u.departed())
+            || self.handover.as_ref().is_some_and(|h| h.departed())
+    }
+
+    /// Our next frame is taken from the tape: with an upstream to hand
+    /// over to, the client's turn before it was answered.
+    pub(super) fn taking(&mut self) {
+        if let Some(handover) = self.handover.as_deref_mut() {
+            taking(handover, &self.playback);
+        }
+    }
+
+    /// With `--update`, once the peer departed: the session is over when
+    /// our side is played out and the peer closed or went quiet; with an
+    /// upstream, once what we took from the tape went out.
+    pub(super) fn departed_end(&mut self, now: u64) -> Option<Status> {
+        if self.handover.as_ref().is_some_and(|h| h.departed()) {
+            return self.outgoing.is_empty().then_some(Status::Departed);
+        }
+        let update = self.update.as_ref().filter(|u| u.departed())?;
+        let ours_done = self.playback.action() == Action::End && self.outgoing.is_empty();
+        if !ours_done {
+            return None;
+        }
+        match update.over(self.peer.inbound() != Inbound::Open, now) {
+            Gate::WaitUntil(at) => {
+                self.wake_at = Some(at);
+                None
+            }
+            Gate::Go | Gate::Tape => Some(Status::Updated {
+                summary: update.summary().unwrap_or_default().to_string(),
+            }),
+        }
+    }
+
+    /// Whether our next action may go now; when not, and a departed peer's
+    /// turn may end at a later tick, notes it in `wake_at`.
+    pub(super) fn may_go(&mut self, now: u64) -> bool {
+        if self.handover.as_ref().is_some_and(|h| h.departed()) {
+            // The upstream answers from now on.
+            return false;
+        }
+        let closed = self.peer.inbound() != Inbound::Open;
+        let gate = match &self.update {
+            Some(update) => update.gate(self.playback.expected(), closed, now),
+            None => Gate::Tape,
+        };
+        match gate {
+            Gate::Tape => self.playback.may_go(),
+            Gate::Go => self.playback.action() != Action::End,
+            Gate::WaitUntil(at) => {
+                self.wake_at = Some(at);
+                false
+            }
+        }
+    }
+
+    /// With `--update`: our bytes went, or our half-close.
+    pub(super) fn note_sent(&mut self, bytes: Option<&[u8]>, expected: u64, now: u64) {
+        let Some(update) = self.update.as_deref_mut() else {
+            return;
+        };
+        let noted = match bytes {
+            Some(bytes) => update.ours(bytes, expected, now),
+            None => update.our_eof(expected, now),
+        };
+        if let Err(err) = noted {
+            self.update_failed.get_or_insert(err);
+        }
+    }
+}
+
+/// `playback`'s next frame is taken from the tape: the client's bytes the
+/// tape has before it were answered.
+pub fn taking<S: Source + Clone>(handover: &mut Handover, playback: &Playback<S>) {
+    if !matches!(
+        playback.action(),
+        Action::Send { .. } | Action::Shutdown { .. }
+    ) {
+        return;
+    }
+    let expected = playback.expected();
+    handover.taken(expected, playback.matched().saturating_sub(expected));
+}

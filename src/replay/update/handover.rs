@@ -1,0 +1,158 @@
+//! What a `server` session played with `--update` and an upstream keeps,
+//! so that the connection can be handed over to the real server where the
+//! client departs: the client's live bytes since we last answered it (its
+//! current turn: they go to the upstream as they came), and how many of
+//! the tape's client bytes our answers followed (the turns it matched,
+//! which the upstream is played first). Bytes, not frame indexes: a pool
+//! of cassette tapes answers from whichever tape speaks, and tapes may cut
+//! the same bytes into other frames.
+
+use log::info;
+
+use std::time::Instant;
+
+use crate::replay::peer::{Arrival, Peer};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Course {
+    /// The client matched the tape so far.
+    Following,
+    /// The client departed (`summary` says where); `eof` once it closed
+    /// its side.
+    Departed { summary: String, eof: bool },
+}
+
+/// Where the client stands, for a hand-over.
+#[derive(Debug)]
+pub struct Handover {
+    /// The client's live bytes since the start of its current turn.
+    turn: Vec<u8>,
+    /// The tape's client bytes before the last of our frames taken from
+    /// it (`None`: none taken yet): those were answered.
+    answered: Option<u64>,
+    course: Course,
+}
+
+/// What the hand-over takes: the client's turn as it sent it, whether it
+/// closed its side, where it departed, and how many of the tape's client
+/// bytes were answered.
+#[derive(Debug)]
+pub struct Departure {
+    pub turn: Vec<u8>,
+    pub eof: bool,
+    pub summary: String,
+    pub answered: Option<u64>,
+}
+
+/// A session (or undecided pool) whose client departed, taken apart for
+/// the hand-over.
+pub struct Departed {
+    pub number: u64,
+    pub peer: Peer,
+    pub departure: Departure,
+    pub started: Instant,
+}
+
+impl Handover {
+    pub fn new() -> Handover {
+        Handover {
+            turn: Vec::new(),
+            answered: None,
+            course: Course::Following,
+        }
+    }
+
+    /// True once the client departed from the tape.
+    pub fn departed(&self) -> bool {
+        matches!(self.course, Course::Departed { .. })
+    }
+
+    /// Bytes (or the end) the client sent, before they are checked.
+    pub fn heard(&mut self, arrival: &Arrival<'_>) {
+        match (arrival, &mut self.course) {
+            (Arrival::Data(bytes), _) => self.turn.extend_from_slice(bytes),
+            (Arrival::Eof | Arrival::Reset, Course::Departed { eof, .. }) => *eof = true,
+            (Arrival::Eof | Arrival::Reset, Course::Following) => {}
+        }
+    }
+
+    /// The client departed where `summary` says; `eof` when what departed
+    /// was its half-close.
+    pub fn depart(&mut self, summary: String, eof: bool) {
+        if self.departed() {
+            return;
+        }
+        info!("{summary}; --update hands the connection over to the upstream");
+        self.course = Course::Departed { summary, eof };
+    }
+
+    /// One of our frames is taken from the tape, which has `expected` of
+    /// the client's bytes before it, the client `pipelined` more: the
+    /// bytes before those were answered, and are no longer the client's
+    /// current turn.
+    pub fn taken(&mut self, expected: u64, pipelined: u64) {
+        if self.answered.is_some_and(|a| expected < a) || self.departed() {
+            return;
+        }
+        self.answered = Some(expected);
+        let keep = (pipelined as usize).min(self.turn.len());
+        self.turn.drain(..self.turn.len() - keep);
+    }
+
+    /// What the hand-over takes, once the client departed; itself back
+    /// while the client follows the tape.
+    pub fn into_departure(self) -> Result<Departure, Handover> {
+        match self.course {
+            Course::Departed { summary, eof } => Ok(Departure {
+                turn: self.turn,
+                eof,
+                summary,
+                answered: self.answered,
+            }),
+            Course::Following => Err(self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn following_the_turn_starts_after_each_answer_taken() {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(b"HELLO\n"));
+        handover.taken(6, 0);
+        handover.heard(&Arrival::Data(b"TOKEN\nUSE"));
+        // Two own frames taken for one request: the second changes nothing.
+        handover.taken(12, 3);
+        handover.taken(12, 3);
+        handover.heard(&Arrival::Data(b" x\n"));
+        handover.depart("departed".into(), false);
+        let departure = handover.into_departure().unwrap();
+        assert_eq!(departure.turn, b"USE x\n", "pipelined bytes stay");
+        assert_eq!(departure.answered, Some(12));
+        assert!(!departure.eof);
+    }
+
+    #[test]
+    fn departed_bytes_and_the_end_that_follow_are_kept() {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(b"HELL"));
+        handover.depart("departed".into(), false);
+        handover.taken(4, 0);
+        handover.heard(&Arrival::Data(b"O v2\n"));
+        handover.heard(&Arrival::Eof);
+        let departure = handover.into_departure().unwrap();
+        assert_eq!(departure.turn, b"HELLO v2\n");
+        assert_eq!(departure.answered, None, "nothing was answered");
+        assert!(departure.eof);
+    }
+
+    #[test]
+    fn following_to_the_end_leaves_nothing_to_hand_over() {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(b"x"));
+        assert!(handover.into_departure().is_err());
+    }
+}

@@ -1,0 +1,536 @@
+//! Snapshot workflow for the client under test (issue 19): `auto
+//! --update` and `server --update --upstream` replay a tape to a client;
+//! where the client departs, its connection is handed over to the real
+//! server (the tape's client turns it matched are played to it first) and
+//! the session with it is written as a pending tape beside the tape.
+
+mod common;
+mod peers;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use common::*;
+use peers::*;
+
+/// A line server: HELLO -> "WELCOME <version>", "GET <k>" -> "VALUE <k>
+/// <version>", "TOKEN" -> a fresh token, "USE <t>" -> "OK <t>", BYE ->
+/// BYE and close. With `greeting`, it speaks first. Serves `n`
+/// connections; each one's bytes as received are sent on the channel.
+fn line_server(
+    version: &'static str,
+    greeting: bool,
+    n: usize,
+) -> (SocketAddr, mpsc::Receiver<Vec<u8>>, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        for round in 0..n {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            if greeting {
+                writer
+                    .write_all(format!("READY {version}\n").as_bytes())
+                    .unwrap();
+            }
+            let mut received = Vec::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                received.extend_from_slice(line.as_bytes());
+                let request = line.trim_end();
+                let answer = match request {
+                    "HELLO" => format!("WELCOME {version}\n"),
+                    "TOKEN" => format!("TOKEN t{version}x{round}\n"),
+                    "BYE" => "BYE\n".to_string(),
+                    r if r.starts_with("GET ") => format!("VALUE {} {version}\n", &r[4..]),
+                    r if r.starts_with("USE ") => format!("OK {}\n", &r[4..]),
+                    other => format!("ERR {other}\n"),
+                };
+                let _ = writer.write_all(answer.as_bytes());
+                if request == "BYE" {
+                    let _ = writer.shutdown(Shutdown::Write);
+                }
+            }
+            let _ = tx.send(received);
+        }
+    });
+    (addr, rx, handle)
+}
+
+/// A client that says each of `lines` and reads one answer line after
+/// each (after the greeting, if `greeting`), then closes; returns what it
+/// got.
+fn line_client(addr: SocketAddr, greeting: bool, lines: &[&str]) -> Vec<String> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut got = Vec::new();
+    let mut read_line = |reader: &mut BufReader<TcpStream>| {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        got.push(line);
+    };
+    if greeting {
+        read_line(&mut reader);
+    }
+    for line in lines {
+        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
+        read_line(&mut reader);
+    }
+    writer.shutdown(Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "nothing after the last answer");
+    got
+}
+
+/// The v1 session as a hand-written text tape: a comment, and a line that
+/// stays the same whatever the version.
+const TAPE_V1: &str = "tcptape text 1
+# the greeting: the server says its version
+> \"HELLO\\n\"
+< \"WELCOME v1\\n\"
+# the value asked for
+> \"GET a\\n\"
+< \"VALUE a v1\\n\"
+> \"BYE\\n\"
+< \"BYE\\n\"
+eof <
+eof >
+";
+
+/// Runs `auto` (with `extra` options) against `upstream` for one
+/// session, the client driven by `client`; returns (exit code, stderr,
+/// what the client got).
+fn auto(
+    extra: &[&str],
+    env: &[(&str, &str)],
+    upstream: SocketAddr,
+    tape: &Path,
+    client: impl FnOnce(SocketAddr) -> Vec<String>,
+) -> (i32, String, Vec<String>) {
+    let upstream = upstream.to_string();
+    let mut args = vec!["auto"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["127.0.0.1:0", &upstream, tape.to_str().unwrap()]);
+    let running = spawn_env(&args, env, true);
+    let got = client(running.addr());
+    let (code, _, stderr) = running.finish();
+    (code, stderr, got)
+}
+
+#[test]
+fn auto_update_hands_a_departing_client_over_and_writes_the_session_as_a_pending_tape() {
+    let dir = temp_dir("snap-server-auto");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let pending = dir.join("login.txt.new");
+    let (v2, received, server) = line_server("v2", false, 1);
+
+    let (code, stderr, got) = auto(&["--update"], &[], v2, &tape, |addr| {
+        line_client(addr, false, &["HELLO", "GET b", "BYE"])
+    });
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("1 tape pending review"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pending: {}", pending.display())),
+        "{stderr}"
+    );
+    // The client had the tape's welcome, then the real server's answers.
+    assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n", "BYE\n"]);
+    // The upstream heard the matched turn, then the client's own bytes.
+    server.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n");
+
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+    let new = std::fs::read_to_string(&pending).unwrap();
+    assert!(new.contains("< \"WELCOME v2\\n\""), "{new}");
+    assert!(new.contains("> \"GET b\\n\""), "{new}");
+    assert!(new.contains("< \"VALUE b v2\\n\""), "{new}");
+    assert!(
+        new.contains("# the greeting: the server says its version\n"),
+        "comments stay: {new}"
+    );
+    assert!(new.contains("# the value asked for\n"), "{new}");
+
+    // Accepted, the next replay with the new client passes.
+    let (code, _, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!pending.exists());
+    let (code, stderr, got) = auto(&[], &[], dead_addr(), &tape, |addr| {
+        line_client(addr, false, &["HELLO", "GET b", "BYE"])
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(got, ["WELCOME v2\n", "VALUE b v2\n", "BYE\n"]);
+}
+
+/// Runs `server` with `args` for one session, the client driven by
+/// `client`; returns (exit code, stderr, what the client got).
+fn server(
+    args: &[&str],
+    client: impl FnOnce(SocketAddr) -> Vec<String>,
+) -> (i32, String, Vec<String>) {
+    let mut all = vec!["server"];
+    all.extend_from_slice(args);
+    let running = spawn(&all, true);
+    let got = client(running.addr());
+    let (code, _, stderr) = running.finish();
+    (code, stderr, got)
+}
+
+/// Names in `dir` that end with `suffix`, sorted.
+fn named(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_greeting_the_client_had_from_the_tape_is_not_forwarded_again() {
+    let dir = temp_dir("snap-server-greeting");
+    let tape = dir.join("greeting.txt");
+    std::fs::write(
+        &tape,
+        "tcptape text 1\n< \"READY v1\\n\"\n> \"HELLO\\n\"\n< \"WELCOME v1\\n\"\n> \"GET a\\n\"\n< \"VALUE a v1\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n",
+    )
+    .unwrap();
+    let (v2, received, upstream) = line_server("v2", true, 1);
+    let v2 = v2.to_string();
+    let path = tape.to_str().unwrap();
+    let args = ["--once", "--update", "--upstream", &v2, "127.0.0.1:0", path];
+    let (code, stderr, got) = server(&args, |addr| {
+        line_client(addr, true, &["HELLO", "GET b", "BYE"])
+    });
+    assert_eq!(code, 4, "{stderr}");
+    // One greeting (the tape's), then the real server's answers.
+    assert_eq!(got, ["READY v1\n", "WELCOME v1\n", "VALUE b v2\n", "BYE\n"]);
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n");
+    let new = std::fs::read_to_string(dir.join("greeting.txt.new")).unwrap();
+    assert!(new.contains("< \"READY v2\\n\""), "{new}");
+    assert!(new.contains("< \"WELCOME v2\\n\""), "{new}");
+    assert!(new.contains("> \"GET b\\n\""), "{new}");
+    assert!(!dir.join("greeting.txt.new.partial").exists());
+}
+
+#[test]
+fn a_client_that_departs_at_its_first_byte_is_relayed_whole() {
+    let dir = temp_dir("snap-server-first");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let (v2, received, upstream) = line_server("v2", false, 1);
+    let (code, stderr, got) = auto(&["--update"], &[], v2, &tape, |addr| {
+        line_client(addr, false, &["PING", "BYE"])
+    });
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(got, ["ERR PING\n", "BYE\n"]);
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"PING\nBYE\n");
+    let new = std::fs::read_to_string(dir.join("login.txt.new")).unwrap();
+    assert!(new.contains("> \"PING\\n\""), "{new}");
+    assert!(new.contains("< \"ERR PING\\n\""), "{new}");
+    assert!(
+        !new.contains("WELCOME"),
+        "nothing of the old session: {new}"
+    );
+}
+
+#[test]
+fn a_client_that_follows_the_tape_contacts_nobody_and_removes_a_stale_pending_tape() {
+    let dir = temp_dir("snap-server-follows");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let stale = dir.join("login.txt.new");
+    std::fs::write(&stale, "tcptape text 1\n").unwrap();
+    // Nothing listens upstream: a hand-over would fail.
+    let (code, stderr, got) = auto(&["--update"], &[], dead_addr(), &tape, |addr| {
+        line_client(addr, false, &["HELLO", "GET a", "BYE"])
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(got, ["WELCOME v1\n", "VALUE a v1\n", "BYE\n"]);
+    assert!(!stale.exists(), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+}
+
+#[test]
+fn under_ci_the_environment_alone_hands_nothing_over() {
+    let dir = temp_dir("snap-server-ci");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let env = [("CI", "true"), ("TCPTAPE_UPDATE", "1")];
+    let (code, stderr, _) = auto(&[], &env, dead_addr(), &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
+        let mut got = String::new();
+        let _ = (&stream).read_to_string(&mut got);
+        vec![got]
+    });
+    assert_eq!(code, 3, "a plain mismatch: {stderr}");
+    assert!(stderr.contains("mismatch"), "{stderr}");
+    assert_eq!(named(&dir, ".new"), Vec::<String>::new());
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+
+    // Outside CI the same environment hands the client over.
+    let (v2, received, upstream) = line_server("v2", false, 1);
+    let (code, stderr, got) = auto(&[], &[("TCPTAPE_UPDATE", "1")], v2, &tape, |addr| {
+        line_client(addr, false, &["HELLO", "GET b", "BYE"])
+    });
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n", "BYE\n"]);
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n");
+}
+
+#[test]
+fn an_upstream_that_refuses_fails_the_session_and_names_it() {
+    let dir = temp_dir("snap-server-refused");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let dead = dead_addr();
+    let (code, stderr, _) = auto(&["--update"], &[], dead, &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
+        let mut got = Vec::new();
+        let _ = (&stream).read_to_end(&mut got);
+        vec![String::from_utf8_lossy(&got).into_owned()]
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&dead.to_string()), "{stderr}");
+    assert!(stderr.contains("connect to the upstream"), "{stderr}");
+    assert_eq!(named(&dir, ".new"), Vec::<String>::new());
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+}
+
+#[test]
+fn update_without_an_upstream_is_a_usage_error() {
+    let (code, _, stderr) = run(&["server", "--update", "127.0.0.1:0", "x.tape"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--update needs --upstream"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "server",
+        "--update",
+        "--upstream",
+        "nowhere",
+        "127.0.0.1:0",
+        "x.tape",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--upstream"), "{stderr}");
+}
+
+/// A session with a token the server picks and the client uses: the
+/// token captured, its echo checked.
+const TOKEN_TAPE: &str = "tcptape text 1
+> \"TOKEN\\n\"
+< \"TOKEN \" [capture tok 1..32 \"t14x0\"] \"\\n\"
+> \"USE \" [echo tok \"t14x0\"] \"\\n\"
+< \"OK \" [vary 1..32 \"t14x0\"] \"\\n\"
+> \"GET a\\n\"
+< \"VALUE a v1\\n\"
+> \"BYE\\n\"
+< \"BYE\\n\"
+eof <
+eof >
+";
+
+#[test]
+fn the_upstream_is_played_its_own_token_and_the_spans_stay() {
+    let dir = temp_dir("snap-server-token");
+    let tape = dir.join("token.txt");
+    std::fs::write(&tape, TOKEN_TAPE).unwrap();
+    let (v2, received, upstream) = line_server("v2", false, 1);
+    let (code, stderr, got) = auto(&["--update"], &[], v2, &tape, |addr| {
+        line_client(addr, false, &["TOKEN", "USE t14x0", "GET z", "BYE"])
+    });
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(
+        got,
+        ["TOKEN t14x0\n", "OK t14x0\n", "VALUE z v2\n", "BYE\n"]
+    );
+    upstream.join().unwrap();
+    // The echo says the token the upstream gave, not the tape's.
+    assert_eq!(received.recv().unwrap(), b"TOKEN\nUSE tv2x0\nGET z\nBYE\n");
+    let new = std::fs::read_to_string(dir.join("token.txt.new")).unwrap();
+    assert!(new.contains("[capture tok 1..32"), "{new}");
+    assert!(new.contains("[echo tok"), "{new}");
+    assert!(new.contains("> \"GET z\\n\""), "{new}");
+
+    // Accepted, a client echoing whatever token it is given passes.
+    let (code, _, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr, got) = auto(&[], &[], dead_addr(), &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        writer.write_all(b"TOKEN\n").unwrap();
+        reader.read_line(&mut line).unwrap();
+        let token = line.trim_end().strip_prefix("TOKEN ").unwrap().to_string();
+        writer
+            .write_all(format!("USE {token}\nGET z\nBYE\n").as_bytes())
+            .unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        vec![line, rest]
+    });
+    assert_eq!(code, 0, "{stderr}");
+    // The answer still has the span that takes any token (the merge kept
+    // its text: the new bytes fit it).
+    assert!(got[1].starts_with("OK "), "{got:?}");
+    assert!(got[1].ends_with("\nVALUE z v2\nBYE\n"), "{got:?}");
+}
+
+/// A cassette of three connections that all begin with HELLO: a client
+/// that departs from the two tapes still free is handed over with the one
+/// that went furthest; the others play as recorded.
+#[test]
+fn in_a_cassette_the_connection_that_departed_from_its_pool_gets_the_pending_tape() {
+    let dir = temp_dir("snap-server-cassette");
+    let cassette = dir.join("pool");
+    std::fs::create_dir(&cassette).unwrap();
+    let tapes = [
+        ("GET a", "VALUE a v1"),
+        ("GET b", "VALUE b v1"),
+        ("PING", "ERR PING"),
+    ];
+    for (i, (cmd, answer)) in tapes.iter().enumerate() {
+        let src = dir.join(format!("{i}.txt"));
+        std::fs::write(
+            &src,
+            format!(
+                "tcptape text 1\n> \"HELLO\\n\"\n< \"WELCOME v1\\n\"\n> \"{cmd}\\n\"\n< \"{answer}\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n"
+            ),
+        )
+        .unwrap();
+        let out = cassette.join(format!("000{}.tape", i + 1));
+        let (code, _, stderr) = run(&["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (v1, received, upstream) = line_server("v1", false, 1);
+    let v1 = v1.to_string();
+    let path = format!("{}/", cassette.display());
+    let args = [
+        "server",
+        "--once",
+        "--update",
+        "--upstream",
+        &v1,
+        "127.0.0.1:0",
+        &path,
+    ];
+    let mock = spawn(&args, true);
+    let addr = mock.addr();
+    assert_eq!(
+        line_client(addr, false, &["HELLO", "GET a", "BYE"]),
+        ["WELCOME v1\n", "VALUE a v1\n", "BYE\n"]
+    );
+    // Departs from 0002 after "GET ", from 0003 at once.
+    assert_eq!(
+        line_client(addr, false, &["HELLO", "GET c", "BYE"]),
+        ["WELCOME v1\n", "VALUE c v1\n", "BYE\n"]
+    );
+    assert_eq!(
+        line_client(addr, false, &["HELLO", "PING", "BYE"]),
+        ["WELCOME v1\n", "ERR PING\n", "BYE\n"]
+    );
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 4, "{stderr}");
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET c\nBYE\n");
+    assert_eq!(named(&cassette, ".new"), ["0002.tape.new"], "{stderr}");
+    let pending = cassette.join("0002.tape.new");
+    assert_eq!(tape_stream(&pending, 1), b"HELLO\nGET c\nBYE\n");
+    assert_eq!(tape_stream(&pending, 2), b"WELCOME v1\nVALUE c v1\nBYE\n");
+}
+
+#[test]
+fn the_library_mock_server_hands_over_and_reports_the_pending_tape() {
+    let dir = temp_dir("snap-server-library");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let (v2, received, upstream) = line_server("v2", false, 1);
+
+    let mock = tcptape::MockServer::builder(&tape)
+        .record_from(&v2.to_string())
+        .update(true)
+        .start()
+        .unwrap();
+    let addr: SocketAddr = mock.address().parse().unwrap();
+    let got = line_client(addr, false, &["HELLO", "GET b", "BYE"]);
+    assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n", "BYE\n"]);
+    let err = mock.finish().unwrap_err();
+    let report = err.report().expect("a verdict");
+    assert_eq!(report.verdict(), tcptape::Verdict::Pending, "{err}");
+    assert_eq!(report.pending(), [dir.join("login.txt.new")]);
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n");
+
+    // update(true) without an upstream is refused before it listens.
+    let refused = tcptape::MockServer::builder(&tape).update(true).start();
+    let Err(err) = refused else {
+        panic!("update(true) without record_from started");
+    };
+    assert!(err.to_string().contains("record_from"), "{err}");
+}
+
+/// redis-py sets and reads back a value of `len` letters against `port`.
+fn redis_echo(port: u16, len: usize, seed: u64) -> Result<(), String> {
+    python_peer(
+        "redis_echo.py",
+        &[port.to_string(), len.to_string(), seed.to_string()],
+    )
+}
+
+/// A redis-py client that now sets another value departs from its tape in
+/// the middle of a RESP command; redis-server answers it from there, and
+/// the accepted tape replays it without the server.
+#[test]
+fn a_redis_py_client_that_changed_is_handed_over_to_redis_server() {
+    let Some((redis, upstream)) = redis_server() else {
+        return;
+    };
+    let dir = temp_dir("snap-server-redis");
+    let tape = dir.join("redis.tape");
+    record_through_proxy(upstream, &tape, |proxy| redis_echo(proxy.port(), 8, 1)).unwrap();
+
+    let tape_arg = tape.to_str().unwrap();
+    let upstream_arg = upstream.to_string();
+    let args = ["auto", "--update", "127.0.0.1:0", &upstream_arg, tape_arg];
+    let running = spawn(&args, true);
+    let result = redis_echo(running.addr().port(), 8, 2);
+    let (code, _, stderr) = running.finish();
+    result.unwrap();
+    assert_eq!(code, 4, "{stderr}");
+    assert!(dir.join("redis.tape.new").exists(), "{stderr}");
+
+    let (code, _, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    drop(redis);
+    let running = spawn(&["server", "--once", "127.0.0.1:0", tape_arg], true);
+    let result = redis_echo(running.addr().port(), 8, 2);
+    let (code, _, stderr) = running.finish();
+    result.unwrap();
+    assert_eq!(
+        code, 0,
+        "the accepted tape replays the new client: {stderr}"
+    );
+}
