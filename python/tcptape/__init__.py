@@ -6,6 +6,8 @@ exit code and JSON report into a return value or an exception:
 
 - :class:`Mismatch` when a replay departed from its tape (exit code 3);
   ``str()`` of it is the report the command line prints;
+- :class:`Pending` when, with ``update=True``, a new tape was written
+  beside the old one for ``tcptape review`` (exit code 4);
 - :class:`Error` for anything else that went wrong (exit code 1 or 2, an
   executable that never became ready, a bad option value).
 
@@ -36,6 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 __all__ = [
     "Error",
     "Mismatch",
+    "Pending",
     "Process",
     "Tapes",
     "command_options",
@@ -78,6 +81,18 @@ class Mismatch(Error):
     ``str()`` is the report the command line prints (where, how, the bytes
     expected and received); ``report`` is the JSON report.
     """
+
+
+class Pending(Error):
+    """With ``update=True``, a peer departed and its new tape was written
+    beside the old one for ``tcptape review`` (exit code 4).
+
+    ``pending`` lists those tapes (``TAPE.new``); ``str()`` names them.
+    """
+
+    def __init__(self, message: str, report: Optional[Report] = None) -> None:
+        super().__init__(message, report)
+        self.pending = [str(path) for path in (report or {}).get("pending_tapes") or []]
 
 
 def executable() -> str:
@@ -209,13 +224,15 @@ def _verdict(describe: str, code: int, report_path: str, log_path: str) -> Tuple
     problems = [str(error) for error in report.get("errors") or []]
     for session in sessions:
         message = str(session.get("message") or f"session {session.get('number')}: {session.get('verdict')}")
-        if session.get("verdict") not in ("passed", "faulted", "mismatch") and not any(message in p for p in problems):
+        if session.get("verdict") not in ("passed", "faulted", "mismatch", "updated") and not any(
+            message in p for p in problems
+        ):
             problems.append(message)
     unused = report.get("unused_tapes") or []
     if unused:
         problems.append("tapes never played: " + ", ".join(map(str, unused)))
     summary = str(report.get("summary") or f"verdict: {report.get('verdict')}")
-    lines = [f"{describe}: {summary if code == 3 or not problems else '; '.join(problems)}"]
+    lines = [f"{describe}: {summary if code in (3, 4) or not problems else '; '.join(problems)}"]
     lines += [
         str(session.get("report") or session.get("message")).rstrip("\n")
         for session in sessions
@@ -223,7 +240,9 @@ def _verdict(describe: str, code: int, report_path: str, log_path: str) -> Tuple
     ]
     if code == 3:
         lines += [f"error: {problem}" for problem in problems]
-    kind = Mismatch if code == 3 else Error
+    if code == 4:
+        lines += [f"pending: {path} (tcptape review)" for path in report.get("pending_tapes") or []]
+    kind = {3: Mismatch, 4: Pending}.get(code, Error)
     return report, kind("\n".join(lines), report)
 
 
@@ -379,6 +398,7 @@ class Tapes:
     #: The exceptions, also reachable from the fixture: ``tcptape.Mismatch``.
     Error = Error
     Mismatch = Mismatch
+    Pending = Pending
 
     def __init__(self, base: TapePath, work: TapePath, mode: Optional[str] = None) -> None:
         self.base = Path(base)

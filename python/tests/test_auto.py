@@ -161,3 +161,18 @@ def test_a_bad_mode_option_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("--tcptape-mode=sometimes")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--tcptape-mode: invalid choice: 'sometimes'*"])
+
+
+def test_update_hands_a_changed_client_over_and_raises_pending(tcptape, scripted, tmp_path, no_ci):
+    server = scripted(upper)
+    tape = tmp_path / "upper.txt"
+    tape.write_text((Path(__file__).parent / "tapes" / "upper.txt").read_text())
+    with pytest.raises(tcptape.Pending) as pending:
+        with tcptape.auto(server.address, tape, update=True) as mock:
+            # The tape answers "hello"; the real server answers the rest.
+            assert talk(mock.host, mock.port, [b"hello\n", b"howdy\n"]) == [b"HELLO\n", b"HOWDY\n"]
+    new = f"{tape}.new"
+    assert pending.value.pending == [new]
+    assert f"pending: {new} (tcptape review)" in str(pending.value)
+    assert '> "howdy\\n"' in Path(new).read_text()
+    assert server.connections == 1
