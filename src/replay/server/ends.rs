@@ -137,6 +137,21 @@ impl Server {
                     self.end_probe(cx, key);
                     continue;
                 }
+                // Handed over and in step with both sides: what it recorded
+                // is the session as far as the stop let it go (a pooled
+                // connection that stays open until the test ends).
+                Conn::Updating(relay, _) if conn.relaying() => {
+                    let ending = Ending {
+                        outcome: Outcome::Updated,
+                        message: Some(format!(
+                            "{}; the stop ended the session handed over to the upstream",
+                            relay.summary()
+                        )),
+                        details: None,
+                    };
+                    self.end(cx, key, ending);
+                    continue;
+                }
                 Conn::Playing(session, _) => session
                     .waiting_for()
                     .unwrap_or_else(|| "the rest of the tape".to_string()),

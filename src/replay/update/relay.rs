@@ -161,6 +161,11 @@ impl<S: Source + Clone> Relay<S> {
         }
     }
 
+    /// Where the client departed from the tape.
+    pub fn summary(&self) -> &str {
+        &self.departing.summary
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }
