@@ -584,3 +584,39 @@ fn a_stop_writes_the_session_handed_over_as_far_as_it_went() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(got, ["WELCOME v2\n", "VALUE b v2\n"]);
 }
+
+/// A hand-over keeps at most 4 MiB of the client's current turn: a client
+/// that departs further into a longer one is a plain mismatch, and
+/// nothing is written.
+#[test]
+fn a_departure_deep_into_a_long_turn_is_a_mismatch() {
+    const LEN: usize = 5 * 1024 * 1024;
+    let dir = temp_dir("snap-server-long");
+    let tape = dir.join("upload.tape");
+    let upload = random_bytes(LEN, 7);
+    let expected = upload.clone();
+    let (upstream, server) = serve_once(move |mut s| {
+        assert!(read_n(&mut s, LEN) == expected);
+        write_all(&mut s, b"OK\n");
+    });
+    record_through_proxy(upstream, &tape, |proxy| {
+        let mut client = connect(proxy);
+        write_all(&mut client, &upload);
+        assert_eq!(read_n(&mut client, 3), b"OK\n");
+    });
+    server.join().unwrap();
+
+    let mut changed = upload.clone();
+    changed[LEN - 1] ^= 1;
+    let (code, stderr, _) = auto(&["--update"], &[], dead_addr(), &tape, |addr| {
+        let mut client = connect(addr);
+        write_all(&mut client, &changed);
+        half_close(&client);
+        let _ = read_to_end(&mut client);
+        Vec::new()
+    });
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("keeps 4194304 bytes of a turn"), "{stderr}");
+    assert_eq!(named(&dir, ".new"), Vec::<String>::new());
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+}

@@ -257,6 +257,10 @@ impl<S: Source + Clone> Pool<S> {
             && let Status::Mismatch { summary, .. } = &failure.status
             && self.peer.inbound() != Inbound::Gone
         {
+            if !handover.can_hand_over() {
+                log::info!("{}", handover.why_not());
+                return PoolStatus::Failed(self.failure());
+            }
             handover.depart(summary.clone(), eof);
             return PoolStatus::Failed(Status::Departed);
         }

@@ -159,7 +159,7 @@ impl<S: Source + Clone> Session<S> {
             .err()
             .map(|fault| self.playback.fault_status(fault, self.peer.addr()))?;
         match (self.handover.as_deref_mut(), status) {
-            (Some(handover), Status::Mismatch { summary, .. }) => {
+            (Some(handover), Status::Mismatch { summary, .. }) if handover.can_hand_over() => {
                 handover.depart(summary, eof);
                 Some(Status::Departed)
             }
@@ -312,10 +312,15 @@ impl<S: Source + Clone> Session<S> {
             };
             // A client that is gone takes no answer from an upstream.
             let gone = matches!(arrival, Arrival::Reset);
-            let departs = update.is_some() || (handover.is_some() && !gone);
-            let fault = match checked {
-                Err(fault @ Fault::Deviation(_)) if departs => fault,
-                checked => return checked,
+            let hands_over = handover.as_deref().is_some_and(|h| h.can_hand_over()) && !gone;
+            let departs = update.is_some() || hands_over;
+            let fault = match (checked, handover.as_deref()) {
+                (Err(fault @ Fault::Deviation(_)), _) if departs => fault,
+                (Err(fault @ Fault::Deviation(_)), Some(handover)) if !gone => {
+                    info!("{}", handover.why_not());
+                    return Err(fault);
+                }
+                (checked, _) => return checked,
             };
             let Status::Mismatch { summary, .. } = playback.fault_status(fault, &addr) else {
                 return Ok(());

@@ -13,6 +13,51 @@ use std::time::Instant;
 
 use crate::replay::peer::{Arrival, Peer};
 
+/// The most of a client's turn kept for a hand-over: a client that departs
+/// further into a longer turn is reported as a mismatch, as without
+/// `--update` (its session must be recorded anew).
+pub const TURN_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The client's live bytes since the start of its current turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Turn {
+    Kept(Vec<u8>),
+    /// Longer than `TURN_LIMIT`: only its length is known.
+    TooLong(u64),
+}
+
+impl Turn {
+    fn len(&self) -> u64 {
+        match self {
+            Turn::Kept(bytes) => bytes.len() as u64,
+            Turn::TooLong(len) => *len,
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        match self {
+            Turn::Kept(kept) if kept.len() + bytes.len() <= TURN_LIMIT => {
+                kept.extend_from_slice(bytes)
+            }
+            Turn::Kept(kept) => *self = Turn::TooLong((kept.len() + bytes.len()) as u64),
+            Turn::TooLong(len) => *len += bytes.len() as u64,
+        }
+    }
+
+    /// Keeps the last `keep` bytes (those not answered yet).
+    fn keep_last(&mut self, keep: u64) {
+        match self {
+            Turn::Kept(kept) => {
+                let keep = (keep as usize).min(kept.len());
+                kept.drain(..kept.len() - keep);
+            }
+            // The bytes are gone; only an empty turn starts over.
+            Turn::TooLong(_) if keep == 0 => *self = Turn::Kept(Vec::new()),
+            Turn::TooLong(len) => *len = keep.min(*len),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Course {
     /// The client matched the tape so far.
@@ -25,8 +70,7 @@ enum Course {
 /// Where the client stands, for a hand-over.
 #[derive(Debug)]
 pub struct Handover {
-    /// The client's live bytes since the start of its current turn.
-    turn: Vec<u8>,
+    turn: Turn,
     /// The tape's client bytes before the last of our frames taken from
     /// it (`None`: none taken yet): those were answered.
     answered: Option<u64>,
@@ -56,10 +100,24 @@ pub struct Departed {
 impl Handover {
     pub fn new() -> Handover {
         Handover {
-            turn: Vec::new(),
+            turn: Turn::Kept(Vec::new()),
             answered: None,
             course: Course::Following,
         }
+    }
+
+    /// False while the client's turn is longer than a hand-over keeps: a
+    /// departure then is a plain mismatch.
+    pub fn can_hand_over(&self) -> bool {
+        matches!(self.turn, Turn::Kept(_))
+    }
+
+    /// Why a departure is not handed over, for the log.
+    pub fn why_not(&self) -> String {
+        format!(
+            "the client departed {} bytes into its turn; --update keeps {TURN_LIMIT} bytes of a turn to hand over, so its session is a mismatch (record it anew)",
+            self.turn.len()
+        )
     }
 
     /// True once the client departed from the tape.
@@ -70,7 +128,7 @@ impl Handover {
     /// Bytes (or the end) the client sent, before they are checked.
     pub fn heard(&mut self, arrival: &Arrival<'_>) {
         match (arrival, &mut self.course) {
-            (Arrival::Data(bytes), _) => self.turn.extend_from_slice(bytes),
+            (Arrival::Data(bytes), _) => self.turn.extend(bytes),
             (Arrival::Eof | Arrival::Reset, Course::Departed { eof, .. }) => *eof = true,
             (Arrival::Eof | Arrival::Reset, Course::Following) => {}
         }
@@ -95,21 +153,24 @@ impl Handover {
             return;
         }
         self.answered = Some(expected);
-        let keep = (pipelined as usize).min(self.turn.len());
-        self.turn.drain(..self.turn.len() - keep);
+        self.turn.keep_last(pipelined);
     }
 
     /// What the hand-over takes, once the client departed; itself back
     /// while the client follows the tape.
     pub fn into_departure(self) -> Result<Departure, Handover> {
-        match self.course {
-            Course::Departed { summary, eof } => Ok(Departure {
-                turn: self.turn,
+        match (self.course, self.turn) {
+            (Course::Departed { summary, eof }, Turn::Kept(turn)) => Ok(Departure {
+                turn,
                 eof,
                 summary,
                 answered: self.answered,
             }),
-            Course::Following => Err(self),
+            (course, turn) => Err(Handover {
+                turn,
+                answered: self.answered,
+                course,
+            }),
         }
     }
 }
@@ -154,5 +215,39 @@ mod tests {
         let mut handover = Handover::new();
         handover.heard(&Arrival::Data(b"x"));
         assert!(handover.into_departure().is_err());
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_past_the_limit_is_not_handed_over() {
+        let mut handover = Handover::new();
+        let chunk = vec![b'x'; TURN_LIMIT / 2 + 1];
+        handover.heard(&Arrival::Data(&chunk));
+        assert!(handover.can_hand_over());
+        handover.heard(&Arrival::Data(&chunk));
+        assert!(!handover.can_hand_over());
+        assert!(
+            handover
+                .why_not()
+                .contains(&format!("{} bytes", chunk.len() * 2))
+        );
+        handover.depart("departed".into(), false);
+        assert!(handover.into_departure().is_err());
+    }
+
+    #[test]
+    fn an_answer_starts_a_new_turn_that_is_kept_again() {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(&vec![b'x'; TURN_LIMIT + 1]));
+        assert!(!handover.can_hand_over());
+        handover.taken(TURN_LIMIT as u64 + 1, 0);
+        assert!(handover.can_hand_over());
+        handover.heard(&Arrival::Data(b"next"));
+        handover.depart("departed".into(), false);
+        assert_eq!(handover.into_departure().unwrap().turn, b"next");
     }
 }
