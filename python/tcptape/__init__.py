@@ -392,7 +392,9 @@ class Tapes:
     ``base`` is the folder relative tape paths are taken from (the test
     file's folder), ``work`` a folder for the commands' reports and logs,
     ``mode`` the ``TCPTAPE_MODE`` for :meth:`auto` (``None``: the
-    environment's). :meth:`close` stops whatever is still running.
+    environment's); ``update`` gives ``update=True`` to :meth:`client`,
+    :meth:`auto`, and :meth:`server` with an ``upstream=`` (``pytest
+    --tcptape-update``). :meth:`close` stops whatever is still running.
     """
 
     #: The exceptions, also reachable from the fixture: ``tcptape.Mismatch``.
@@ -400,10 +402,11 @@ class Tapes:
     Mismatch = Mismatch
     Pending = Pending
 
-    def __init__(self, base: TapePath, work: TapePath, mode: Optional[str] = None) -> None:
+    def __init__(self, base: TapePath, work: TapePath, mode: Optional[str] = None, update: bool = False) -> None:
         self.base = Path(base)
         self.work = Path(work)
         self.mode = mode
+        self.update = update
         self.processes: List[Process] = []
         self._count = 0
 
@@ -421,6 +424,8 @@ class Tapes:
         fails if a session did not pass; ``with`` or :meth:`Process.stop`
         stops it earlier and raises :class:`Mismatch` there.
         """
+        if options.get("upstream"):
+            options = self._updating(options)
         return self._start("server", [listen, self.path(tape)], os.fspath(tape), options)
 
     def recorder(
@@ -446,7 +451,7 @@ class Tapes:
             env["TCPTAPE_MODE"] = self.mode
         target = format_address(upstream)
         label = f"{os.fspath(path)}, upstream {target}"
-        return self._start("auto", [listen, target, self.path(path)], label, options, env)
+        return self._start("auto", [listen, target, self.path(path)], label, self._updating(options), env)
 
     def client(self, address: Address, tape: TapePath, **options: Any) -> Report:
         """Run ``tcptape client``: play the client side of ``tape`` against
@@ -458,7 +463,7 @@ class Tapes:
         """
         __tracebackhide__ = True
         target = format_address(address)
-        report_path, log_path, options = self._files("client", options)
+        report_path, log_path, options = self._files("client", self._updating(options))
         argv = [executable(), "client", *command_options(options), target, self.path(tape)]
         with open(log_path, "wb") as log:
             code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log).returncode
@@ -479,6 +484,13 @@ class Tapes:
             except Error as failure:
                 failures.append(failure)
         return failures
+
+    def _updating(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        """``options`` with ``update=True`` under ``--tcptape-update``,
+        unless the test gave ``update`` itself."""
+        if self.update and "update" not in options:
+            return {**options, "update": True}
+        return options
 
     def _files(self, command: str, options: Dict[str, Any]) -> Tuple[str, str, Dict[str, Any]]:
         """Report and log paths for a command; the caller's ``report=`` is

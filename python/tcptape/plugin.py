@@ -36,6 +36,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "except under CI=true), record (always record), replay (never record). "
         "Default: $TCPTAPE_MODE, else auto.",
     )
+    group.addoption(
+        "--tcptape-update",
+        action="store_true",
+        default=False,
+        help="where a peer departs from its tape, write its new tape beside it (TAPE.new) for `tcptape review`, "
+        "and fail the test with tcptape.Pending: tcptape.client(), tcptape.auto(), and tcptape.server() "
+        "with upstream=. Unlike TCPTAPE_UPDATE=1, also under CI=true.",
+    )
 
 
 @pytest.fixture
@@ -53,6 +61,7 @@ def tcptape(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         base=request.path.parent,
         work=tmp_path_factory.mktemp("tcptape"),
         mode=request.config.getoption("tcptape_mode"),
+        update=request.config.getoption("tcptape_update"),
     )
     yield tapes
     failures = tapes.close()

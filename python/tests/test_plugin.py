@@ -115,3 +115,26 @@ def test_record(tcptape):
     result = suite.runpytest_subprocess()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["tcptape proxy on * (never.tape from 127.0.0.1:*): nothing was recorded (*"])
+
+
+def test_tcptape_update_writes_pending_tapes_and_fails_with_pending(suite, scripted):
+    from helpers import lower
+
+    server = scripted(lower)  # the server changed: small letters now
+    suite.makepyfile(
+        test_inner=f"""
+def test_client(tcptape):
+    tcptape.client("{server.address}", "tapes/upper.txt")
+"""
+    )
+    result = suite.runpytest_subprocess("--tcptape-update")
+    result.assert_outcomes(failed=1)
+    new = suite.path / "tapes" / "upper.txt.new"
+    result.stdout.fnmatch_lines(["E*tcptape.Pending: tcptape client *", f"E*pending: {new} (tcptape review)"])
+    assert '< "hello\\n"' in new.read_text()
+    # Without the option the same test is a mismatch, and writes nothing.
+    new.unlink()
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E*tcptape.Mismatch: *"])
+    assert not new.exists()
