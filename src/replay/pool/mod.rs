@@ -35,8 +35,7 @@ mod moves;
 mod window;
 
 use super::faults::Frames;
-use super::peer::Inbound;
-use super::peer::{Arrival, Peer};
+use super::peer::{Arrival, Inbound, Peer};
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::session::Session;

@@ -13,17 +13,16 @@ use mio::{Registry, Token};
 
 use super::faults::Frames;
 use super::peer::{Arrival, Peer};
-
 use super::script::playback::Playback;
 use super::script::{Action, Fault};
 use super::status::Status;
-use super::update::{Handover, Update};
 use crate::engine::net::{Address, Sent, Socket, Stream};
 use crate::error::Error;
 use crate::tape::{Direction, Source};
 
 mod update;
 
+use update::Updating;
 pub use update::taking;
 
 /// Largest chunk handed to one `write` of our own bytes.
@@ -53,14 +52,8 @@ pub struct Session<S: Source> {
     outgoing: Vec<u8>,
     outgoing_sent: usize,
     playback: Playback<S>,
-    /// With `--update`: the session recorded as it goes, and whether the
-    /// peer still follows the tape.
-    update: Option<Box<Update>>,
-    /// The first failure to write that recording.
-    update_failed: Option<io::Error>,
-    /// With `--update` and an upstream (`server`): the client's current
-    /// turn, for a hand-over where it departs.
-    handover: Option<Box<Handover>>,
+    /// What `--update` adds, by role.
+    updating: Updating,
     /// When a departed peer's turn may be over: the session sleeps until.
     wake_at: Option<u64>,
     started: Instant,
@@ -103,9 +96,7 @@ impl<S: Source + Clone> Session<S> {
             outgoing: Vec::new(),
             outgoing_sent: 0,
             playback,
-            update: None,
-            update_failed: None,
-            handover: None,
+            updating: Updating::No,
             wake_at: None,
             started,
             freed: 0,
@@ -145,7 +136,7 @@ impl<S: Source + Clone> Session<S> {
     /// they came). A departure ends it at once, unless there is an
     /// upstream to hand the session over to.
     pub fn feed_kept(&mut self, received: &[u8], eof: bool) -> Option<Status> {
-        if let Some(handover) = self.handover.as_deref_mut() {
+        if let Updating::HandingOver(handover) = &mut self.updating {
             handover.heard(&Arrival::Data(received));
         }
         let fed = self.playback.receive(received).and_then(|()| {
@@ -158,8 +149,10 @@ impl<S: Source + Clone> Session<S> {
         let status = fed
             .err()
             .map(|fault| self.playback.fault_status(fault, self.peer.addr()))?;
-        match (self.handover.as_deref_mut(), status) {
-            (Some(handover), Status::Mismatch { summary, .. }) if handover.can_hand_over() => {
+        match (&mut self.updating, status) {
+            (Updating::HandingOver(handover), Status::Mismatch { summary, .. })
+                if handover.can_hand_over() =>
+            {
                 handover.depart(summary, eof);
                 Some(Status::Departed)
             }
@@ -206,7 +199,7 @@ impl<S: Source + Clone> Session<S> {
             Ok(status) => status,
             Err(fault) => return self.playback.fault_status(fault, self.peer.addr()),
         };
-        if let Some(err) = self.update_failed.take() {
+        if let Some(err) = self.updating.take_failure() {
             let path = self.playback.tape_name().to_string() + ".new";
             return Status::Failed(Error::file(Path::new(&path), "write the update of", err));
         }
@@ -283,26 +276,27 @@ impl<S: Source + Clone> Session<S> {
         let Session {
             peer,
             playback,
-            update,
-            update_failed,
-            handover,
+            updating,
             ..
         } = self;
         let addr = peer.addr().clone();
         peer.at(Frames::of(playback.frames()));
         peer.receive(scratch, BUDGET, |arrival| {
-            if let Some(handover) = handover.as_deref_mut() {
-                handover.heard(&arrival);
-                if handover.departed() {
-                    return Ok(());
+            match updating {
+                Updating::No => {}
+                Updating::HandingOver(handover) => {
+                    handover.heard(&arrival);
+                    if handover.departed() {
+                        return Ok(());
+                    }
                 }
-            }
-            if let Some(update) = update.as_deref_mut() {
-                if let Err(err) = update.theirs(&arrival, now) {
-                    update_failed.get_or_insert(err);
-                }
-                if update.departed() {
-                    return Ok(());
+                Updating::Recording { update, failed } => {
+                    if let Err(err) = update.theirs(&arrival, now) {
+                        failed.get_or_insert(err);
+                    }
+                    if update.departed() {
+                        return Ok(());
+                    }
                 }
             }
             let (checked, eof) = match arrival {
@@ -312,23 +306,24 @@ impl<S: Source + Clone> Session<S> {
             };
             // A client that is gone takes no answer from an upstream.
             let gone = matches!(arrival, Arrival::Reset);
-            let hands_over = handover.as_deref().is_some_and(|h| h.can_hand_over()) && !gone;
-            let departs = update.is_some() || hands_over;
-            let fault = match (checked, handover.as_deref()) {
-                (Err(fault @ Fault::Deviation(_)), _) if departs => fault,
-                (Err(fault @ Fault::Deviation(_)), Some(handover)) if !gone => {
-                    info!("{}", handover.why_not());
-                    return Err(fault);
+            let fault = match (checked, &*updating) {
+                (Err(fault @ Fault::Deviation(_)), Updating::Recording { .. }) => fault,
+                (Err(fault @ Fault::Deviation(_)), Updating::HandingOver(handover)) if !gone => {
+                    if !handover.can_hand_over() {
+                        info!("{}", handover.why_not());
+                        return Err(fault);
+                    }
+                    fault
                 }
                 (checked, _) => return checked,
             };
             let Status::Mismatch { summary, .. } = playback.fault_status(fault, &addr) else {
                 return Ok(());
             };
-            match (update.as_deref_mut(), handover.as_deref_mut()) {
-                (Some(update), _) => update.depart(summary, now),
-                (None, Some(handover)) => handover.depart(summary, eof),
-                (None, None) => {}
+            match updating {
+                Updating::Recording { update, .. } => update.depart(summary, now),
+                Updating::HandingOver(handover) => handover.depart(summary, eof),
+                Updating::No => {}
             }
             Ok(())
         })
@@ -358,13 +353,13 @@ impl<S: Source + Clone> Session<S> {
             }
             let expected = self.playback.expected();
             match self.playback.action() {
-                Action::Send { frame, .. } if self.update.is_some() => {
+                Action::Send { frame, .. } if self.updating.records() => {
                     // Frame by frame, from memory: each byte that goes is
                     // recorded, and a departed peer's turns decide.
                     if !self.peer.is_writable() {
                         return Ok(moved);
                     }
-                    if let Some(update) = &self.update {
+                    if let Updating::Recording { update, .. } = &self.updating {
                         for (name, value) in update.captured_for(frame.offset) {
                             self.playback.set_capture(&name, value);
                         }

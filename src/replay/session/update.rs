@@ -2,6 +2,8 @@
 //! peer departs (`client`), or the client's current turn kept for a
 //! hand-over to the upstream (`server`).
 
+use std::io;
+
 use super::Session;
 use crate::replay::peer::Inbound;
 use crate::replay::script::Action;
@@ -10,23 +12,70 @@ use crate::replay::status::Status;
 use crate::replay::update::{Departed, Gate, Handover, Update};
 use crate::tape::Source;
 
+/// What `--update` adds to a session, by role.
+pub(super) enum Updating {
+    /// A plain replay.
+    No,
+    /// `client --update`: the session recorded as it goes (the peer's
+    /// course in it), and the first failure to write that recording.
+    Recording {
+        update: Box<Update>,
+        failed: Option<io::Error>,
+    },
+    /// `server --update` with an upstream: the client's current turn, for
+    /// a hand-over where it departs.
+    HandingOver(Box<Handover>),
+}
+
+impl Updating {
+    /// True when our frames are recorded as they go.
+    pub(super) fn records(&self) -> bool {
+        matches!(self, Updating::Recording { .. })
+    }
+
+    /// The first failure to write the recording, once.
+    pub(super) fn take_failure(&mut self) -> Option<io::Error> {
+        match self {
+            Updating::Recording { failed, .. } => failed.take(),
+            _ => None,
+        }
+    }
+
+    fn departed(&self) -> bool {
+        match self {
+            Updating::No => false,
+            Updating::Recording { update, .. } => update.departed(),
+            Updating::HandingOver(handover) => handover.departed(),
+        }
+    }
+}
+
 impl<S: Source + Clone> Session<S> {
     /// Plays with `--update`: goes on where the peer departs, recording.
     pub fn with_update(mut self, update: Update) -> Session<S> {
-        self.update = Some(Box::new(update));
+        self.updating = Updating::Recording {
+            update: Box::new(update),
+            failed: None,
+        };
         self
     }
 
     /// The update recording, once the session is over.
     pub fn take_update(&mut self) -> Option<Update> {
-        self.update.take().map(|update| *update)
+        match std::mem::replace(&mut self.updating, Updating::No) {
+            Updating::Recording { update, .. } => Some(*update),
+            other => {
+                self.updating = other;
+                None
+            }
+        }
     }
 
     /// Plays with `--update` and an upstream: where the client departs,
     /// the session ends `Departed`, to be handed over. `handover` is where
     /// the client stands (a new one, or a pool's).
     pub fn with_handover(mut self, handover: Handover) -> Session<S> {
-        self.handover = Some(Box::new(handover));
+        self.updating = Updating::HandingOver(Box::new(handover));
         self
     }
 
@@ -37,13 +86,18 @@ impl<S: Source + Clone> Session<S> {
 
     /// A session that ended `Departed`, taken apart.
     pub fn into_departed(mut self: Box<Self>) -> Result<Departed, Box<Session<S>>> {
-        let departure = match self.handover.take().map(|h| h.into_departure()) {
-            Some(Ok(departure)) => departure,
-            Some(Err(handover)) => {
-                self.handover = Some(Box::new(handover));
+        let departure = match std::mem::replace(&mut self.updating, Updating::No) {
+            Updating::HandingOver(handover) => match handover.into_departure() {
+                Ok(departure) => departure,
+                Err(handover) => {
+                    self.updating = Updating::HandingOver(Box::new(handover));
+                    return Err(self);
+                }
+            },
+            other => {
+                self.updating = other;
                 return Err(self);
             }
-            None => return Err(self),
         };
         let Session {
             number,
@@ -60,14 +114,13 @@ impl<S: Source + Clone> Session<S> {
     }
 
     pub(super) fn departed(&self) -> bool {
-        self.update.as_ref().is_some_and(|u| u.departed())
-            || self.handover.as_ref().is_some_and(|h| h.departed())
+        self.updating.departed()
     }
 
     /// Our next frame is taken from the tape: with an upstream to hand
     /// over to, the client's turn before it was answered.
     pub(super) fn taking(&mut self) {
-        if let Some(handover) = self.handover.as_deref_mut() {
+        if let Updating::HandingOver(handover) = &mut self.updating {
             taking(handover, &self.playback);
         }
     }
@@ -76,10 +129,13 @@ impl<S: Source + Clone> Session<S> {
     /// our side is played out and the peer closed or went quiet; with an
     /// upstream, once what we took from the tape went out.
     pub(super) fn departed_end(&mut self, now: u64) -> Option<Status> {
-        if self.handover.as_ref().is_some_and(|h| h.departed()) {
-            return self.outgoing.is_empty().then_some(Status::Departed);
-        }
-        let update = self.update.as_ref().filter(|u| u.departed())?;
+        let update = match &self.updating {
+            Updating::HandingOver(handover) if handover.departed() => {
+                return self.outgoing.is_empty().then_some(Status::Departed);
+            }
+            Updating::Recording { update, .. } if update.departed() => update,
+            _ => return None,
+        };
         let ours_done = self.playback.action() == Action::End && self.outgoing.is_empty();
         if !ours_done {
             return None;
@@ -98,14 +154,14 @@ impl<S: Source + Clone> Session<S> {
     /// Whether our next action may go now; when not, and a departed peer's
     /// turn may end at a later tick, notes it in `wake_at`.
     pub(super) fn may_go(&mut self, now: u64) -> bool {
-        if self.handover.as_ref().is_some_and(|h| h.departed()) {
-            // The upstream answers from now on.
-            return false;
-        }
         let closed = self.peer.inbound() != Inbound::Open;
-        let gate = match &self.update {
-            Some(update) => update.gate(self.playback.expected(), closed, now),
-            None => Gate::Tape,
+        let gate = match &self.updating {
+            // The upstream answers from now on.
+            Updating::HandingOver(handover) if handover.departed() => return false,
+            Updating::Recording { update, .. } => {
+                update.gate(self.playback.expected(), closed, now)
+            }
+            Updating::HandingOver(_) | Updating::No => Gate::Tape,
         };
         match gate {
             Gate::Tape => self.playback.may_go(),
@@ -119,7 +175,7 @@ impl<S: Source + Clone> Session<S> {
 
     /// With `--update`: our bytes went, or our half-close.
     pub(super) fn note_sent(&mut self, bytes: Option<&[u8]>, expected: u64, now: u64) {
-        let Some(update) = self.update.as_deref_mut() else {
+        let Updating::Recording { update, failed } = &mut self.updating else {
             return;
         };
         let noted = match bytes {
@@ -127,7 +183,7 @@ impl<S: Source + Clone> Session<S> {
             None => update.our_eof(expected, now),
         };
         if let Err(err) = noted {
-            self.update_failed.get_or_insert(err);
+            failed.get_or_insert(err);
         }
     }
 }
