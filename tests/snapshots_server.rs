@@ -620,3 +620,40 @@ fn a_departure_deep_into_a_long_turn_is_a_mismatch() {
     assert_eq!(named(&dir, ".new"), Vec::<String>::new());
     assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
 }
+
+/// A wildcard (`any N`) on the client's side has no bytes to play the
+/// upstream: a hand-over that would need it fails, naming the tape, and
+/// writes nothing.
+#[test]
+fn a_client_wildcard_before_the_departure_cannot_be_handed_over() {
+    let dir = temp_dir("snap-server-wildcard");
+    let tape = dir.join("id.txt");
+    std::fs::write(
+        &tape,
+        "tcptape text 1\n> \"ID \" any 4 \"\\n\"\n< \"OK\\n\"\n> \"GET a\\n\"\n< \"VALUE a v1\\n\"\neof >\neof <\n",
+    )
+    .unwrap();
+    let (code, stderr, _) = auto(&["--update"], &[], dead_addr(), &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        (&stream).write_all(b"ID abcd\n").unwrap();
+        let mut ok = String::new();
+        reader.read_line(&mut ok).unwrap();
+        (&stream).write_all(b"GET b\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        vec![ok]
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot hand a client over with {}",
+            tape.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wildcard (any N) at byte 3"), "{stderr}");
+    assert_eq!(named(&dir, ".new"), Vec::<String>::new());
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+}

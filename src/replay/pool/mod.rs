@@ -220,6 +220,12 @@ impl<S: Source + Clone> Pool<S> {
         }
     }
 
+    /// With an upstream: how many of the tape's client bytes the client
+    /// was answered (what a hand-over plays the upstream first).
+    pub fn answered(&self) -> Option<u64> {
+        self.handover.as_ref().and_then(Handover::answered)
+    }
+
     /// A pool whose client departed, taken apart for the hand-over.
     pub fn into_departed(mut self: Box<Self>) -> Result<Departed, Box<Pool<S>>> {
         if self.departed_entry().is_none() {

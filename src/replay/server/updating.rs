@@ -133,6 +133,23 @@ impl Server {
         };
         let prefix = Playback::new(tape_played, settings)?;
         let record = pending::start(&tape, Direction::ClientToServer)?;
+        let answered = match self.conns.get(key) {
+            Some(Conn::Playing(session, _)) => session.answered(),
+            Some(Conn::Deciding(pool)) => pool.answered(),
+            _ => None,
+        };
+        if let (Some(wildcard), Some(answered)) = (record.own_wildcard(), answered)
+            && wildcard < answered
+        {
+            record.discard();
+            return Err(Error::file(
+                &tape,
+                "hand a client over with",
+                std::io::Error::other(format!(
+                    "the client's side has a wildcard (any N) at byte {wildcard} of its stream, before where the client departed: the upstream cannot be played it (record this session anew)"
+                )),
+            ));
+        }
         let upstream = Stream::connect(addr)
             .and_then(|stream| {
                 Socket::register(cx.registry, stream, addr.clone(), upstream_token(key), true)

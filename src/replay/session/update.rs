@@ -79,6 +79,15 @@ impl<S: Source + Clone> Session<S> {
         self
     }
 
+    /// With an upstream: how many of the tape's client bytes the client
+    /// was answered (what a hand-over plays the upstream first).
+    pub fn answered(&self) -> Option<u64> {
+        match &self.updating {
+            Updating::HandingOver(handover) => handover.answered(),
+            _ => None,
+        }
+    }
+
     /// The tape played, for another playback of it.
     pub fn tape(&self) -> (String, S, crate::tape::Locator) {
         self.playback.tape()

@@ -104,6 +104,12 @@ impl Update {
         }
     }
 
+    /// Where the first wildcard (`any N`) of our side is in our stream of
+    /// the old tape, if it has one: what we cannot send.
+    pub fn own_wildcard(&self) -> Option<u64> {
+        merge::first_wildcard(&self.turns, self.own)
+    }
+
     /// True once the peer departed from the tape.
     pub fn departed(&self) -> bool {
         matches!(self.course, Course::Departed { .. })

@@ -120,6 +120,12 @@ impl Handover {
         )
     }
 
+    /// How many of the tape's client bytes the client was answered, if
+    /// any: what a hand-over plays the upstream first.
+    pub fn answered(&self) -> Option<u64> {
+        self.answered
+    }
+
     /// True once the client departed from the tape.
     pub fn departed(&self) -> bool {
         matches!(self.course, Course::Departed { .. })
