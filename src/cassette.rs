@@ -53,6 +53,24 @@ fn tape_number(name: &str) -> Option<u64> {
     all_digits.then(|| stem.parse().ok()).flatten()
 }
 
+/// Where a new tape of the cassette in `dir` goes: one number past every
+/// numbered tape there, pending ones (`NNNN.tape.new`) and their
+/// recordings in progress included.
+pub(crate) fn next_tape(dir: &Path) -> io::Result<PathBuf> {
+    let mut last = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        let Some(at) = name.find(TAPE_EXTENSION) else {
+            continue;
+        };
+        if let Some(number) = tape_number(&name[..at + TAPE_EXTENSION.len()]) {
+            last = last.max(number);
+        }
+    }
+    Ok(dir.join(tape_name(last + 1)))
+}
+
 /// True for the files a recording writes: numbered tapes, the index, and
 /// numbered tapes whose recording failed.
 fn is_own_file(name: &str) -> bool {

@@ -399,20 +399,12 @@ fn the_upstream_is_played_its_own_token_and_the_spans_stay() {
     assert!(got[1].ends_with("\nVALUE z v2\nBYE\n"), "{got:?}");
 }
 
-/// A cassette of three connections that all begin with HELLO: a client
-/// that departs from the two tapes still free is handed over with the one
-/// that went furthest; the others play as recorded.
-#[test]
-fn in_a_cassette_the_connection_that_departed_from_its_pool_gets_the_pending_tape() {
-    let dir = temp_dir("snap-server-cassette");
+/// A cassette in `dir/pool/` of binary tapes, one per (command, answer):
+/// HELLO, WELCOME v1, the command and its answer, BYE.
+fn hello_cassette(dir: &Path, sessions: &[(&str, &str)]) -> std::path::PathBuf {
     let cassette = dir.join("pool");
     std::fs::create_dir(&cassette).unwrap();
-    let tapes = [
-        ("GET a", "VALUE a v1"),
-        ("GET b", "VALUE b v1"),
-        ("PING", "ERR PING"),
-    ];
-    for (i, (cmd, answer)) in tapes.iter().enumerate() {
+    for (i, (cmd, answer)) in sessions.iter().enumerate() {
         let src = dir.join(format!("{i}.txt"));
         std::fs::write(
             &src,
@@ -421,23 +413,38 @@ fn in_a_cassette_the_connection_that_departed_from_its_pool_gets_the_pending_tap
             ),
         )
         .unwrap();
-        let out = cassette.join(format!("000{}.tape", i + 1));
+        let out = cassette.join(format!("{:04}.tape", i + 1));
         let (code, _, stderr) = run(&["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert_eq!(code, 0, "{stderr}");
     }
-    let (v1, received, upstream) = line_server("v1", false, 1);
-    let v1 = v1.to_string();
+    cassette
+}
+
+/// `server --once --update` of `cassette`, handing clients over to
+/// `upstream`.
+fn update_server(cassette: &Path, upstream: SocketAddr) -> Running {
     let path = format!("{}/", cassette.display());
-    let args = [
-        "server",
-        "--once",
-        "--update",
-        "--upstream",
-        &v1,
-        "127.0.0.1:0",
-        &path,
-    ];
-    let mock = spawn(&args, true);
+    let upstream = upstream.to_string();
+    let args = ["server", "--once", "--update", "--upstream", &upstream];
+    spawn(&[&args[..], &["127.0.0.1:0", &path]].concat(), true)
+}
+
+/// A cassette of three connections that all begin with HELLO: a client
+/// that departs from the two tapes still free is handed over with the one
+/// that went furthest; the others play as recorded.
+#[test]
+fn in_a_cassette_the_connection_that_departed_from_its_pool_gets_the_pending_tape() {
+    let dir = temp_dir("snap-server-cassette");
+    let cassette = hello_cassette(
+        &dir,
+        &[
+            ("GET a", "VALUE a v1"),
+            ("GET b", "VALUE b v1"),
+            ("PING", "ERR PING"),
+        ],
+    );
+    let (v1, received, upstream) = line_server("v1", false, 1);
+    let mock = update_server(&cassette, v1);
     let addr = mock.addr();
     assert_eq!(
         line_client(addr, false, &["HELLO", "GET a", "BYE"]),
@@ -656,4 +663,47 @@ fn a_client_wildcard_before_the_departure_cannot_be_handed_over() {
     assert!(stderr.contains("wildcard (any N) at byte 3"), "{stderr}");
     assert_eq!(named(&dir, ".new"), Vec::<String>::new());
     assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+}
+
+/// A connection no tape of the cassette agrees with is new: with an
+/// upstream it is relayed whole and recorded as a new tape of the
+/// cassette, one number past the last, for review; accepted, the
+/// cassette serves it.
+#[test]
+fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
+    let dir = temp_dir("snap-server-new");
+    let cassette = hello_cassette(&dir, &[("GET a", "VALUE a v1"), ("PING", "ERR PING")]);
+    let path = format!("{}/", cassette.display());
+    let (v1, received, upstream) = line_server("v1", false, 1);
+    let mock = update_server(&cassette, v1);
+    let addr = mock.addr();
+    let new_client = |addr| line_client(addr, false, &["TOKEN", "GET z", "BYE"]);
+    assert_eq!(
+        line_client(addr, false, &["HELLO", "GET a", "BYE"]),
+        ["WELCOME v1\n", "VALUE a v1\n", "BYE\n"]
+    );
+    // No tape begins with TOKEN: the upstream answers all of it.
+    assert_eq!(new_client(addr), ["TOKEN tv1x0\n", "VALUE z v1\n", "BYE\n"]);
+    assert_eq!(
+        line_client(addr, false, &["HELLO", "PING", "BYE"]),
+        ["WELCOME v1\n", "ERR PING\n", "BYE\n"]
+    );
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 4, "{stderr}");
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"TOKEN\nGET z\nBYE\n");
+    assert_eq!(named(&cassette, ".new"), ["0003.tape.new"], "{stderr}");
+    let new = cassette.join("0003.tape.new");
+    assert_eq!(tape_stream(&new, 1), b"TOKEN\nGET z\nBYE\n");
+
+    // Accepted, the cassette serves all three connections.
+    let (code, _, stderr) = run(&["review", "--accept", cassette.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mock = spawn(&["server", "--once", "127.0.0.1:0", &path], true);
+    let addr = mock.addr();
+    line_client(addr, false, &["HELLO", "GET a", "BYE"]);
+    assert_eq!(new_client(addr), ["TOKEN tv1x0\n", "VALUE z v1\n", "BYE\n"]);
+    line_client(addr, false, &["HELLO", "PING", "BYE"]);
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 0, "{stderr}");
 }

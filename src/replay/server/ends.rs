@@ -37,10 +37,13 @@ impl Server {
         conn.log_end(ending.outcome.as_str());
         let (number, addr) = (conn.number(), conn.addr().clone());
         let faults = conn.peer().fired().to_vec();
+        // A session handed over goes to its relay's tape (a new one of a
+        // cassette has no entry).
         let (entry, bytes, record) = match conn {
             Conn::Updating(relay, entry) => {
+                let tape = relay.tape.clone();
                 let (record, bytes) = relay.into_record(cx.registry);
-                (entry, bytes, Some(record))
+                (entry, bytes, Some((record, tape)))
             }
             conn => {
                 let (entry, bytes) = conn.close(cx.registry);
@@ -58,8 +61,9 @@ impl Server {
                 Some(catalog.entry(i).path.clone())
             }
             (Tapes::One { path, .. }, _) => Some(path.clone()),
-            (Tapes::Cassette(_), None) => None,
+            (Tapes::Cassette(_), None) => record.as_ref().map(|(_, tape)| tape.clone()),
         };
+        let record = record.map(|(record, _)| record);
         let ending = self.settle((number, tape.as_deref()), record, ending);
         let outcome = ending.outcome;
         self.run

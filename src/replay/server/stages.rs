@@ -90,12 +90,12 @@ impl Server {
                 }
                 chooser.stage = Stage::Queued;
             }
-            Choice::Exhausted => self.reject(
+            Choice::Exhausted => self.hand_over_new(
                 cx,
                 key,
                 "every tape of the cassette that agrees with it was served (--reuse serves them again)",
             ),
-            Choice::NoMatch(text) => self.reject(cx, key, &text),
+            Choice::NoMatch(text) => self.hand_over_new(cx, key, &text),
         }
     }
 

@@ -4,28 +4,48 @@
 //! over, or a stale one removed by a session that matched.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use log::info;
 
 use super::{Server, Tapes, upstream_token};
+use crate::cassette;
 use crate::engine::event_loop::Context;
 use crate::engine::net::{Socket, Stream};
 use crate::error::Error;
 use crate::replay::TapeFile;
+use crate::replay::conn::Chooser;
 use crate::replay::conn::Conn;
+use crate::replay::peer::{Inbound, Peer};
 use crate::replay::run::{Ending, ReplayTimer};
 use crate::replay::script::playback::{Playback, Settings};
 use crate::replay::session::Session;
 use crate::replay::status::Status;
-use crate::replay::update::{Handover, Relay, Update, pending};
+use crate::replay::update::{Departure, Handover, Relay, Update, pending};
 use crate::report::Outcome;
 use crate::tape::{Direction, Locator};
 
 /// What a hand-over needs, made before the connection changes stage.
 struct Prepared {
-    prefix: Playback<TapeFile>,
+    /// The tape's client side, for a tape played.
+    prefix: Option<Playback<TapeFile>>,
+    /// Where the pending tape goes.
+    tape: PathBuf,
     upstream: Socket,
     record: Update,
+}
+
+impl Prepared {
+    /// The relay of `client`, which departed as `departure` says.
+    fn relay(self, client: (u64, Peer, Instant), departure: Departure) -> Relay<TapeFile> {
+        let Prepared {
+            prefix,
+            tape,
+            upstream,
+            record,
+        } = self;
+        Relay::new(client, (prefix, tape), departure, upstream, record)
+    }
 }
 
 impl Server {
@@ -67,7 +87,12 @@ impl Server {
         if let (Some(entry), Some(Conn::Deciding(_))) = (entry, self.conns.get(key)) {
             self.taken(cx, entry, key);
         }
-        let prepared = tape.and_then(|tape| self.prepare(cx, key, tape, entry));
+        let prepared = tape.and_then(|played| {
+            let tape = self
+                .tape_path(entry)
+                .ok_or_else(|| Error::Internal("a cassette hand-over without its tape".into()))?;
+            self.prepare(cx, key, tape, Some(played))
+        });
         let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(err) => return self.on_status(cx, key, Status::Failed(err)),
@@ -93,36 +118,77 @@ impl Server {
                     return other;
                 }
             };
-            let Prepared {
-                prefix,
-                upstream,
-                record,
-            } = prepared;
             let client = (departed.number, departed.peer, departed.started);
-            Conn::Updating(
-                Box::new(Relay::new(
-                    client,
-                    prefix,
-                    departed.departure,
-                    upstream,
-                    record,
-                )),
-                entry,
-            )
+            Conn::Updating(Box::new(prepared.relay(client, departed.departure)), entry)
         });
         self.resume(cx, key);
     }
 
-    /// The upstream's connect started, the recording started beside the
-    /// tape, the tape's client side ready to be played to the upstream.
+    /// A cassette connection no tape agrees with (`why`): with an
+    /// upstream, it is handed over whole and recorded as a new tape of the
+    /// cassette (`NNNN.tape.new`, one number past the last); else it is a
+    /// mismatch.
+    pub(super) fn hand_over_new(
+        &mut self,
+        cx: &mut Context<'_, ReplayTimer>,
+        key: usize,
+        why: &str,
+    ) {
+        let (Some(Conn::Choosing(chooser)), Some(_)) = (self.conns.get(key), &self.upstream) else {
+            return self.reject(cx, key, why);
+        };
+        let summary = format!(
+            "client {} (session {}): {why}; --update records it as a new tape",
+            chooser.peer.addr(),
+            chooser.number
+        );
+        let prepared = cassette::next_tape(&self.run.path)
+            .map_err(|err| Error::file(&self.run.path, "list the cassette", err))
+            .and_then(|tape| self.prepare(cx, key, tape, None));
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => return self.on_status(cx, key, Status::Failed(err)),
+        };
+        info!(
+            "{summary}: {}",
+            pending::pending_path(&prepared.tape).display()
+        );
+        self.conns.transition(key, |conn| match conn {
+            Conn::Choosing(chooser) => {
+                let Chooser {
+                    number,
+                    peer,
+                    received,
+                    ..
+                } = *chooser;
+                let departure = Departure {
+                    eof: peer.inbound() != Inbound::Open,
+                    turn: received,
+                    summary,
+                    answered: None,
+                };
+                let client = (number, peer, Instant::now());
+                Conn::Updating(Box::new(prepared.relay(client, departure)), None)
+            }
+            other => {
+                prepared.record.discard();
+                other
+            }
+        });
+        self.resume(cx, key);
+    }
+
+    /// The upstream's connect started, the recording started beside
+    /// `tape`, and the client side of the tape `played` (if any) ready to
+    /// be played to the upstream.
     fn prepare(
         &self,
         cx: &mut Context<'_, ReplayTimer>,
         key: usize,
-        tape_played: (String, TapeFile, Locator),
-        entry: Option<usize>,
+        tape: PathBuf,
+        played: Option<(String, TapeFile, Locator)>,
     ) -> Result<Prepared, Error> {
-        let (Some(addr), Some(tape)) = (&self.upstream, self.tape_path(entry)) else {
+        let Some(addr) = &self.upstream else {
             return Err(Error::Internal("a hand-over without an upstream".into()));
         };
         let settings = Settings {
@@ -131,7 +197,10 @@ impl Server {
             speed: None,
             text_diff: false,
         };
-        let prefix = Playback::new(tape_played, settings)?;
+        let prefix = match played {
+            Some(played) => Some(Playback::new(played, settings)?),
+            None => None,
+        };
         let record = pending::start(&tape, Direction::ClientToServer)?;
         let answered = match self.conns.get(key) {
             Some(Conn::Playing(session, _)) => session.answered(),
@@ -158,6 +227,7 @@ impl Server {
         match upstream {
             Ok(upstream) => Ok(Prepared {
                 prefix,
+                tape,
                 upstream,
                 record,
             }),

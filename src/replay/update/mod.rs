@@ -17,5 +17,5 @@ pub mod pending;
 mod relay;
 
 pub use course::{Gate, Update};
-pub use handover::{Departed, Handover};
+pub use handover::{Departed, Departure, Handover};
 pub use relay::{Phase, Relay, Side};

@@ -22,9 +22,14 @@ pub fn pending_path(tape: &Path) -> PathBuf {
 
 /// Starts recording a session of `tape` beside it; `own` is the side
 /// whose frames the recording sends (their answers are what it waits for).
+/// A `tape` that does not exist is a new one (a cassette's connection that
+/// no tape agreed with).
 pub fn start(tape: &Path, own: Direction) -> Result<Update, Error> {
     let pending = pending_path(tape);
-    let (old, _) = read_old(tape)?;
+    let old = match tape.exists() {
+        true => read_old(tape)?.0,
+        false => Vec::new(),
+    };
     Update::start(&pending, own, &old).map_err(|err| Error::file(&pending, "write", err))
 }
 
@@ -54,7 +59,13 @@ pub fn settle(
     let partial = update
         .finish()
         .map_err(|err| Error::file(&pending, "write", err))?;
-    let written = write_pending(tape, &partial, &pending, kept);
+    let written = match tape.exists() {
+        true => write_pending(tape, &partial, &pending, kept),
+        // A new tape is the session as recorded.
+        false => {
+            std::fs::rename(&partial, &pending).map_err(|err| Error::file(&pending, "write", err))
+        }
+    };
     let _ = std::fs::remove_file(&partial);
     written.map(|()| Some(pending))
 }

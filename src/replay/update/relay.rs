@@ -99,16 +99,24 @@ impl Outbox {
     }
 }
 
+/// The tape's client side, played to the upstream up to `answered` bytes
+/// (those the tape answered the client).
+struct Prefix<S: Source> {
+    playback: Playback<S>,
+    answered: u64,
+}
+
 pub struct Relay<S: Source> {
     pub number: u64,
     client: Peer,
     upstream: Socket,
     phase: Phase,
-    /// The tape's client side, played to the upstream up to `answered`
-    /// bytes (those the tape answered the client; `None`: the client had
-    /// nothing from the tape).
-    prefix: Playback<S>,
-    answered: Option<u64>,
+    /// What the upstream is played first, when the client had anything
+    /// from the tape.
+    prefix: Option<Prefix<S>>,
+    /// Where the session goes as a pending tape (the tape played, or a new
+    /// one of a cassette).
+    pub tape: PathBuf,
     /// The client's turn where it departed, and whether it closed.
     departing: Departure,
     record: Update,
@@ -125,22 +133,27 @@ pub struct Relay<S: Source> {
 
 impl<S: Source + Clone> Relay<S> {
     /// Hands the connection over: the client, the tape's client side (a
-    /// playback in the client's role), what the client said since its
-    /// last answer, the upstream's socket (its connect in flight), and
-    /// the recording (in the client's role).
+    /// playback in the client's role; none for a new tape) and the tape
+    /// the session goes to, what the client said since its last answer,
+    /// the upstream's socket (its connect in flight), and the recording
+    /// (in the client's role).
     pub fn new(
         (number, client, started): (u64, Peer, Instant),
-        prefix: Playback<S>,
+        (prefix, tape): (Option<Playback<S>>, PathBuf),
         departing: Departure,
         upstream: Socket,
         mut record: Update,
     ) -> Relay<S> {
-        let mut prefix = prefix;
-        // An echo of a value the upstream's answer no longer shows says
-        // what the tape's server said.
-        for (name, value) in record.recorded_captures() {
-            prefix.set_capture(&name, value);
-        }
+        let prefix = prefix
+            .zip(departing.answered)
+            .map(|(mut playback, answered)| {
+                // An echo of a value the upstream's answer no longer shows
+                // says what the tape's server said.
+                for (name, value) in record.recorded_captures() {
+                    playback.set_capture(&name, value);
+                }
+                Prefix { playback, answered }
+            });
         record.hand_over(departing.summary.clone(), 0);
         let partial = record.path().to_path_buf();
         Relay {
@@ -148,8 +161,8 @@ impl<S: Source + Clone> Relay<S> {
             client,
             upstream,
             phase: Phase::Connecting,
-            answered: departing.answered,
             prefix,
+            tape,
             departing,
             record,
             partial,
@@ -368,45 +381,52 @@ impl<S: Source + Clone> Relay<S> {
     /// once the upstream answered the one before; then the departing turn
     /// goes, and the relay begins.
     fn catch_up(&mut self, now: u64) -> Result<bool, Status> {
-        let mut moved = false;
         let closed = self.flow(Direction::ServerToClient) != Flow::Open;
-        let answered = self.answered.unwrap_or(0);
-        loop {
-            let expected = self.prefix.expected();
-            match self.prefix.action() {
-                Action::Send { frame, .. } if self.prefix.sent() < answered => {
-                    if let Gate::WaitUntil(at) = self.record.gate(expected, closed, now) {
-                        self.wake_at = Some(at);
-                        return Ok(moved);
-                    }
-                    for (name, value) in self.record.captured_for(frame.offset) {
-                        self.prefix.set_capture(&name, value);
-                    }
-                    let left = (answered - self.prefix.sent()).min(CHUNK as u64);
-                    let chunk = match self.prefix.peek(left as usize) {
-                        Ok(chunk) => chunk.to_vec(),
-                        Err(fault) => return Err(self.fault(fault)),
-                    };
-                    if let Err(fault) = self.prefix.consume(chunk.len()) {
-                        return Err(self.fault(fault));
-                    }
-                    self.record
-                        .ours(&chunk, expected, now)
-                        .map_err(|err| failed_record(&self.partial, err))?;
-                    self.to_upstream.bytes.extend_from_slice(&chunk);
-                    moved = true;
+        let Relay {
+            prefix,
+            record,
+            to_upstream,
+            upstream,
+            partial,
+            wake_at,
+            ..
+        } = self;
+        if let Some(Prefix { playback, answered }) = prefix {
+            let mut moved = false;
+            loop {
+                let expected = playback.expected();
+                let Action::Send { frame, .. } = playback.action() else {
+                    break;
+                };
+                if playback.sent() >= *answered {
+                    break;
                 }
-                _ => break,
+                if let Gate::WaitUntil(at) = record.gate(expected, closed, now) {
+                    *wake_at = Some(at);
+                    return Ok(moved);
+                }
+                for (name, value) in record.captured_for(frame.offset) {
+                    playback.set_capture(&name, value);
+                }
+                let left = (*answered - playback.sent()).min(CHUNK as u64);
+                let chunk = playback
+                    .peek(left as usize)
+                    .map(<[u8]>::to_vec)
+                    .and_then(|chunk| playback.consume(chunk.len()).map(|()| chunk))
+                    .map_err(|fault| playback.fault_status(fault, upstream.addr()))?;
+                record
+                    .ours(&chunk, expected, now)
+                    .map_err(|err| failed_record(partial, err))?;
+                to_upstream.bytes.extend_from_slice(&chunk);
+                moved = true;
             }
-        }
-        // The client had the tape's bytes before it departed (a greeting,
-        // answers): the upstream's own go unforwarded, so they must be
-        // over first.
-        if self.answered.is_some()
-            && let Gate::WaitUntil(at) = self.record.over(closed, now)
-        {
-            self.wake_at = Some(at);
-            return Ok(moved);
+            // The client had the tape's bytes before it departed (a
+            // greeting, answers): the upstream's own go unforwarded, so
+            // they must be over first.
+            if let Gate::WaitUntil(at) = record.over(closed, now) {
+                *wake_at = Some(at);
+                return Ok(moved);
+            }
         }
         let turn = std::mem::take(&mut self.departing.turn);
         if !turn.is_empty() {
@@ -510,10 +530,6 @@ impl<S: Source + Clone> Relay<S> {
         Status::Updated {
             summary: self.departing.summary.clone(),
         }
-    }
-
-    fn fault(&self, fault: crate::replay::script::Fault) -> Status {
-        self.prefix.fault_status(fault, self.upstream.addr())
     }
 
     /// Asks for WRITABLE only where bytes wait for room (or the connect).
