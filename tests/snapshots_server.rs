@@ -707,3 +707,76 @@ fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Where the recording cannot be written, the session fails naming the
+/// file, and the tape is left alone.
+#[test]
+fn a_recording_that_cannot_be_written_fails_the_session_naming_the_file() {
+    let dir = temp_dir("snap-server-unwritable");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    // Where the session would be written as it goes, a folder.
+    let partial = dir.join("login.txt.new.partial");
+    std::fs::create_dir(&partial).unwrap();
+    let (v2, _received, _upstream) = line_server("v2", false, 1);
+    let (code, stderr, _) = auto(&["--update"], &[], v2, &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
+        let mut got = Vec::new();
+        let _ = (&stream).read_to_end(&mut got);
+        Vec::new()
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&partial.display().to_string()), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+    assert!(!dir.join("login.txt.new").exists());
+}
+
+/// Where the pending tape cannot be put (a folder in its place), the
+/// session's end fails naming it; nothing else is left behind.
+#[test]
+fn a_pending_tape_that_cannot_be_put_in_place_fails_naming_it() {
+    let dir = temp_dir("snap-server-blocked");
+    let tape = dir.join("login.txt");
+    std::fs::write(&tape, TAPE_V1).unwrap();
+    let pending = dir.join("login.txt.new");
+    std::fs::create_dir(&pending).unwrap();
+    std::fs::write(pending.join("keep"), "a user's file").unwrap();
+    let (v2, received, upstream) = line_server("v2", false, 1);
+    let (code, stderr, got) = auto(&["--update"], &[], v2, &tape, |addr| {
+        line_client(addr, false, &["HELLO", "GET b", "BYE"])
+    });
+    assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n", "BYE\n"]);
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&pending.display().to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(pending.join("keep")).unwrap(),
+        "a user's file"
+    );
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
+}
+
+/// A new connection whose cassette folder is gone (removed while the
+/// server ran): the session fails naming the folder.
+#[test]
+fn a_new_connection_in_a_cassette_that_is_gone_fails_naming_it() {
+    let dir = temp_dir("snap-server-gone");
+    let cassette = hello_cassette(&dir, &[("GET a", "VALUE a v1")]);
+    let mock = update_server(&cassette, dead_addr());
+    std::fs::remove_dir_all(&cassette).unwrap();
+    let stream = TcpStream::connect(mock.addr()).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    (&stream).write_all(b"TOKEN\n").unwrap();
+    let mut got = Vec::new();
+    let _ = (&stream).read_to_end(&mut got);
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot list the cassette {}", cassette.display())),
+        "{stderr}"
+    );
+}

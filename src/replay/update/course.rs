@@ -285,7 +285,7 @@ fn go_or_wait(at_once: bool, due: u64, now: u64) -> Gate {
 }
 
 /// Where a session played with `--update` is written as it goes.
-fn partial_path(pending: &Path) -> PathBuf {
+pub(super) fn partial_path(pending: &Path) -> PathBuf {
     let mut name = pending.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)

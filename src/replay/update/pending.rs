@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use log::info;
 
-use super::course::Update;
+use super::course::{self, Update};
 use super::merge::{self, MAX_TAPE};
 use crate::error::Error;
 use crate::report::Outcome;
@@ -30,7 +30,8 @@ pub fn start(tape: &Path, own: Direction) -> Result<Update, Error> {
         true => read_old(tape)?.0,
         false => Vec::new(),
     };
-    Update::start(&pending, own, &old).map_err(|err| Error::file(&pending, "write", err))
+    Update::start(&pending, own, &old)
+        .map_err(|err| Error::file(&course::partial_path(&pending), "write", err))
 }
 
 /// What an `--update` session leaves: for one that departed, the pending
