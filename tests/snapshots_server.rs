@@ -95,6 +95,17 @@ fn line_client(addr: SocketAddr, greeting: bool, lines: &[&str]) -> Vec<String> 
     got
 }
 
+/// Sends `bytes` to `addr` and reads whatever comes back until the
+/// connection ends (a client that departs and is answered, or cut off).
+fn say_and_drain(addr: SocketAddr, bytes: &[u8]) -> Vec<String> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    (&stream).write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let _ = (&stream).read_to_end(&mut got);
+    vec![String::from_utf8_lossy(&got).into_owned()]
+}
+
 /// The v1 session as a hand-written text tape: a comment, and a line that
 /// stays the same whatever the version.
 const TAPE_V1: &str = "tcptape text 1
@@ -274,12 +285,7 @@ fn under_ci_the_environment_alone_hands_nothing_over() {
     std::fs::write(&tape, TAPE_V1).unwrap();
     let env = [("CI", "true"), ("TCPTAPE_UPDATE", "1")];
     let (code, stderr, _) = auto(&[], &env, dead_addr(), &tape, |addr| {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
-        let mut got = String::new();
-        let _ = (&stream).read_to_string(&mut got);
-        vec![got]
+        say_and_drain(addr, b"HELLO\nGET b\n")
     });
     assert_eq!(code, 3, "a plain mismatch: {stderr}");
     assert!(stderr.contains("mismatch"), "{stderr}");
@@ -304,12 +310,7 @@ fn an_upstream_that_refuses_fails_the_session_and_names_it() {
     std::fs::write(&tape, TAPE_V1).unwrap();
     let dead = dead_addr();
     let (code, stderr, _) = auto(&["--update"], &[], dead, &tape, |addr| {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
-        let mut got = Vec::new();
-        let _ = (&stream).read_to_end(&mut got);
-        vec![String::from_utf8_lossy(&got).into_owned()]
+        say_and_drain(addr, b"HELLO\nGET b\n")
     });
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&dead.to_string()), "{stderr}");
@@ -720,12 +721,7 @@ fn a_recording_that_cannot_be_written_fails_the_session_naming_the_file() {
     std::fs::create_dir(&partial).unwrap();
     let (v2, _received, _upstream) = line_server("v2", false, 1);
     let (code, stderr, _) = auto(&["--update"], &[], v2, &tape, |addr| {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        (&stream).write_all(b"HELLO\nGET b\n").unwrap();
-        let mut got = Vec::new();
-        let _ = (&stream).read_to_end(&mut got);
-        Vec::new()
+        say_and_drain(addr, b"HELLO\nGET b\n")
     });
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&partial.display().to_string()), "{stderr}");
@@ -768,11 +764,7 @@ fn a_new_connection_in_a_cassette_that_is_gone_fails_naming_it() {
     let cassette = hello_cassette(&dir, &[("GET a", "VALUE a v1")]);
     let mock = update_server(&cassette, dead_addr());
     std::fs::remove_dir_all(&cassette).unwrap();
-    let stream = TcpStream::connect(mock.addr()).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    (&stream).write_all(b"TOKEN\n").unwrap();
-    let mut got = Vec::new();
-    let _ = (&stream).read_to_end(&mut got);
+    say_and_drain(mock.addr(), b"TOKEN\n");
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 1, "{stderr}");
     assert!(
