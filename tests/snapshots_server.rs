@@ -772,3 +772,51 @@ fn a_new_connection_in_a_cassette_that_is_gone_fails_naming_it() {
         "{stderr}"
     );
 }
+
+/// However the client's bytes fall into reads (its departing turn split
+/// anywhere, or pipelined behind the turn the tape answers), the upstream
+/// hears each byte once, in order, and the client gets one answer each.
+#[test]
+fn a_hand_over_does_not_depend_on_how_the_client_bytes_fell_into_reads() {
+    let turn: &[u8] = b"GET b\nBYE\n";
+    // (first write, then the rest after a pause): pipelined, then split
+    // at every place of the departing turn.
+    let mut cases: Vec<(Vec<u8>, Vec<u8>)> =
+        vec![([b"HELLO\n".as_slice(), turn].concat(), Vec::new())];
+    for at in 1..turn.len() {
+        cases.push((
+            [b"HELLO\n".as_slice(), &turn[..at]].concat(),
+            turn[at..].to_vec(),
+        ));
+    }
+    for (first, rest) in cases {
+        let dir = temp_dir("snap-server-splits");
+        let tape = dir.join("login.txt");
+        std::fs::write(&tape, TAPE_V1).unwrap();
+        let (v2, received, upstream) = line_server("v2", false, 1);
+        let (code, stderr, got) = auto(&["--update"], &[], v2, &tape, |addr| {
+            let stream = TcpStream::connect(addr).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            (&stream).write_all(&first).unwrap();
+            thread::sleep(std::time::Duration::from_millis(20));
+            (&stream).write_all(&rest).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let mut got = String::new();
+            (&stream).read_to_string(&mut got).unwrap();
+            vec![got]
+        });
+        let case = String::from_utf8_lossy(&first).into_owned();
+        assert_eq!(code, 4, "{case:?}: {stderr}");
+        // The welcome is the tape's when it went before the client
+        // departed, the upstream's when the departure came first (the
+        // client had nothing from the tape): one welcome either way.
+        let welcome_then = |v: &str| format!("WELCOME {v}\nVALUE b v2\nBYE\n");
+        assert!(
+            got == [welcome_then("v1")] || got == [welcome_then("v2")],
+            "{case:?}: {got:?}"
+        );
+        upstream.join().unwrap();
+        assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n", "{case:?}");
+    }
+}
