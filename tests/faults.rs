@@ -755,3 +755,45 @@ fn psql_reads_answers_sliced_into_single_bytes() {
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn set_faults_on_a_running_recorder_takes_effect_for_the_next_sessions() {
+    let dir = temp_dir("fault-recorder-set");
+    let cassette = dir.join("rec");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0; 3];
+            stream.read_exact(&mut request).unwrap();
+            stream.write_all(b"hello world\n").unwrap();
+            let _ = read_until_gone(&mut stream);
+        }
+    });
+    let rec = tcptape::Recorder::start(upstream, format!("{}/", cassette.display())).unwrap();
+    let session = |addr| {
+        let mut client = connect(addr);
+        client.write_all(b"ask").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        read_to_end(&mut client)
+    };
+    assert_eq!(session(rec.addr()), b"hello world\n");
+    rec.set_faults(&["truncate,at=byte:5"]).unwrap();
+    assert_eq!(session(rec.addr()), b"hello", "truncated from now on");
+    let err = rec.set_faults(&["truncate=5"]).unwrap_err();
+    assert!(err.to_string().starts_with("fault: 'truncate=5'"), "{err}");
+    rec.clear_faults();
+    assert_eq!(session(rec.addr()), b"hello world\n", "and whole again");
+    server.join().unwrap();
+    rec.finish().unwrap();
+    assert_eq!(
+        tape_stream(&cassette.join("0001.tape"), 2),
+        b"hello world\n"
+    );
+    assert_eq!(tape_stream(&cassette.join("0002.tape"), 2), b"hello");
+    assert_eq!(
+        tape_stream(&cassette.join("0003.tape"), 2),
+        b"hello world\n"
+    );
+}

@@ -8,6 +8,7 @@ use super::{Handle, LOOPBACK_ANY_PORT, endpoint, faults, verdict};
 use crate::engine::event_loop::{DEFAULT_GRACE, Stop};
 use crate::engine::net::DEFAULT_BACKLOG;
 use crate::error::Error;
+use crate::fault::{Control, Role};
 use crate::job::Spec;
 use crate::proxy::{self, DEFAULT_BUFFER};
 use crate::report::Report;
@@ -47,6 +48,7 @@ use crate::report::Report;
 /// ```
 pub struct Recorder {
     handle: Handle,
+    control: Control,
 }
 
 impl Recorder {
@@ -80,6 +82,35 @@ impl Recorder {
     /// Where it listens, as the command line writes it.
     pub fn address(&self) -> String {
         self.handle.address()
+    }
+
+    /// Replaces the running recorder's faults (`--fault` SPECs, as
+    /// [`RecorderBuilder::fault`] takes them): they apply from the next
+    /// bytes on, to the sessions already open too, and each tape records
+    /// what its sides really received. `Err` names a SPEC that is wrong,
+    /// and changes nothing.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use tcptape::Recorder;
+    ///
+    /// # fn main() -> Result<(), tcptape::Error> {
+    /// let real = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let tape = std::env::temp_dir().join(format!("tcptape-doc-faults-{}.tape", std::process::id()));
+    /// let rec = Recorder::start(real.local_addr().unwrap(), &tape)?;
+    /// rec.set_faults(&["latency=50"])?; // from now on, 50 ms more each way
+    /// rec.clear_faults();
+    /// # drop(rec);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_faults(&self, specs: &[&str]) -> Result<(), Error> {
+        self.handle.set_faults(&self.control, specs, Role::Proxy)
+    }
+
+    /// Removes every fault of the running recorder.
+    pub fn clear_faults(&self) {
+        let _ = self.handle.set_faults(&self.control, &[], Role::Proxy);
     }
 
     /// Stops listening, lets sessions in progress end (within the grace
@@ -195,6 +226,7 @@ impl RecorderBuilder {
     /// Starts recording; returns once it listens. A rule that cannot be
     /// taken is an `Error::Setting` naming it.
     pub fn start(self) -> Result<Recorder, Error> {
+        let control = Control::default();
         let spec = Spec::Proxy(proxy::Options {
             listen: endpoint("listen address", &self.listen)?,
             connect: endpoint("upstream address", &self.upstream)?,
@@ -205,12 +237,13 @@ impl RecorderBuilder {
             grace: self.grace,
             backlog: DEFAULT_BACKLOG,
             until_idle: false,
-            faults: faults(&self.faults, crate::fault::Role::Proxy)?,
-            control: None,
+            faults: faults(&self.faults, Role::Proxy)?,
+            control: Some(control.clone()),
             redact: rules(&self.redact)?,
         });
         Ok(Recorder {
             handle: Handle::spawn(spec)?,
+            control,
         })
     }
 }
