@@ -820,3 +820,54 @@ fn a_hand_over_does_not_depend_on_how_the_client_bytes_fell_into_reads() {
         assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\nBYE\n", "{case:?}");
     }
 }
+
+/// Four redis-py clients that start together, recorded as a cassette;
+/// then one of them sets another value: `server --update` hands that one
+/// over to redis-server (whichever tapes its pool tried first) and the
+/// three others play from their tapes; accepted, the cassette replays the
+/// new clients without the server.
+#[test]
+fn a_redis_py_pool_where_one_client_changed_updates_only_its_tape() {
+    let Some((redis, upstream)) = redis_server() else {
+        return;
+    };
+    let dir = temp_dir("snap-server-redis-pool");
+    let cassette = dir.join("pool");
+    let path = format!("{}/", cassette.display());
+    let proxy = spawn(
+        &["proxy", "127.0.0.1:0", &upstream.to_string(), &path],
+        true,
+    );
+    python_peer(
+        "redis_pool_together.py",
+        &[proxy.addr().port().to_string(), "1".to_string()],
+    )
+    .unwrap();
+    proxy.signal("TERM");
+    let (code, _, stderr) = proxy.finish();
+    assert_eq!(code, 0, "{stderr}");
+
+    let mock = update_server(&cassette, upstream);
+    // Another start order (seed 2), and client 2 sets "value2-v2".
+    let args = [mock.addr().port().to_string(), "2".into(), "2".into()];
+    python_peer("redis_pool_together.py", &args).unwrap();
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("3 passed, 1 updated"), "{stderr}");
+    assert_eq!(named(&cassette, ".new").len(), 1, "{stderr}");
+
+    let (code, _, stderr) = run(&["review", "--accept", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    drop(redis);
+    for seed in ["3", "4"] {
+        let mock = spawn(&["server", "--once", "127.0.0.1:0", &path], true);
+        let args = [
+            mock.addr().port().to_string(),
+            seed.to_string(),
+            "2".to_string(),
+        ];
+        python_peer("redis_pool_together.py", &args).unwrap();
+        let (code, _, stderr) = mock.finish();
+        assert_eq!(code, 0, "seed {seed}: {stderr}");
+    }
+}
