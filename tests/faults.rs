@@ -797,3 +797,52 @@ fn set_faults_on_a_running_recorder_takes_effect_for_the_next_sessions() {
         b"hello world\n"
     );
 }
+
+#[test]
+fn slices_of_varied_sizes_as_toxiproxys_slicer() {
+    let dir = temp_dir("fault-slice-vary");
+    let sizes = |run: usize| {
+        let tape = dir.join(format!("vary{run}.tape"));
+        let up: Vec<u8> = (0..400u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let expected = up.clone();
+        let (upstream, server) = serve_once(move |mut stream| {
+            assert!(
+                read_to_end(&mut stream) == expected,
+                "the server got other bytes"
+            );
+        });
+        let proxy = spawn(
+            &[
+                "proxy",
+                "--fault",
+                "slice=8,vary=6,dir=up,seed=5",
+                "127.0.0.1:0",
+                &upstream.to_string(),
+                tape.to_str().unwrap(),
+            ],
+            true,
+        );
+        let mut client = connect(proxy.addr());
+        client.write_all(&up).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let _ = read_to_end(&mut client);
+        server.join().unwrap();
+        let (code, _, stderr) = proxy.finish();
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(tape_stream(&tape, 1), up);
+        tape_frames(&tape)
+            .into_iter()
+            .filter(|f| f.0 == 1)
+            .map(|f| f.2.len())
+            .collect::<Vec<usize>>()
+    };
+    let first = sizes(1);
+    let (last, whole) = first.split_last().unwrap();
+    assert!(*last <= 14);
+    assert!(whole.iter().all(|n| (2..=14).contains(n)), "{first:?}");
+    let mut distinct = whole.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() >= 5, "sizes vary: {first:?}");
+    assert_eq!(sizes(2), first, "seed=5: the same slices every run");
+}

@@ -96,7 +96,7 @@ options:
                         the tapes record what each side received. SPEC is
                         KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
                         (K, M), slice=BYTES, slow_close=MS, reset, close,
-                        stall, truncate; OPTION jitter=MS, gap=MS,
+                        stall, truncate; OPTION jitter=MS, gap=MS, vary=BYTES,
                         dir=up|down|both, at=byte:N|ms:MS, conn=N[..M],
                         p=0..1, seed=S (README: Faults)
   -h, --help            print this help
@@ -143,7 +143,7 @@ options:
                         a fault ends passes as `faulted`. SPEC is
                         KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
                         (K, M), slice=BYTES, slow_close=MS, reset, close,
-                        stall, truncate; OPTION jitter=MS, gap=MS,
+                        stall, truncate; OPTION jitter=MS, gap=MS, vary=BYTES,
                         dir=up|down|both, at=byte:N|frame:K|ms:MS,
                         conn=N[..M], p=0..1, seed=S (README: Faults)
   -h, --help            print this help
@@ -174,7 +174,7 @@ options:
                       session a fault ends passes as `faulted`. SPEC is
                       KIND[,OPTION...]: KIND latency=MS, bandwidth=RATE
                       (K, M), slice=BYTES, slow_close=MS, reset, close,
-                      stall, truncate; OPTION jitter=MS, gap=MS,
+                      stall, truncate; OPTION jitter=MS, gap=MS, vary=BYTES,
                       dir=up|down|both, at=byte:N|frame:K|ms:MS,
                       conn=N[..M], p=0..1, seed=S (README: Faults)
   -h, --help          print this help

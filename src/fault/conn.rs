@@ -351,9 +351,10 @@ impl ConnFaults {
                 Kind::Bandwidth { rate } => {
                     pace.rate = Some(pace.rate.map_or(rate, |r| r.min(rate)));
                 }
-                Kind::Slice { bytes, gap } => {
+                Kind::Slice { bytes, gap, vary } => {
                     pace.slice = Some(pace.slice.map_or(bytes, |s| s.min(bytes)));
                     pace.gap = pace.gap.max(gap);
+                    pace.vary = pace.vary.max(vary);
                 }
                 Kind::SlowClose { ms } => pace.slow_close = pace.slow_close.saturating_add(ms),
                 _ => continue,

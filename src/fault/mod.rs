@@ -62,8 +62,9 @@ pub enum Kind {
     Latency { ms: u64, jitter: u64 },
     /// At most `rate` bytes a second.
     Bandwidth { rate: u64 },
-    /// Writes of at most `bytes`, `gap` ms apart.
-    Slice { bytes: u64, gap: u64 },
+    /// Writes of at most `bytes` (± up to `vary`, at least 1), `gap` ms
+    /// apart.
+    Slice { bytes: u64, gap: u64, vary: u64 },
     /// The half-close goes `ms` after it could.
     SlowClose { ms: u64 },
     /// The connection is reset (an RST).

@@ -7,7 +7,8 @@
 //!   `jitter`); bytes offered later than others never overtake them;
 //! - bandwidth: a link that is free again `n / rate` seconds after `n`
 //!   bytes went; an idle link saves up no credit;
-//! - slices: at most so many bytes a write, `gap` ms apart.
+//! - slices: at most so many bytes a write (each slice's size drawn
+//!   within `vary` of it), `gap` ms apart.
 
 use std::collections::VecDeque;
 
@@ -31,6 +32,7 @@ pub struct Pace {
     pub rate: Option<u64>,
     pub slice: Option<u64>,
     pub gap: u64,
+    pub vary: u64,
     pub slow_close: u64,
 }
 
@@ -60,6 +62,8 @@ pub struct Shaper {
     slice_at: u64,
     /// Slices written this turn.
     slices: u32,
+    /// The size of the slice due next, once drawn.
+    slice_size: Option<u64>,
     /// Since when the half-close waits to go.
     eof_since: Option<u64>,
     seed: u64,
@@ -74,6 +78,7 @@ impl Shaper {
             link_free_us: 0,
             slice_at: 0,
             slices: 0,
+            slice_size: None,
             eof_since: None,
             seed,
             draws: 0,
@@ -163,7 +168,7 @@ impl Shaper {
             if self.slices >= MAX_SLICES_PER_TURN {
                 return Err(now);
             }
-            n = n.min(slice);
+            n = n.min(self.slice_size(slice, pace.vary));
         }
         Ok(n)
     }
@@ -177,7 +182,23 @@ impl Shaper {
         if pace.slice.is_some() {
             self.slices += 1;
             self.slice_at = now + pace.gap;
+            self.slice_size = None;
         }
+    }
+
+    /// The size of the slice due next: `slice` ± up to `vary` (at least
+    /// 1), drawn once per slice from the seed.
+    fn slice_size(&mut self, slice: u64, vary: u64) -> u64 {
+        if vary == 0 {
+            return slice;
+        }
+        *self.slice_size.get_or_insert_with(|| {
+            self.draws += 1;
+            let low = slice.saturating_sub(vary).max(1);
+            let sizes = slice.saturating_add(vary) - low + 1;
+            let offset = (super::unit(mix(self.seed, self.draws)) * sizes as f64) as u64;
+            low + offset.min(sizes - 1)
+        })
     }
 
     /// Whether the half-close, ready since `since`, may go at `now`:
@@ -333,6 +354,46 @@ mod tests {
         );
         s.new_turn();
         assert_eq!(s.allow(&no_gap, (0, 10_000), 0, 7), Ok(3));
+    }
+
+    #[test]
+    fn varied_slices_keep_their_size_until_sent_and_stay_within_bounds() {
+        let pace = Pace {
+            slice: Some(8),
+            vary: 4,
+            ..Pace::default()
+        };
+        let sizes = |seed| {
+            let mut s = Shaper::new(seed);
+            let mut sizes = Vec::new();
+            let mut done = 0;
+            while done < 4000 {
+                let n = s.allow(&pace, (done, 1 << 20), 0, 0).unwrap();
+                // Asked again before it went: the same slice.
+                assert_eq!(s.allow(&pace, (done, 1 << 20), 0, 0), Ok(n));
+                s.sent(&pace, n, 0);
+                s.new_turn();
+                sizes.push(n);
+                done += n;
+            }
+            sizes
+        };
+        let drawn = sizes(7);
+        assert!(drawn.iter().all(|&n| (4..=12).contains(&n)), "{drawn:?}");
+        for n in 4..=12 {
+            assert!(drawn.contains(&n), "{n} never drawn: {drawn:?}");
+        }
+        assert_eq!(drawn, sizes(7), "the same seed, the same slices");
+        assert_ne!(drawn, sizes(8));
+        // A variation wider than the slice: at least one byte.
+        let wide = Pace { vary: 20, ..pace };
+        let mut s = Shaper::new(3);
+        for _ in 0..200 {
+            let n = s.allow(&wide, (0, 1 << 20), 0, 0).unwrap();
+            assert!((1..=28).contains(&n), "{n}");
+            s.sent(&wide, n, 0);
+            s.new_turn();
+        }
     }
 
     #[test]

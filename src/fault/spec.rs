@@ -35,6 +35,7 @@ struct Items<'a> {
     kind: Option<(Kind, &'a str)>,
     jitter: Option<u64>,
     gap: Option<u64>,
+    vary: Option<u64>,
     dirs: Option<Vec<Dir>>,
     at: Option<At>,
     conns: Option<(u64, u64)>,
@@ -90,7 +91,12 @@ fn parse_items(spec: &str) -> Result<Fault, String> {
             }
             "slice" => {
                 let bytes = size(name, value, MAX_SLICE, "bytes")?;
-                set_kind(&mut items, Kind::Slice { bytes, gap: 0 }, item)?;
+                let kind = Kind::Slice {
+                    bytes,
+                    gap: 0,
+                    vary: 0,
+                };
+                set_kind(&mut items, kind, item)?;
             }
             "slow_close" => {
                 let kind = Kind::SlowClose {
@@ -120,6 +126,10 @@ fn option<'a>(items: &mut Items<'a>, name: &str, value: &str, item: &'a str) -> 
     match name {
         "jitter" => replace(&mut items.jitter, millis(name, value)?).ok_or_else(twice)?,
         "gap" => replace(&mut items.gap, millis(name, value)?).ok_or_else(twice)?,
+        "vary" => {
+            let vary = size(name, value, MAX_SLICE, "bytes")?;
+            replace(&mut items.vary, vary).ok_or_else(twice)?
+        }
         "dir" => {
             let dirs = match value {
                 "up" => vec![Dir::Up],
@@ -146,7 +156,7 @@ fn option<'a>(items: &mut Items<'a>, name: &str, value: &str, item: &'a str) -> 
         }
         _ => {
             return Err(format!(
-                "'{name}' is neither a kind of fault ({KINDS}) nor an option (jitter, gap, dir, at, conn, p, seed)"
+                "'{name}' is neither a kind of fault ({KINDS}) nor an option (jitter, gap, vary, dir, at, conn, p, seed)"
             ));
         }
     }
@@ -172,12 +182,19 @@ fn build(items: Items<'_>) -> Result<Fault, String> {
     let Some((mut kind, kind_text)) = items.kind else {
         return Err(format!("no kind of fault ({KINDS})"));
     };
-    match (&mut kind, items.jitter, items.gap) {
-        (Kind::Latency { jitter, .. }, Some(j), None) => *jitter = j,
-        (Kind::Slice { gap, .. }, None, Some(g)) => *gap = g,
+    match (&mut kind, items.jitter) {
+        (Kind::Latency { jitter, .. }, Some(j)) => *jitter = j,
+        (_, None) => {}
+        (_, Some(_)) => return Err("jitter goes with latency only".into()),
+    }
+    match (&mut kind, items.gap, items.vary) {
+        (Kind::Slice { gap, vary, .. }, g, v) => {
+            *gap = g.unwrap_or(0);
+            *vary = v.unwrap_or(0);
+        }
         (_, None, None) => {}
-        (_, Some(_), _) => return Err("jitter goes with latency only".into()),
-        (_, _, Some(_)) => return Err("gap goes with slice only".into()),
+        (_, Some(_), _) => return Err("gap goes with slice only".into()),
+        (_, _, Some(_)) => return Err("vary goes with slice only".into()),
     }
     let dirs = items.dirs.unwrap_or_else(|| match kind.shapes() {
         true => vec![Dir::Up, Dir::Down],
@@ -334,7 +351,22 @@ mod tests {
         assert_eq!(ok("bandwidth=1M").kind, Kind::Bandwidth { rate: 1 << 20 });
         assert_eq!(ok("bandwidth=64k").kind, Kind::Bandwidth { rate: 65536 });
         assert_eq!(ok("bandwidth=1000").kind, Kind::Bandwidth { rate: 1000 });
-        assert_eq!(ok("slice=1,gap=5").kind, Kind::Slice { bytes: 1, gap: 5 });
+        assert_eq!(
+            ok("slice=1,gap=5").kind,
+            Kind::Slice {
+                bytes: 1,
+                gap: 5,
+                vary: 0
+            }
+        );
+        assert_eq!(
+            ok("slice=8,vary=4").kind,
+            Kind::Slice {
+                bytes: 8,
+                gap: 0,
+                vary: 4
+            }
+        );
         assert_eq!(ok("slow_close=300").kind, Kind::SlowClose { ms: 300 });
         for (spec, kind) in [
             ("reset", Kind::Reset),
@@ -396,6 +428,9 @@ mod tests {
             ("slice=17M", "slice=17M"),
             ("reset,jitter=5", "jitter goes with latency only"),
             ("latency=5,gap=5", "gap goes with slice only"),
+            ("latency=5,vary=2", "vary goes with slice only"),
+            ("slice=4,vary=x", "vary=x: not a number of bytes"),
+            ("slice=4,vary=1,vary=2", "vary given twice"),
             ("stall,dir=sideways", "dir=sideways: not up, down or both"),
             ("stall,dir=up,dir=down", "dir given twice"),
             ("reset,at=3", "at=3: not byte:N, frame:K or ms:MS"),
