@@ -697,7 +697,12 @@ fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     let new = cassette.join("0003.tape.new");
     assert_eq!(tape_stream(&new, 1), b"TOKEN\nGET z\nBYE\n");
 
-    // Accepted, the cassette serves all three connections.
+    // Shown as new, all of it added; accepted, the cassette serves all
+    // three connections.
+    let (code, diff, stderr) = run(&["review", "--diff", cassette.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(diff.contains("0003.tape (a new tape)\n"), "{diff}");
+    assert!(diff.contains("+ > \"TOKEN\\n\""), "{diff}");
     let (code, _, stderr) = run(&["review", "--accept", cassette.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let mock = spawn(&["server", "--once", "127.0.0.1:0", &path], true);

@@ -107,12 +107,17 @@ fn show(out: &mut impl Write, tape: &Pending, colour: bool) -> Result<(), Error>
         true => format!("\x1b[{code}m{text}\x1b[0m"),
         false => text.to_string(),
     };
+    // A new tape (a cassette connection no tape fitted) replaces nothing.
+    let new_tape = match tape.old.exists() {
+        true => "",
+        false => " (a new tape)",
+    };
     let _ = writeln!(
         out,
         "{}",
         paint(
             "1",
-            &format!("{} -> {}", tape.new.display(), tape.old.display())
+            &format!("{} -> {}{new_tape}", tape.new.display(), tape.old.display())
         )
     );
     for line in lines {
