@@ -876,3 +876,52 @@ fn a_redis_py_pool_where_one_client_changed_updates_only_its_tape() {
         assert_eq!(code, 0, "seed {seed}: {stderr}");
     }
 }
+
+/// The upstream is played the turns the client matched, each once its
+/// answer is whole: an answer exactly as the tape has it is whole at
+/// once, so a long session is handed over in about one quiet period,
+/// not one per turn (20 turns took 5 s before).
+#[test]
+fn turns_the_upstream_answers_as_recorded_are_played_without_waiting() {
+    let dir = temp_dir("snap-server-fast");
+    let tape = dir.join("long.txt");
+    let mut text = String::from("tcptape text 1\n> \"HELLO\\n\"\n< \"WELCOME v1\\n\"\n");
+    for k in 0..20 {
+        text += &format!("> \"GET k{k}\\n\"\n< \"VALUE k{k} v1\\n\"\n");
+    }
+    text += "> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n";
+    std::fs::write(&tape, &text).unwrap();
+    let (v1, received, upstream) = line_server("v1", false, 1);
+    let mut lines: Vec<String> = (0..20).map(|k| format!("GET k{k}")).collect();
+    lines.insert(0, "HELLO".into());
+    let (code, stderr, took) = auto(&["--update"], &[], v1, &tape, |addr| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        for request in &lines {
+            (&stream)
+                .write_all(format!("{request}\n").as_bytes())
+                .unwrap();
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+        let started = std::time::Instant::now();
+        (&stream).write_all(b"GET z\n").unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "VALUE z v1\n");
+        let took = started.elapsed();
+        (&stream).write_all(b"BYE\n").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        vec![format!("{}", took.as_millis())]
+    });
+    assert_eq!(code, 4, "{stderr}");
+    upstream.join().unwrap();
+    let heard = received.recv().unwrap();
+    assert!(heard.starts_with(b"HELLO\nGET k0\n") && heard.ends_with(b"GET k19\nGET z\nBYE\n"));
+    let took: u64 = took[0].parse().unwrap();
+    assert!(took < 3000, "the hand-over took {took} ms");
+}

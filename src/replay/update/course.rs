@@ -6,8 +6,9 @@
 //!
 //! Once the peer departed, its byte counts no longer say when our next
 //! frame is due: a frame goes at once where the recording had no peer
-//! bytes before it, else once the peer has answered and then been quiet
-//! for `QUIET` (or said nothing for `SILENT_TURN`), or closed its side.
+//! bytes before it or where the peer answered exactly as recorded, else
+//! once the peer has answered and then been quiet for `QUIET` (or said
+//! nothing for `SILENT_TURN`), or closed its side.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use log::info;
 
 use super::merge::{self, Turn};
+use super::recorded;
 use crate::replay::peer::Arrival;
 use crate::tape::{Direction, Writer};
 
@@ -107,7 +109,7 @@ impl Update {
     /// Where the first wildcard (`any N`) of our side is in our stream of
     /// the old tape, if it has one: what we cannot send.
     pub fn own_wildcard(&self) -> Option<u64> {
-        merge::first_wildcard(&self.turns, self.own)
+        recorded::first_wildcard(&self.turns, self.own)
     }
 
     /// True once the peer departed from the tape.
@@ -248,12 +250,26 @@ impl Update {
     }
 
     /// Whether our next action may go at `now`: `expected` is how many peer
-    /// bytes the recording had before it.
+    /// bytes the recording had before it. It goes at once when the peer
+    /// answered exactly as the old tape has it: an answer that did not
+    /// change needs no quiet to count as whole.
     pub fn gate(&self, expected: u64, peer_closed: bool, now: u64) -> Gate {
         let Some((due, expected_at_send)) = self.answer_due() else {
             return Gate::Tape;
         };
-        go_or_wait(expected == expected_at_send || peer_closed, due, now)
+        let as_recorded = expected > expected_at_send
+            && self.heard.len() as u64 == expected - expected_at_send
+            && recorded::is_recorded(
+                &self.turns,
+                self.own.reverse(),
+                expected_at_send,
+                &self.heard,
+            );
+        go_or_wait(
+            expected == expected_at_send || peer_closed || as_recorded,
+            due,
+            now,
+        )
     }
 
     /// Whether the session, having played its tape out, is over: the peer
@@ -338,6 +354,50 @@ mod tests {
         // A peer that closed says all it will.
         assert_eq!(update.gate(12, true, 161), Gate::Go);
         update.discard();
+    }
+
+    #[test]
+    fn departed_an_answer_exactly_as_recorded_lets_the_next_frame_go_at_once() {
+        // The old tape: we say "HELLO\n", the peer "WELCOME v1\n", then we
+        // "GET a\n" (the peer's 11 bytes come before it).
+        let mut old = Writer::new(Vec::new()).unwrap();
+        let c2s = Direction::ClientToServer;
+        old.data(c2s, b"HELLO\n").unwrap();
+        old.data(c2s.reverse(), b"WELCOME v1\n").unwrap();
+        old.data(c2s, b"GET a\n").unwrap();
+        let old = old.into_inner();
+        let dir = std::env::temp_dir().join(format!("tcptape-course-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let start = |name: &str| {
+            let mut update = Update::start(&dir.join(name), c2s, &old).unwrap();
+            update.depart("departed".into(), 0);
+            update.ours(b"HELLO\n", 0, 100).unwrap();
+            update
+        };
+        let mut same = start("same.new");
+        same.theirs(&Arrival::Data(b"WELCOME "), 110).unwrap();
+        assert_eq!(
+            same.gate(11, false, 111),
+            Gate::WaitUntil(110 + QUIET_MS),
+            "not all of it yet"
+        );
+        same.theirs(&Arrival::Data(b"v1\n"), 112).unwrap();
+        assert_eq!(
+            same.gate(11, false, 113),
+            Gate::Go,
+            "as recorded: no quiet needed"
+        );
+        same.discard();
+        let mut changed = start("changed.new");
+        changed
+            .theirs(&Arrival::Data(b"WELCOME v2\n"), 110)
+            .unwrap();
+        assert_eq!(
+            changed.gate(11, false, 111),
+            Gate::WaitUntil(110 + QUIET_MS)
+        );
+        changed.discard();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub(super) enum Item {
 }
 
 impl Item {
-    fn recorded(&self) -> usize {
+    pub(super) fn recorded(&self) -> usize {
         match self {
             Item::Bytes(bytes) | Item::Span(_, bytes) => bytes.len(),
             Item::Any(count) => *count as usize,
@@ -45,23 +45,10 @@ impl Item {
 #[derive(Debug)]
 pub(super) struct Turn {
     pub dir: Direction,
-    items: Vec<Item>,
+    pub(super) items: Vec<Item>,
     eof: bool,
     /// Where its frames are in the old tape.
     pub bytes: Range<u64>,
-}
-
-/// Where the first wildcard (`any N`) of `dir` is in its stream of the
-/// old tape's `turns`, if there is one: a wildcard has no bytes to send.
-pub(super) fn first_wildcard(turns: &[Turn], dir: Direction) -> Option<u64> {
-    let mut at = 0u64;
-    for item in turns.iter().filter(|t| t.dir == dir).flat_map(|t| &t.items) {
-        if let Item::Any(_) = item {
-            return Some(at);
-        }
-        at += item.recorded() as u64;
-    }
-    None
 }
 
 /// A turn of the new session: what a side really sent.

@@ -3,7 +3,8 @@
 //! pending tape is made of the old tape and that recording (`merge`,
 //! written beside the tape by `pending`): the turns that still match keep
 //! their text, comments and spans; those that changed take the new bytes,
-//! keeping the spans that still fit them.
+//! keeping the spans that still fit them. `recorded` answers what the old
+//! tape holds as the session goes.
 //!
 //! `server` with an upstream hands a connection whose client departs over
 //! to the real server (`handover` notes, while the tape is played, what
@@ -14,6 +15,7 @@ mod course;
 mod handover;
 mod merge;
 pub mod pending;
+mod recorded;
 mod relay;
 
 pub use course::{Gate, Update};

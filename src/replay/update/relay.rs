@@ -3,9 +3,10 @@
 //!
 //! The client already had the tape's answers to the turns it matched, so
 //! the upstream is first brought to where the client is: it is played the
-//! tape's client frames before the departure, turn by turn, each once its
-//! answer to the one before went quiet (as `client --update` paces a
-//! departed server), and what it answers is recorded, not forwarded. Then
+//! tape's client bytes the client was answered, turn by turn, each once
+//! the answer to the one before is whole (exactly as recorded, or gone
+//! quiet: `course` paces it as `client --update` paces a departed server),
+//! and what it answers is recorded, not forwarded. Then
 //! the client's departing turn goes, as the client sent it, and from there
 //! on both ways are relayed as the proxy relays: a byte goes to the other
 //! side only once it is in the recording (write-ahead), and each
