@@ -423,8 +423,10 @@ impl<S: Source + Clone> Relay<S> {
             }
             // The client had the tape's bytes before it departed (a
             // greeting, answers): the upstream's own go unforwarded, so
-            // they must be over first.
-            if let Gate::WaitUntil(at) = record.over(closed, now) {
+            // they must be whole first, as for a turn of ours (the
+            // departing turn's place in the tape says how many the tape
+            // had).
+            if let Gate::WaitUntil(at) = record.gate(playback.expected(), closed, now) {
                 *wake_at = Some(at);
                 return Ok(moved);
             }
