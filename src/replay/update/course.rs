@@ -311,15 +311,27 @@ pub(super) fn partial_path(pending: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn departed(now: u64) -> Update {
-        let dir = std::env::temp_dir().join(format!("tcptape-course-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut update = Update::start(
-            &dir.join(format!("t{now}.tape.new")),
-            Direction::ClientToServer,
-            &[],
-        )
-        .unwrap();
+    /// A folder of the test's own, removed with it.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(name: &str) -> Folder {
+            let dir =
+                std::env::temp_dir().join(format!("tcptape-course-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Folder(dir)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn departed(dir: &Folder, now: u64) -> Update {
+        let mut update =
+            Update::start(&dir.0.join("t.tape.new"), Direction::ClientToServer, &[]).unwrap();
         update.depart("departed".into(), now);
         update
     }
@@ -339,7 +351,8 @@ mod tests {
 
     #[test]
     fn departed_a_frame_goes_once_the_answer_went_quiet() {
-        let mut update = departed(100);
+        let dir = Folder::new("quiet");
+        let mut update = departed(&dir, 100);
         update.ours(b"request", 5, 100).unwrap();
         // The recording had 7 more peer bytes before the next frame.
         assert_eq!(
@@ -366,10 +379,9 @@ mod tests {
         old.data(c2s.reverse(), b"WELCOME v1\n").unwrap();
         old.data(c2s, b"GET a\n").unwrap();
         let old = old.into_inner();
-        let dir = std::env::temp_dir().join(format!("tcptape-course-rec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Folder::new("recorded");
         let start = |name: &str| {
-            let mut update = Update::start(&dir.join(name), c2s, &old).unwrap();
+            let mut update = Update::start(&dir.0.join(name), c2s, &old).unwrap();
             update.depart("departed".into(), 0);
             update.ours(b"HELLO\n", 0, 100).unwrap();
             update
@@ -397,12 +409,12 @@ mod tests {
             Gate::WaitUntil(110 + QUIET_MS)
         );
         changed.discard();
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn departed_an_answer_that_never_comes_is_waited_for_a_while() {
-        let mut update = departed(0);
+        let dir = Folder::new("silent");
+        let mut update = departed(&dir, 0);
         update.ours(b"q", 0, 10).unwrap();
         assert_eq!(update.over(false, 20), Gate::WaitUntil(10 + SILENT_TURN_MS));
         assert_eq!(update.over(false, 10 + SILENT_TURN_MS), Gate::Go);
