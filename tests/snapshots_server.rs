@@ -400,6 +400,36 @@ fn the_upstream_is_played_its_own_token_and_the_spans_stay() {
     assert!(got[1].ends_with("\nVALUE z v2\nBYE\n"), "{got:?}");
 }
 
+/// One session of a `hello_cassette` client against `addr`: HELLO,
+/// `command`, BYE; asserts the answers (WELCOME v1, `answer`, BYE).
+fn hello_session(addr: SocketAddr, command: &str, answer: &str) {
+    assert_eq!(
+        line_client(addr, false, &["HELLO", command, "BYE"]),
+        [
+            "WELCOME v1\n".to_string(),
+            format!("{answer}\n"),
+            "BYE\n".to_string()
+        ]
+    );
+}
+
+/// The end of an update run that handed one session over: exit 4, the
+/// upstream heard `heard`, and `name` is the cassette's one pending tape;
+/// its path.
+fn one_pending(
+    (mock, upstream, received): (Running, thread::JoinHandle<()>, mpsc::Receiver<Vec<u8>>),
+    heard: &[u8],
+    cassette: &Path,
+    name: &str,
+) -> std::path::PathBuf {
+    let (code, _, stderr) = mock.finish();
+    assert_eq!(code, 4, "{stderr}");
+    upstream.join().unwrap();
+    assert_eq!(received.recv().unwrap(), heard);
+    assert_eq!(named(cassette, ".new"), [name], "{stderr}");
+    cassette.join(name)
+}
+
 /// A cassette in `dir/pool/` of binary tapes, one per (command, answer):
 /// HELLO, WELCOME v1, the command and its answer, BYE.
 fn hello_cassette(dir: &Path, sessions: &[(&str, &str)]) -> std::path::PathBuf {
@@ -447,25 +477,17 @@ fn in_a_cassette_the_connection_that_departed_from_its_pool_gets_the_pending_tap
     let (v1, received, upstream) = line_server("v1", false, 1);
     let mock = update_server(&cassette, v1);
     let addr = mock.addr();
-    assert_eq!(
-        line_client(addr, false, &["HELLO", "GET a", "BYE"]),
-        ["WELCOME v1\n", "VALUE a v1\n", "BYE\n"]
-    );
+    hello_session(addr, "GET a", "VALUE a v1");
     // Departs from 0002 after "GET ", from 0003 at once.
-    assert_eq!(
-        line_client(addr, false, &["HELLO", "GET c", "BYE"]),
-        ["WELCOME v1\n", "VALUE c v1\n", "BYE\n"]
+    hello_session(addr, "GET c", "VALUE c v1");
+    hello_session(addr, "PING", "ERR PING");
+    let heard = b"HELLO\nGET c\nBYE\n";
+    let pending = one_pending(
+        (mock, upstream, received),
+        heard,
+        &cassette,
+        "0002.tape.new",
     );
-    assert_eq!(
-        line_client(addr, false, &["HELLO", "PING", "BYE"]),
-        ["WELCOME v1\n", "ERR PING\n", "BYE\n"]
-    );
-    let (code, _, stderr) = mock.finish();
-    assert_eq!(code, 4, "{stderr}");
-    upstream.join().unwrap();
-    assert_eq!(received.recv().unwrap(), b"HELLO\nGET c\nBYE\n");
-    assert_eq!(named(&cassette, ".new"), ["0002.tape.new"], "{stderr}");
-    let pending = cassette.join("0002.tape.new");
     assert_eq!(tape_stream(&pending, 1), b"HELLO\nGET c\nBYE\n");
     assert_eq!(tape_stream(&pending, 2), b"WELCOME v1\nVALUE c v1\nBYE\n");
 }
@@ -679,22 +701,17 @@ fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     let mock = update_server(&cassette, v1);
     let addr = mock.addr();
     let new_client = |addr| line_client(addr, false, &["TOKEN", "GET z", "BYE"]);
-    assert_eq!(
-        line_client(addr, false, &["HELLO", "GET a", "BYE"]),
-        ["WELCOME v1\n", "VALUE a v1\n", "BYE\n"]
-    );
+    hello_session(addr, "GET a", "VALUE a v1");
     // No tape begins with TOKEN: the upstream answers all of it.
     assert_eq!(new_client(addr), ["TOKEN tv1x0\n", "VALUE z v1\n", "BYE\n"]);
-    assert_eq!(
-        line_client(addr, false, &["HELLO", "PING", "BYE"]),
-        ["WELCOME v1\n", "ERR PING\n", "BYE\n"]
+    hello_session(addr, "PING", "ERR PING");
+    let heard = b"TOKEN\nGET z\nBYE\n";
+    let new = one_pending(
+        (mock, upstream, received),
+        heard,
+        &cassette,
+        "0003.tape.new",
     );
-    let (code, _, stderr) = mock.finish();
-    assert_eq!(code, 4, "{stderr}");
-    upstream.join().unwrap();
-    assert_eq!(received.recv().unwrap(), b"TOKEN\nGET z\nBYE\n");
-    assert_eq!(named(&cassette, ".new"), ["0003.tape.new"], "{stderr}");
-    let new = cassette.join("0003.tape.new");
     assert_eq!(tape_stream(&new, 1), b"TOKEN\nGET z\nBYE\n");
 
     // Shown as new, all of it added; accepted, the cassette serves all
@@ -707,9 +724,9 @@ fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     assert_eq!(code, 0, "{stderr}");
     let mock = spawn(&["server", "--once", "127.0.0.1:0", &path], true);
     let addr = mock.addr();
-    line_client(addr, false, &["HELLO", "GET a", "BYE"]);
+    hello_session(addr, "GET a", "VALUE a v1");
     assert_eq!(new_client(addr), ["TOKEN tv1x0\n", "VALUE z v1\n", "BYE\n"]);
-    line_client(addr, false, &["HELLO", "PING", "BYE"]);
+    hello_session(addr, "PING", "ERR PING");
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 0, "{stderr}");
 }
