@@ -566,53 +566,59 @@ fn a_redis_py_client_that_changed_is_handed_over_to_redis_server() {
 }
 
 /// A client that keeps its connection open (a pooled connection) until
-/// the test stops the mock: the session handed over is written as far as
-/// it went, and the accepted tape replays it.
+/// the test stops the mock, or until both sides were quiet for
+/// `--timeout`: the session handed over is written as far as it went,
+/// and the accepted tape replays it.
 #[test]
-fn a_stop_writes_the_session_handed_over_as_far_as_it_went() {
-    let dir = temp_dir("snap-server-stop");
-    let tape = dir.join("login.txt");
-    std::fs::write(&tape, TAPE_V1).unwrap();
-    let (v2, received, upstream) = line_server("v2", false, 1);
-    let upstream_arg = v2.to_string();
-    let args = [
-        "auto",
-        "--update",
-        "--grace",
-        "1",
-        "127.0.0.1:0",
-        &upstream_arg,
-        tape.to_str().unwrap(),
-    ];
-    let mut running = spawn(&args, true);
-    let stream = TcpStream::connect(running.addr()).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut got = Vec::new();
-    for line in ["HELLO\n", "GET b\n"] {
-        (&stream).write_all(line.as_bytes()).unwrap();
-        let mut answer = String::new();
-        reader.read_line(&mut answer).unwrap();
-        got.push(answer);
-    }
-    assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n"]);
-    running.wait_for_line("relaying");
-    running.signal("TERM");
-    let (code, _, stderr) = running.finish();
-    assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("1 updated"), "{stderr}");
-    upstream.join().unwrap();
-    assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\n");
-    let new = std::fs::read_to_string(dir.join("login.txt.new")).unwrap();
-    assert!(new.contains("< \"VALUE b v2\\n\""), "{new}");
+fn a_stop_or_a_quiet_relay_writes_the_session_handed_over_as_far_as_it_went() {
+    for quiet in [false, true] {
+        let dir = temp_dir("snap-server-stop");
+        let tape = dir.join("login.txt");
+        std::fs::write(&tape, TAPE_V1).unwrap();
+        let (v2, received, upstream) = line_server("v2", false, 1);
+        let upstream_arg = v2.to_string();
+        let ending: &[&str] = match quiet {
+            true => &["--timeout", "1"],
+            false => &["--grace", "1"],
+        };
+        let args = [
+            &["auto", "--update"][..],
+            ending,
+            &["127.0.0.1:0", &upstream_arg],
+        ]
+        .concat();
+        let mut running = spawn(&[&args[..], &[tape.to_str().unwrap()]].concat(), true);
+        let stream = TcpStream::connect(running.addr()).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut got = Vec::new();
+        for line in ["HELLO\n", "GET b\n"] {
+            (&stream).write_all(line.as_bytes()).unwrap();
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            got.push(answer);
+        }
+        assert_eq!(got, ["WELCOME v1\n", "VALUE b v2\n"]);
+        running.wait_for_line("relaying");
+        if !quiet {
+            running.signal("TERM");
+        }
+        let (code, _, stderr) = running.finish();
+        assert_eq!(code, 4, "quiet {quiet}: {stderr}");
+        assert!(stderr.contains("1 updated"), "{stderr}");
+        upstream.join().unwrap();
+        assert_eq!(received.recv().unwrap(), b"HELLO\nGET b\n");
+        let new = std::fs::read_to_string(dir.join("login.txt.new")).unwrap();
+        assert!(new.contains("< \"VALUE b v2\\n\""), "{new}");
 
-    let (code, _, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, stderr, got) = auto(&[], &[], dead_addr(), &tape, |addr| {
-        line_client(addr, false, &["HELLO", "GET b"])
-    });
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(got, ["WELCOME v2\n", "VALUE b v2\n"]);
+        let (code, _, stderr) = run(&["review", "--accept", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        let (code, stderr, got) = auto(&[], &[], dead_addr(), &tape, |addr| {
+            line_client(addr, false, &["HELLO", "GET b"])
+        });
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(got, ["WELCOME v2\n", "VALUE b v2\n"]);
+    }
 }
 
 /// A hand-over keeps at most 4 MiB of the client's current turn: a client
