@@ -251,20 +251,19 @@ impl Update {
 
     /// Whether our next action may go at `now`: `expected` is how many peer
     /// bytes the recording had before it. It goes at once when the peer
-    /// answered exactly as the old tape has it: an answer that did not
-    /// change needs no quiet to count as whole.
+    /// answered exactly as the old tape has it, and did not close there in
+    /// it: an answer that did not change needs no quiet to count as whole.
     pub fn gate(&self, expected: u64, peer_closed: bool, now: u64) -> Gate {
         let Some((due, expected_at_send)) = self.answer_due() else {
             return Gate::Tape;
         };
+        let peer = self.own.reverse();
+        // Where the recording's peer closed after its answer, the close is
+        // part of it: whole once the peer closed (or was quiet).
         let as_recorded = expected > expected_at_send
             && self.heard.len() as u64 == expected - expected_at_send
-            && recorded::is_recorded(
-                &self.turns,
-                self.own.reverse(),
-                expected_at_send,
-                &self.heard,
-            );
+            && recorded::is_recorded(&self.turns, peer, expected_at_send, &self.heard)
+            && !recorded::closes_at(&self.turns, peer, expected);
         go_or_wait(
             expected == expected_at_send || peer_closed || as_recorded,
             due,

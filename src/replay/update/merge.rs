@@ -46,7 +46,7 @@ impl Item {
 pub(super) struct Turn {
     pub dir: Direction,
     pub(super) items: Vec<Item>,
-    eof: bool,
+    pub(super) eof: bool,
     /// Where its frames are in the old tape.
     pub bytes: Range<u64>,
 }

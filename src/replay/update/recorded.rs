@@ -1,7 +1,7 @@
 //! What the old tape recorded, asked as a session goes: where a side's
-//! first wildcard is (what a hand-over cannot play), and whether bytes a
+//! first wildcard is (what a hand-over cannot play), whether bytes a
 //! departed peer said are exactly what it recorded (an answer that needs
-//! no quiet to count as whole).
+//! no quiet to count as whole), and whether it closed right after them.
 
 use super::merge::{Item, Turn};
 use crate::tape::Direction;
@@ -48,11 +48,47 @@ pub(super) fn is_recorded(turns: &[Turn], dir: Direction, from: u64, heard: &[u8
     matched == heard.len() as u64
 }
 
+/// Whether `dir` closed its side right after byte `at` of its stream in
+/// the old tape's `turns`: its EOF is then part of the answer, and an
+/// answer whose bytes are all there is not whole before it.
+pub(super) fn closes_at(turns: &[Turn], dir: Direction, at: u64) -> bool {
+    let mut end = 0u64;
+    for turn in turns.iter().filter(|t| t.dir == dir) {
+        end += turn
+            .items
+            .iter()
+            .map(|item| item.recorded() as u64)
+            .sum::<u64>();
+        if turn.eof {
+            return end == at;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::replay::update::merge;
     use crate::tape::{Span, SpanKind, Writer};
+
+    #[test]
+    fn a_side_closes_where_its_eof_follows_its_last_byte() {
+        let c2s = Direction::ClientToServer;
+        let mut tape = Writer::in_memory();
+        tape.data(c2s, b"BYE\n").unwrap();
+        tape.data(c2s.reverse(), b"BYE\n").unwrap();
+        tape.eof(c2s.reverse()).unwrap();
+        tape.eof(c2s).unwrap();
+        let turns = merge::turns(&tape.into_inner()).unwrap();
+        assert!(closes_at(&turns, c2s.reverse(), 4));
+        assert!(!closes_at(&turns, c2s.reverse(), 3), "not before its end");
+        assert!(closes_at(&turns, c2s, 4));
+        let mut open = Writer::in_memory();
+        open.data(c2s, b"PING\n").unwrap();
+        let turns = merge::turns(&open.into_inner()).unwrap();
+        assert!(!closes_at(&turns, c2s, 5), "no EOF recorded");
+    }
 
     #[test]
     fn heard_bytes_are_recorded_only_where_the_tape_has_plain_bytes_that_agree() {
