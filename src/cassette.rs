@@ -193,6 +193,51 @@ pub(crate) fn read_index(dir: &Path) -> Result<Vec<Entry>, Error> {
     Ok(entries)
 }
 
+/// Brings the index of the cassette holding `tape` up to date with it once
+/// `review --accept` put it in place: its byte counts, who spoke first and
+/// whether it is whole. A tape the index does not list yet (a connection
+/// `--update` recorded anew) gets a line, one past the last in accept
+/// order and starting with it, as replay starts an unlisted tape. Nothing
+/// to do for a tape with no index beside it.
+pub(crate) fn note_accepted(tape: &Path) -> Result<(), Error> {
+    let (Some(dir), Some(name)) = (tape.parent(), tape.file_name()) else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy().into_owned();
+    let index = dir.join(INDEX);
+    if tape_number(&name).is_none() || !index.exists() {
+        return Ok(());
+    }
+    let mut entries = read_index(dir)?;
+    let summary = summarize(tape)?;
+    let update = |entry: &mut Entry| {
+        entry.client_bytes = summary.bytes[0];
+        entry.server_bytes = summary.bytes[1];
+        entry.first = summary.first;
+        entry.whole = !summary.cut;
+    };
+    let mut listed = false;
+    for entry in entries.iter_mut().filter(|entry| entry.tape == name) {
+        update(entry);
+        listed = true;
+    }
+    if !listed {
+        let last = entries.last();
+        let mut entry = Entry {
+            tape: name,
+            order: last.map_or(1, |e| e.order + 1),
+            start_ms: last.map_or(0, |e| e.start_ms),
+            client_bytes: 0,
+            server_bytes: 0,
+            first: None,
+            whole: true,
+        };
+        update(&mut entry);
+        entries.push(entry);
+    }
+    write_index(dir, &entries).map_err(|err| Error::file(&index, "write cassette index", err))
+}
+
 /// Sorts index entries by accept order; entries of the same order keep
 /// theirs (the index is append-only: the later line is the later word).
 pub(crate) fn in_accept_order(entries: &mut [Entry]) {

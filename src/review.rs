@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cassette::PENDING_EXTENSION;
+use crate::cassette::{self, PENDING_EXTENSION};
 use crate::error::Error;
 use crate::linediff::{self, Line};
 use crate::tape::text;
@@ -142,10 +142,12 @@ pub enum DiffLine {
     Gap,
 }
 
-/// The pending tape replaces the old one (one rename: atomic).
+/// The pending tape replaces the old one (one rename: atomic); a
+/// cassette's index then describes it.
 pub fn accept(pending: &Pending) -> Result<(), Error> {
     std::fs::rename(&pending.new, &pending.old)
-        .map_err(|err| Error::file(&pending.old, "replace", err))
+        .map_err(|err| Error::file(&pending.old, "replace", err))?;
+    cassette::note_accepted(&pending.old)
 }
 
 /// The pending tape is thrown away.

@@ -340,9 +340,9 @@ fn a_length_prefixed_field_that_grows_keeps_its_length_span() {
     server.join().unwrap();
 }
 
-#[test]
-fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
-    let dir = temp_dir("snap-cassette");
+/// A cassette of three tapes built from text: HELLO, PING and USE x, each
+/// answered by the v1 server, then BYE.
+fn three_tape_cassette(dir: &Path) -> std::path::PathBuf {
     let cassette = dir.join("pool");
     std::fs::create_dir(&cassette).unwrap();
     let session = |cmd: &str, answer: &str| {
@@ -356,22 +356,19 @@ fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
         ("USE x", "OK x"),
     ];
     for (i, (cmd, answer)) in tapes.iter().enumerate() {
-        let text = session(cmd, answer);
-        let (code, _, stderr) = {
-            let src = dir.join(format!("{i}.txt"));
-            std::fs::write(&src, text).unwrap();
-            run(&[
-                "build",
-                src.to_str().unwrap(),
-                "-o",
-                cassette
-                    .join(format!("000{}.tape", i + 1))
-                    .to_str()
-                    .unwrap(),
-            ])
-        };
+        let src = dir.join(format!("{i}.txt"));
+        std::fs::write(&src, session(cmd, answer)).unwrap();
+        let out = cassette.join(format!("000{}.tape", i + 1));
+        let (code, _, stderr) = run(&["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert_eq!(code, 0, "{stderr}");
     }
+    cassette
+}
+
+#[test]
+fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
+    let dir = temp_dir("snap-cassette");
+    let cassette = three_tape_cassette(&dir);
     // The v2 server says another welcome; the other answers are the same
     // (the order the connections come in does not matter).
     let (v2, server) = line_server("v2", 3);
@@ -393,6 +390,47 @@ fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
     let (code, listing, stderr) = run(&["describe", &path]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(listing.matches(".tape").count(), 3, "{listing}");
+}
+
+/// Accepted, a cassette's tape is described by its index again: its line
+/// says what is on the tape now, and the other lines are left as they
+/// were. An index that cannot be rewritten fails the accept, naming it.
+#[test]
+fn accepting_a_cassette_tape_brings_its_index_line_up_to_date() {
+    let dir = temp_dir("snap-cassette-index");
+    let cassette = three_tape_cassette(&dir);
+    // Byte counts no tape has, so that a line brought up to date shows.
+    let header = "# tcptape cassette index\n# tape order start_ms client_bytes server_bytes first_speaker status\n";
+    let stale = "0001.tape 1 0 99 99 server cut\n0002.tape 2 5 98 98 client whole\n0003.tape 3 9 97 97 client whole\n";
+    std::fs::write(cassette.join("index"), format!("{header}{stale}")).unwrap();
+    let (v2, server) = line_server("v2", 3);
+    let path = format!("{}/", cassette.display());
+    let (code, _, stderr) = run(&["client", "--update", &v2.to_string(), &path]);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    let (code, _, stderr) = run(&["review", "--accept", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    let index = std::fs::read_to_string(cassette.join("index")).unwrap();
+    // HELLO and BYE from the client; WELCOME v2 and BYE from the server.
+    let fresh = "0001.tape 1 0 10 15 client whole\n0002.tape 2 5 98 98 client whole\n0003.tape 3 9 97 97 client whole\n";
+    assert_eq!(index, format!("{header}{fresh}"));
+
+    // Where the index cannot be written, the tape is accepted and the
+    // failure names the index.
+    let (v3, server) = line_server("v3", 3);
+    let (code, _, stderr) = run(&["client", "--update", &v3.to_string(), &path]);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    std::fs::remove_file(cassette.join("index")).unwrap();
+    std::fs::create_dir(cassette.join("index")).unwrap();
+    let (code, _, stderr) = run(&["review", "--accept", &path]);
+    assert_eq!(code, 1, "{stderr}");
+    let index = cassette.join("index");
+    assert!(stderr.contains(&index.display().to_string()), "{stderr}");
+    assert!(!cassette.join("0001.tape.new").exists());
+    let (code, text, _) = run(&["print", cassette.join("0001.tape").to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("WELCOME v3"), "{text}");
 }
 
 #[test]

@@ -702,6 +702,9 @@ fn a_client_wildcard_before_the_departure_cannot_be_handed_over() {
 fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     let dir = temp_dir("snap-server-new");
     let cassette = hello_cassette(&dir, &[("GET a", "VALUE a v1"), ("PING", "ERR PING")]);
+    // Its index, as the proxy that recorded it would have written it.
+    let index = "# tcptape cassette index\n# tape order start_ms client_bytes server_bytes first_speaker status\n0001.tape 1 0 16 26 client whole\n0002.tape 2 40 15 24 client whole\n";
+    std::fs::write(cassette.join("index"), index).unwrap();
     let path = format!("{}/", cassette.display());
     let (v1, received, upstream) = line_server("v1", false, 1);
     let mock = update_server(&cassette, v1);
@@ -728,6 +731,10 @@ fn a_new_connection_in_a_cassette_becomes_a_new_pending_tape() {
     assert!(diff.contains("+ > \"TOKEN\\n\""), "{diff}");
     let (code, _, stderr) = run(&["review", "--accept", cassette.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
+    // The index lists it, next in order, starting with the last: 16 bytes
+    // from the client, 27 from the server.
+    let now = std::fs::read_to_string(cassette.join("index")).unwrap();
+    assert_eq!(now, format!("{index}0003.tape 3 40 16 27 client whole\n"));
     let mock = spawn(&["server", "--once", "127.0.0.1:0", &path], true);
     let addr = mock.addr();
     hello_session(addr, "GET a", "VALUE a v1");
