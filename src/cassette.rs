@@ -198,14 +198,15 @@ pub(crate) fn read_index(dir: &Path) -> Result<Vec<Entry>, Error> {
 /// whether it is whole. A tape the index does not list yet (a connection
 /// `--update` recorded anew) gets a line, one past the last in accept
 /// order and starting with it, as replay starts an unlisted tape. Nothing
-/// to do for a tape with no index beside it.
+/// to do for a tape with no index of tcptape's beside it (a file of the
+/// user's named `index` is left alone).
 pub(crate) fn note_accepted(tape: &Path) -> Result<(), Error> {
     let (Some(dir), Some(name)) = (tape.parent(), tape.file_name()) else {
         return Ok(());
     };
     let name = name.to_string_lossy().into_owned();
     let index = dir.join(INDEX);
-    if tape_number(&name).is_none() || !index.exists() {
+    if tape_number(&name).is_none() || !is_our_index(&index) {
         return Ok(());
     }
     let mut entries = read_index(dir)?;

@@ -394,7 +394,8 @@ fn in_a_cassette_only_the_tape_that_changed_gets_a_pending_tape() {
 
 /// Accepted, a cassette's tape is described by its index again: its line
 /// says what is on the tape now, and the other lines are left as they
-/// were. An index that cannot be rewritten fails the accept, naming it.
+/// were. An index that cannot be read fails the accept, naming it; a
+/// user's file named `index` is left alone.
 #[test]
 fn accepting_a_cassette_tape_brings_its_index_line_up_to_date() {
     let dir = temp_dir("snap-cassette-index");
@@ -415,22 +416,37 @@ fn accepting_a_cassette_tape_brings_its_index_line_up_to_date() {
     let fresh = "0001.tape 1 0 10 15 client whole\n0002.tape 2 5 98 98 client whole\n0003.tape 3 9 97 97 client whole\n";
     assert_eq!(index, format!("{header}{fresh}"));
 
-    // Where the index cannot be written, the tape is accepted and the
-    // failure names the index.
-    let (v3, server) = line_server("v3", 3);
-    let (code, _, stderr) = run(&["client", "--update", &v3.to_string(), &path]);
-    assert_eq!(code, 4, "{stderr}");
-    server.join().unwrap();
-    std::fs::remove_file(cassette.join("index")).unwrap();
-    std::fs::create_dir(cassette.join("index")).unwrap();
+    // Where the index cannot be read (not text past its header), the tape
+    // is accepted, the index left as it is, and the failure names it.
+    let update = |version: &'static str| {
+        let (addr, server) = line_server(version, 3);
+        let (code, _, stderr) = run(&["client", "--update", &addr.to_string(), &path]);
+        assert_eq!(code, 4, "{stderr}");
+        server.join().unwrap();
+    };
+    update("v3");
+    let index = cassette.join("index");
+    let unreadable = [header.as_bytes(), b"0001.tape 1 0 \xff\xfe\n"].concat();
+    std::fs::write(&index, &unreadable).unwrap();
     let (code, _, stderr) = run(&["review", "--accept", &path]);
     assert_eq!(code, 1, "{stderr}");
-    let index = cassette.join("index");
     assert!(stderr.contains(&index.display().to_string()), "{stderr}");
+    assert!(stderr.contains("cannot read cassette index"), "{stderr}");
+    assert_eq!(std::fs::read(&index).unwrap(), unreadable);
     assert!(!cassette.join("0001.tape.new").exists());
     let (code, text, _) = run(&["print", cassette.join("0001.tape").to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(text.contains("WELCOME v3"), "{text}");
+
+    // A file of the user's named `index` is not tcptape's: left alone.
+    std::fs::write(&index, "my notes on these tapes\n").unwrap();
+    update("v4");
+    let (code, _, stderr) = run(&["review", "--accept", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&index).unwrap(),
+        "my notes on these tapes\n"
+    );
 }
 
 #[test]
