@@ -16,6 +16,24 @@ use common::*;
 /// "USE <token>" -> "OK <token>", BYE -> BYE and close. Serves `n`
 /// connections.
 fn line_server(version: &'static str, n: usize) -> (SocketAddr, thread::JoinHandle<()>) {
+    answering_server(n, move |line, round| {
+        let token = format!("t{}x{round}", version.len() * 7 + round);
+        match line {
+            "HELLO" => format!("WELCOME {version}\n"),
+            "TOKEN" => format!("TOKEN {token}\n"),
+            l if l.starts_with("USE ") => format!("OK {}\n", &l[4..]),
+            "BYE" => "BYE\n".to_string(),
+            other => format!("ERR {other}\n"),
+        }
+    })
+}
+
+/// A server answering each line with `answer(line, connection number)`,
+/// closing after BYE; serves `n` connections.
+fn answering_server(
+    n: usize,
+    answer: impl Fn(&str, usize) -> String + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
@@ -23,20 +41,13 @@ fn line_server(version: &'static str, n: usize) -> (SocketAddr, thread::JoinHand
             let (stream, _) = listener.accept().unwrap();
             let mut writer = stream.try_clone().unwrap();
             let mut reader = BufReader::new(stream);
-            let token = format!("t{}x{round}", version.len() * 7 + round);
             let mut line = String::new();
             loop {
                 line.clear();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     break;
                 }
-                let answer = match line.trim_end() {
-                    "HELLO" => format!("WELCOME {version}\n"),
-                    "TOKEN" => format!("TOKEN {token}\n"),
-                    l if l.starts_with("USE ") => format!("OK {}\n", &l[4..]),
-                    "BYE" => "BYE\n".to_string(),
-                    other => format!("ERR {other}\n"),
-                };
+                let answer = answer(line.trim_end(), round);
                 writer.write_all(answer.as_bytes()).unwrap();
                 if line.trim_end() == "BYE" {
                     let _ = writer.shutdown(std::net::Shutdown::Write);
@@ -125,6 +136,51 @@ fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
     assert_eq!(code, 0, "{stderr}");
     server.join().unwrap();
     assert!(!pending.exists());
+}
+
+/// A value the server hands out in the very answer that departs from the
+/// tape (here at its version, before the value) is captured from that
+/// answer: the client's echo says the new value, and the pending tape
+/// keeps the capture.
+#[test]
+fn a_value_in_the_answer_that_departs_is_captured_for_the_echo() {
+    let dir = temp_dir("snap-capture-departing");
+    let tape = dir.join("session.txt");
+    std::fs::write(
+        &tape,
+        "tcptape text 1\n> \"HELLO\\n\"\n< \"SESSION v1 token=\" [capture tok 1..32 \"abc\"] \"\\n\"\n> \"USE \" [echo tok \"abc\"] \"\\n\"\n< \"OK \" [vary 1..32 \"abc\"] \"\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n",
+    )
+    .unwrap();
+    let (used_tx, used_rx) = std::sync::mpsc::channel();
+    let v2_server = move |used: std::sync::mpsc::Sender<String>| {
+        answering_server(1, move |line, _| match line {
+            "HELLO" => "SESSION v2 token=xyz789\n".to_string(),
+            l if l.starts_with("USE ") => {
+                used.send(l.to_string()).unwrap();
+                format!("OK {}\n", &l[4..])
+            }
+            _ => "BYE\n".to_string(),
+        })
+    };
+    let (addr, server) = v2_server(used_tx.clone());
+    let (code, stderr) = client(addr, &tape, true);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    assert_eq!(used_rx.recv().unwrap(), "USE xyz789");
+    let pending = std::fs::read_to_string(dir.join("session.txt.new")).unwrap();
+    assert!(
+        pending.contains("[capture tok 1..32 \"xyz789\"]"),
+        "{pending}"
+    );
+    // Accepted, it replays against the server it came from.
+    let new = dir.join("session.txt.new");
+    let (code, _, stderr) = run(&["review", "--accept", new.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (addr, server) = v2_server(used_tx);
+    let (code, stderr) = client(addr, &tape, false);
+    assert_eq!(code, 0, "{stderr}");
+    server.join().unwrap();
+    assert_eq!(used_rx.recv().unwrap(), "USE xyz789");
 }
 
 #[test]

@@ -53,9 +53,17 @@ enum Course {
         last_sent: u64,
         /// The peer sent something since our last frame went.
         answered: bool,
-        /// The peer bytes the recording had before the frame we sent last.
-        expected_at_send: u64,
     },
+}
+
+/// What the peer said since our last frame went, kept whether or not it
+/// departed: the answer it departs in began before the byte that departs.
+#[derive(Debug)]
+enum Heard {
+    Bytes(Vec<u8>),
+    /// More than `HEARD_LIMIT`: no longer known whole, so it captures
+    /// nothing and is never taken for the recorded answer.
+    TooMuch,
 }
 
 pub struct Update {
@@ -67,9 +75,10 @@ pub struct Update {
     /// The old tape's turns, to find the values a departed peer's answers
     /// capture.
     turns: Vec<Turn>,
-    /// What the departed peer said since our last frame (up to
-    /// `HEARD_LIMIT`).
-    heard: Vec<u8>,
+    /// What the peer said since our last frame.
+    heard: Heard,
+    /// The peer bytes the recording had before the frame we sent last.
+    expected_at_send: u64,
 }
 
 impl Update {
@@ -86,7 +95,8 @@ impl Update {
             // A tape that does not read whole has no turns to learn from;
             // the session itself reports what is wrong with it.
             turns: merge::turns(old).unwrap_or_default(),
-            heard: Vec::new(),
+            heard: Heard::Bytes(Vec::new()),
+            expected_at_send: 0,
         })
     }
 
@@ -101,7 +111,10 @@ impl Update {
             return Vec::new();
         };
         match ours.checked_sub(1).map(|i| &self.turns[i]) {
-            Some(answer) if answer.dir != self.own => merge::captures(answer, &self.heard),
+            Some(answer) if answer.dir != self.own => match &self.heard {
+                Heard::Bytes(heard) => merge::captures(answer, heard),
+                Heard::TooMuch => Vec::new(),
+            },
             _ => Vec::new(),
         }
     }
@@ -137,7 +150,6 @@ impl Update {
             last_heard: now,
             last_sent: now,
             answered: true,
-            expected_at_send: 0,
         };
     }
 
@@ -145,12 +157,13 @@ impl Update {
     /// thing yet: recorded, not checked, and the first frame that waits
     /// for an answer waits for the one it gives.
     pub fn hand_over(&mut self, summary: String, now: u64) {
+        self.heard = Heard::Bytes(Vec::new());
+        self.expected_at_send = 0;
         self.course = Course::Departed {
             summary,
             last_heard: now,
             last_sent: now,
             answered: false,
-            expected_at_send: 0,
         };
     }
 
@@ -186,10 +199,11 @@ impl Update {
         {
             *last_heard = now;
             *answered = true;
-            if let Arrival::Data(bytes) = arrival
-                && self.heard.len() + bytes.len() <= HEARD_LIMIT
-            {
-                self.heard.extend_from_slice(bytes);
+        }
+        if let (Arrival::Data(bytes), Heard::Bytes(heard)) = (arrival, &mut self.heard) {
+            match heard.len() + bytes.len() <= HEARD_LIMIT {
+                true => heard.extend_from_slice(bytes),
+                false => self.heard = Heard::TooMuch,
             }
         }
         let peer = self.own.reverse();
@@ -213,17 +227,16 @@ impl Update {
     }
 
     fn sent(&mut self, expected: u64, now: u64) {
-        self.heard.clear();
+        self.heard = Heard::Bytes(Vec::new());
+        self.expected_at_send = expected;
         if let Course::Departed {
             last_sent,
             answered,
-            expected_at_send,
             ..
         } = &mut self.course
         {
             *last_sent = now;
             *answered = false;
-            *expected_at_send = expected;
         }
     }
 
@@ -237,14 +250,13 @@ impl Update {
                 last_heard,
                 last_sent,
                 answered,
-                expected_at_send,
                 ..
             } => {
                 let due = match answered {
                     true => last_heard + QUIET_MS,
                     false => last_sent + SILENT_TURN_MS,
                 };
-                Some((due, *expected_at_send))
+                Some((due, self.expected_at_send))
             }
         }
     }
@@ -260,10 +272,15 @@ impl Update {
         let peer = self.own.reverse();
         // Where the recording's peer closed after its answer, the close is
         // part of it: whole once the peer closed (or was quiet).
-        let as_recorded = expected > expected_at_send
-            && self.heard.len() as u64 == expected - expected_at_send
-            && recorded::is_recorded(&self.turns, peer, expected_at_send, &self.heard)
-            && !recorded::closes_at(&self.turns, peer, expected);
+        let as_recorded = match &self.heard {
+            Heard::Bytes(heard) => {
+                expected > expected_at_send
+                    && heard.len() as u64 == expected - expected_at_send
+                    && recorded::is_recorded(&self.turns, peer, expected_at_send, heard)
+                    && !recorded::closes_at(&self.turns, peer, expected)
+            }
+            Heard::TooMuch => false,
+        };
         go_or_wait(
             expected == expected_at_send || peer_closed || as_recorded,
             due,
