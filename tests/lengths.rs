@@ -184,12 +184,11 @@ fn a_length_that_does_not_count_its_bytes_is_a_mismatch_that_says_so() {
 #[test]
 fn a_length_whose_live_value_outgrows_its_field_is_an_error_not_a_wrap() {
     let dir = temp_dir("lengths-overflow");
-    let tape = dir.join("small.txt");
-    std::fs::write(
-        &tape,
+    let tape = text_tape(
+        &dir,
+        "small.txt",
         "tcptape text 1\n> [capture v 1..1000 \"ab\"] \".\"\n< [length u8 2 \"\\x02\"] [echo v \"ab\"]\n",
-    )
-    .unwrap();
+    );
     let mock = spawn(
         &["server", "--once", "127.0.0.1:0", tape.to_str().unwrap()],
         true,

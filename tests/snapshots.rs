@@ -145,12 +145,11 @@ fn a_changed_server_answer_becomes_a_pending_tape_that_keeps_the_rest() {
 #[test]
 fn a_value_in_the_answer_that_departs_is_captured_for_the_echo() {
     let dir = temp_dir("snap-capture-departing");
-    let tape = dir.join("session.txt");
-    std::fs::write(
-        &tape,
+    let tape = text_tape(
+        &dir,
+        "session.txt",
         "tcptape text 1\n> \"HELLO\\n\"\n< \"SESSION v1 token=\" [capture tok 1..32 \"abc\"] \"\\n\"\n> \"USE \" [echo tok \"abc\"] \"\\n\"\n< \"OK \" [vary 1..32 \"abc\"] \"\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n",
-    )
-    .unwrap();
+    );
     let (used_tx, used_rx) = std::sync::mpsc::channel();
     let v2_server = move |used: std::sync::mpsc::Sender<String>| {
         answering_server(1, move |line, _| match line {
@@ -374,12 +373,11 @@ fn binary_server(version: &'static str) -> (SocketAddr, thread::JoinHandle<()>) 
 #[test]
 fn a_length_prefixed_field_that_grows_keeps_its_length_span() {
     let dir = temp_dir("snap-length");
-    let tape = dir.join("ver.txt");
-    std::fs::write(
-        &tape,
+    let tape = text_tape(
+        &dir,
+        "ver.txt",
         "tcptape text 1\n> 00 03 \"VER\"\n< [length u16be 21 00 15] \"version=v1;token=\" [vary 1..16 \"ab12\"]\neof >\neof <\n",
-    )
-    .unwrap();
+    );
     let (addr, server) = binary_server("v1.2.3");
     let (code, stderr) = client(addr, &tape, true);
     assert_eq!(code, 4, "{stderr}");

@@ -214,12 +214,11 @@ fn named(dir: &Path, suffix: &str) -> Vec<String> {
 #[test]
 fn a_greeting_the_client_had_from_the_tape_is_not_forwarded_again() {
     let dir = temp_dir("snap-server-greeting");
-    let tape = dir.join("greeting.txt");
-    std::fs::write(
-        &tape,
+    let tape = text_tape(
+        &dir,
+        "greeting.txt",
         "tcptape text 1\n< \"READY v1\\n\"\n> \"HELLO\\n\"\n< \"WELCOME v1\\n\"\n> \"GET a\\n\"\n< \"VALUE a v1\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n",
-    )
-    .unwrap();
+    );
     let (v2, received, upstream) = line_server("v2", true, 1);
     let v2 = v2.to_string();
     let path = tape.to_str().unwrap();
@@ -663,12 +662,11 @@ fn a_departure_deep_into_a_long_turn_is_a_mismatch() {
 #[test]
 fn a_client_wildcard_before_the_departure_cannot_be_handed_over() {
     let dir = temp_dir("snap-server-wildcard");
-    let tape = dir.join("id.txt");
-    std::fs::write(
-        &tape,
+    let tape = text_tape(
+        &dir,
+        "id.txt",
         "tcptape text 1\n> \"ID \" any 4 \"\\n\"\n< \"OK\\n\"\n> \"GET a\\n\"\n< \"VALUE a v1\\n\"\neof >\neof <\n",
-    )
-    .unwrap();
+    );
     let (code, stderr, _) = auto(&["--update"], &[], dead_addr(), &tape, |addr| {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
