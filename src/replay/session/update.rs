@@ -4,6 +4,8 @@
 
 use std::io;
 
+use log::info;
+
 use super::Session;
 use crate::replay::peer::Inbound;
 use crate::replay::script::Action;
@@ -139,6 +141,18 @@ impl<S: Source + Clone> Session<S> {
     /// upstream, once what we took from the tape went out.
     pub(super) fn departed_end(&mut self, now: u64) -> Option<Status> {
         let update = match &self.updating {
+            // The client's turn outgrew what a hand-over keeps after it
+            // departed (it went on sending while our frames were still
+            // going out): a plain mismatch after all.
+            Updating::HandingOver(handover) if handover.departed() && !handover.can_hand_over() => {
+                info!("{}", handover.why_not());
+                let summary = handover.summary().unwrap_or_default().to_string();
+                return Some(Status::Mismatch {
+                    report: format!("{summary}\n{}", handover.why_not()),
+                    summary,
+                    received: self.peer.received(),
+                });
+            }
             Updating::HandingOver(handover) if handover.departed() => {
                 return self.outgoing.is_empty().then_some(Status::Departed);
             }

@@ -120,6 +120,14 @@ impl Handover {
         )
     }
 
+    /// Where the client departed, once it did.
+    pub fn summary(&self) -> Option<&str> {
+        match &self.course {
+            Course::Departed { summary, .. } => Some(summary),
+            Course::Following => None,
+        }
+    }
+
     /// How many of the tape's client bytes the client was answered, if
     /// any: what a hand-over plays the upstream first.
     pub fn answered(&self) -> Option<u64> {
@@ -242,6 +250,21 @@ mod limit_tests {
                 .contains(&format!("{} bytes", chunk.len() * 2))
         );
         handover.depart("departed".into(), false);
+        assert!(handover.into_departure().is_err());
+    }
+
+    /// The bytes a client sends after it departed still count: a turn
+    /// that outgrows the limit then cannot be handed over, and says where
+    /// the client departed (the session's mismatch).
+    #[test]
+    fn a_turn_that_outgrows_the_limit_after_departing_cannot_be_handed_over() {
+        let mut handover = Handover::new();
+        handover.heard(&Arrival::Data(b"GET x"));
+        handover.depart("byte 4 differs".into(), false);
+        assert!(handover.can_hand_over());
+        handover.heard(&Arrival::Data(&vec![b'x'; TURN_LIMIT]));
+        assert!(!handover.can_hand_over());
+        assert_eq!(handover.summary(), Some("byte 4 differs"));
         assert!(handover.into_departure().is_err());
     }
 
