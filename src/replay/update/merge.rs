@@ -265,6 +265,8 @@ fn place(items: &[Item], new: &[u8]) -> Option<Vec<usize>> {
                     Some(Item::Bytes(next)) if !next.is_empty() => {
                         (min..=max).find(|&end| new[end..].starts_with(next))?
                     }
+                    // What is left is shorter than the span may be.
+                    _ if max < min => return None,
                     _ => max,
                 }
             }
@@ -580,6 +582,26 @@ mod tests {
         w.eof(C2S).unwrap();
         w.eof(S2C).unwrap();
         w.into_inner()
+    }
+
+    #[test]
+    fn a_span_at_the_end_fits_only_bytes_of_a_length_it_allows() {
+        let span = Span {
+            kind: SpanKind::Vary,
+            len: 5,
+            min: 5,
+            max: 10,
+        };
+        let mut w = Writer::in_memory();
+        w.data(S2C, b"token=").unwrap();
+        w.span(S2C, &span).unwrap();
+        w.data(S2C, b"abcde").unwrap();
+        let turns = turns(&w.into_inner()).unwrap();
+        let items = &turns[0].items;
+        assert!(fits(items, b"token=vwxyz"));
+        assert!(fits(items, b"token=0123456789"));
+        assert!(!fits(items, b"token=ab"), "shorter than the span's least");
+        assert!(!fits(items, b"token="));
     }
 
     #[test]
