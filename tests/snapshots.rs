@@ -182,6 +182,59 @@ fn a_value_in_the_answer_that_departs_is_captured_for_the_echo() {
     assert_eq!(used_rx.recv().unwrap(), "USE xyz789");
 }
 
+/// A server that no longer answers one request, between two it answers:
+/// the pending tape says so, and gives each later answer to its own
+/// request; accepted, it replays against that server.
+#[test]
+fn a_request_the_server_no_longer_answers_keeps_the_later_answers_in_place() {
+    let dir = temp_dir("snap-silent-turn");
+    let tape = text_tape(
+        &dir,
+        "abc.txt",
+        "tcptape text 1\n> \"A\\n\"\n< \"x\\n\"\n> \"B\\n\"\n< \"y\\n\"\n> \"C\\n\"\n< \"z\\n\"\n> \"BYE\\n\"\n< \"BYE\\n\"\neof <\neof >\n",
+    );
+    let server = || {
+        answering_server(1, |line, _| match line {
+            "A" => "X\n".to_string(),
+            "B" => String::new(),
+            "C" => "z\n".to_string(),
+            _ => "BYE\n".to_string(),
+        })
+    };
+    let (addr, handle) = server();
+    let (code, stderr) = client(addr, &tape, true);
+    assert_eq!(code, 4, "{stderr}");
+    handle.join().unwrap();
+    let pending = dir.join("abc.txt.new");
+    let text = std::fs::read_to_string(&pending).unwrap();
+    let answers: Vec<&str> = text.lines().filter(|l| l.starts_with('<')).collect();
+    assert_eq!(
+        answers,
+        ["< \"X\\n\"", "< \"z\\n\"", "< \"BYE\\n\""],
+        "{text}"
+    );
+    let order: Vec<&str> = text.lines().filter(|l| l.starts_with(['<', '>'])).collect();
+    assert_eq!(
+        order,
+        [
+            "> \"A\\n\"",
+            "< \"X\\n\"",
+            "> \"B\\n\"",
+            "> \"C\\n\"",
+            "< \"z\\n\"",
+            "> \"BYE\\n\"",
+            "< \"BYE\\n\"",
+        ],
+        "{text}"
+    );
+    let (code, _, stderr) = run(&["review", "--accept", pending.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (addr, handle) = server();
+    let (code, stderr) = client(addr, &tape, false);
+    assert_eq!(code, 0, "{stderr}");
+    handle.join().unwrap();
+}
+
 #[test]
 fn a_stale_pending_tape_is_removed_by_a_run_that_matches() {
     let dir = temp_dir("snap-stale");

@@ -216,14 +216,29 @@ impl Update {
     /// Our bytes went; `expected` is how many peer bytes the recording had
     /// before them.
     pub fn ours(&mut self, bytes: &[u8], expected: u64, now: u64) -> io::Result<()> {
+        self.note_silence(expected)?;
         self.sent(expected, now);
         self.record.data(self.own, bytes)
     }
 
     /// Our half-close went.
     pub fn our_eof(&mut self, expected: u64, now: u64) -> io::Result<()> {
+        self.note_silence(expected)?;
         self.sent(expected, now);
         self.record.eof(self.own)
+    }
+
+    /// A departed peer that said nothing where the tape has it answer gets
+    /// an empty turn in the recording: without it our turns before and
+    /// after would read as one, and `merge` would give the peer's later
+    /// answers to the wrong turns.
+    fn note_silence(&mut self, expected: u64) -> io::Result<()> {
+        match self.course {
+            Course::Departed {
+                answered: false, ..
+            } if expected > self.expected_at_send => self.record.data(self.own.reverse(), b""),
+            _ => Ok(()),
+        }
     }
 
     fn sent(&mut self, expected: u64, now: u64) {
