@@ -118,8 +118,18 @@ impl Finder {
     /// a pattern: bytes a pattern could still complete. Its length and
     /// the pattern.
     pub fn partial(&self, tail: &[u8]) -> Option<(usize, usize)> {
+        self.partial_of(tail, |_| true)
+    }
+
+    /// As `partial`, for the literals only (a prefix's beginning is no
+    /// secret, a literal's may be).
+    pub fn literal_partial(&self, tail: &[u8]) -> Option<(usize, usize)> {
+        self.partial_of(tail, |pattern| !pattern.prefix)
+    }
+
+    fn partial_of(&self, tail: &[u8], keep: impl Fn(&Pattern) -> bool) -> Option<(usize, usize)> {
         let mut best: Option<(usize, usize)> = None;
-        for (index, pattern) in self.patterns.iter().enumerate() {
+        for (index, pattern) in self.patterns.iter().enumerate().filter(|(_, p)| keep(p)) {
             let most = (pattern.bytes.len() - 1).min(tail.len());
             let longest = (1..=most)
                 .rev()

@@ -250,23 +250,30 @@ impl Matcher {
         }
         // Forced: what begins a literal goes as a secret, since it may be
         // one; what begins only a prefix is no secret.
-        if release == Release::Force && self.state == State::Scanning && looked == total {
-            match partial {
-                Some((_, index)) if pieces.at == held => {
-                    let pattern = &self.finder.patterns[index];
-                    if pattern.prefix {
-                        pieces.plain(total);
-                    } else {
-                        let at = pieces.at;
-                        pieces.tentative(total, pattern.rule);
-                        let tentative = self.tentative.get_or_insert(Tentative {
-                            start: start + at as u64,
-                            bytes: Vec::new(),
-                        });
-                        tentative.bytes.extend(view.copy(at, total));
-                    }
+        if release == Release::Force
+            && self.state == State::Scanning
+            && looked == total
+            && let Some((_, index)) = partial
+            && pieces.at == held
+        {
+            // The longest beginning may be a prefix's while a shorter
+            // one, at the very end, is a literal's.
+            let literal = match self.finder.patterns[index].prefix {
+                false => Some((total - held, index)),
+                true => self.finder.literal_partial(&view.copy(held, total)),
+            };
+            match literal {
+                None => pieces.plain(total),
+                Some((len, index)) => {
+                    pieces.plain(total - len);
+                    let at = pieces.at;
+                    pieces.tentative(total, self.finder.patterns[index].rule);
+                    let tentative = self.tentative.get_or_insert(Tentative {
+                        start: start + at as u64,
+                        bytes: Vec::new(),
+                    });
+                    tentative.bytes.extend(view.copy(at, total));
                 }
-                _ => {}
             }
         }
         let released = pieces.at;
@@ -477,6 +484,29 @@ mod tests {
         let (out, most) = record(&finder, stream, &[1; 40], 1);
         assert_eq!(out, "AUTH <R0:8>\r\n+OK <R0:8>");
         assert_eq!(most, 7, "held back: at most the rule's length less one");
+    }
+
+    /// Forced out, a held tail that begins a prefix (`AUTH ` of
+    /// `AUTH `) and, shorter, a literal (`H` of `HUNTER22`) releases the
+    /// literal's beginning as a secret, in case it is one: it was.
+    #[test]
+    fn a_forced_tail_that_also_begins_a_literal_keeps_that_beginning_secret() {
+        let finder = rules(&[after(b"AUTH ", None), lit(b"HUNTER22")]);
+        let mut m = Matcher::new(finder);
+        let mut pieces = Vec::new();
+        assert_eq!(m.scan([b"xAUTH", b""], Release::Force, &mut pieces), 5);
+        let shape: Vec<(usize, Option<usize>, bool)> = pieces
+            .iter()
+            .map(|p| (p.len, p.secret, p.tentative))
+            .collect();
+        assert_eq!(shape, [(4, None, false), (1, Some(1), true)]);
+        pieces.clear();
+        m.scan([b"UNTER22\n", b""], Release::End, &mut pieces);
+        assert_eq!(m.verdict(), Some(Verdict::Confirmed));
+        assert!(
+            pieces.iter().all(|p| p.secret.is_some() || p.len <= 1),
+            "{pieces:?}"
+        );
     }
 
     #[test]
