@@ -45,6 +45,10 @@ impl SecretsSeen {
         let base = offset.saturating_sub((at - start) as u64);
         let open = open.map(|from| (from, offset));
         for (from, to) in self.ranges.iter().copied().chain(open) {
+            // A departure right where a secret ends (or inside one): the
+            // value may go on, a longer password than the one known, so
+            // nothing after it is shown either.
+            let to = if to == offset { u64::MAX } else { to };
             let from = from.saturating_sub(base).min(bytes.len() as u64) as usize;
             let to = to.saturating_sub(base).min(bytes.len() as u64) as usize;
             if from < to {
@@ -74,9 +78,14 @@ mod tests {
         // The data seen from live offset 6 on (part of the secret).
         let e = seen.excerpt(&data[6..], 4, 10, None);
         assert_eq!(e.bytes, b"**xyQRS");
-        // A secret still arriving is starred up to the departure.
+        // A secret still arriving is starred, and all after it: where a
+        // value other than the known one ends is not known.
         let e = SecretsSeen::default().excerpt(b"ab123", 4, 4, Some(2));
-        assert_eq!(e.bytes, b"ab**3");
+        assert_eq!(e.bytes, b"ab***");
+        // So is all after a secret the departure comes right after (a
+        // longer password than the one the replay knows).
+        let e = seen.excerpt(b"abcdepw!-tail", 8, 8, None);
+        assert_eq!(e.bytes, b"abcde********");
     }
 
     #[test]

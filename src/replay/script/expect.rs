@@ -409,10 +409,13 @@ impl<S: Source + Clone> Expect<S> {
                         value: value.to_vec(),
                     },
                 };
-                // What the peer sent of a secret stays out of reports.
+                // What the peer sent of a secret stays out of reports, and
+                // so does all it sent after it: where a value other than
+                // the secret's ends is not known (a longer password's
+                // tail, a user name and then the password).
                 let secret = matches!(kind, DeviationKind::SecretDiffers { .. });
                 let start = from.saturating_sub(at as usize - i);
-                let shown = mask(data, secret.then_some((start, from + n)));
+                let shown = mask(data, secret.then_some((start, data.len())));
                 self.received += i as u64;
                 return Err(self.deviate(kind, &shown, from + i));
             }

@@ -82,9 +82,23 @@ fn with_a_value_exactly_that_value_is_taken_and_no_report_shows_it() {
     assert_eq!((name.as_str(), *at), ("PW", 6));
     assert_eq!(d.stream_offset, 11);
     assert_eq!(
-        d.received.bytes, b"AUTH *******\r\n",
-        "what it sent is starred"
+        d.received.bytes, b"AUTH *********",
+        "what it sent is starred, and all after it"
     );
+    // A longer value, or a user name before the password: none of what
+    // follows the secret's start is shown.
+    for sent in [
+        &b"AUTH hunter2-and-a-longer-tail\r\n"[..],
+        b"AUTH default hunter2\r\n",
+    ] {
+        let mut e = expect(&bytes, given("PW", b"hunter2"));
+        let Err(Fault::Deviation(d)) = e.receive(sent, true, &mut Captures::default()) else {
+            panic!("{sent:?} passed")
+        };
+        let shown = &d.received.bytes;
+        assert!(shown.starts_with(b"AUTH *"), "{shown:?}");
+        assert!(shown[5..].iter().all(|&b| b == b'*'), "{shown:?}");
+    }
 }
 
 #[test]
