@@ -9,7 +9,8 @@
 //! tape is worked out before any is written, and each is replaced
 //! atomically (a temporary file renamed over it, holding no secret). A
 //! text tape stays text: the lines of frames that held no secret are kept
-//! as written, comments included; the frames that did are printed anew.
+//! as written, comments included, but for what the rules name in a
+//! comment, which is starred; the frames that did are printed anew.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -99,11 +100,15 @@ fn redact(rules: &Rules, path: &Path) -> Result<(usize, Vec<u8>), Error> {
     let rewritten = rewrite(rules, &binary, &found)
         .map_err(|why| Error::refused(path, format!("{}: {why}", path.display())))?;
     match lines {
-        Some((source, map)) if rewritten.secrets > 0 => {
-            let text = retext(&source, &map, &binary, &rewritten).map_err(tape_error)?;
-            Ok((rewritten.secrets, text.into_bytes()))
+        Some((source, map)) => {
+            let (text, in_comments) =
+                retext(&source, &map, (&binary, &rewritten), rules).map_err(tape_error)?;
+            match rewritten.secrets + in_comments {
+                0 => Ok((0, rewritten.bytes)),
+                secrets => Ok((secrets, text.into_bytes())),
+            }
         }
-        _ => Ok((rewritten.secrets, rewritten.bytes)),
+        None => Ok((rewritten.secrets, rewritten.bytes)),
     }
 }
 
@@ -293,8 +298,14 @@ fn rewrite(rules: &Rules, binary: &[u8], found: &[Vec<Found>; 2]) -> Result<Rewr
 
 /// A text tape with the lines of the frames that held secrets printed
 /// anew from the redacted tape (with every frame written on those lines);
-/// every other line kept as it is, comments included.
-fn retext(source: &str, map: &LineMap, old: &[u8], new: &Rewritten) -> Result<String, TapeError> {
+/// every other line kept as it is, comments included, what the rules name
+/// in a comment starred. Also returns how many secrets the comments held.
+fn retext(
+    source: &str,
+    map: &LineMap,
+    (old, new): (&[u8], &Rewritten),
+    rules: &Rules,
+) -> Result<(String, usize), TapeError> {
     // The lines each frame was written on.
     let mut frames = Vec::new();
     let mut reader = Reader::new(old);
@@ -333,11 +344,14 @@ fn retext(source: &str, map: &LineMap, old: &[u8], new: &Rewritten) -> Result<St
         }
     }
     let mut out = String::with_capacity(source.len());
+    let mut in_comments = 0;
     for (number, line) in source.lines().enumerate() {
         let number = number as u32 + 1;
         match groups.iter().find(|g| g.0 <= number && number <= g.1) {
             None => {
-                out.push_str(line);
+                let (kept, secrets) = star_comment(rules, line);
+                in_comments += secrets;
+                out.push_str(&kept);
                 out.push('\n');
             }
             Some(&(first, last)) if first == number => {
@@ -369,5 +383,45 @@ fn retext(source: &str, map: &LineMap, old: &[u8], new: &Rewritten) -> Result<St
             Some(_) => {}
         }
     }
-    Ok(out)
+    Ok((out, in_comments))
+}
+
+/// `line` with what the rules name in its comment (from a `#` outside
+/// quotes on) starred, and how many secrets that was.
+fn star_comment(rules: &Rules, line: &str) -> (String, usize) {
+    let mut quoted = false;
+    let mut escaped = false;
+    let start = line.char_indices().find_map(|(i, c)| {
+        match (c, quoted, escaped) {
+            (_, true, true) => escaped = false,
+            ('\\', true, false) => escaped = true,
+            ('"', _, _) => quoted = !quoted,
+            ('#', false, _) => return Some(i),
+            _ => {}
+        }
+        None
+    });
+    let Some(start) = start else {
+        return (line.to_string(), 0);
+    };
+    let mut bytes = line.as_bytes().to_vec();
+    let mut matcher = Matcher::new(Matcher::finder(rules));
+    let mut pieces = Vec::new();
+    let mut at = start;
+    let mut secrets = 0;
+    while at < bytes.len() {
+        pieces.clear();
+        let n = matcher.scan([&line.as_bytes()[at..], &[]], Release::End, &mut pieces);
+        if n == 0 {
+            break;
+        }
+        for piece in &pieces {
+            if piece.secret.is_some() {
+                bytes[at..at + piece.len].fill(b'*');
+                secrets += 1;
+            }
+            at += piece.len;
+        }
+    }
+    (String::from_utf8_lossy(&bytes).into_owned(), secrets)
 }

@@ -251,3 +251,52 @@ fn redact_refuses_what_it_cannot_rewrite_and_leaves_it_alone() {
         "{text}"
     );
 }
+
+/// A secret in a comment of a text tape is starred too, and counted: in a
+/// tape whose frames hold it, and in one where only a comment does. The
+/// rest of each line stays as written.
+#[test]
+fn redact_stars_a_secret_in_the_comments_of_a_text_tape() {
+    let dir = temp_dir("redact-comments");
+    let both = text_tape(
+        &dir,
+        "both.txt",
+        "tcptape text 1\n# log in as admin, password hunter22\n> \"AUTH hunter22\\r\\n\" # hunter22 again\n< \"+OK\\r\\n\" # \"quoted # hash\" then hunter22\n",
+    );
+    let only = text_tape(
+        &dir,
+        "only.txt",
+        "tcptape text 1\n# the password is hunter22\n> \"PING\\r\\n\"\n< \"+PONG\\r\\n\"\n",
+    );
+    let (code, out, err) = run(&[
+        "redact",
+        "--redact",
+        "hunter22",
+        both.to_str().unwrap(),
+        only.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let both_text = std::fs::read_to_string(&both).unwrap();
+    let only_text = std::fs::read_to_string(&only).unwrap();
+    for text in [&both_text, &only_text] {
+        assert!(!text.contains("hunter22"), "{text}");
+    }
+    assert!(
+        both_text.contains("# log in as admin, password ********\n"),
+        "{both_text}"
+    );
+    assert!(
+        both_text.contains("< \"+OK\\r\\n\" # \"quoted # hash\" then ********\n"),
+        "{both_text}"
+    );
+    assert_eq!(
+        only_text,
+        "tcptape text 1\n# the password is ********\n> \"PING\\r\\n\"\n< \"+PONG\\r\\n\"\n"
+    );
+    assert!(out.contains("1 secret"), "{out}");
+    // Both still build and replay as tapes.
+    for tape in [&both, &only] {
+        let (code, _, err) = run(&["describe", tape.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+    }
+}
