@@ -575,3 +575,69 @@ fn the_library_mock_client_updates_and_reports_the_pending_tape() {
     assert!(new.contains("< \"WELCOME v2\\n\""), "{new}");
     assert_eq!(std::fs::read_to_string(&tape).unwrap(), TAPE_V1);
 }
+
+/// `client --update` plays a secret's value from the environment; what it
+/// records of the session as it goes (`TAPE.new.partial`, on disk while
+/// the session runs) has stars where the value went, never the value.
+#[test]
+fn client_update_never_records_a_secret_value_it_plays() {
+    use std::io::Read;
+    let dir = temp_dir("snap-secret-partial");
+    let tape = text_tape(
+        &dir,
+        "auth.txt",
+        "tcptape text 1\n> \"AUTH \" [secret PW \"********\"] \"\\r\\n\"\n< \"+OK\\r\\n\"\n> \"PING\\r\\n\"\n< \"+PONG\\r\\n\"\n",
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while !line.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            line.push(byte[0]);
+        }
+        // A long answer that departs: the recording goes to disk.
+        let answer = [&b"+OK "[..], &vec![b'a'; 64 * 1024], b"\r\n"].concat();
+        stream.write_all(&answer).unwrap();
+        let _ = done_rx.recv();
+        line
+    });
+    let mut client = tcptape()
+        .args([
+            "client",
+            "--update",
+            &addr.to_string(),
+            tape.to_str().unwrap(),
+        ])
+        .env("PW", "hunter22")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = dir.join("auth.txt.new.partial");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 64 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "no recording on disk");
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // As a crash would leave it.
+    client.kill().unwrap();
+    client.wait().unwrap();
+    done_tx.send(()).unwrap();
+    assert_eq!(
+        server.join().unwrap(),
+        b"AUTH hunter22\r\n",
+        "the value went out"
+    );
+    let recorded = std::fs::read(&partial).unwrap();
+    assert!(
+        !recorded.windows(8).any(|w| w == b"hunter22"),
+        "the value is on disk"
+    );
+    assert!(
+        recorded.windows(8).any(|w| w == b"********"),
+        "stars in its place"
+    );
+}

@@ -656,6 +656,29 @@ fn a_departure_deep_into_a_long_turn_is_a_mismatch() {
     assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
 }
 
+/// A tape with secret spans is never handed over: what the client sends
+/// in their place is its live secret, which the pending tape would hold.
+/// The session fails naming the tape and why, and writes nothing.
+#[test]
+fn a_tape_with_secrets_is_not_handed_over() {
+    let dir = temp_dir("snap-server-secret");
+    let tape = text_tape(
+        &dir,
+        "auth.txt",
+        "tcptape text 1\n> \"AUTH \" [secret PW \"********\"] \"\\r\\n\"\n< \"+OK\\r\\n\"\n> \"GET a\\r\\n\"\n< \"v1\\r\\n\"\neof >\neof <\n",
+    );
+    let (v2, _received, _upstream) = line_server("v2", false, 1);
+    let (code, stderr, _) = auto(&["--update"], &[("PW", "hunter22")], v2, &tape, |addr| {
+        say_and_drain(addr, b"AUTH hunter22\r\nLOGIN hunter22\r\n")
+    });
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&tape.display().to_string()), "{stderr}");
+    assert!(stderr.contains("the tape has secret spans"), "{stderr}");
+    assert!(!stderr.contains("hunter22"), "{stderr}");
+    assert_eq!(named(&dir, ".new"), Vec::<String>::new());
+    assert_eq!(named(&dir, ".partial"), Vec::<String>::new());
+}
+
 /// A wildcard (`any N`) on the client's side has no bytes to play the
 /// upstream: a hand-over that would need it fails, naming the tape, and
 /// writes nothing.

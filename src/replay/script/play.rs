@@ -275,6 +275,18 @@ impl<S: Source + Clone> Play<S> {
         Ok(change)
     }
 
+    /// True while the bytes going out are a secret's live value (the
+    /// environment's), which nothing may record.
+    pub fn sending_secret(&self) -> bool {
+        matches!(
+            self.playing,
+            Some(Playing::Live {
+                live: Live::Secret(_),
+                ..
+            })
+        )
+    }
+
     /// The next bytes to send of the current `Send` action, at most `max`.
     pub fn peek(&mut self, max: usize, captures: &Captures) -> Result<&[u8], Fault> {
         if let Some(Playing::Live {

@@ -220,6 +220,11 @@ impl<S: Source + Clone> Playback<S> {
         Some((self.tape.file()?, offset, remaining))
     }
 
+    /// True while the bytes going out are a secret's live value.
+    pub fn sending_secret(&self) -> bool {
+        self.play.sending_secret()
+    }
+
     pub fn peek(&mut self, max: usize) -> Result<&[u8], Fault> {
         self.play.peek(max, &self.captures)
     }

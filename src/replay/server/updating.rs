@@ -218,6 +218,16 @@ impl Server {
                 )),
             ));
         }
+        if record.has_secrets() {
+            record.discard();
+            return Err(Error::file(
+                &tape,
+                "hand a client over with",
+                std::io::Error::other(
+                    "the tape has secret spans, and a hand-over would record what the client sends in their place, its live secrets, in the pending tape (record this session anew through proxy with the same --redact rules)",
+                ),
+            ));
+        }
         let upstream = Stream::connect(addr)
             .and_then(|stream| {
                 Socket::register(cx.registry, stream, addr.clone(), upstream_token(key), true)

@@ -365,10 +365,15 @@ impl<S: Source + Clone> Session<S> {
                         }
                     }
                     let chunk = self.playback.peek(SEND_CHUNK)?.to_vec();
+                    // A secret's live value is recorded as stars: the
+                    // pending tape keeps its placeholder anyway.
+                    let secret = self.playback.sending_secret();
                     match self.peer.write(&chunk) {
                         Sent::Moved(n) => {
                             self.playback.consume(n)?;
-                            self.note_sent(Some(&chunk[..n]), expected, now);
+                            let starred = vec![b'*'; n];
+                            let sent = if secret { &starred } else { &chunk[..n] };
+                            self.note_sent(Some(sent), expected, now);
                             moved = true;
                         }
                         Sent::Blocked => {}

@@ -125,6 +125,12 @@ impl Update {
         recorded::first_wildcard(&self.turns, self.own)
     }
 
+    /// Whether the old tape has secret spans: a hand-over would record
+    /// the client's live secrets, which no rule stars there.
+    pub fn has_secrets(&self) -> bool {
+        recorded::has_secret(&self.turns)
+    }
+
     /// True once the peer departed from the tape.
     pub fn departed(&self) -> bool {
         matches!(self.course, Course::Departed { .. })

@@ -48,6 +48,13 @@ pub(super) fn is_recorded(turns: &[Turn], dir: Direction, from: u64, heard: &[u8
     matched == heard.len() as u64
 }
 
+/// Whether the old tape has a secret span on either side.
+pub(super) fn has_secret(turns: &[Turn]) -> bool {
+    turns.iter().flat_map(|t| &t.items).any(|item| {
+        matches!(item, Item::Span(span, _) if matches!(span.kind, crate::tape::SpanKind::Secret(_)))
+    })
+}
+
 /// Whether `dir` closed its side right after byte `at` of its stream in
 /// the old tape's `turns`: its EOF is then part of the answer, and an
 /// answer whose bytes are all there is not whole before it.
