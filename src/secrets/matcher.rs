@@ -65,9 +65,11 @@ pub enum Release {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Scanning,
-    /// Inside the value after rule `rule`'s prefix.
+    /// Inside the value after rule `rule`'s prefix, which began at
+    /// stream offset `from`.
     Value {
         rule: usize,
+        from: u64,
     },
 }
 
@@ -191,11 +193,20 @@ impl Matcher {
         let mut next = 0;
         loop {
             match self.state {
-                State::Value { rule } => {
+                State::Value { rule, from } => {
                     let end = self.finder.ends[rule].as_ref().expect("a value's rule");
                     let p = pieces.at;
-                    match view.find_end(end, p) {
-                        Some(at) if at - p > MAX_VALUE => pieces.secret(p + MAX_VALUE, rule),
+                    // The end may begin in the value's bytes already
+                    // released (by force, before the rest of it came).
+                    let back = match end {
+                        End::Bytes(bytes) => bytes.len() - 1,
+                        End::Line => 0,
+                    };
+                    let value_at = from.saturating_sub(start) as usize;
+                    match view.find_end(end, p.saturating_sub(back).max(value_at)) {
+                        Some(at) if at.saturating_sub(p) > MAX_VALUE => {
+                            pieces.secret(p + MAX_VALUE, rule)
+                        }
                         Some(at) => {
                             pieces.secret(at, rule);
                             self.state = State::Scanning;
@@ -227,7 +238,10 @@ impl Matcher {
                     let pattern = &self.finder.patterns[first.pattern];
                     if pattern.prefix {
                         pieces.plain(first.end);
-                        self.state = State::Value { rule: pattern.rule };
+                        self.state = State::Value {
+                            rule: pattern.rule,
+                            from: start + first.end as u64,
+                        };
                         next += 1;
                         continue;
                     }
@@ -520,6 +534,24 @@ mod tests {
         let finder = rules(&[lit(b"abcd"), lit(b"cdef")]);
         let (out, _) = record(&finder, b"xabcdefx", &[3], 100);
         assert_eq!(out, "x<R0:6>x");
+    }
+
+    /// A value's end of several bytes whose first came before the hold
+    /// ran out (and went out with the value) is still its end: the value
+    /// does not run on to the next one.
+    #[test]
+    fn an_end_split_by_a_forced_release_still_ends_the_value() {
+        let finder = rules(&[after(b"pw=", Some(b"&&"))]);
+        let mut m = Matcher::new(finder);
+        let mut pieces = Vec::new();
+        assert_eq!(m.scan([b"pw=abc&", b""], Release::Force, &mut pieces), 7);
+        let shape = |pieces: &[Piece]| -> Vec<(usize, bool)> {
+            pieces.iter().map(|p| (p.len, p.secret.is_some())).collect()
+        };
+        assert_eq!(shape(&pieces), [(3, false), (4, true)]);
+        pieces.clear();
+        assert_eq!(m.scan([b"&next=1\n", b""], Release::End, &mut pieces), 8);
+        assert_eq!(shape(&pieces), [(8, false)], "the end, then plain bytes");
     }
 
     #[test]
