@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use log::info;
+
 use crate::cassette::{self, PENDING_EXTENSION};
 use crate::error::Error;
 use crate::linediff::{self, Line};
@@ -33,6 +35,15 @@ pub fn find(paths: &[PathBuf]) -> Result<Vec<Pending>, Error> {
         if meta.is_dir() {
             walk(path, 0, &mut found)?;
         } else if let Some(pending) = pending_of(path) {
+            if !pending.is_tapes() {
+                return Err(Error::refused(
+                    path,
+                    format!(
+                        "{}: not a pending tape: it, or the file it would replace, is not a tape",
+                        path.display()
+                    ),
+                ));
+            }
             found.push(pending);
         } else {
             return Err(Error::refused(
@@ -44,9 +55,22 @@ pub fn find(paths: &[PathBuf]) -> Result<Vec<Pending>, Error> {
             ));
         }
     }
+    // The same file named twice (`a.new` and `./a.new`) is one.
+    let real = |p: &Pending| std::fs::canonicalize(&p.new).unwrap_or_else(|_| p.new.clone());
+    found.sort_by_key(real);
+    found.dedup_by_key(|p| real(p));
     found.sort_by(|a, b| a.new.cmp(&b.new));
-    found.dedup();
     Ok(found)
+}
+
+impl Pending {
+    /// Both tcptape's to touch: the pending file a tape, and the file it
+    /// would replace a tape or absent (a new cassette tape). A user's
+    /// `settings.conf.new` beside `settings.conf` is neither.
+    fn is_tapes(&self) -> bool {
+        tape::begins_like_tape(&self.new)
+            && (!self.old.exists() || tape::begins_like_tape(&self.old))
+    }
 }
 
 fn pending_of(path: &Path) -> Option<Pending> {
@@ -75,7 +99,10 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<Pending>) -> Result<(), Error>
         } else if kind.is_file()
             && let Some(pending) = pending_of(&entry.path())
         {
-            found.push(pending);
+            match pending.is_tapes() {
+                true => found.push(pending),
+                false => info!("{}: not a pending tape, left alone", pending.new.display()),
+            }
         }
     }
     Ok(())

@@ -345,6 +345,55 @@ fn review_reject_removes_the_pending_tape_and_keeps_the_old() {
     drop(dir);
 }
 
+/// `review` touches tapes only: a user's `settings.conf.new` beside
+/// `settings.conf`, or a pending tape that would replace a file that is no
+/// tape, is left alone, found in a folder or named. A pending tape named
+/// twice is one.
+#[test]
+fn review_leaves_files_that_are_not_tapes_alone() {
+    let (dir, tape, pending) = pending_v2("snap-not-tapes");
+    let conf = text_tape(&dir, "settings.conf", "port = 1\n");
+    let draft = text_tape(&dir, "settings.conf.new", "port = 2\n");
+    let dir_path = dir.to_str().unwrap().to_string();
+    let (code, stdout, stderr) = run(&["review", "--reject", &dir_path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("rejected"), "{stdout}");
+    assert!(!pending.exists(), "the pending tape was rejected");
+    assert_eq!(std::fs::read_to_string(&draft).unwrap(), "port = 2\n");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "port = 1\n");
+    for action in ["--accept", "--reject"] {
+        let (code, _, stderr) = run(&["review", action, draft.to_str().unwrap()]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("not a pending tape"), "{stderr}");
+        assert!(stderr.contains(&draft.display().to_string()), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&draft).unwrap(), "port = 2\n");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "port = 1\n");
+    // A tape's draft for a file that is not a tape: left alone too.
+    std::fs::copy(&tape, dir.join("notes.txt.new")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "my notes\n").unwrap();
+    let (code, _, stderr) = run(&["review", "--accept", &dir_path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "my notes\n"
+    );
+    // Named twice, accepted once.
+    let (addr, server) = line_server("v2", 1);
+    let (code, stderr) = client(addr, &tape, true);
+    assert_eq!(code, 4, "{stderr}");
+    server.join().unwrap();
+    let named = dir.join("login.txt.new");
+    let dotted = format!("{}/./login.txt.new", dir.display());
+    let (code, _, stderr) = run(&["review", "--accept", named.to_str().unwrap(), &dotted]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::read_to_string(&tape)
+            .unwrap()
+            .contains("WELCOME v2")
+    );
+}
+
 #[test]
 fn review_asks_one_key_per_tape_on_a_terminal() {
     if std::process::Command::new("python3")

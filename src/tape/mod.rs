@@ -122,6 +122,21 @@ fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) ->
 /// Opens a tape, binary or text, told apart by content: a binary tape is
 /// read from the file as it goes; a text tape is built into memory (text
 /// tapes are written by hand and small).
+/// Whether the file at `path` begins as a tape does: the magic frame of a
+/// binary tape, or a text tape's header near the start. What tcptape
+/// rewrites or removes on its own must pass this: a user's file that only
+/// has a tape's name must not.
+pub fn begins_like_tape(path: &Path) -> bool {
+    let mut start = Vec::with_capacity(512);
+    let read = File::open(path).and_then(|file| file.take(512).read_to_end(&mut start));
+    if read.is_err() {
+        return false;
+    }
+    let text = text::HEADER.as_bytes();
+    start.starts_with(&frame::magic_frame())
+        || (text::looks_like_text(&start) && start.windows(text.len()).any(|w| w == text))
+}
+
 pub fn open(path: &Path) -> Result<SharedTape, OpenError> {
     open_located(path).map(|(tape, _)| tape)
 }
