@@ -297,9 +297,7 @@ pub(crate) fn check_recordable(dir: &Path) -> Result<bool, Error> {
         if name.starts_with('.') {
             continue;
         }
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let own = is_file && is_own_file(&name) && (name != INDEX || is_our_index(&entry.path()));
-        if !own {
+        if !is_own(&entry, &name) {
             foreign.push(name);
         }
     }
@@ -322,6 +320,19 @@ pub(crate) fn check_recordable(dir: &Path) -> Result<bool, Error> {
     ))
 }
 
+/// A file of the folder that is tcptape's to replace: named as tcptape
+/// names them, a regular file, and as tcptape writes them (a tape, or
+/// its index): a user's notes named `0001.tape` or `index` are not.
+fn is_own(entry: &std::fs::DirEntry, name: &str) -> bool {
+    let path = entry.path();
+    entry.file_type().is_ok_and(|t| t.is_file())
+        && is_own_file(name)
+        && match name == INDEX {
+            true => is_our_index(&path),
+            false => tape::begins_like_tape(&path),
+        }
+}
+
 fn is_our_index(path: &Path) -> bool {
     let mut start = [0u8; INDEX_HEADER.len()];
     File::open(path)
@@ -337,7 +348,7 @@ pub(crate) fn clear(dir: &Path) -> Result<(), Error> {
     for entry in entries {
         let entry = entry.map_err(|err| Error::file(dir, "read cassette", err))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_own_file(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if !is_own(&entry, &name) {
             continue;
         }
         let path = entry.path();

@@ -65,6 +65,30 @@ fn recording_into_a_folder_that_is_not_a_cassette_touches_nothing() {
     assert_untouched(&dir);
 }
 
+/// A file named as tcptape names tapes, that is no tape (a user's notes
+/// in `0001.tape`, a draft in `0007.tape.new`), is not tcptape's: the
+/// folder is refused, naming them, and they are kept.
+#[test]
+fn a_file_named_like_a_tape_that_is_none_is_not_replaced() {
+    let dir = temp_dir("hardening-named-like-a-tape");
+    std::fs::write(dir.join("0001.tape"), b"my precious notes\n").unwrap();
+    std::fs::write(dir.join("0007.tape.new"), b"a draft\n").unwrap();
+    let (code, _, stderr) = run(&["proxy", "127.0.0.1:0", "127.0.0.1:9", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("holds files tcptape did not write (0001.tape, 0007.tape.new)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("0001.tape")).unwrap(),
+        b"my precious notes\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("0007.tape.new")).unwrap(),
+        b"a draft\n"
+    );
+}
+
 #[test]
 fn a_new_recording_replaces_only_tcptapes_own_files() {
     let dir = temp_dir("hardening-rerecord");
