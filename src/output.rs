@@ -2,7 +2,8 @@
 //! the bytes go to a temporary file in the same folder, which is renamed
 //! over the destination once complete. An output that is also the input
 //! (`print t.tape -o t.tape`, or through a symlink) is read whole before
-//! it is replaced; a failure leaves the old file as it was.
+//! it is replaced; a failure leaves the old file as it was. A device or a
+//! pipe is written into, never replaced.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -27,6 +28,13 @@ pub(crate) fn write_atomically<F>(path: &Path, write: F) -> io::Result<()>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
+    // A device or a pipe (`-o /dev/null`, a FIFO) is written into as it
+    // is: renaming a file over it would replace the device itself.
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+        let mut out = BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+        write(&mut out)?;
+        return out.flush();
+    }
     let temp = temp_path(path);
     let result = File::create(&temp).and_then(|file| {
         let mut out = BufWriter::new(file);

@@ -663,3 +663,32 @@ fn a_tape_that_changes_on_disk_after_load_fails_its_sessions_with_a_log_line() {
     let (code, _, stderr) = mock.finish();
     assert_eq!(code, 1, "{stderr}");
 }
+
+/// `-o` naming a pipe (or a device: `/dev/null`) writes into it: the pipe
+/// stays a pipe, never replaced by a file.
+#[test]
+fn an_output_that_is_a_pipe_is_written_into_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = temp_dir("hardening-fifo");
+    let fifo = dir.join("out.pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let text = text_tape(&dir, "t.txt", "tcptape text 1\n> \"ping\"\n< \"pong\"\n");
+    let reading = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let (code, _, stderr) = run(&[
+        "build",
+        text.to_str().unwrap(),
+        "-o",
+        fifo.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // Checked before the reader is waited for: a pipe replaced by a file
+    // would leave it waiting for a writer forever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the pipe is still a pipe");
+    let tape = reading.join().unwrap();
+    assert!(tape.starts_with(b"\0\0\0\x08tcptape\0"), "{tape:?}");
+}
