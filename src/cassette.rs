@@ -321,15 +321,21 @@ pub(crate) fn check_recordable(dir: &Path) -> Result<bool, Error> {
 }
 
 /// A file of the folder that is tcptape's to replace: named as tcptape
-/// names them, a regular file, and as tcptape writes them (a tape, or
-/// its index): a user's notes named `0001.tape` or `index` are not.
+/// names them, a regular file, and as tcptape writes them (its index; a
+/// tape, or any numbered file beside tcptape's index, a tape cut short
+/// included): a user's notes named `0001.tape` or `index` in a folder
+/// of their own are not.
 fn is_own(entry: &std::fs::DirEntry, name: &str) -> bool {
     let path = entry.path();
+    let beside_our_index = || {
+        path.parent()
+            .is_some_and(|dir| is_our_index(&dir.join(INDEX)))
+    };
     entry.file_type().is_ok_and(|t| t.is_file())
         && is_own_file(name)
         && match name == INDEX {
             true => is_our_index(&path),
-            false => tape::begins_like_tape(&path),
+            false => tape::begins_like_tape(&path) || beside_our_index(),
         }
 }
 
@@ -559,7 +565,7 @@ mod tests {
         assert!(check_recordable(&dir.join("new")).unwrap(), "missing");
         write_index(&dir, &[]).unwrap();
         for name in ["0001.tape", "0002.tape.partial", ".gitignore"] {
-            std::fs::write(dir.join(name), b"x").unwrap();
+            std::fs::write(dir.join(name), crate::tape::frame::magic_frame()).unwrap();
         }
         assert!(!check_recordable(&dir).unwrap());
         clear(&dir).unwrap();
@@ -571,9 +577,10 @@ mod tests {
 
         std::fs::write(dir.join("Cargo.toml"), b"[package]").unwrap();
         std::fs::write(dir.join(INDEX), b"not ours").unwrap();
+        std::fs::write(dir.join("0003.tape"), b"not a tape").unwrap();
         let err = check_recordable(&dir).unwrap_err().to_string();
         assert!(
-            err.contains("holds files tcptape did not write (Cargo.toml, index)"),
+            err.contains("holds files tcptape did not write (0003.tape, Cargo.toml, index)"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -197,10 +197,13 @@ mod tests {
     #[test]
     fn pending_tapes_are_found_in_folders_but_not_in_build_output() {
         let root = dir("find");
-        std::fs::write(root.join("a.txt.new"), "").unwrap();
-        std::fs::write(root.join("sub/0001.tape.new"), "").unwrap();
-        std::fs::write(root.join("sub/target/x.txt.new"), "").unwrap();
+        let tape = "tcptape text 1\n> \"x\"\n";
+        std::fs::write(root.join("a.txt.new"), tape).unwrap();
+        std::fs::write(root.join("sub/0001.tape.new"), tape).unwrap();
+        std::fs::write(root.join("sub/target/x.txt.new"), tape).unwrap();
         std::fs::write(root.join("sub/other.txt"), "").unwrap();
+        // Named like one, but no tape: not found.
+        std::fs::write(root.join("sub/notes.md.new"), "# notes\n").unwrap();
         let found = find(std::slice::from_ref(&root)).unwrap();
         let names: Vec<_> = found
             .iter()
