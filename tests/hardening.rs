@@ -692,3 +692,25 @@ fn an_output_that_is_a_pipe_is_written_into_not_replaced() {
     let tape = reading.join().unwrap();
     assert!(tape.starts_with(b"\0\0\0\x08tcptape\0"), "{tape:?}");
 }
+
+/// Inputs with no end (`/dev/zero`) are refused, not read until memory
+/// runs out: a text tape to build, a scan's allow-list.
+#[test]
+fn endless_inputs_are_refused_not_read_whole() {
+    let dir = temp_dir("hardening-endless");
+    let out = dir.join("x.tape");
+    let (code, _, stderr) = run(&["build", "/dev/zero", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: cannot read text tape: not a regular file"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let tape = text_tape(&dir, "t.txt", "tcptape text 1\n> \"ping\"\n");
+    let (code, _, stderr) = run(&["scan", "--allow", "/dev/zero", tape.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: over 1 MiB, not an allow-list"),
+        "{stderr}"
+    );
+}

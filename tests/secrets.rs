@@ -252,7 +252,7 @@ fn bad_rules_are_usage_errors_naming_the_rule_or_the_file_and_line() {
     std::fs::write(&rules, "# ours\ntext s3cr3t-token\nafter X\n").unwrap();
     let rules = rules.to_str().unwrap();
     let missing = dir.join("missing.txt");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--redact-env", "TCPTAPE_SURELY_UNSET"],
             "error: --redact-env TCPTAPE_SURELY_UNSET: the variable is not set",
@@ -269,6 +269,11 @@ fn bad_rules_are_usage_errors_naming_the_rule_or_the_file_and_line() {
         (
             &["--redact-file", missing.to_str().unwrap()],
             "cannot read it: No such file or directory",
+        ),
+        // Endless: refused after its first 64 KiB, not read whole.
+        (
+            &["--redact-file", "/dev/zero"],
+            "error: --redact-file /dev/zero: over 64 KiB, not a rules file",
         ),
     ];
     for (rule, want) in cases {

@@ -44,7 +44,9 @@ impl RuleFlags {
         let value = text(parser, usage)?;
         let refused = |err: secrets::RuleError| Usage::new(err.0, usage);
         if name == "--redact-file" {
-            let content = std::fs::read(&value).map_err(|err| {
+            // At most one byte past the limit is read: a device or a huge
+            // file is refused, not read whole.
+            let content = read_at_most(&value, 64 * 1024 + 1).map_err(|err| {
                 let why = crate::error::os_reason(&err);
                 Usage::new(
                     format!("--redact-file {value}: cannot read it: {why}"),
@@ -173,9 +175,17 @@ pub(super) fn run_scan(args: &ScanArgs) -> Result<i32, Error> {
     let allowed = match &args.allow {
         None => Vec::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            // An allow-list is small: a device or a huge file is refused.
+            let limit = 1024 * 1024;
+            let bytes = read_at_most(&path.to_string_lossy(), limit + 1)
                 .map_err(|err| Error::file(path, "read allow-list", err))?;
-            crate::scan::allow_list(&text)
+            if bytes.len() as u64 > limit {
+                return Err(Error::refused(
+                    path,
+                    format!("{}: over 1 MiB, not an allow-list", path.display()),
+                ));
+            }
+            crate::scan::allow_list(&String::from_utf8_lossy(&bytes))
         }
     };
     let findings = crate::scan::run(&args.paths, &allowed)?;
@@ -200,4 +210,14 @@ pub(super) fn run_scan(args: &ScanArgs) -> Result<i32, Error> {
         findings.len()
     );
     Ok(super::EXIT_ERROR)
+}
+
+/// The first `limit` bytes of the file at `path` (all of a smaller one).
+fn read_at_most(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut content = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut content)?;
+    Ok(content)
 }

@@ -95,6 +95,16 @@ pub(super) fn run_print(args: &PrintArgs) -> Result<(), Error> {
 }
 
 pub(super) fn run_build(args: &BuildArgs) -> Result<(), Error> {
+    // A device or a pipe (`/dev/zero`) has no end to read to.
+    if std::fs::metadata(&args.text).is_ok_and(|meta| !meta.is_file()) {
+        return Err(Error::refused(
+            &args.text,
+            format!(
+                "{}: cannot read text tape: not a regular file",
+                args.text.display()
+            ),
+        ));
+    }
     let text = std::fs::read_to_string(&args.text)
         .map_err(|e| Error::file(&args.text, "read text tape", e))?;
     let binary = text::parse(&text).map_err(|source| Error::Text {
