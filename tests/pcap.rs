@@ -1242,3 +1242,26 @@ fn packets_centuries_apart_make_one_capped_delay_not_gigabytes() {
     );
     assert!(std::fs::metadata(&tape).unwrap().len() < 64 * 1024);
 }
+
+/// A tape of a few bytes may declare gigabytes of wildcard bytes (`any
+/// 4294967295`): its export is refused past 64 MiB of them, naming it,
+/// and leaves no file, where it wrote without end before.
+#[test]
+fn wildcards_past_a_limit_are_not_exported_as_gigabytes_of_zeros() {
+    let dir = temp_dir("pcap-huge-wildcard");
+    let tape = text_tape(
+        &dir,
+        "t.txt",
+        "tcptape text 1\n> \"GET\"\n< any 4294967295\n",
+    );
+    let out = dir.join("o.pcap");
+    let (code, _, stderr) = run(&["pcap", tape.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&tape.display().to_string()), "{stderr}");
+    assert!(stderr.contains("more than 64 MiB"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["t.txt"], "no capture, no temporary file");
+}

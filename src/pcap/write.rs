@@ -173,7 +173,15 @@ pub struct Conversation {
     time_ms: u64,
     step: Step,
     planned: Option<Planned>,
+    /// Bytes of wildcards exported so far (as zeros), at most
+    /// `WILDCARD_LIMIT`.
+    wildcard_bytes: u64,
 }
+
+/// The most wildcard bytes a tape's capture stands in zeros for: a tape of
+/// a few bytes may declare gigabytes of them (`any 4294967295`), which no
+/// recording made.
+const WILDCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Conversation {
     /// The conversation of tape `number` (from 1), starting at `start_ms`.
@@ -197,6 +205,7 @@ impl Conversation {
             time_ms: start_ms,
             step: Step::Syn,
             planned: None,
+            wildcard_bytes: 0,
         };
         conversation.plan()?;
         Ok(conversation)
@@ -331,6 +340,17 @@ impl Conversation {
                     .reader
                     .read_wildcard()
                     .map_err(|err| Error::tape(path, err))?;
+                self.wildcard_bytes += u64::from(count);
+                if self.wildcard_bytes > WILDCARD_LIMIT {
+                    return Err(Error::refused(
+                        path,
+                        format!(
+                            "{}: its wildcards (any N) stand for more than {} MiB, which a capture would hold as zeros: not exported",
+                            path.display(),
+                            WILDCARD_LIMIT >> 20
+                        ),
+                    ));
+                }
                 (dir, u64::from(count), true)
             }
             Kind::Eof(dir) => {
