@@ -103,7 +103,9 @@ fn repair_tape(path: &Path) -> Result<Repaired, Error> {
                     break (err.offset, REASON);
                 }
                 // Killed before the magic was whole: start the tape over.
-                TapeErrorKind::NotATape { .. } if len < frame::magic_frame().len() as u64 => {
+                // Only what begins as the magic does (a user's short file
+                // or an empty one is no tape of ours).
+                TapeErrorKind::NotATape { .. } if begins_the_magic(path, len) => {
                     break (0, REASON);
                 }
                 _ => return Err(Error::tape(path, err)),
@@ -197,6 +199,16 @@ fn entry_for(path: &Path, name: &str, index: &[Entry]) -> Result<Option<Entry>, 
         first: summary.first,
         whole: false,
     }))
+}
+
+/// Whether the file at `path`, `len` bytes long, holds the first bytes of
+/// the magic frame and no more: a tape killed while its magic was written.
+fn begins_the_magic(path: &Path, len: u64) -> bool {
+    let magic = frame::magic_frame();
+    if len == 0 || len >= magic.len() as u64 {
+        return false;
+    }
+    std::fs::read(path).is_ok_and(|bytes| magic.starts_with(&bytes))
 }
 
 #[cfg(test)]

@@ -714,3 +714,30 @@ fn endless_inputs_are_refused_not_read_whole() {
         "{stderr}"
     );
 }
+
+/// `repair` starts over only a tape killed while its magic was written
+/// (its bytes begin the magic): a short file of other bytes, or an empty
+/// one, is no tape and is left as it is.
+#[test]
+fn repair_leaves_a_short_file_that_is_no_tape_alone() {
+    let dir = temp_dir("hardening-repair-short");
+    let short = dir.join("small.bin");
+    std::fs::write(&short, b"\xff\xfe\x00\x01\x02").unwrap();
+    let empty = dir.join("empty.tape");
+    std::fs::write(&empty, b"").unwrap();
+    for (path, before) in [(&short, &b"\xff\xfe\x00\x01\x02"[..]), (&empty, &b""[..])] {
+        let (code, _, stderr) = run(&["repair", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        assert!(stderr.contains("not a tape"), "{stderr}");
+        assert_eq!(std::fs::read(path).unwrap(), before, "left as it was");
+    }
+    // Killed after 5 bytes of the magic: a tape started over, marked cut.
+    let killed = dir.join("killed.tape");
+    std::fs::write(&killed, b"\0\0\0\x08t").unwrap();
+    let (code, _, stderr) = run(&["repair", killed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, listing, stderr) = run(&["describe", killed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(listing.contains("CUT"), "{listing}");
+}
