@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use crate::cassette;
 use crate::error::Error;
 use crate::output;
-use crate::secrets::{Matcher, Piece, Release, Rules};
+use std::rc::Rc;
+
+use crate::secrets::{Finder, Matcher, Piece, Release, Rules};
 use crate::tape::text::{self, LineMap};
 use crate::tape::{Kind, Reader, Span, SpanKind, TapeError, Writer};
 
@@ -345,11 +347,12 @@ fn retext(
     }
     let mut out = String::with_capacity(source.len());
     let mut in_comments = 0;
+    let finder = Matcher::finder(rules);
     for (number, line) in source.lines().enumerate() {
         let number = number as u32 + 1;
         match groups.iter().find(|g| g.0 <= number && number <= g.1) {
             None => {
-                let (kept, secrets) = star_comment(rules, line);
+                let (kept, secrets) = star_comment(&finder, line);
                 in_comments += secrets;
                 out.push_str(&kept);
                 out.push('\n');
@@ -386,9 +389,9 @@ fn retext(
     Ok((out, in_comments))
 }
 
-/// `line` with what the rules name in its comment (from a `#` outside
-/// quotes on) starred, and how many secrets that was.
-fn star_comment(rules: &Rules, line: &str) -> (String, usize) {
+/// `line` with what the rules (`finder`) name in its comment (from a `#`
+/// outside quotes on) starred, and how many secrets that was.
+fn star_comment(finder: &Rc<Finder>, line: &str) -> (String, usize) {
     let mut quoted = false;
     let mut escaped = false;
     let start = line.char_indices().find_map(|(i, c)| {
@@ -405,7 +408,7 @@ fn star_comment(rules: &Rules, line: &str) -> (String, usize) {
         return (line.to_string(), 0);
     };
     let mut bytes = line.as_bytes().to_vec();
-    let mut matcher = Matcher::new(Matcher::finder(rules));
+    let mut matcher = Matcher::new(finder.clone());
     let mut pieces = Vec::new();
     let mut at = start;
     let mut secrets = 0;

@@ -4,7 +4,7 @@
 //! no quiet to count as whole), and whether it closed right after them.
 
 use super::merge::{Item, Turn};
-use crate::tape::Direction;
+use crate::tape::{Direction, SpanKind};
 
 /// Where the first wildcard (`any N`) of `dir` is in its stream of the
 /// old tape's `turns`, if there is one: a wildcard has no bytes to send.
@@ -50,9 +50,10 @@ pub(super) fn is_recorded(turns: &[Turn], dir: Direction, from: u64, heard: &[u8
 
 /// Whether the old tape has a secret span on either side.
 pub(super) fn has_secret(turns: &[Turn]) -> bool {
-    turns.iter().flat_map(|t| &t.items).any(|item| {
-        matches!(item, Item::Span(span, _) if matches!(span.kind, crate::tape::SpanKind::Secret(_)))
-    })
+    turns
+        .iter()
+        .flat_map(|t| &t.items)
+        .any(|item| matches!(item, Item::Span(span, _) if matches!(span.kind, SpanKind::Secret(_))))
 }
 
 /// Whether `dir` closed its side right after byte `at` of its stream in
@@ -77,7 +78,7 @@ pub(super) fn closes_at(turns: &[Turn], dir: Direction, at: u64) -> bool {
 mod tests {
     use super::*;
     use crate::replay::update::merge;
-    use crate::tape::{Span, SpanKind, Writer};
+    use crate::tape::{Span, Writer};
 
     #[test]
     fn a_side_closes_where_its_eof_follows_its_last_byte() {
